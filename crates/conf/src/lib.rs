@@ -1,0 +1,1 @@
+//! libvirt XML documents.

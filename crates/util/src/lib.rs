@@ -1,0 +1,2 @@
+//! Host plumbing shared by virtmesh services.
+pub mod fs;
