@@ -1,0 +1,14 @@
+//! The test driver service alone (one container per service).
+use clap::Parser;
+use virtmesh::roles::{RoleArgs, block_on, run_service};
+
+#[derive(Parser)]
+#[command(name = "virtmesh-test", about = "libvirt's test:///default driver as a gRPC service", version)]
+struct Cli {
+    #[command(flatten)]
+    args: RoleArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    block_on(run_service("test", Cli::parse().args))
+}
