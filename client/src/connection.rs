@@ -1,0 +1,178 @@
+//! A connection to the virtmesh gateway.
+//!
+//! The gateway routes each call by its `virt-uri` header (DESIGN.md §5), so
+//! a [`Connection`] is a channel plus a URI; every generated client it hands
+//! out goes through [`UriInterceptor`], which stamps that header on each
+//! request. The channel is lazy: opening never blocks, and a gateway that is
+//! down surfaces on the first call (use [`Connection::verify`] to find out
+//! early, as virsh does when it connects).
+
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use virtmesh_proto::v1;
+use virtmesh_rpc::ListenAddr;
+use virtmesh_rpc::client::{ChannelOptions, channel};
+use virtmesh_rpc::meta::VIRT_URI;
+
+use crate::error::{Error, Result};
+
+/// Sets the `virt-uri` header on every outgoing call. Without a URI the
+/// header is left out and the gateway applies its default URI.
+#[derive(Debug, Clone, Default)]
+pub struct UriInterceptor {
+    uri: Option<AsciiMetadataValue>,
+}
+
+impl UriInterceptor {
+    pub fn new(uri: Option<&str>) -> Result<Self> {
+        let uri = match uri {
+            Some(u) => Some(
+                MetadataValue::try_from(u).map_err(|_| Error::InvalidUri(u.to_owned()))?,
+            ),
+            None => None,
+        };
+        Ok(UriInterceptor { uri })
+    }
+}
+
+impl tonic::service::Interceptor for UriInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(uri) = &self.uri {
+            req.metadata_mut().insert(VIRT_URI, uri.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The transport every generated client of a [`Connection`] uses.
+pub type Intercepted = InterceptedService<Channel, UriInterceptor>;
+
+/// A connection to the gateway for one libvirt URI.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    channel: Channel,
+    uri: Option<String>,
+    interceptor: UriInterceptor,
+}
+
+impl Connection {
+    /// Open a (lazy) connection to `gateway` for `uri`; `None` leaves the
+    /// choice of URI to the gateway's default.
+    pub fn open(gateway: &ListenAddr, uri: Option<&str>) -> Result<Self> {
+        Self::open_with(gateway, uri, &ChannelOptions::default())
+    }
+
+    /// Like [`Connection::open`], with explicit timeouts.
+    pub fn open_with(gateway: &ListenAddr, uri: Option<&str>, opts: &ChannelOptions) -> Result<Self> {
+        Self::from_channel(channel(gateway, opts), uri)
+    }
+
+    /// Wrap an existing channel (tests, custom transports).
+    pub fn from_channel(channel: Channel, uri: Option<&str>) -> Result<Self> {
+        let interceptor = UriInterceptor::new(uri)?;
+        Ok(Connection {
+            channel,
+            uri: uri.map(str::to_owned),
+            interceptor,
+        })
+    }
+
+    /// The URI this connection was opened with (not the gateway default).
+    pub fn uri(&self) -> Option<&str> {
+        self.uri.as_deref()
+    }
+
+    /// virConnectOpen: ask the gateway to validate the URI and name the
+    /// driver serving it. This is the first real round trip, so it is where
+    /// an unreachable gateway or an unknown URI scheme shows up.
+    pub async fn verify(&self) -> Result<v1::OpenReply> {
+        let req = v1::OpenRequest {
+            uri: self.uri.clone().unwrap_or_default(),
+            read_only: false,
+        };
+        Ok(self.connect().open(req).await?.into_inner())
+    }
+
+    fn svc(&self) -> Intercepted {
+        InterceptedService::new(self.channel.clone(), self.interceptor.clone())
+    }
+
+    pub fn connect(&self) -> v1::connect_client::ConnectClient<Intercepted> {
+        v1::connect_client::ConnectClient::new(self.svc())
+    }
+    pub fn host(&self) -> v1::host_client::HostClient<Intercepted> {
+        v1::host_client::HostClient::new(self.svc())
+    }
+    pub fn domain(&self) -> v1::domain_client::DomainClient<Intercepted> {
+        v1::domain_client::DomainClient::new(self.svc())
+    }
+    pub fn network(&self) -> v1::network_client::NetworkClient<Intercepted> {
+        v1::network_client::NetworkClient::new(self.svc())
+    }
+    pub fn storage_pool(&self) -> v1::storage_pool_client::StoragePoolClient<Intercepted> {
+        v1::storage_pool_client::StoragePoolClient::new(self.svc())
+    }
+    pub fn storage_vol(&self) -> v1::storage_vol_client::StorageVolClient<Intercepted> {
+        v1::storage_vol_client::StorageVolClient::new(self.svc())
+    }
+    pub fn secret(&self) -> v1::secret_client::SecretClient<Intercepted> {
+        v1::secret_client::SecretClient::new(self.svc())
+    }
+    pub fn nwfilter(&self) -> v1::nw_filter_client::NwFilterClient<Intercepted> {
+        v1::nw_filter_client::NwFilterClient::new(self.svc())
+    }
+    pub fn nwfilter_binding(&self) -> v1::nw_filter_binding_client::NwFilterBindingClient<Intercepted> {
+        v1::nw_filter_binding_client::NwFilterBindingClient::new(self.svc())
+    }
+    pub fn node_device(&self) -> v1::node_device_client::NodeDeviceClient<Intercepted> {
+        v1::node_device_client::NodeDeviceClient::new(self.svc())
+    }
+    pub fn interface(&self) -> v1::interface_client::InterfaceClient<Intercepted> {
+        v1::interface_client::InterfaceClient::new(self.svc())
+    }
+    pub fn events(&self) -> v1::events_client::EventsClient<Intercepted> {
+        v1::events_client::EventsClient::new(self.svc())
+    }
+}
+
+/// Drain a server stream into a vector (lists are streamed, DESIGN.md §3).
+pub async fn collect<T>(resp: tonic::Response<tonic::Streaming<T>>) -> Result<Vec<T>> {
+    let mut stream = resp.into_inner();
+    let mut out = Vec::new();
+    while let Some(item) = stream.message().await? {
+        out.push(item);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn interceptor_sets_uri_header() {
+        let mut i = UriInterceptor::new(Some("test:///default")).expect("valid uri");
+        let req = i.call(tonic::Request::new(())).expect("interceptor never fails");
+        assert_eq!(
+            req.metadata().get(VIRT_URI).and_then(|v| v.to_str().ok()),
+            Some("test:///default")
+        );
+    }
+
+    #[test]
+    fn interceptor_without_uri_leaves_header_out() {
+        let mut i = UriInterceptor::new(None).expect("no uri is fine");
+        let req = i.call(tonic::Request::new(())).expect("interceptor never fails");
+        assert!(req.metadata().get(VIRT_URI).is_none());
+    }
+
+    #[test]
+    fn uri_with_newline_is_rejected() {
+        assert!(matches!(
+            UriInterceptor::new(Some("test:///x\n")),
+            Err(Error::InvalidUri(_))
+        ));
+    }
+}
