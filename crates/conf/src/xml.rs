@@ -1,0 +1,493 @@
+//! A small generic XML element tree with libvirt's formatting rules.
+//!
+//! libvirt's formatters emit a canonical form: two-space indentation,
+//! attributes in single quotes in a fixed order, `<x/>` for empty elements
+//! and leaf text inline.  The per-document modules normalise a parsed tree
+//! into that order; this module only parses and prints.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+/// Why a document could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at line {line}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// One node of the tree: an element or a run of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    Text(String),
+    /// libvirt formatters that always open and close some elements on two
+    /// lines (`<source>` of pools, `<ip>` of networks) even when empty.
+    Break,
+}
+
+/// An element with its attributes in document order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    pub fn new(name: impl Into<String>) -> Self {
+        Element {
+            name: name.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Builder: add an attribute.
+    pub fn with_attr(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.set_attr(key, value);
+        self
+    }
+
+    /// Builder: add a child element.
+    pub fn with_child(mut self, child: Element) -> Self {
+        self.children.push(Node::Element(child));
+        self
+    }
+
+    /// Builder: set the text content.
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.set_text(text);
+        self
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Set an attribute, keeping its position when it already exists.
+    pub fn set_attr(&mut self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.attrs.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attrs.push((key.to_owned(), value)),
+        }
+    }
+
+    pub fn remove_attr(&mut self, key: &str) -> Option<String> {
+        let pos = self.attrs.iter().position(|(k, _)| k == key)?;
+        Some(self.attrs.remove(pos).1)
+    }
+
+    /// Reorder attributes: the listed keys first in that order, then the rest
+    /// as they came.
+    pub fn order_attrs(&mut self, order: &[&str]) {
+        let mut sorted = Vec::with_capacity(self.attrs.len());
+        for key in order {
+            if let Some(pos) = self.attrs.iter().position(|(k, _)| k == key) {
+                sorted.push(self.attrs.remove(pos));
+            }
+        }
+        sorted.append(&mut self.attrs);
+        self.attrs = sorted;
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    pub fn elements_mut(&mut self) -> impl Iterator<Item = &mut Element> {
+        self.children.iter_mut().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.elements().find(|e| e.name == name)
+    }
+
+    pub fn child_mut(&mut self, name: &str) -> Option<&mut Element> {
+        self.elements_mut().find(|e| e.name == name)
+    }
+
+    /// The child named `name`, created (appended) when missing.
+    pub fn child_or_insert(&mut self, name: &str) -> &mut Element {
+        let pos = self
+            .children
+            .iter()
+            .position(|n| matches!(n, Node::Element(e) if e.name == name));
+        let idx = match pos {
+            Some(i) => i,
+            None => {
+                self.children.push(Node::Element(Element::new(name)));
+                self.children.len() - 1
+            }
+        };
+        match &mut self.children[idx] {
+            Node::Element(e) => e,
+            // The index was chosen among elements just above.
+            _ => unreachable!("index points at an element"),
+        }
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.elements().filter(move |e| e.name == name)
+    }
+
+    /// Remove every child element named `name`; returns how many went.
+    pub fn remove_children(&mut self, name: &str) -> usize {
+        let before = self.children.len();
+        self.children
+            .retain(|n| !matches!(n, Node::Element(e) if e.name == name));
+        before - self.children.len()
+    }
+
+    /// Concatenated text content (direct children only).
+    pub fn text(&self) -> String {
+        self.children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Replace all children by one text node.
+    pub fn set_text(&mut self, text: impl Into<String>) {
+        self.children = vec![Node::Text(text.into())];
+    }
+
+    /// Text of the child element `name`, if present.
+    pub fn child_text(&self, name: &str) -> Option<String> {
+        self.child(name).map(|c| c.text())
+    }
+
+    /// Set (creating if needed) the text of child element `name`.
+    pub fn set_child_text(&mut self, name: &str, text: impl Into<String>) {
+        self.child_or_insert(name).set_text(text);
+    }
+
+    /// Sort child elements by a rank; equal ranks keep document order.
+    pub fn sort_children_by<F: Fn(&Element) -> usize>(&mut self, rank: F) {
+        self.children.sort_by_key(|n| match n {
+            Node::Element(e) => rank(e),
+            _ => usize::MAX,
+        });
+    }
+
+    /// Sort child elements: names in `order` first in that order; unknown
+    /// names go just before any of `tail` (e.g. alias/address) keeping their
+    /// relative order.
+    pub fn sort_children(&mut self, order: &[&str]) {
+        let unknown = order
+            .iter()
+            .position(|n| *n == "*")
+            .unwrap_or(order.len());
+        self.sort_children_by(|e| {
+            order
+                .iter()
+                .position(|n| *n == e.name)
+                .unwrap_or(unknown)
+        });
+    }
+
+    /// Parse a whole document and return its root element.
+    pub fn parse(doc: &str) -> Result<Element, ParseError> {
+        parse(doc)
+    }
+
+    /// Format in libvirt's style with a trailing newline.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        format_element(self, 0, &mut out);
+        out
+    }
+}
+
+fn line_of(doc: &str, pos: usize) -> usize {
+    let end = pos.min(doc.len());
+    doc.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+fn utf8(bytes: &[u8], doc: &str, pos: usize) -> Result<String, ParseError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ParseError {
+        line: line_of(doc, pos),
+        message: "Input is not proper UTF-8".into(),
+    })
+}
+
+/// Resolve character and predefined entity references in `raw`.
+fn unescape(raw: &str) -> Option<String> {
+    if !raw.contains('&') {
+        return Some(raw.to_owned());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let tail = &rest[amp + 1..];
+        let semi = tail.find(';')?;
+        out.push_str(&resolve_entity(&tail[..semi])?);
+        rest = &tail[semi + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn resolve_entity(name: &str) -> Option<String> {
+    let s = match name {
+        "amp" => "&",
+        "lt" => "<",
+        "gt" => ">",
+        "apos" => "'",
+        "quot" => "\"",
+        _ => {
+            let code = if let Some(hex) = name.strip_prefix("#x") {
+                u32::from_str_radix(hex, 16).ok()?
+            } else if let Some(dec) = name.strip_prefix('#') {
+                dec.parse().ok()?
+            } else {
+                return None;
+            };
+            return char::from_u32(code).map(String::from);
+        }
+    };
+    Some(s.to_owned())
+}
+
+fn start_element(
+    e: &quick_xml::events::BytesStart<'_>,
+    doc: &str,
+    pos: usize,
+) -> Result<Element, ParseError> {
+    let err = |message: String| ParseError {
+        line: line_of(doc, pos),
+        message,
+    };
+    let name = utf8(e.name().as_ref(), doc, pos)?;
+    let mut el = Element::new(name);
+    for attr in e.attributes() {
+        let attr = attr.map_err(|e| err(format!("{e}")))?;
+        let key = utf8(attr.key.as_ref(), doc, pos)?;
+        let raw = utf8(&attr.value, doc, pos)?;
+        let value = unescape(&raw).ok_or_else(|| err(format!("EntityRef: expecting ';' in attribute {key}")))?;
+        if el.attr(&key).is_some() {
+            return Err(err(format!("Attribute {key} redefined")));
+        }
+        el.attrs.push((key, value));
+    }
+    Ok(el)
+}
+
+/// Parse `doc` into its root element.  Comments, processing instructions and
+/// whitespace between elements are dropped, as libvirt's parsers ignore them.
+pub fn parse(doc: &str) -> Result<Element, ParseError> {
+    let mut reader = Reader::from_str(doc);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let pos = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let event = reader.read_event().map_err(|e| ParseError {
+            line: line_of(doc, usize::try_from(reader.error_position()).unwrap_or(pos)),
+            message: e.to_string(),
+        })?;
+        let err = |message: &str| ParseError {
+            line: line_of(doc, pos),
+            message: message.to_owned(),
+        };
+        match event {
+            Event::Start(e) => {
+                if root.is_some() && stack.is_empty() {
+                    return Err(err("Extra content at the end of the document"));
+                }
+                stack.push(start_element(&e, doc, pos)?);
+            }
+            Event::Empty(e) => {
+                let el = start_element(&e, doc, pos)?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(Node::Element(el)),
+                    None if root.is_none() => root = Some(el),
+                    None => return Err(err("Extra content at the end of the document")),
+                }
+            }
+            Event::End(_) => {
+                let el = stack.pop().ok_or_else(|| err("unexpected end tag"))?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(Node::Element(el)),
+                    None => root = Some(el),
+                }
+            }
+            Event::Text(t) => {
+                let raw = utf8(&t, doc, pos)?;
+                match stack.last_mut() {
+                    Some(parent) => {
+                        let text = unescape(&raw).ok_or_else(|| err("EntityRef: expecting ';'"))?;
+                        push_text(parent, &text);
+                    }
+                    None => {
+                        if !raw.trim().is_empty() {
+                            return Err(err(if root.is_none() {
+                                "Start tag expected, '<' not found"
+                            } else {
+                                "Extra content at the end of the document"
+                            }));
+                        }
+                    }
+                }
+            }
+            Event::CData(t) => {
+                let raw = utf8(&t, doc, pos)?;
+                if let Some(parent) = stack.last_mut() {
+                    push_text(parent, &raw);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name = utf8(&r, doc, pos)?;
+                let text = resolve_entity(&name)
+                    .ok_or_else(|| err(&format!("Entity '{name}' not defined")))?;
+                match stack.last_mut() {
+                    Some(parent) => push_text(parent, &text),
+                    None => return Err(err("Start tag expected, '<' not found")),
+                }
+            }
+            Event::Eof => break,
+            // Declarations, comments, PIs and doctypes carry nothing for us.
+            _ => {}
+        }
+    }
+    if let Some(open) = stack.first() {
+        return Err(ParseError {
+            line: line_of(doc, doc.len()),
+            message: format!("Premature end of data in tag {} line 1", open.name),
+        });
+    }
+    let mut root = root.ok_or(ParseError {
+        line: 1,
+        message: "Document is empty".into(),
+    })?;
+    strip_whitespace(&mut root);
+    Ok(root)
+}
+
+/// Append text, merging with a preceding text node (entity references
+/// arrive as separate events).
+fn push_text(parent: &mut Element, text: &str) {
+    if let Some(Node::Text(prev)) = parent.children.last_mut() {
+        prev.push_str(text);
+    } else {
+        parent.children.push(Node::Text(text.to_owned()));
+    }
+}
+
+/// Drop whitespace-only text: indentation between elements, and blank
+/// content of leaves (libvirt prints those as `<x/>`).
+fn strip_whitespace(el: &mut Element) {
+    el.children
+        .retain(|n| !matches!(n, Node::Text(t) if t.trim().is_empty()));
+    for child in el.elements_mut() {
+        strip_whitespace(child);
+    }
+}
+
+/// Escape text and attribute values the way libvirt's virBufferEscapeString
+/// does (all five XML specials).
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn format_element(el: &Element, depth: usize, out: &mut String) {
+    let indent = "  ".repeat(depth);
+    out.push_str(&indent);
+    out.push('<');
+    out.push_str(&el.name);
+    for (k, v) in &el.attrs {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("='");
+        out.push_str(&escape(v));
+        out.push('\'');
+    }
+    if el.children.is_empty() {
+        out.push_str("/>\n");
+        return;
+    }
+    if el.children.iter().all(|n| matches!(n, Node::Break)) {
+        out.push_str(">\n");
+        out.push_str(&indent);
+        out.push_str("</");
+        out.push_str(&el.name);
+        out.push_str(">\n");
+        return;
+    }
+    let has_elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
+    if !has_elements {
+        out.push('>');
+        out.push_str(&escape(&el.text()));
+        out.push_str("</");
+        out.push_str(&el.name);
+        out.push_str(">\n");
+        return;
+    }
+    out.push_str(">\n");
+    for child in &el.children {
+        match child {
+            Node::Element(e) => format_element(e, depth + 1, out),
+            Node::Text(t) => {
+                // Mixed content is rare in libvirt documents; keep the text
+                // on its own line rather than lose it.
+                out.push_str(&"  ".repeat(depth + 1));
+                out.push_str(&escape(t.trim()));
+                out.push('\n');
+            }
+            Node::Break => {}
+        }
+    }
+    out.push_str(&indent);
+    out.push_str("</");
+    out.push_str(&el.name);
+    out.push_str(">\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_simple() {
+        let doc = "<a x='1' y=\"2\">\n  <b/>\n  <c>text &amp; more</c>\n</a>\n";
+        let el = parse(doc).unwrap();
+        assert_eq!(el.to_xml(), "<a x='1' y='2'>\n  <b/>\n  <c>text &amp; more</c>\n</a>\n");
+    }
+
+    #[test]
+    fn errors_never_panic() {
+        for doc in ["", "this is not xml", "<a>", "<a></b>", "<a/><b/>", "<a x='1' x='2'/>", "<a>&bogus;</a>", "\u{0}<"] {
+            assert!(parse(doc).is_err(), "{doc:?} should fail");
+        }
+    }
+
+    #[test]
+    fn unclosed_reports_premature_end() {
+        let err = parse("<domain>\n<name>x</name>").unwrap_err();
+        assert_eq!(err.message, "Premature end of data in tag domain line 1");
+    }
+}
