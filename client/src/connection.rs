@@ -27,9 +27,9 @@ pub struct UriInterceptor {
 impl UriInterceptor {
     pub fn new(uri: Option<&str>) -> Result<Self> {
         let uri = match uri {
-            Some(u) => Some(
-                MetadataValue::try_from(u).map_err(|_| Error::InvalidUri(u.to_owned()))?,
-            ),
+            Some(u) => {
+                Some(MetadataValue::try_from(u).map_err(|_| Error::InvalidUri(u.to_owned()))?)
+            }
             None => None,
         };
         Ok(UriInterceptor { uri })
@@ -37,7 +37,10 @@ impl UriInterceptor {
 }
 
 impl tonic::service::Interceptor for UriInterceptor {
-    fn call(&mut self, mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
         if let Some(uri) = &self.uri {
             req.metadata_mut().insert(VIRT_URI, uri.clone());
         }
@@ -64,7 +67,11 @@ impl Connection {
     }
 
     /// Like [`Connection::open`], with explicit timeouts.
-    pub fn open_with(gateway: &ListenAddr, uri: Option<&str>, opts: &ChannelOptions) -> Result<Self> {
+    pub fn open_with(
+        gateway: &ListenAddr,
+        uri: Option<&str>,
+        opts: &ChannelOptions,
+    ) -> Result<Self> {
         Self::from_channel(channel(gateway, opts), uri)
     }
 
@@ -122,7 +129,9 @@ impl Connection {
     pub fn nwfilter(&self) -> v1::nw_filter_client::NwFilterClient<Intercepted> {
         v1::nw_filter_client::NwFilterClient::new(self.svc())
     }
-    pub fn nwfilter_binding(&self) -> v1::nw_filter_binding_client::NwFilterBindingClient<Intercepted> {
+    pub fn nwfilter_binding(
+        &self,
+    ) -> v1::nw_filter_binding_client::NwFilterBindingClient<Intercepted> {
         v1::nw_filter_binding_client::NwFilterBindingClient::new(self.svc())
     }
     pub fn node_device(&self) -> v1::node_device_client::NodeDeviceClient<Intercepted> {
@@ -154,7 +163,9 @@ mod tests {
     #[test]
     fn interceptor_sets_uri_header() {
         let mut i = UriInterceptor::new(Some("test:///default")).expect("valid uri");
-        let req = i.call(tonic::Request::new(())).expect("interceptor never fails");
+        let req = i
+            .call(tonic::Request::new(()))
+            .expect("interceptor never fails");
         assert_eq!(
             req.metadata().get(VIRT_URI).and_then(|v| v.to_str().ok()),
             Some("test:///default")
@@ -164,7 +175,9 @@ mod tests {
     #[test]
     fn interceptor_without_uri_leaves_header_out() {
         let mut i = UriInterceptor::new(None).expect("no uri is fine");
-        let req = i.call(tonic::Request::new(())).expect("interceptor never fails");
+        let req = i
+            .call(tonic::Request::new(()))
+            .expect("interceptor never fails");
         assert!(req.metadata().get(VIRT_URI).is_none());
     }
 

@@ -75,10 +75,10 @@ impl Kinds {
 /// The references to try for `key`, in order.
 pub fn candidates(key: &str, kinds: Kinds) -> Vec<ObjectRef> {
     let mut out = Vec::with_capacity(3);
-    if kinds.id {
-        if let Some(id) = parse_id(key) {
-            out.push(by_id(id));
-        }
+    if kinds.id
+        && let Some(id) = parse_id(key)
+    {
+        out.push(by_id(id));
     }
     if kinds.uuid && is_uuid(key) {
         out.push(by_uuid(key));
@@ -170,7 +170,11 @@ impl Connection {
 
     /// A volume the way `virsh vol-*` finds one: by name inside `pool` when
     /// a pool is given, then by key, then by path.
-    pub async fn lookup_vol(&self, pool: Option<&ObjectRef>, vol: &str) -> Result<v1::StorageVolSummary> {
+    pub async fn lookup_vol(
+        &self,
+        pool: Option<&ObjectRef>,
+        vol: &str,
+    ) -> Result<v1::StorageVolSummary> {
         use v1::vol_ref::By;
         let mut refs = Vec::with_capacity(3);
         if let Some(p) = pool {
@@ -240,7 +244,10 @@ mod tests {
 
     #[test]
     fn numeric_key_tries_id_then_name() {
-        assert_eq!(candidates("42", Kinds::DOMAIN), vec![by_id(42), by_name("42")]);
+        assert_eq!(
+            candidates("42", Kinds::DOMAIN),
+            vec![by_id(42), by_name("42")]
+        );
         assert_eq!(candidates("42", Kinds::UUID_NAME), vec![by_name("42")]);
         assert_eq!(candidates("-1", Kinds::DOMAIN), vec![by_name("-1")]);
     }
@@ -286,7 +293,10 @@ mod tests {
         })
         .await;
         assert_eq!(seen.len(), 2);
-        assert_eq!(res.err().map(|e| e.to_string()).as_deref(), Some("miss by name"));
+        assert_eq!(
+            res.err().map(|e| e.to_string()).as_deref(),
+            Some("miss by name")
+        );
     }
 
     #[tokio::test]

@@ -1,1 +1,410 @@
-//! vsh
+//! vsh: a virsh-compatible command line over virtmesh.
+//!
+//! Output follows virsh 11.3 byte for byte where the data allows: tables
+//! via [`table::Table`], `%-15s` info blocks, the same success and error
+//! messages, and the blank line virsh prints after every command it runs
+//! (suppressed by `-q`, like virsh's `vshPrintExtra`). Failures print
+//! `error: ...` lines on stderr and exit with status 1.
+
+pub mod cli;
+pub mod domain;
+pub mod event;
+pub mod host;
+pub mod iface;
+pub mod network;
+pub mod nodedev;
+pub mod nwfilter;
+pub mod secret;
+pub mod storage;
+pub mod table;
+pub mod util;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::connection::Connection;
+use cli::{Cli, Command};
+use table::Table;
+
+/// What a command run needs: the connection and the output mode.
+pub struct Ctl {
+    pub conn: Connection,
+    pub quiet: bool,
+}
+
+impl Ctl {
+    /// vshPrint: always printed. Flushed at once, so `event --loop` output
+    /// reaches a pipe as it happens.
+    pub fn print(&self, s: &str) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`vsh list | head -0`) is not an error worth
+        // reporting; virsh ignores it too.
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+
+    /// vshPrintExtra: informational text that `-q` suppresses.
+    pub fn extra(&self, s: &str) {
+        if !self.quiet {
+            self.print(s);
+        }
+    }
+
+    /// vshTablePrintToStdout: the header only when not quiet.
+    pub fn table(&self, t: &Table) {
+        self.print(&t.render(!self.quiet));
+    }
+
+    /// vshError in the middle of a command that goes on (e.g. the warning
+    /// about `--base64` on the command line).
+    pub fn error_now(&self, msg: &str) {
+        eprintln!("error: {msg}");
+    }
+}
+
+/// A failed command: the `error: ` lines virsh prints for it, in order
+/// (usually virsh's own context line, then libvirt's message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError {
+    pub lines: Vec<String>,
+}
+
+impl CmdError {
+    pub fn msg(line: impl Into<String>) -> Self {
+        CmdError {
+            lines: vec![line.into()],
+        }
+    }
+
+    /// virsh's context line followed by the underlying error.
+    pub fn ctx(line: impl Into<String>, err: impl fmt::Display) -> Self {
+        CmdError {
+            lines: vec![line.into(), err.to_string()],
+        }
+    }
+
+    /// Exit status 1 with nothing more to say (e.g. `event` that timed out).
+    pub fn silent() -> Self {
+        CmdError { lines: Vec::new() }
+    }
+
+    /// The stderr text.
+    pub fn render(&self) -> String {
+        self.lines.iter().map(|l| format!("error: {l}\n")).collect()
+    }
+}
+
+impl From<crate::Error> for CmdError {
+    fn from(e: crate::Error) -> Self {
+        CmdError::msg(e.to_string())
+    }
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+/// The connection URI: `-c`, else `$VIRTMESH_DEFAULT_URI`, else
+/// `$LIBVIRT_DEFAULT_URI`, else none (the gateway's default applies).
+pub fn default_uri(
+    connect: Option<String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    connect
+        .or_else(|| env("VIRTMESH_DEFAULT_URI"))
+        .or_else(|| env("LIBVIRT_DEFAULT_URI"))
+        .filter(|u| !u.is_empty())
+}
+
+/// Entry point of the `vsh` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version go to stdout with status 0; usage errors
+            // exit 1 as virsh's do (clap would use 2).
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let uri = default_uri(cli.connect.clone(), |k| std::env::var(k).ok());
+
+    // `event --list` needs no hypervisor, as in virsh.
+    if let Command::Event(e) = &cli.command
+        && e.list
+    {
+        let mut s = String::new();
+        for name in event::EVENT_NAMES {
+            s.push_str(name);
+            s.push('\n');
+        }
+        print!("{s}");
+        if !cli.quiet {
+            println!();
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    let conn = match Connection::open(&cli.gateway, uri.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return connect_failed(&e),
+    };
+    if let Err(e) = conn.verify().await {
+        return connect_failed(&e);
+    }
+    let ctl = Ctl {
+        conn,
+        quiet: cli.quiet,
+    };
+    let res = dispatch(&ctl, cli.command).await;
+    let code = match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", e.render());
+            ExitCode::FAILURE
+        }
+    };
+    // virsh's vshCommandRun prints this after every command it ran,
+    // successful or not.
+    ctl.extra("\n");
+    code
+}
+
+fn connect_failed(e: &crate::Error) -> ExitCode {
+    eprint!(
+        "{}",
+        CmdError::ctx("failed to connect to the hypervisor", e).render()
+    );
+    ExitCode::FAILURE
+}
+
+async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
+    use Command as C;
+    match cmd {
+        C::Uri => host::uri(ctl).await,
+        C::Version => host::version(ctl).await,
+        C::Hostname => host::hostname(ctl).await,
+        C::Capabilities => host::capabilities(ctl).await,
+        C::Nodeinfo => host::nodeinfo(ctl).await,
+
+        C::List(a) => domain::list(ctl, &a).await,
+        C::Dominfo(d) => domain::dominfo(ctl, d.get()).await,
+        C::Domstate { domain, reason } => domain::domstate(ctl, domain.get(), reason).await,
+        C::Domid(d) => domain::domid(ctl, d.get()).await,
+        C::Domname(d) => domain::domname(ctl, d.get()).await,
+        C::Domuuid(d) => domain::domuuid(ctl, d.get()).await,
+        C::Define { file, validate } => domain::define(ctl, file.get(), validate).await,
+        C::Create {
+            file,
+            paused,
+            autodestroy,
+            validate,
+        } => domain::create(ctl, file.get(), paused, autodestroy, validate).await,
+        C::Undefine {
+            domain,
+            managed_save,
+            snapshots_metadata,
+            checkpoints_metadata,
+            nvram,
+            keep_nvram,
+            tpm,
+            keep_tpm,
+        } => {
+            let req = virtmesh_proto::v1::UndefineRequest {
+                domain: None,
+                managed_save,
+                snapshots_metadata,
+                nvram,
+                keep_nvram,
+                checkpoints_metadata,
+                tpm,
+                keep_tpm,
+            };
+            domain::undefine(ctl, domain.get(), req).await
+        }
+        C::Start {
+            domain,
+            paused,
+            autodestroy,
+            bypass_cache,
+            force_boot,
+        } => {
+            let req = virtmesh_proto::v1::CreateRequest {
+                domain: None,
+                start_paused: paused,
+                autodestroy,
+                bypass_cache,
+                force_boot,
+            };
+            domain::start(ctl, domain.get(), req).await
+        }
+        C::Shutdown { domain, mode } => domain::shutdown(ctl, domain.get(), mode.as_deref()).await,
+        C::Destroy { domain, graceful } => domain::destroy(ctl, domain.get(), graceful).await,
+        C::Suspend(d) => domain::suspend(ctl, d.get()).await,
+        C::Resume(d) => domain::resume(ctl, d.get()).await,
+        C::Reboot { domain, mode } => domain::reboot(ctl, domain.get(), mode.as_deref()).await,
+        C::Reset(d) => domain::reset(ctl, d.get()).await,
+        C::Dumpxml {
+            domain,
+            inactive,
+            security_info,
+            update_cpu,
+            migratable,
+        } => {
+            let req = virtmesh_proto::v1::GetXmlDescRequest {
+                object: None,
+                inactive,
+                secure: security_info,
+                update_cpu,
+                migratable,
+            };
+            domain::dumpxml(ctl, domain.get(), req).await
+        }
+        C::Autostart { domain, disable } => domain::autostart(ctl, domain.get(), disable).await,
+        C::DomxmlToNative { format, file, xml } => {
+            let path = file.or(xml).unwrap_or_default();
+            domain::domxml_to_native(ctl, &format, &path).await
+        }
+
+        C::NetList(a) => network::list(ctl, &a).await,
+        C::NetDefine { file, validate } => network::define(ctl, file.get(), validate, false).await,
+        C::NetCreate { file, validate } => network::define(ctl, file.get(), validate, true).await,
+        C::NetStart(n) => network::start(ctl, n.get()).await,
+        C::NetDestroy(n) => network::destroy(ctl, n.get()).await,
+        C::NetUndefine(n) => network::undefine(ctl, n.get()).await,
+        C::NetDumpxml { network, inactive } => network::dumpxml(ctl, network.get(), inactive).await,
+        C::NetInfo(n) => network::info(ctl, n.get()).await,
+        C::NetAutostart { network, disable } => {
+            network::autostart(ctl, network.get(), disable).await
+        }
+
+        C::PoolList(a) => storage::pool_list(ctl, &a).await,
+        C::PoolDefine { file, validate } => {
+            storage::pool_define(ctl, file.get(), validate, false).await
+        }
+        C::PoolCreate { file, validate } => {
+            storage::pool_define(ctl, file.get(), validate, true).await
+        }
+        C::PoolStart(p) => storage::pool_start(ctl, p.get()).await,
+        C::PoolDestroy(p) => storage::pool_destroy(ctl, p.get()).await,
+        C::PoolUndefine(p) => storage::pool_undefine(ctl, p.get()).await,
+        C::PoolRefresh(p) => storage::pool_refresh(ctl, p.get()).await,
+        C::PoolDumpxml { pool, inactive } => storage::pool_dumpxml(ctl, pool.get(), inactive).await,
+        C::PoolInfo(p) => storage::pool_info(ctl, p.get()).await,
+        C::PoolAutostart { pool, disable } => {
+            storage::pool_autostart(ctl, pool.get(), disable).await
+        }
+        C::VolList { pool, details } => storage::vol_list(ctl, pool.get(), details).await,
+        C::VolCreate {
+            pool,
+            file,
+            prealloc_metadata,
+            validate,
+        } => storage::vol_create(ctl, pool.get(), file.get(), prealloc_metadata, validate).await,
+        C::VolDumpxml { vol, pool } => storage::vol_dumpxml(ctl, pool.as_deref(), vol.get()).await,
+        C::VolDelete { vol, pool } => storage::vol_delete(ctl, pool.as_deref(), vol.get()).await,
+        C::VolInfo { vol, pool } => storage::vol_info(ctl, pool.as_deref(), vol.get()).await,
+
+        C::IfaceList { inactive, all } => iface::list(ctl, inactive, all).await,
+        C::IfaceDumpxml {
+            interface,
+            inactive,
+        } => iface::dumpxml(ctl, interface.get(), inactive).await,
+
+        C::NodedevList { cap, inactive, all } => {
+            nodedev::list(ctl, cap.as_deref(), inactive, all).await
+        }
+        C::NodedevDumpxml(d) => nodedev::dumpxml(ctl, d.get()).await,
+
+        C::SecretList {
+            ephemeral,
+            no_ephemeral,
+            private,
+            no_private,
+        } => {
+            let req = virtmesh_proto::v1::ListSecretsRequest {
+                ephemeral,
+                no_ephemeral,
+                private,
+                no_private,
+            };
+            secret::list(ctl, req).await
+        }
+        C::SecretDefine { file, validate } => secret::define(ctl, file.get(), validate).await,
+        C::SecretDumpxml(s) => secret::dumpxml(ctl, s.get()).await,
+        C::SecretUndefine(s) => secret::undefine(ctl, s.get()).await,
+        C::SecretSetValue {
+            secret,
+            file,
+            plain,
+            base64,
+        } => secret::set_value(ctl, secret.get(), file.as_deref(), plain, base64.as_deref()).await,
+        C::SecretGetValue { secret, plain } => secret::get_value(ctl, secret.get(), plain).await,
+
+        C::NwfilterList => nwfilter::list(ctl).await,
+        C::NwfilterDefine { file, validate } => nwfilter::define(ctl, file.get(), validate).await,
+        C::NwfilterUndefine(f) => nwfilter::undefine(ctl, f.get()).await,
+        C::NwfilterDumpxml(f) => nwfilter::dumpxml(ctl, f.get()).await,
+        C::NwfilterBindingList => nwfilter::binding_list(ctl).await,
+
+        C::Event(a) => event::event(ctl, &a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_precedence() {
+        let env = |k: &str| match k {
+            "VIRTMESH_DEFAULT_URI" => Some("qemu:///system".to_owned()),
+            "LIBVIRT_DEFAULT_URI" => Some("test:///default".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            default_uri(Some("lxc:///".into()), env).as_deref(),
+            Some("lxc:///")
+        );
+        assert_eq!(default_uri(None, env).as_deref(), Some("qemu:///system"));
+        let only_libvirt =
+            |k: &str| (k == "LIBVIRT_DEFAULT_URI").then(|| "test:///default".to_owned());
+        assert_eq!(
+            default_uri(None, only_libvirt).as_deref(),
+            Some("test:///default")
+        );
+        assert_eq!(default_uri(None, |_| None), None);
+    }
+
+    #[test]
+    fn errors_render_as_virsh_prints_them() {
+        let e = CmdError::ctx(
+            "failed to get network 'nosuch'",
+            "Network not found: no network with matching name 'nosuch'",
+        );
+        assert_eq!(
+            e.render(),
+            "error: failed to get network 'nosuch'\nerror: Network not found: no network with matching name 'nosuch'\n"
+        );
+        assert_eq!(CmdError::silent().render(), "");
+    }
+}

@@ -1,0 +1,733 @@
+//! vsh's command line: virsh's global options and commands, with virsh's
+//! names. virsh lets every required argument be given positionally or as
+//! `--name value`; [`obj_arg!`] builds that pair for each kind of argument.
+
+use clap::{Args, Parser, Subcommand};
+use virtmesh_rpc::ListenAddr;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vsh",
+    version,
+    about = "virsh-compatible command line for virtmesh",
+    long_about = "virsh-compatible command line for virtmesh.\n\n\
+        The connection URI comes from -c/--connect, else $VIRTMESH_DEFAULT_URI, \
+        else $LIBVIRT_DEFAULT_URI, else the gateway's default."
+)]
+pub struct Cli {
+    /// hypervisor connection URI
+    #[arg(short = 'c', long = "connect", value_name = "URI")]
+    pub connect: Option<String>,
+
+    /// virtmesh gateway address: HOST:PORT or unix:PATH
+    #[arg(
+        long,
+        env = "VIRTMESH_GATEWAY",
+        default_value = "127.0.0.1:16509",
+        value_name = "ADDR"
+    )]
+    pub gateway: ListenAddr,
+
+    /// quiet mode: no table headers, no informational messages
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A required argument accepted both positionally and as `--<long> VALUE`.
+macro_rules! obj_arg {
+    ($name:ident, $long:literal, $pos:literal, $value:literal, $help:literal) => {
+        #[derive(Debug, Clone, Args)]
+        pub struct $name {
+            #[arg(id = $pos, value_name = $value, help = $help, required_unless_present = $long)]
+            pos: Option<String>,
+            #[arg(id = $long, long = $long, value_name = $value, help = $help, conflicts_with = $pos)]
+            opt: Option<String>,
+        }
+
+        impl $name {
+            pub fn get(&self) -> &str {
+                // clap enforces that one of the two is present.
+                self.pos.as_deref().or(self.opt.as_deref()).unwrap_or_default()
+            }
+        }
+    };
+}
+
+obj_arg!(
+    DomArg,
+    "domain",
+    "domain_pos",
+    "DOMAIN",
+    "domain name, id or uuid"
+);
+obj_arg!(
+    FileArg,
+    "file",
+    "file_pos",
+    "FILE",
+    "file containing an XML description"
+);
+obj_arg!(
+    NetArg,
+    "network",
+    "network_pos",
+    "NETWORK",
+    "network name or uuid"
+);
+obj_arg!(PoolArg, "pool", "pool_pos", "POOL", "pool name or uuid");
+obj_arg!(VolArg, "vol", "vol_pos", "VOL", "vol name, key or path");
+obj_arg!(
+    IfaceArg,
+    "interface",
+    "interface_pos",
+    "INTERFACE",
+    "interface name or MAC address"
+);
+obj_arg!(DevArg, "device", "device_pos", "DEVICE", "device name");
+obj_arg!(SecretArg, "secret", "secret_pos", "SECRET", "secret UUID");
+obj_arg!(
+    NwfilterArg,
+    "nwfilter",
+    "nwfilter_pos",
+    "NWFILTER",
+    "network filter name or uuid"
+);
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// print the hypervisor canonical URI
+    Uri,
+    /// show version
+    Version,
+    /// print the hypervisor hostname
+    Hostname,
+    /// capabilities
+    Capabilities,
+    /// node information
+    Nodeinfo,
+
+    /// list domains
+    List(ListArgs),
+    /// domain information
+    Dominfo(DomArg),
+    /// domain state
+    Domstate {
+        #[command(flatten)]
+        domain: DomArg,
+        /// also print reason for the state
+        #[arg(long)]
+        reason: bool,
+    },
+    /// convert a domain name or UUID to domain id
+    Domid(DomArg),
+    /// convert a domain id or UUID to domain name
+    Domname(DomArg),
+    /// convert a domain name or id to domain UUID
+    Domuuid(DomArg),
+    /// define (but don't start) a domain from an XML file
+    Define {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// create a domain from an XML file
+    Create {
+        #[command(flatten)]
+        file: FileArg,
+        /// leave the guest paused after creation
+        #[arg(long)]
+        paused: bool,
+        /// automatically destroy the guest when virsh disconnects
+        #[arg(long)]
+        autodestroy: bool,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// undefine a domain
+    Undefine {
+        #[command(flatten)]
+        domain: DomArg,
+        /// remove domain managed state file
+        #[arg(long)]
+        managed_save: bool,
+        /// remove all domain snapshot metadata (vm must be inactive)
+        #[arg(long)]
+        snapshots_metadata: bool,
+        /// remove all domain checkpoint metadata (vm must be inactive)
+        #[arg(long)]
+        checkpoints_metadata: bool,
+        /// remove nvram file
+        #[arg(long)]
+        nvram: bool,
+        /// keep nvram file
+        #[arg(long)]
+        keep_nvram: bool,
+        /// remove TPM state
+        #[arg(long)]
+        tpm: bool,
+        /// keep TPM state
+        #[arg(long)]
+        keep_tpm: bool,
+    },
+    /// start a (previously defined) inactive domain
+    Start {
+        #[command(flatten)]
+        domain: DomArg,
+        /// leave the guest paused after creation
+        #[arg(long)]
+        paused: bool,
+        /// automatically destroy the guest when virsh disconnects
+        #[arg(long)]
+        autodestroy: bool,
+        /// avoid file system cache when loading
+        #[arg(long)]
+        bypass_cache: bool,
+        /// force fresh boot by discarding any managed save
+        #[arg(long)]
+        force_boot: bool,
+    },
+    /// gracefully shutdown a domain
+    Shutdown {
+        #[command(flatten)]
+        domain: DomArg,
+        /// shutdown mode: acpi|agent|initctl|signal|paravirt
+        #[arg(long)]
+        mode: Option<String>,
+    },
+    /// destroy (stop) a domain
+    Destroy {
+        #[command(flatten)]
+        domain: DomArg,
+        /// terminate gracefully
+        #[arg(long)]
+        graceful: bool,
+    },
+    /// suspend a domain
+    Suspend(DomArg),
+    /// resume a domain
+    Resume(DomArg),
+    /// reboot a domain
+    Reboot {
+        #[command(flatten)]
+        domain: DomArg,
+        /// shutdown mode: acpi|agent|initctl|signal|paravirt
+        #[arg(long)]
+        mode: Option<String>,
+    },
+    /// reset a domain
+    Reset(DomArg),
+    /// domain information in XML
+    Dumpxml {
+        #[command(flatten)]
+        domain: DomArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+        /// include security sensitive information in XML dump
+        #[arg(long)]
+        security_info: bool,
+        /// update guest CPU according to host CPU
+        #[arg(long)]
+        update_cpu: bool,
+        /// provide XML suitable for migrations
+        #[arg(long)]
+        migratable: bool,
+    },
+    /// autostart a domain
+    Autostart {
+        #[command(flatten)]
+        domain: DomArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Convert domain XML to native guest configuration
+    DomxmlToNative {
+        /// target config data type format
+        #[arg(value_name = "FORMAT")]
+        format: String,
+        /// domain XML file
+        #[arg(value_name = "XML", required_unless_present = "xml")]
+        file: Option<String>,
+        /// domain XML file
+        #[arg(long = "xml", value_name = "XML", conflicts_with = "file")]
+        xml: Option<String>,
+    },
+
+    /// list networks
+    NetList(NetListArgs),
+    /// define an inactive persistent virtual network from an XML file
+    NetDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// create a network from an XML file
+    NetCreate {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// start a (previously defined) inactive network
+    NetStart(NetArg),
+    /// destroy (stop) a network
+    NetDestroy(NetArg),
+    /// undefine a persistent network
+    NetUndefine(NetArg),
+    /// network information in XML
+    NetDumpxml {
+        #[command(flatten)]
+        network: NetArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// network information
+    NetInfo(NetArg),
+    /// autostart a network
+    NetAutostart {
+        #[command(flatten)]
+        network: NetArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+
+    /// list pools
+    PoolList(PoolListArgs),
+    /// define an inactive persistent storage pool from an XML file
+    PoolDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// create a pool from an XML file
+    PoolCreate {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// start a (previously defined) inactive pool
+    PoolStart(PoolArg),
+    /// destroy (stop) a pool
+    PoolDestroy(PoolArg),
+    /// undefine an inactive pool
+    PoolUndefine(PoolArg),
+    /// refresh a pool
+    PoolRefresh(PoolArg),
+    /// pool information in XML
+    PoolDumpxml {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// storage pool information
+    PoolInfo(PoolArg),
+    /// autostart a pool
+    PoolAutostart {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+
+    /// list vols
+    VolList {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// display extended details for volumes
+        #[arg(long)]
+        details: bool,
+    },
+    /// create a vol from an XML file
+    VolCreate {
+        #[command(flatten)]
+        pool: PoolArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// preallocate metadata (for qcow2 instead of full allocation)
+        #[arg(long)]
+        prealloc_metadata: bool,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// vol information in XML
+    VolDumpxml {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// delete a vol
+    VolDelete {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// storage vol information
+    VolInfo {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+
+    /// list physical host interfaces
+    IfaceList {
+        /// list inactive interfaces
+        #[arg(long)]
+        inactive: bool,
+        /// list inactive & active interfaces
+        #[arg(long)]
+        all: bool,
+    },
+    /// interface information in XML
+    IfaceDumpxml {
+        #[command(flatten)]
+        interface: IfaceArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+
+    /// enumerate devices on this host
+    NodedevList {
+        /// capability names, separated by comma
+        #[arg(long = "cap", value_name = "CAP")]
+        cap: Option<String>,
+        /// list inactive devices
+        #[arg(long)]
+        inactive: bool,
+        /// list inactive & active devices
+        #[arg(long)]
+        all: bool,
+    },
+    /// node device details in XML
+    NodedevDumpxml(DevArg),
+
+    /// list secrets
+    SecretList {
+        /// list ephemeral secrets
+        #[arg(long)]
+        ephemeral: bool,
+        /// list non-ephemeral secrets
+        #[arg(long)]
+        no_ephemeral: bool,
+        /// list private secrets
+        #[arg(long)]
+        private: bool,
+        /// list non-private secrets
+        #[arg(long)]
+        no_private: bool,
+    },
+    /// define or modify a secret from an XML file
+    SecretDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// secret attributes in XML
+    SecretDumpxml(SecretArg),
+    /// undefine a secret
+    SecretUndefine(SecretArg),
+    /// set a secret value
+    SecretSetValue {
+        #[command(flatten)]
+        secret: SecretArg,
+        /// read secret from file
+        #[arg(long = "file", value_name = "FILE", conflicts_with = "base64")]
+        file: Option<String>,
+        /// read the secret from file without converting from base64
+        #[arg(long, conflicts_with = "base64")]
+        plain: bool,
+        /// base64-encoded secret value
+        #[arg(long = "base64", value_name = "BASE64")]
+        base64: Option<String>,
+    },
+    /// Output a secret value
+    SecretGetValue {
+        #[command(flatten)]
+        secret: SecretArg,
+        /// get value without converting to base64
+        #[arg(long)]
+        plain: bool,
+    },
+
+    /// list network filters
+    NwfilterList,
+    /// define or update a network filter from an XML file
+    NwfilterDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// undefine a network filter
+    NwfilterUndefine(NwfilterArg),
+    /// network filter information in XML
+    NwfilterDumpxml(NwfilterArg),
+    /// list network filter bindings
+    NwfilterBindingList,
+
+    /// Domain Events
+    Event(EventArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    /// list inactive domains
+    #[arg(long)]
+    pub inactive: bool,
+    /// list inactive & active domains
+    #[arg(long)]
+    pub all: bool,
+    /// list transient domains
+    #[arg(long)]
+    pub transient: bool,
+    /// list persistent domains
+    #[arg(long)]
+    pub persistent: bool,
+    /// list domains with existing snapshot
+    #[arg(long)]
+    pub with_snapshot: bool,
+    /// list domains without a snapshot
+    #[arg(long)]
+    pub without_snapshot: bool,
+    /// list domains in running state
+    #[arg(long)]
+    pub state_running: bool,
+    /// list domains in paused state
+    #[arg(long)]
+    pub state_paused: bool,
+    /// list domains in shutoff state
+    #[arg(long)]
+    pub state_shutoff: bool,
+    /// list domains in other states
+    #[arg(long)]
+    pub state_other: bool,
+    /// list domains with autostart enabled
+    #[arg(long)]
+    pub autostart: bool,
+    /// list domains with autostart disabled
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// list domains with managed save state
+    #[arg(long)]
+    pub with_managed_save: bool,
+    /// list domains without managed save
+    #[arg(long)]
+    pub without_managed_save: bool,
+    /// list uuid's only
+    #[arg(long)]
+    pub uuid: bool,
+    /// list domain names only
+    #[arg(long)]
+    pub name: bool,
+    /// list domain IDs only
+    #[arg(long)]
+    pub id: bool,
+    /// list table (default)
+    #[arg(long, conflicts_with_all = ["name", "id"])]
+    pub table: bool,
+    /// mark inactive domains with managed save state
+    #[arg(long)]
+    pub managed_save: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct NetListArgs {
+    /// list inactive networks
+    #[arg(long)]
+    pub inactive: bool,
+    /// list inactive & active networks
+    #[arg(long)]
+    pub all: bool,
+    /// list persistent networks
+    #[arg(long)]
+    pub persistent: bool,
+    /// list transient networks
+    #[arg(long)]
+    pub transient: bool,
+    /// list networks with autostart enabled
+    #[arg(long)]
+    pub autostart: bool,
+    /// list networks with autostart disabled
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// list uuid's only
+    #[arg(long)]
+    pub uuid: bool,
+    /// list network names only
+    #[arg(long)]
+    pub name: bool,
+    /// list table (default)
+    #[arg(long, conflicts_with_all = ["name", "uuid"])]
+    pub table: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct PoolListArgs {
+    /// list inactive pools
+    #[arg(long)]
+    pub inactive: bool,
+    /// list inactive & active pools
+    #[arg(long)]
+    pub all: bool,
+    /// list transient pools
+    #[arg(long)]
+    pub transient: bool,
+    /// list persistent pools
+    #[arg(long)]
+    pub persistent: bool,
+    /// list pools with autostart enabled
+    #[arg(long)]
+    pub autostart: bool,
+    /// list pools with autostart disabled
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// display extended details for pools
+    #[arg(long, conflicts_with_all = ["name", "uuid"])]
+    pub details: bool,
+    /// list UUID of active pools only
+    #[arg(long)]
+    pub uuid: bool,
+    /// list name of active pools only
+    #[arg(long)]
+    pub name: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct EventArgs {
+    /// filter by domain name, id or uuid
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// which event type to wait for
+    #[arg(long = "event", value_name = "EVENT", conflicts_with_all = ["all", "list"])]
+    pub event: Option<String>,
+    /// wait for all events instead of just one type
+    #[arg(long, conflicts_with = "list")]
+    pub all: bool,
+    /// loop until timeout or interrupt, rather than one-shot
+    #[arg(long = "loop")]
+    pub r#loop: bool,
+    /// timeout seconds
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// list valid event types
+    #[arg(long)]
+    pub list: bool,
+    /// show timestamp for each printed event
+    #[arg(long)]
+    pub timestamp: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vsh").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn positional_and_named_forms_agree() {
+        for args in [&["start", "vm1"][..], &["start", "--domain", "vm1"][..]] {
+            match parse(args).map(|c| c.command) {
+                Ok(Command::Start { domain, .. }) => assert_eq!(domain.get(), "vm1"),
+                other => panic!("unexpected parse: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_required_argument_is_an_error() {
+        assert!(parse(&["start"]).is_err());
+        assert!(parse(&["start", "a", "--domain", "b"]).is_err());
+    }
+
+    #[test]
+    fn global_options() {
+        let cli = parse(&[
+            "-c",
+            "test:///default",
+            "--gateway",
+            "unix:/run/gw.sock",
+            "-q",
+            "list",
+            "--all",
+        ])
+        .expect("valid command line");
+        assert_eq!(cli.connect.as_deref(), Some("test:///default"));
+        assert_eq!(cli.gateway, ListenAddr::Unix("/run/gw.sock".into()));
+        assert!(cli.quiet);
+        assert!(matches!(
+            cli.command,
+            Command::List(ListArgs { all: true, .. })
+        ));
+    }
+
+    #[test]
+    fn vol_create_takes_pool_then_file() {
+        match parse(&["vol-create", "default-pool", "v.xml"]).map(|c| c.command) {
+            Ok(Command::VolCreate { pool, file, .. }) => {
+                assert_eq!(pool.get(), "default-pool");
+                assert_eq!(file.get(), "v.xml");
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vol_dumpxml_with_pool_option() {
+        match parse(&["vol-dumpxml", "--pool", "p", "v"]).map(|c| c.command) {
+            Ok(Command::VolDumpxml { vol, pool }) => {
+                assert_eq!(vol.get(), "v");
+                assert_eq!(pool.as_deref(), Some("p"));
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_options() {
+        match parse(&["event", "--loop", "--all", "--timeout", "3"]).map(|c| c.command) {
+            Ok(Command::Event(e)) => {
+                assert!(e.r#loop && e.all);
+                assert_eq!(e.timeout, Some(3));
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+        assert!(parse(&["event", "--all", "--event", "lifecycle"]).is_err());
+    }
+}

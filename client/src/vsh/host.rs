@@ -1,0 +1,199 @@
+//! Host and connection commands (tools/virsh-host.c): uri, version,
+//! hostname, capabilities, nodeinfo.
+
+use virtmesh_proto::v1;
+
+use super::{CmdResult, Ctl};
+
+pub async fn uri(ctl: &Ctl) -> CmdResult {
+    let r = ctl
+        .conn
+        .connect()
+        .get_uri(())
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&format!("{}\n", r.into_inner().uri));
+    Ok(())
+}
+
+pub async fn hostname(ctl: &Ctl) -> CmdResult {
+    let r = ctl
+        .conn
+        .connect()
+        .get_hostname(())
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&format!("{}\n", r.into_inner().hostname));
+    Ok(())
+}
+
+pub async fn capabilities(ctl: &Ctl) -> CmdResult {
+    let r = ctl
+        .conn
+        .host()
+        .get_capabilities(())
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&r.into_inner().xml);
+    Ok(())
+}
+
+pub async fn nodeinfo(ctl: &Ctl) -> CmdResult {
+    let r = ctl
+        .conn
+        .connect()
+        .get_node_info(())
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&nodeinfo_text(&r.into_inner()));
+    Ok(())
+}
+
+pub async fn version(ctl: &Ctl) -> CmdResult {
+    let mut c = ctl.conn.connect();
+    let hv_type = c
+        .get_type(())
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .hypervisor_type;
+    let lib = c
+        .get_lib_version(())
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .version;
+    let hv = c
+        .get_version(())
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .version;
+    ctl.print(&version_text(lib, &hv_type, hv));
+    Ok(())
+}
+
+/// `major.minor.release` of libvirt's packed version number.
+pub fn version_string(v: u64) -> String {
+    format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)
+}
+
+/// `virsh version`. The library virsh was compiled against is, for vsh,
+/// the libvirt version virtmesh implements, so both first lines show it.
+pub fn version_text(lib: u64, hv_type: &str, hv: u64) -> String {
+    let lib = version_string(lib);
+    let mut s = format!(
+        "Compiled against library: libvirt {lib}\nUsing library: libvirt {lib}\nUsing API: {hv_type} {lib}\n"
+    );
+    if hv == 0 {
+        s.push_str(&format!(
+            "Cannot extract running {hv_type} hypervisor version\n"
+        ));
+    } else {
+        s.push_str(&format!(
+            "Running hypervisor: {hv_type} {}\n",
+            version_string(hv)
+        ));
+    }
+    s
+}
+
+/// `virsh nodeinfo`: `%-20s` labels.
+pub fn nodeinfo_text(n: &v1::NodeInfo) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("{:<20} {}\n", "CPU model:", n.model));
+    s.push_str(&format!("{:<20} {}\n", "CPU(s):", n.cpus));
+    if n.mhz != 0 {
+        s.push_str(&format!("{:<20} {} MHz\n", "CPU frequency:", n.mhz));
+    }
+    s.push_str(&format!("{:<20} {}\n", "CPU socket(s):", n.sockets));
+    s.push_str(&format!("{:<20} {}\n", "Core(s) per socket:", n.cores));
+    s.push_str(&format!("{:<20} {}\n", "Thread(s) per core:", n.threads));
+    s.push_str(&format!("{:<20} {}\n", "NUMA cell(s):", n.nodes));
+    s.push_str(&format!("{:<20} {} KiB\n", "Memory size:", n.memory_kib));
+    s
+}
+
+/// The host security model from capabilities XML
+/// (`<host><secmodel><model>..</model><doi>..</doi></secmodel>`), which is
+/// what virNodeGetSecurityModel reports and `dominfo` prints.
+pub fn secmodel_from_caps(xml: &str) -> Option<(String, String)> {
+    let start = xml.find("<secmodel>")?;
+    let end = start + xml[start..].find("</secmodel>")?;
+    let block = &xml[start..end];
+    let model = element_text(block, "model")?;
+    let doi = element_text(block, "doi").unwrap_or_default();
+    Some((model, doi))
+}
+
+fn element_text(block: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    if let Some(i) = block.find(&open) {
+        let rest = &block[i + open.len()..];
+        let j = rest.find(&format!("</{tag}>"))?;
+        return Some(rest[..j].trim().to_owned());
+    }
+    block.contains(&format!("<{tag}/>")).then(String::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodeinfo_matches_virsh_test_driver() {
+        let n = v1::NodeInfo {
+            model: "i686".into(),
+            memory_kib: 3_145_728,
+            cpus: 16,
+            mhz: 1400,
+            nodes: 2,
+            sockets: 2,
+            cores: 2,
+            threads: 2,
+        };
+        // `virsh -c test:///default nodeinfo`
+        assert_eq!(
+            nodeinfo_text(&n),
+            "CPU model:           i686\n\
+             CPU(s):              16\n\
+             CPU frequency:       1400 MHz\n\
+             CPU socket(s):       2\n\
+             Core(s) per socket:  2\n\
+             Thread(s) per core:  2\n\
+             NUMA cell(s):        2\n\
+             Memory size:         3145728 KiB\n"
+        );
+    }
+
+    #[test]
+    fn version_matches_virsh_test_driver() {
+        // `virsh -c test:///default version`
+        assert_eq!(
+            version_text(11_003_000, "TEST", 2),
+            "Compiled against library: libvirt 11.3.0\n\
+             Using library: libvirt 11.3.0\n\
+             Using API: TEST 11.3.0\n\
+             Running hypervisor: TEST 0.0.2\n"
+        );
+        assert!(
+            version_text(11_003_000, "QEMU", 0)
+                .ends_with("Cannot extract running QEMU hypervisor version\n")
+        );
+    }
+
+    #[test]
+    fn secmodel_is_read_from_capabilities() {
+        let caps = "<capabilities>\n  <host>\n    <secmodel>\n      <model>testSecurity</model>\n      <doi></doi>\n    </secmodel>\n  </host>\n</capabilities>\n";
+        assert_eq!(
+            secmodel_from_caps(caps),
+            Some(("testSecurity".into(), String::new()))
+        );
+        assert_eq!(secmodel_from_caps("<capabilities/>"), None);
+        let selinux = "<secmodel><model>selinux</model><doi>0</doi></secmodel>";
+        assert_eq!(
+            secmodel_from_caps(selinux),
+            Some(("selinux".into(), "0".into()))
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! Network commands (tools/virsh-network.c).
+
+use virtmesh_proto::v1::{self, NetworkSummary};
+
+use super::cli::NetListArgs;
+use super::table::Table;
+use super::util::{read_file, yes_no};
+use super::{CmdError, CmdResult, Ctl};
+use crate::connection::collect;
+use crate::lookup::by_uuid;
+
+pub fn list_filter(a: &NetListArgs) -> v1::ListFilter {
+    let (active, inactive) = if a.all {
+        (true, true)
+    } else if a.inactive {
+        (false, true)
+    } else {
+        (true, false)
+    };
+    v1::ListFilter {
+        active,
+        inactive,
+        persistent: a.persistent,
+        transient: a.transient,
+        autostart: a.autostart,
+        no_autostart: a.no_autostart,
+    }
+}
+
+/// Case-insensitive by name, as virsh's vshStrcasecmp sorters.
+pub fn sort_by_name<T>(v: &mut [T], name: impl Fn(&T) -> &str) {
+    v.sort_by_cached_key(|x| name(x).to_lowercase());
+}
+
+pub fn list_text(nets: &[NetworkSummary], a: &NetListArgs, header: bool) -> String {
+    if a.table || !(a.name || a.uuid) {
+        let mut t = Table::new(&["Name", "State", "Autostart", "Persistent"]);
+        for n in nets {
+            t.push([
+                n.name.as_str(),
+                if n.active { "active" } else { "inactive" },
+                yes_no(n.autostart),
+                yes_no(n.persistent),
+            ]);
+        }
+        return t.render(header);
+    }
+    let mut s = String::new();
+    for n in nets {
+        let mut parts = Vec::new();
+        if a.uuid {
+            parts.push(n.uuid.as_str());
+        }
+        if a.name {
+            parts.push(n.name.as_str());
+        }
+        s.push_str(&parts.join(" "));
+        s.push('\n');
+    }
+    s
+}
+
+/// `net-info`: `%-15s` labels; no Bridge line when there is no bridge.
+pub fn info_text(i: &v1::NetworkInfo) -> String {
+    let mut s = String::new();
+    let mut line = |label: &str, value: &str| s.push_str(&format!("{label:<15} {value}\n"));
+    line("Name:", &i.name);
+    line("UUID:", &i.uuid);
+    line("Active:", yes_no(i.active));
+    line("Persistent:", yes_no(i.persistent));
+    line("Autostart:", yes_no(i.autostart));
+    if !i.bridge.is_empty() {
+        line("Bridge:", &i.bridge);
+    }
+    s
+}
+
+pub async fn lookup(ctl: &Ctl, key: &str) -> Result<NetworkSummary, CmdError> {
+    ctl.conn
+        .lookup_network(key)
+        .await
+        .map_err(|e| CmdError::ctx(format!("failed to get network '{key}'"), e))
+}
+
+pub async fn list(ctl: &Ctl, a: &NetListArgs) -> CmdResult {
+    let resp = ctl
+        .conn
+        .network()
+        .list(list_filter(a))
+        .await
+        .map_err(|e| CmdError::ctx("Failed to list networks", crate::Error::from(e)))?;
+    let mut nets = collect(resp)
+        .await
+        .map_err(|e| CmdError::ctx("Failed to list networks", e))?;
+    sort_by_name(&mut nets, |n| &n.name);
+    ctl.print(&list_text(&nets, a, !ctl.quiet));
+    Ok(())
+}
+
+/// net-define (`transient == false`) and net-create.
+pub async fn define(ctl: &Ctl, file: &str, validate: bool, transient: bool) -> CmdResult {
+    let xml = read_file(file).map_err(CmdError::msg)?;
+    let req = v1::DefineXmlRequest { xml, validate };
+    let mut c = ctl.conn.network();
+    let (res, verb) = if transient {
+        (c.create_xml(req).await, "create")
+    } else {
+        (c.define_xml(req).await, "define")
+    };
+    let n = res
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to {verb} network from {file}"),
+                crate::Error::from(e),
+            )
+        })?
+        .into_inner();
+    ctl.extra(&format!("Network {} {verb}d from {file}\n", n.name));
+    Ok(())
+}
+
+pub async fn start(ctl: &Ctl, key: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    ctl.conn
+        .network()
+        .create(by_uuid(n.uuid.clone()))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to start network {key}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Network {key} started\n"));
+    Ok(())
+}
+
+pub async fn destroy(ctl: &Ctl, key: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    ctl.conn
+        .network()
+        .destroy(by_uuid(n.uuid.clone()))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to destroy network {key}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Network {key} destroyed\n"));
+    Ok(())
+}
+
+pub async fn undefine(ctl: &Ctl, key: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    ctl.conn
+        .network()
+        .undefine(by_uuid(n.uuid.clone()))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to undefine network {key}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Network {key} has been undefined\n"));
+    Ok(())
+}
+
+pub async fn dumpxml(ctl: &Ctl, key: &str, inactive: bool) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    let req = v1::GetXmlDescRequest {
+        object: Some(by_uuid(n.uuid.clone())),
+        inactive,
+        ..Default::default()
+    };
+    let xml = ctl
+        .conn
+        .network()
+        .get_xml_desc(req)
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .xml;
+    ctl.print(&xml);
+    Ok(())
+}
+
+pub async fn info(ctl: &Ctl, key: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    let i = ctl
+        .conn
+        .network()
+        .get_info(by_uuid(n.uuid.clone()))
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner();
+    ctl.print(&info_text(&i));
+    Ok(())
+}
+
+pub async fn autostart(ctl: &Ctl, key: &str, disable: bool) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    let req = v1::SetAutostartRequest {
+        object: Some(by_uuid(n.uuid.clone())),
+        autostart: !disable,
+    };
+    ctl.conn.network().set_autostart(req).await.map_err(|e| {
+        let line = if disable {
+            format!("failed to unmark network {key} as autostarted")
+        } else {
+            format!("failed to mark network {key} as autostarted")
+        };
+        CmdError::ctx(line, crate::Error::from(e))
+    })?;
+    if disable {
+        ctl.extra(&format!("Network {key} unmarked as autostarted\n"));
+    } else {
+        ctl.extra(&format!("Network {key} marked as autostarted\n"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, active: bool, persistent: bool) -> NetworkSummary {
+        NetworkSummary {
+            uuid: format!("uuid-{name}"),
+            name: name.into(),
+            active,
+            persistent,
+            autostart: false,
+        }
+    }
+
+    #[test]
+    fn net_list_matches_virsh() {
+        let a = NetListArgs::default();
+        // `virsh -c test:///default net-list`
+        assert_eq!(
+            list_text(&[net("default", true, true)], &a, true),
+            " Name      State    Autostart   Persistent\n\
+             --------------------------------------------\n \
+             default   active   no          yes\n"
+        );
+        // after `net-define n.xml`: `net-list --all`
+        assert_eq!(
+            list_text(
+                &[net("default", true, true), net("net1", false, true)],
+                &a,
+                true
+            ),
+            " Name      State      Autostart   Persistent\n\
+             ----------------------------------------------\n \
+             default   active     no          yes\n \
+             net1      inactive   no          yes\n"
+        );
+    }
+
+    #[test]
+    fn net_list_names_and_uuids() {
+        let n = [net("default", true, true)];
+        let names = NetListArgs {
+            name: true,
+            ..Default::default()
+        };
+        assert_eq!(list_text(&n, &names, true), "default\n");
+        let uuids = NetListArgs {
+            uuid: true,
+            ..Default::default()
+        };
+        assert_eq!(list_text(&n, &uuids, true), "uuid-default\n");
+    }
+
+    #[test]
+    fn net_info_matches_virsh() {
+        let i = v1::NetworkInfo {
+            uuid: "dd8fe884-6c02-601e-7551-cca97df1c5df".into(),
+            name: "default".into(),
+            active: true,
+            persistent: true,
+            autostart: false,
+            bridge: "virbr0".into(),
+        };
+        // `virsh -c test:///default net-info default`
+        assert_eq!(
+            info_text(&i),
+            "Name:           default\n\
+             UUID:           dd8fe884-6c02-601e-7551-cca97df1c5df\n\
+             Active:         yes\n\
+             Persistent:     yes\n\
+             Autostart:      no\n\
+             Bridge:         virbr0\n"
+        );
+    }
+
+    #[test]
+    fn list_filter_defaults_to_active() {
+        let f = list_filter(&NetListArgs::default());
+        assert!(f.active && !f.inactive);
+        let f = list_filter(&NetListArgs {
+            all: true,
+            inactive: true,
+            ..Default::default()
+        });
+        assert!(f.active && f.inactive);
+    }
+}

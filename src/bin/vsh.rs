@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    virtmesh_client::vsh::main()
+}
