@@ -55,6 +55,8 @@ pub type Intercepted = InterceptedService<Channel, UriInterceptor>;
 #[derive(Debug, Clone)]
 pub struct Connection {
     channel: Channel,
+    /// Where the gateway is, for error messages.
+    gateway: Option<String>,
     uri: Option<String>,
     interceptor: UriInterceptor,
 }
@@ -72,7 +74,9 @@ impl Connection {
         uri: Option<&str>,
         opts: &ChannelOptions,
     ) -> Result<Self> {
-        Self::from_channel(channel(gateway, opts), uri)
+        let mut conn = Self::from_channel(channel(gateway, opts), uri)?;
+        conn.gateway = Some(gateway.to_string());
+        Ok(conn)
     }
 
     /// Wrap an existing channel (tests, custom transports).
@@ -80,6 +84,7 @@ impl Connection {
         let interceptor = UriInterceptor::new(uri)?;
         Ok(Connection {
             channel,
+            gateway: None,
             uri: uri.map(str::to_owned),
             interceptor,
         })
@@ -98,7 +103,32 @@ impl Connection {
             uri: self.uri.clone().unwrap_or_default(),
             read_only: false,
         };
-        Ok(self.connect().open(req).await?.into_inner())
+        match self.connect().open(req).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(status) => {
+                let err = Error::from(status);
+                // Say which gateway could not be reached, as libvirt names
+                // the socket it failed to connect to.
+                match (&err, &self.gateway) {
+                    (Error::Virt(v), Some(gw)) if v.domain == virtmesh_rpc::ErrorDomain::Rpc => {
+                        Err(Error::Virt(virtmesh_rpc::VirtError::new(
+                            virtmesh_rpc::ErrorCode::NoConnect,
+                            virtmesh_rpc::ErrorDomain::Rpc,
+                            format!(
+                                "Failed to connect to the virtmesh gateway at '{gw}': {}",
+                                v.message
+                            ),
+                        )))
+                    }
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// The gateway address this connection was opened to, if known.
+    pub fn gateway(&self) -> Option<&str> {
+        self.gateway.as_deref()
     }
 
     fn svc(&self) -> Intercepted {

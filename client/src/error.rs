@@ -17,8 +17,57 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Self {
-        Error::Virt(VirtError::from_status(&status))
+        let mut err = VirtError::from_status(&status);
+        // A transport failure's Status says only "tcp connect error"; the
+        // cause that tells the user what to fix ("Connection refused", "No
+        // such file or directory") is at the end of its source chain.
+        if err.domain == ErrorDomain::Rpc {
+            if let Some(cause) = root_cause(&status) {
+                if !err.message.contains(&cause) {
+                    err.message = if err.message.is_empty() {
+                        cause
+                    } else {
+                        format!("{}: {cause}", err.message)
+                    };
+                }
+            }
+        }
+        if err.domain == ErrorDomain::Rpc {
+            err.message = strip_os_error(&err.message);
+        }
+        Error::Virt(err)
     }
+}
+
+/// Remove Rust's " (os error N)" suffixes: libvirt prints strerror text
+/// alone.
+pub(crate) fn strip_os_error(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (os error ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(" (os error ");
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The innermost error under `status`, without Rust's " (os error N)".
+pub(crate) fn root_cause(status: &tonic::Status) -> Option<String> {
+    let mut src = std::error::Error::source(status);
+    let mut last = None;
+    while let Some(e) = src {
+        last = Some(e.to_string());
+        src = e.source();
+    }
+    last.map(|s| strip_os_error(&s))
 }
 
 impl Error {
@@ -77,6 +126,18 @@ mod tests {
             "Network not found: no network with matching name 'x'"
         );
         assert!(!err.is_transport());
+    }
+
+    #[test]
+    fn os_error_suffixes_are_dropped() {
+        assert_eq!(
+            strip_os_error("No such file or directory (os error 2)"),
+            "No such file or directory"
+        );
+        assert_eq!(
+            strip_os_error("a (os error 111): b (os error x)"),
+            "a: b (os error x)"
+        );
     }
 
     #[test]

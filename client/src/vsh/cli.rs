@@ -9,6 +9,7 @@ use virtmesh_rpc::ListenAddr;
 #[command(
     name = "vsh",
     version,
+    arg_required_else_help = true,
     about = "virsh-compatible command line for virtmesh",
     long_about = "virsh-compatible command line for virtmesh.\n\n\
         The connection URI comes from -c/--connect, else $VIRTMESH_DEFAULT_URI, \

@@ -274,13 +274,22 @@ fn dom_ref(d: &DomainSummary) -> v1::ObjectRef {
 
 pub async fn dominfo(ctl: &Ctl, key: &str) -> CmdResult {
     let d = lookup(ctl, key, Kinds::DOMAIN).await?;
-    let info = ctl
+    let mut info = ctl
         .conn
         .domain()
         .get_info(dom_ref(&d))
         .await
         .map_err(crate::Error::from)?
         .into_inner();
+    // virsh takes these from the domain handle, not from virDomainGetInfo;
+    // fill them from the lookup when the driver leaves them out.
+    info.id = d.id;
+    if info.name.is_empty() {
+        info.name = d.name.clone();
+    }
+    if info.uuid.is_empty() {
+        info.uuid = d.uuid.clone();
+    }
     // virNodeGetSecurityModel comes from the host capabilities; a host
     // that cannot say simply gets no security lines.
     let secmodel = match ctl.conn.host().get_capabilities(()).await {

@@ -168,8 +168,12 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return connect_failed(&e),
     };
-    if let Err(e) = conn.verify().await {
-        return connect_failed(&e);
+    match conn.verify().await {
+        Ok(_) => {}
+        // A driver without Connect.Open still serves everything else; only
+        // a real failure to reach or open the URI stops us here.
+        Err(e) if e.code() == crate::ErrorCode::NoSupport => {}
+        Err(e) => return connect_failed(&e),
     }
     let ctl = Ctl {
         conn,
