@@ -21,16 +21,15 @@ impl From<tonic::Status> for Error {
         // A transport failure's Status says only "tcp connect error"; the
         // cause that tells the user what to fix ("Connection refused", "No
         // such file or directory") is at the end of its source chain.
-        if err.domain == ErrorDomain::Rpc {
-            if let Some(cause) = root_cause(&status) {
-                if !err.message.contains(&cause) {
-                    err.message = if err.message.is_empty() {
-                        cause
-                    } else {
-                        format!("{}: {cause}", err.message)
-                    };
-                }
-            }
+        if err.domain == ErrorDomain::Rpc
+            && let Some(cause) = root_cause(&status)
+            && !err.message.contains(&cause)
+        {
+            err.message = if err.message.is_empty() {
+                cause
+            } else {
+                format!("{}: {cause}", err.message)
+            };
         }
         if err.domain == ErrorDomain::Rpc {
             err.message = strip_os_error(&err.message);
