@@ -219,3 +219,185 @@ mod tests {
         ));
     }
 }
+
+/// Round trips through a real (in-process) gRPC server: the header and the
+/// libvirt error detail must survive the wire, not just the interceptor.
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+    use tonic::{Request, Response, Status};
+    use v1::connect_server::{Connect, ConnectServer};
+    use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
+
+    struct Echo;
+
+    fn uri_of<T>(r: &Request<T>) -> String {
+        virtmesh_rpc::meta::virt_uri(r)
+            .unwrap_or("<none>")
+            .to_owned()
+    }
+
+    fn nope<T>() -> std::result::Result<Response<T>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    #[tonic::async_trait]
+    impl Connect for Echo {
+        async fn open(
+            &self,
+            r: Request<v1::OpenRequest>,
+        ) -> std::result::Result<Response<v1::OpenReply>, Status> {
+            let uri = uri_of(&r);
+            if uri == "nosuch:///" {
+                return Err(VirtError::new(
+                    ErrorCode::NoConnect,
+                    ErrorDomain::Remote,
+                    "no connection driver available for nosuch:///",
+                )
+                .into());
+            }
+            Ok(Response::new(v1::OpenReply {
+                uri,
+                driver: "test".into(),
+            }))
+        }
+        async fn get_uri(
+            &self,
+            r: Request<()>,
+        ) -> std::result::Result<Response<v1::UriReply>, Status> {
+            Ok(Response::new(v1::UriReply { uri: uri_of(&r) }))
+        }
+        async fn get_version(
+            &self,
+            _: Request<()>,
+        ) -> std::result::Result<Response<v1::VersionReply>, Status> {
+            nope()
+        }
+        async fn get_lib_version(
+            &self,
+            _: Request<()>,
+        ) -> std::result::Result<Response<v1::VersionReply>, Status> {
+            nope()
+        }
+        async fn get_hostname(
+            &self,
+            _: Request<()>,
+        ) -> std::result::Result<Response<v1::HostnameReply>, Status> {
+            nope()
+        }
+        async fn get_node_info(
+            &self,
+            _: Request<()>,
+        ) -> std::result::Result<Response<v1::NodeInfo>, Status> {
+            nope()
+        }
+        async fn get_sysinfo(
+            &self,
+            _: Request<()>,
+        ) -> std::result::Result<Response<v1::XmlDoc>, Status> {
+            nope()
+        }
+        async fn get_max_vcpus(
+            &self,
+            _: Request<v1::MaxVcpusRequest>,
+        ) -> std::result::Result<Response<v1::MaxVcpusReply>, Status> {
+            nope()
+        }
+        async fn get_type(
+            &self,
+            _: Request<()>,
+        ) -> std::result::Result<Response<v1::TypeReply>, Status> {
+            nope()
+        }
+        async fn domain_xml_to_native(
+            &self,
+            _: Request<v1::DomainXmlToNativeRequest>,
+        ) -> std::result::Result<Response<v1::NativeConfig>, Status> {
+            nope()
+        }
+        async fn domain_xml_from_native(
+            &self,
+            _: Request<v1::DomainXmlFromNativeRequest>,
+        ) -> std::result::Result<Response<v1::XmlDoc>, Status> {
+            nope()
+        }
+    }
+
+    async fn serve() -> ListenAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("bound address");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ConnectServer::new(Echo))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        ListenAddr::Tcp(addr)
+    }
+
+    #[tokio::test]
+    async fn uri_header_reaches_the_server() {
+        let gw = serve().await;
+        let conn = Connection::open(&gw, Some("test:///default")).expect("open");
+        let reply = conn.verify().await.expect("open succeeds");
+        assert_eq!(reply.uri, "test:///default");
+        let uri = conn
+            .connect()
+            .get_uri(())
+            .await
+            .expect("get_uri")
+            .into_inner()
+            .uri;
+        assert_eq!(uri, "test:///default");
+    }
+
+    #[tokio::test]
+    async fn without_uri_no_header_is_sent() {
+        let gw = serve().await;
+        let conn = Connection::open(&gw, None).expect("open");
+        let uri = conn
+            .connect()
+            .get_uri(())
+            .await
+            .expect("get_uri")
+            .into_inner()
+            .uri;
+        assert_eq!(uri, "<none>");
+    }
+
+    #[tokio::test]
+    async fn libvirt_error_survives_the_wire() {
+        let gw = serve().await;
+        let conn = Connection::open(&gw, Some("nosuch:///")).expect("open");
+        let err = conn.verify().await.expect_err("unknown scheme");
+        assert_eq!(err.code(), ErrorCode::NoConnect);
+        assert_eq!(
+            err.to_string(),
+            "no connection driver available for nosuch:///"
+        );
+        let unimpl = conn.connect().get_hostname(()).await.map_err(Error::from);
+        assert_eq!(unimpl.err().map(|e| e.code()), Some(ErrorCode::NoSupport));
+    }
+
+    #[tokio::test]
+    async fn unreachable_gateway_is_named() {
+        // Bind then drop a listener so the port is (almost surely) closed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let gw = ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        let conn = Connection::open(&gw, Some("test:///default")).expect("open");
+        let err = conn.verify().await.expect_err("nothing listens");
+        assert!(err.is_transport(), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "Failed to connect to the virtmesh gateway at '127.0.0.1:{port}'"
+            )),
+            "{msg}"
+        );
+        assert!(!msg.contains("os error"), "{msg}");
+    }
+}
