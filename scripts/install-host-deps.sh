@@ -1,0 +1,33 @@
+#!/bin/sh
+# Host packages the virtmesh tests need (HOST.md): QEMU 10.0.2 from
+# bookworm-backports. bookworm's own qemu-system-x86 (7.2) conflicts with
+# the backports qemu-utils the machines ship, so the suite is added and the
+# package installed from it. Idempotent: safe to run on every CI run.
+set -eu
+
+SOURCES=/etc/apt/sources.list.d/backports.sources
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-host-deps.sh: must run as root (apt-get)" >&2
+    exit 1
+fi
+
+if ! grep -qs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/* ; then
+    cat > "$SOURCES" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+# Skip the (slow) apt run when the right QEMU is already there.
+if command -v qemu-system-x86_64 >/dev/null 2>&1 \
+    && qemu-system-x86_64 --version | grep -q 'version 10\.'; then
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y -t bookworm-backports qemu-system-x86

@@ -1,0 +1,430 @@
+//! A qemu domain definition: the parsed `<domain>` tree with the qemu
+//! driver's defaults filled in at define time (so the guest's hardware is
+//! stable across restarts), and typed accessors for what the command line
+//! and the lifecycle need. Parsing uses `virtmesh_conf`'s generic element
+//! tree; what the tree does not model is kept as given.
+
+use virtmesh_conf::error::{parse_root, parse_uuid};
+use virtmesh_conf::units::scale_to_kib;
+use virtmesh_conf::{ConfError, Element, Node};
+
+/// The emulator libvirt's capabilities report for x86_64 guests.
+pub const DEFAULT_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+
+/// libvirt's order of the top-level elements of `<domain>`; unknown ones
+/// go where the `*` is.
+const TOP_ORDER: &[&str] = &[
+    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
+    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
+    "iothreadids", "defaultiothread", "cputune", "numatune", "resource", "sysinfo", "bootloader",
+    "bootloader_args", "os", "idmap", "features", "cpu", "clock", "on_poweroff", "on_reboot",
+    "on_crash", "pm", "perf", "devices", "*", "seclabel",
+];
+
+/// `<domain type=...>`: which accelerator runs the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtType {
+    /// KVM (`-accel kvm`).
+    Kvm,
+    /// Pure emulation, TCG (`-accel tcg`).
+    Qemu,
+}
+
+impl VirtType {
+    pub fn accel(self) -> &'static str {
+        match self {
+            VirtType::Kvm => "kvm",
+            VirtType::Qemu => "tcg",
+        }
+    }
+}
+
+/// QEMU 10.0's aliases, as libvirt expands them from the capabilities.
+pub fn expand_machine(machine: Option<&str>) -> String {
+    match machine {
+        None | Some("") | Some("pc") => "pc-i440fx-10.0".to_owned(),
+        Some("q35") => "pc-q35-10.0".to_owned(),
+        Some(other) => other.to_owned(),
+    }
+}
+
+/// A validated definition in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainDef {
+    root: Element,
+}
+
+fn parse_u64(el: &Element, what: &str) -> Result<u64, ConfError> {
+    let text = el.text();
+    text.trim().parse::<u64>().map_err(|_| {
+        ConfError::xml(format!(
+            "Invalid value '{}' for element or attribute '{what}'",
+            text.trim()
+        ))
+    })
+}
+
+fn kib_element(name: &str, kib: u64) -> Element {
+    Element::new(name)
+        .with_attr("unit", "KiB")
+        .with_text(kib.to_string())
+}
+
+/// Replace the child named like `el`, or append it.
+fn replace_child(root: &mut Element, el: Element) {
+    match root
+        .children
+        .iter_mut()
+        .find(|n| matches!(n, Node::Element(e) if e.name == el.name))
+    {
+        Some(slot) => *slot = Node::Element(el),
+        None => root.children.push(Node::Element(el)),
+    }
+}
+
+impl DomainDef {
+    /// Parse, validate and fill defaults.
+    pub fn parse(xml: &str) -> Result<DomainDef, ConfError> {
+        let mut root = parse_root(xml, "domain")?;
+        // The id is runtime state, never configuration.
+        root.remove_attr("id");
+        match root.attr("type") {
+            None => return Err(ConfError::internal("missing domain type attribute")),
+            Some("kvm") | Some("qemu") => {}
+            Some(t) => {
+                return Err(ConfError::unsupported(format!(
+                    "Emulator '{DEFAULT_EMULATOR}' does not support virt type '{t}'"
+                )));
+            }
+        }
+        let name = root
+            .child_text("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(ConfError::no_name());
+        }
+        if name.contains('/') {
+            return Err(ConfError::xml(format!("name {name} cannot contain '/'")));
+        }
+        root.set_child_text("name", name);
+        let uuid = parse_uuid(root.child_text("uuid"))?;
+        root.set_child_text("uuid", uuid.to_string());
+        normalize_memory(&mut root)?;
+        normalize_vcpu(&mut root)?;
+        normalize_os(&mut root)?;
+        if root.child("cpu").is_none() {
+            // libvirt's default guest CPU for x86 qemu/kvm guests.
+            root.children.push(Node::Element(
+                Element::new("cpu")
+                    .with_attr("mode", "custom")
+                    .with_attr("match", "exact")
+                    .with_attr("check", "none")
+                    .with_child(
+                        Element::new("model")
+                            .with_attr("fallback", "forbid")
+                            .with_text("qemu64"),
+                    ),
+            ));
+        }
+        let clock = root.child_or_insert("clock");
+        if clock.attr("offset").is_none() {
+            clock.set_attr("offset", "utc");
+        }
+        for (name, default) in [
+            ("on_poweroff", "destroy"),
+            ("on_reboot", "restart"),
+            ("on_crash", "destroy"),
+        ] {
+            let el = root.child_or_insert(name);
+            if el.text().trim().is_empty() {
+                el.set_text(default);
+            }
+        }
+        let devices = root.child_or_insert("devices");
+        if devices.child("emulator").is_none() {
+            devices.children.insert(
+                0,
+                Node::Element(Element::new("emulator").with_text(DEFAULT_EMULATOR)),
+            );
+        }
+        root.sort_children(TOP_ORDER);
+        Ok(DomainDef { root })
+    }
+
+    /// The XML as libvirt formats it; `id` is set for running domains.
+    pub fn to_xml(&self, id: Option<i32>) -> String {
+        match id {
+            None => self.root.to_xml(),
+            Some(id) => {
+                let mut root = self.root.clone();
+                root.set_attr("id", id.to_string());
+                root.order_attrs(&["type", "id"]);
+                root.to_xml()
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.root.child_text("name").unwrap_or_default()
+    }
+
+    pub fn uuid(&self) -> String {
+        self.root.child_text("uuid").unwrap_or_default()
+    }
+
+    pub fn virt_type(&self) -> VirtType {
+        match self.root.attr("type") {
+            Some("qemu") => VirtType::Qemu,
+            _ => VirtType::Kvm,
+        }
+    }
+
+    fn kib(&self, name: &str) -> u64 {
+        self.root
+            .child(name)
+            .and_then(|e| e.text().trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn max_memory_kib(&self) -> u64 {
+        self.kib("memory")
+    }
+
+    pub fn current_memory_kib(&self) -> u64 {
+        self.kib("currentMemory")
+    }
+
+    pub fn vcpus(&self) -> u32 {
+        self.root
+            .child("vcpu")
+            .and_then(|v| match v.attr("current") {
+                Some(c) => c.parse().ok(),
+                None => v.text().trim().parse().ok(),
+            })
+            .unwrap_or(1)
+    }
+
+    pub fn max_vcpus(&self) -> u32 {
+        self.root
+            .child("vcpu")
+            .and_then(|v| v.text().trim().parse().ok())
+            .unwrap_or(1)
+    }
+
+    fn os_type_el(&self) -> Option<&Element> {
+        self.root.child("os").and_then(|o| o.child("type"))
+    }
+
+    pub fn os_type(&self) -> String {
+        self.os_type_el().map(|t| t.text()).unwrap_or_default()
+    }
+
+    pub fn machine(&self) -> String {
+        expand_machine(self.os_type_el().and_then(|t| t.attr("machine")))
+    }
+
+    pub fn is_q35(&self) -> bool {
+        self.machine().contains("q35")
+    }
+
+    pub fn emulator(&self) -> String {
+        self.root
+            .child("devices")
+            .and_then(|d| d.child_text("emulator"))
+            .map(|e| e.trim().to_owned())
+            .unwrap_or_else(|| DEFAULT_EMULATOR.to_owned())
+    }
+
+    pub fn on_poweroff(&self) -> String {
+        self.root
+            .child_text("on_poweroff")
+            .unwrap_or_else(|| "destroy".into())
+    }
+
+    pub fn cpu_model(&self) -> String {
+        self.root
+            .child("cpu")
+            .and_then(|c| c.child_text("model"))
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "qemu64".into())
+    }
+
+    pub fn clock_offset(&self) -> String {
+        self.root
+            .child("clock")
+            .and_then(|c| c.attr("offset"))
+            .unwrap_or("utc")
+            .to_owned()
+    }
+
+    /// Whether `<features><acpi/>` is present (libvirt passes `acpi=off`
+    /// otherwise, and then ACPI shutdown cannot work).
+    pub fn has_acpi(&self) -> bool {
+        self.root
+            .child("features")
+            .is_some_and(|f| f.child("acpi").is_some())
+    }
+
+    /// Device elements other than `<emulator>`: phase 1 runs diskless
+    /// guests only, so the driver refuses to start with others rather than
+    /// silently drop them.
+    pub fn devices(&self) -> Vec<&Element> {
+        self.root
+            .child("devices")
+            .map(|d| d.elements().filter(|e| e.name != "emulator").collect())
+            .unwrap_or_default()
+    }
+}
+
+fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
+    let read = |root: &Element, name: &str| -> Result<Option<u64>, ConfError> {
+        match root.child(name) {
+            None => Ok(None),
+            Some(el) => {
+                let v = parse_u64(el, &format!("./{name}[1]"))?;
+                Ok(Some(scale_to_kib(v, el.attr("unit"))?))
+            }
+        }
+    };
+    let memory = read(root, "memory")?.unwrap_or(0);
+    if memory == 0 {
+        return Err(ConfError::xml(
+            "Memory size must be specified via <memory> or in the <numa> configuration",
+        ));
+    }
+    let current = read(root, "currentMemory")?.unwrap_or(memory);
+    let current = if current == 0 || current > memory {
+        memory
+    } else {
+        current
+    };
+    replace_child(root, kib_element("memory", memory));
+    replace_child(root, kib_element("currentMemory", current));
+    Ok(())
+}
+
+fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
+    let old = root
+        .child("vcpu")
+        .cloned()
+        .unwrap_or_else(|| Element::new("vcpu").with_text("1"));
+    let count: u32 = old
+        .text()
+        .trim()
+        .parse()
+        .map_err(|_| ConfError::xml("maximum vcpus count must be an integer"))?;
+    if count == 0 {
+        return Err(ConfError::internal("Invalid vCPU count"));
+    }
+    let mut el = Element::new("vcpu").with_attr("placement", old.attr("placement").unwrap_or("static"));
+    if let Some(cpuset) = old.attr("cpuset") {
+        el.set_attr("cpuset", cpuset);
+    }
+    if let Some(cur) = old.attr("current") {
+        let cur: u32 = cur
+            .parse()
+            .map_err(|_| ConfError::xml("current vcpus count must be an integer"))?;
+        if cur > count {
+            return Err(ConfError::unsupported(
+                "maximum vCPU count must not be less than current vCPU count",
+            ));
+        }
+        if cur != count {
+            el.set_attr("current", cur.to_string());
+        }
+    }
+    el.set_text(count.to_string());
+    replace_child(root, el);
+    Ok(())
+}
+
+fn normalize_os(root: &mut Element) -> Result<(), ConfError> {
+    let os = root
+        .child_mut("os")
+        .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;
+    let has_boot = os.child("boot").is_some() || os.child("kernel").is_some();
+    let ty = os
+        .child_mut("type")
+        .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;
+    let os_type = ty.text().trim().to_owned();
+    if os_type != "hvm" {
+        return Err(ConfError::unsupported(format!(
+            "Emulator '{DEFAULT_EMULATOR}' does not support os type '{os_type}'"
+        )));
+    }
+    ty.set_text(os_type);
+    let arch = ty.attr("arch").unwrap_or("x86_64").to_owned();
+    if arch != "x86_64" {
+        return Err(ConfError::unsupported(format!(
+            "No guest options available for arch '{arch}'"
+        )));
+    }
+    ty.set_attr("arch", arch);
+    let machine = expand_machine(ty.attr("machine"));
+    ty.set_attr("machine", machine);
+    ty.order_attrs(&["arch", "machine"]);
+    if !has_boot {
+        let pos = os
+            .children
+            .iter()
+            .position(|n| matches!(n, Node::Element(e) if matches!(e.name.as_str(), "bootmenu" | "smbios" | "bios")))
+            .unwrap_or(os.children.len());
+        os.children
+            .insert(pos, Node::Element(Element::new("boot").with_attr("dev", "hd")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "<domain type='kvm'>\n  <name>cc-minimal-q35</name>\n  <uuid>aedba276-b2aa-5a1d-859d-ea9075fc669f</uuid>\n  <memory unit='MiB'>256</memory>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  </devices>\n</domain>\n";
+
+    #[test]
+    fn defaults_are_filled() {
+        let def = DomainDef::parse(MINIMAL).expect("valid");
+        assert_eq!(def.machine(), "pc-q35-10.0");
+        assert_eq!(def.max_memory_kib(), 262144);
+        assert_eq!(def.current_memory_kib(), 262144);
+        assert_eq!(def.vcpus(), 1);
+        assert_eq!(def.virt_type(), VirtType::Kvm);
+        let xml = def.to_xml(None);
+        assert!(xml.contains("<type arch='x86_64' machine='pc-q35-10.0'>hvm</type>"), "{xml}");
+        assert!(xml.contains("<boot dev='hd'/>"));
+        assert!(xml.contains("<on_poweroff>destroy</on_poweroff>"));
+        // Re-parsing canonical output changes nothing.
+        assert_eq!(DomainDef::parse(&xml).expect("valid").to_xml(None), xml);
+        assert!(def.to_xml(Some(3)).starts_with("<domain type='kvm' id='3'>"));
+    }
+
+    #[test]
+    fn machine_aliases_expand() {
+        assert_eq!(expand_machine(Some("q35")), "pc-q35-10.0");
+        assert_eq!(expand_machine(Some("pc")), "pc-i440fx-10.0");
+        assert_eq!(expand_machine(None), "pc-i440fx-10.0");
+        assert_eq!(expand_machine(Some("pc-q35-8.2")), "pc-q35-8.2");
+    }
+
+    #[test]
+    fn uuid_is_generated_and_bad_input_rejected() {
+        let def = DomainDef::parse(
+            "<domain type='qemu'><name>a</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+        )
+        .expect("valid");
+        assert_eq!(def.uuid().len(), 36);
+        assert_eq!(def.virt_type(), VirtType::Qemu);
+        assert_eq!(def.emulator(), DEFAULT_EMULATOR);
+        for bad in [
+            "<domain type='xen'><name>a</name><memory>1</memory><os><type>hvm</type></os></domain>",
+            "<domain type='kvm'><memory>1</memory><os><type>hvm</type></os></domain>",
+            "<domain type='kvm'><name>a</name><os><type>hvm</type></os></domain>",
+            "<domain type='kvm'><name>a</name><memory>1</memory></domain>",
+            "<domain type='kvm'><name>a</name>",
+        ] {
+            assert!(DomainDef::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

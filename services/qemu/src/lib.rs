@@ -1,0 +1,42 @@
+//! libvirt's qemu driver as a virtmesh service (`qemu:///system`,
+//! `qemu:///session`): real QEMU processes, driven over QMP.
+//!
+//! Phase 1: define/undefine/lookup/list of kvm and qemu (TCG) domains with
+//! persistent configs; the lifecycle of diskless guests (start, create from
+//! XML, suspend, resume, shutdown, reboot, reset, destroy) with state that
+//! follows QMP events; recovery of running guests after a service restart;
+//! `DomainXMLToNative("qemu-argv")`. Everything else answers UNIMPLEMENTED.
+
+pub mod argv;
+pub mod connect;
+pub mod def;
+pub mod domain;
+pub mod driver;
+pub mod error;
+pub mod events;
+pub mod process;
+pub mod qmp;
+pub mod state;
+
+pub use driver::{QemuConfig, QemuDriver};
+
+use tonic::service::Routes;
+use virtmesh_proto::v1::{
+    connect_server::ConnectServer, domain_server::DomainServer, events_server::EventsServer,
+};
+
+/// The gRPC services this crate serves (for health reporting).
+pub const SERVED: &[&str] = &[
+    "virtmesh.v1.Connect",
+    "virtmesh.v1.Domain",
+    "virtmesh.v1.Events",
+];
+
+/// The driver's gRPC routes: Domain, Connect and Events.
+pub fn routes(driver: QemuDriver) -> Routes {
+    let connect = connect::ConnectService::new(driver.config().emulator.clone());
+    let events = events::EventsService::new(driver.events());
+    Routes::new(DomainServer::new(domain::DomainService::new(driver)))
+        .add_service(ConnectServer::new(connect))
+        .add_service(EventsServer::new(events))
+}

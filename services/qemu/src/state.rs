@@ -1,0 +1,188 @@
+//! What survives the service (DESIGN.md §6): persistent configs as libvirt
+//! XML files in the state directory, and one live-status file per running
+//! guest in the run directory, enough for a restarted service to find the
+//! guest again (pid, monitor socket, id, the live definition). Every write
+//! is atomic, so a service killed at any instant leaves old or new, never a
+//! torn file.
+
+use crate::def::DomainDef;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use virtmesh_util::fs::{write_atomic, WriteAtomicError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Write(#[from] WriteAtomicError),
+    #[error("cannot create directory '{path}': {source}")]
+    Mkdir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot remove '{path}': {source}")]
+    Remove {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read '{path}': {message}")]
+    Read { path: String, message: String },
+}
+
+/// The live status of one running guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveStatus {
+    pub uuid: String,
+    pub name: String,
+    /// libvirt's domain id.
+    pub id: i32,
+    pub pid: i32,
+    pub monitor: PathBuf,
+    /// Whether a persistent config exists (else the guest is transient and
+    /// this file is all there is of it).
+    pub persistent: bool,
+    /// The definition the guest was started with.
+    pub xml: String,
+}
+
+pub fn mkdir(dir: &Path) -> Result<(), StateError> {
+    std::fs::create_dir_all(dir).map_err(|source| StateError::Mkdir {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+pub fn save_status(path: &Path, status: &LiveStatus) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(status).map_err(|e| StateError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+pub fn load_status(path: &Path) -> Result<LiveStatus, StateError> {
+    let err = |message: String| StateError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))
+}
+
+/// Every `*.status.json` in `run_dir`, with the ones that fail to parse
+/// reported rather than silently skipped.
+pub fn list_statuses(run_dir: &Path) -> Vec<Result<LiveStatus, StateError>> {
+    files_ending(run_dir, ".status.json")
+        .into_iter()
+        .map(|p| load_status(&p))
+        .collect()
+}
+
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.'))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Persistent configs: `<state_dir>/<name>.xml`, as libvirt keeps
+/// `/etc/libvirt/qemu/<name>.xml`.
+#[derive(Debug, Clone)]
+pub struct ConfigStore {
+    dir: PathBuf,
+}
+
+impl ConfigStore {
+    pub fn new(dir: PathBuf) -> ConfigStore {
+        ConfigStore { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.xml"))
+    }
+
+    pub fn save(&self, def: &DomainDef) -> Result<(), StateError> {
+        write_atomic(&self.path(&def.name()), def.to_xml(None).as_bytes())?;
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), StateError> {
+        let path = self.path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Remove {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Every stored config; a file that no longer parses is reported by
+    /// path and skipped by the caller, so one bad file does not hide the
+    /// others.
+    pub fn load_all(&self) -> Vec<(PathBuf, Result<DomainDef, String>)> {
+        files_ending(&self.dir, ".xml")
+            .into_iter()
+            .map(|p| {
+                let def = std::fs::read_to_string(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|x| DomainDef::parse(&x).map_err(|e| e.to_string()));
+                (p, def)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let st = LiveStatus {
+            uuid: "aedba276-b2aa-5a1d-859d-ea9075fc669f".into(),
+            name: "g".into(),
+            id: 7,
+            pid: 1234,
+            monitor: dir.path().join("x.qmp"),
+            persistent: true,
+            xml: "<domain type='kvm'/>".into(),
+        };
+        let path = dir.path().join("x.status.json");
+        save_status(&path, &st).expect("save");
+        assert_eq!(load_status(&path).expect("load"), st);
+        std::fs::write(dir.path().join("broken.status.json"), b"{").expect("write");
+        let all = list_statuses(dir.path());
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn configs_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ConfigStore::new(dir.path().to_path_buf());
+        let def = DomainDef::parse(
+            "<domain type='kvm'><name>vm1</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+        )
+        .expect("valid");
+        store.save(&def).expect("save");
+        let all = store.load_all();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1.as_ref().expect("parses"), &def);
+        store.remove("vm1").expect("remove");
+        store.remove("vm1").expect("removing twice is fine");
+        assert!(store.load_all().is_empty());
+    }
+}
