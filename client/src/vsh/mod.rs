@@ -119,17 +119,24 @@ pub fn default_uri(
 
 /// Entry point of the `vsh` binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and --version go to stdout with status 0; usage errors
-            // exit 1 as virsh's do (clap would use 2).
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
+            // exit 1 as virsh's do (clap would use 2), worded as virsh
+            // words them when it has a wording.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            match usage_error_text(&e, &args) {
+                Some(text) => eprint!("{text}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
+            return ExitCode::FAILURE;
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -191,6 +198,65 @@ async fn run(cli: Cli) -> ExitCode {
     // successful or not.
     ctl.extra("\n");
     code
+}
+
+/// virsh's wording for the usage errors it has words for: unknown
+/// command, unknown option, missing required argument.
+pub fn usage_error_text(e: &clap::Error, args: &[String]) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let command = args.iter().skip(1).find(|a| names.contains(a));
+    let invalid = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let line = match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            format!(
+                "unknown command: '{}'",
+                invalid(ContextKind::InvalidSubcommand)?
+            )
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = invalid(ContextKind::InvalidArg)?;
+            if arg.starts_with('-') {
+                format!("command '{}' doesn't support option {arg}", command?)
+            } else {
+                format!("unexpected data '{arg}'")
+            }
+        }
+        ErrorKind::ArgumentConflict => {
+            // clap shows `--pool <POOL>`; virsh names only the option.
+            let flag =
+                |kind| invalid(kind).map(|a| a.split(' ').next().unwrap_or_default().to_owned());
+            let (a, b) = (flag(ContextKind::InvalidArg)?, flag(ContextKind::PriorArg)?);
+            if !a.starts_with("--") || !b.starts_with("--") {
+                return None;
+            }
+            format!("Options {a} and {b} are mutually exclusive")
+        }
+        ErrorKind::MissingRequiredArgument => {
+            // clap names the argument `<DOMAIN>` or `<DOMAIN|--domain <DOMAIN>>`;
+            // virsh says `<domain>`.
+            let arg = invalid(ContextKind::InvalidArg)?;
+            let name = arg
+                .trim_start_matches('<')
+                .split(['|', '>'])
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("--")
+                .to_lowercase();
+            format!("command '{}' requires <{name}> option", command?)
+        }
+        _ => return None,
+    };
+    Some(format!("error: {line}\n"))
 }
 
 fn connect_failed(e: &crate::Error) -> ExitCode {
@@ -377,6 +443,53 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn usage_error(args: &[&str]) -> Option<String> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let e = Cli::try_parse_from(&args).err()?;
+        usage_error_text(&e, &args)
+    }
+
+    #[test]
+    fn usage_errors_are_worded_like_virsh() {
+        assert_eq!(
+            usage_error(&["vsh", "nonexist"]).as_deref(),
+            Some("error: unknown command: 'nonexist'\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "list", "--foo"]).as_deref(),
+            Some("error: command 'list' doesn't support option --foo\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "start"]).as_deref(),
+            Some("error: command 'start' requires <domain> option\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "uri", "x"]).as_deref(),
+            Some("error: unexpected data 'x'\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "list", "--table", "--name"]).as_deref(),
+            Some("error: Options --table and --name are mutually exclusive\n")
+        );
+        assert_eq!(
+            usage_error(&[
+                "vsh",
+                "secret-set-value",
+                "x",
+                "--file",
+                "f",
+                "--base64",
+                "b"
+            ])
+            .as_deref(),
+            Some("error: Options --file and --base64 are mutually exclusive\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "vol-create", "default-pool"]).as_deref(),
+            Some("error: command 'vol-create' requires <file> option\n")
+        );
+    }
 
     #[test]
     fn uri_precedence() {
