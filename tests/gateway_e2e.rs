@@ -67,6 +67,23 @@ async fn unknown_scheme_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn starting_a_running_domain_is_operation_invalid() {
+    let mesh = Mesh::start();
+    let mut domains = client(&mesh);
+    let status = domains
+        .create(virtmesh_proto::v1::CreateRequest {
+            domain: Some(by_name("test")),
+            ..Default::default()
+        })
+        .await
+        .expect_err("test is running");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let err = VirtError::from_status(&status);
+    assert_eq!(err.code, ErrorCode::OperationInvalid);
+    assert_eq!(err.message, "Requested operation is not valid: domain is already running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn list_streams_through_the_gateway() {
     let mesh = Mesh::start();
     let mut domains = client(&mesh);

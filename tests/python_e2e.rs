@@ -36,16 +36,16 @@ fn python_stubs_define_start_and_list() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "proto"))
         .collect();
-    let mut gen = Command::new(&python);
-    gen.args(["-m", "grpc_tools.protoc", "-I"])
+    let mut protoc = Command::new(&python);
+    protoc.args(["-m", "grpc_tools.protoc", "-I"])
         .arg(root.join("proto"))
         .arg(format!("--python_out={}", stubs.display()))
         .arg(format!("--grpc_python_out={}", stubs.display()))
         .args(&protos);
     if let Some(s) = &site {
-        gen.env("PYTHONPATH", s);
+        protoc.env("PYTHONPATH", s);
     }
-    let out = gen.output().expect("running grpc_tools.protoc");
+    let out = protoc.output().expect("running grpc_tools.protoc");
     assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
 
     let mut client = Command::new(&python);
