@@ -2,46 +2,165 @@
 //! and normalise to libvirt's canonical form (element order, defaults that
 //! libvirt's parser adds, memory in KiB).
 
+use crate::ConfError;
 use crate::error::{parse_root, parse_uuid};
 use crate::units::scale_to_kib;
 use crate::xml::{Element, Node};
-use crate::ConfError;
 
 /// libvirt's order of the top-level elements of `<domain>`; unknown
 /// elements (e.g. hypervisor namespaces) go last.
 const TOP_ORDER: &[&str] = &[
-    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
-    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
-    "iothreadids", "defaultiothread", "cputune", "numatune", "resource", "sysinfo", "bootloader",
-    "bootloader_args", "os", "idmap", "features", "cpu", "clock", "on_poweroff", "on_reboot",
-    "on_crash", "on_lockfailure", "pm", "perf", "devices", "seclabel", "keywrap",
-    "launchSecurity", "*",
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "on_lockfailure",
+    "pm",
+    "perf",
+    "devices",
+    "seclabel",
+    "keywrap",
+    "launchSecurity",
+    "*",
 ];
 
 /// libvirt groups devices by kind in this order when formatting.
 const DEVICE_ORDER: &[&str] = &[
-    "emulator", "disk", "controller", "lease", "filesystem", "interface", "smartcard", "serial",
-    "parallel", "console", "channel", "input", "tpm", "graphics", "sound", "audio", "video",
-    "hostdev", "redirdev", "redirfilter", "hub", "watchdog", "memballoon", "rng", "panic",
-    "shmem", "memory", "iommu", "vsock", "crypto", "pstore", "*",
+    "emulator",
+    "disk",
+    "controller",
+    "lease",
+    "filesystem",
+    "interface",
+    "smartcard",
+    "serial",
+    "parallel",
+    "console",
+    "channel",
+    "input",
+    "tpm",
+    "graphics",
+    "sound",
+    "audio",
+    "video",
+    "hostdev",
+    "redirdev",
+    "redirfilter",
+    "hub",
+    "watchdog",
+    "memballoon",
+    "rng",
+    "panic",
+    "shmem",
+    "memory",
+    "iommu",
+    "vsock",
+    "crypto",
+    "pstore",
+    "*",
 ];
 
 const INTERFACE_ORDER: &[&str] = &[
-    "mac", "source", "virtualport", "ip", "route", "script", "downscript", "backenddomain",
-    "target", "guest", "model", "driver", "backend", "teaming", "filterref", "tune", "bandwidth",
-    "vlan", "port", "link", "mtu", "coalesce", "*", "boot", "alias", "address", "acpi",
+    "mac",
+    "source",
+    "virtualport",
+    "ip",
+    "route",
+    "script",
+    "downscript",
+    "backenddomain",
+    "target",
+    "guest",
+    "model",
+    "driver",
+    "backend",
+    "teaming",
+    "filterref",
+    "tune",
+    "bandwidth",
+    "vlan",
+    "port",
+    "link",
+    "mtu",
+    "coalesce",
+    "*",
+    "boot",
+    "alias",
+    "address",
+    "acpi",
 ];
 
 const DISK_ORDER: &[&str] = &[
-    "driver", "source", "backingStore", "backenddomain", "target", "geometry", "blockio",
-    "iotune", "readonly", "shareable", "transient", "serial", "wwn", "vendor", "product",
-    "encryption", "*", "boot", "alias", "address", "acpi",
+    "driver",
+    "source",
+    "backingStore",
+    "backenddomain",
+    "target",
+    "geometry",
+    "blockio",
+    "iotune",
+    "readonly",
+    "shareable",
+    "transient",
+    "serial",
+    "wwn",
+    "vendor",
+    "product",
+    "encryption",
+    "*",
+    "boot",
+    "alias",
+    "address",
+    "acpi",
 ];
 
 const OS_TYPES: &[&str] = &["hvm", "xen", "linux", "exe", "uml", "xenpvh"];
 const DOMAIN_TYPES: &[&str] = &[
-    "none", "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test", "vmware", "hyperv",
-    "vbox", "phyp", "parallels", "bhyve", "vz", "ch", "hvf",
+    "none",
+    "qemu",
+    "kqemu",
+    "kvm",
+    "xen",
+    "lxc",
+    "uml",
+    "openvz",
+    "test",
+    "vmware",
+    "hyperv",
+    "vbox",
+    "phyp",
+    "parallels",
+    "bhyve",
+    "vz",
+    "ch",
+    "hvf",
 ];
 
 /// A domain definition.  The tree is always in canonical form; the
@@ -53,9 +172,12 @@ pub struct DomainDef {
 
 fn parse_u64(el: &Element, what: &str) -> Result<u64, ConfError> {
     let text = el.text();
-    text.trim()
-        .parse::<u64>()
-        .map_err(|_| ConfError::xml(format!("Invalid value '{}' for element or attribute '{what}'", text.trim())))
+    text.trim().parse::<u64>().map_err(|_| {
+        ConfError::xml(format!(
+            "Invalid value '{}' for element or attribute '{what}'",
+            text.trim()
+        ))
+    })
 }
 
 fn memory_kib(root: &Element, name: &str) -> Result<Option<u64>, ConfError> {
@@ -69,7 +191,9 @@ fn memory_kib(root: &Element, name: &str) -> Result<Option<u64>, ConfError> {
 }
 
 fn kib_element(name: &str, kib: u64) -> Element {
-    Element::new(name).with_attr("unit", "KiB").with_text(kib.to_string())
+    Element::new(name)
+        .with_attr("unit", "KiB")
+        .with_text(kib.to_string())
 }
 
 /// Set or replace a top-level child, keeping others.
@@ -92,15 +216,22 @@ fn hex_attr(el: &mut Element, key: &str, width: usize) -> Result<(), ConfError> 
         } else {
             v.parse::<u64>().ok()
         };
-        let n = parsed.ok_or_else(|| ConfError::xml(format!("Invalid value for attribute '{key}' in element 'address': '{v}'.")))?;
+        let n = parsed.ok_or_else(|| {
+            ConfError::xml(format!(
+                "Invalid value for attribute '{key}' in element 'address': '{v}'."
+            ))
+        })?;
         el.set_attr(key, format!("0x{n:0width$x}"));
     }
     Ok(())
 }
 
 fn normalize_address(dev: &mut Element) -> Result<(), ConfError> {
-    if let Some(addr) = dev.child_mut("address") {
-        if addr.attr("type") == Some("pci") {
+    if let Some(addr) = dev
+        .child_mut("address")
+        .filter(|a| a.attr("type") == Some("pci"))
+    {
+        {
             hex_attr(addr, "domain", 4)?;
             hex_attr(addr, "bus", 2)?;
             hex_attr(addr, "slot", 2)?;
@@ -132,7 +263,11 @@ fn disk_bus_for(dev: &str) -> &'static str {
 
 /// Index of a disk name: sda -> 0, sdb -> 1, sdaa -> 26.
 fn disk_index(dev: &str) -> Option<u64> {
-    let prefix_len = if dev.starts_with("xvd") || dev.starts_with("ubd") { 3 } else { 2 };
+    let prefix_len = if dev.starts_with("xvd") || dev.starts_with("ubd") {
+        3
+    } else {
+        2
+    };
     let suffix = dev.get(prefix_len..)?;
     if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_lowercase()) {
         return None;
@@ -161,7 +296,10 @@ impl DomainDef {
             }
             Some(_) => {}
         }
-        let name = root.child_text("name").map(|n| n.trim().to_owned()).unwrap_or_default();
+        let name = root
+            .child_text("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
         if name.is_empty() {
             return Err(ConfError::no_name());
         }
@@ -179,7 +317,11 @@ impl DomainDef {
         Self::normalize_devices(&mut root)?;
         for sec in root.elements_mut().filter(|e| e.name == "seclabel") {
             if sec.attr("relabel").is_none() {
-                let relabel = if sec.attr("type") == Some("static") { "no" } else { "yes" };
+                let relabel = if sec.attr("type") == Some("static") {
+                    "no"
+                } else {
+                    "yes"
+                };
                 if sec.attr("type").is_some() && sec.attr("type") != Some("none") {
                     sec.set_attr("relabel", relabel);
                 }
@@ -197,7 +339,11 @@ impl DomainDef {
             ));
         }
         let current = memory_kib(root, "currentMemory")?.unwrap_or(memory);
-        let current = if current == 0 || current > memory { memory } else { current };
+        let current = if current == 0 || current > memory {
+            memory
+        } else {
+            current
+        };
         let mut mem_el = kib_element("memory", memory);
         if let Some(dmc) = root.child("memory").and_then(|m| m.attr("dumpCore")) {
             mem_el = Element::new("memory")
@@ -221,7 +367,10 @@ impl DomainDef {
     }
 
     fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
-        let old = root.child("vcpu").cloned().unwrap_or_else(|| Element::new("vcpu").with_text("1"));
+        let old = root
+            .child("vcpu")
+            .cloned()
+            .unwrap_or_else(|| Element::new("vcpu").with_text("1"));
         let count: u32 = old
             .text()
             .trim()
@@ -274,7 +423,9 @@ impl DomainDef {
             return Err(ConfError::xml("an os <type> must be specified"));
         }
         if !OS_TYPES.contains(&os_type.as_str()) {
-            return Err(ConfError::unsupported(format!("unknown OS type '{os_type}'")));
+            return Err(ConfError::unsupported(format!(
+                "unknown OS type '{os_type}'"
+            )));
         }
         ty.set_text(os_type.clone());
         if ty.attr("arch").is_none() {
@@ -302,11 +453,30 @@ impl DomainDef {
                 .iter()
                 .position(|n| matches!(n, Node::Element(e) if matches!(e.name.as_str(), "bootmenu" | "smbios" | "bios" | "cmdline" | "initrd" | "dtb" | "acpi")))
                 .unwrap_or(os.children.len());
-            os.children.insert(pos, Node::Element(Element::new("boot").with_attr("dev", "hd")));
+            os.children.insert(
+                pos,
+                Node::Element(Element::new("boot").with_attr("dev", "hd")),
+            );
         }
         os.sort_children(&[
-            "firmware", "type", "loader", "nvram", "varstore", "bootloader", "kernel", "initrd", "cmdline",
-            "shim", "dtb", "acpi", "init", "*", "boot", "bootmenu", "smbios", "bios",
+            "firmware",
+            "type",
+            "loader",
+            "nvram",
+            "varstore",
+            "bootloader",
+            "kernel",
+            "initrd",
+            "cmdline",
+            "shim",
+            "dtb",
+            "acpi",
+            "init",
+            "*",
+            "boot",
+            "bootmenu",
+            "smbios",
+            "bios",
         ]);
         Ok(())
     }
@@ -315,19 +485,32 @@ impl DomainDef {
         let clock = root.child_or_insert("clock");
         let offset = clock.attr("offset").unwrap_or("utc").to_owned();
         if !["utc", "localtime", "timezone", "variable", "absolute"].contains(&offset.as_str()) {
-            return Err(ConfError::unsupported(format!("unknown clock offset '{offset}'")));
+            return Err(ConfError::unsupported(format!(
+                "unknown clock offset '{offset}'"
+            )));
         }
         clock.set_attr("offset", offset);
         clock.order_attrs(&["offset"]);
         let basic = ["destroy", "restart", "preserve", "rename-restart"];
-        for (name, default) in [("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")] {
+        for (name, default) in [
+            ("on_poweroff", "destroy"),
+            ("on_reboot", "restart"),
+            ("on_crash", "destroy"),
+        ] {
             let el = root.child_or_insert(name);
             let value = el.text().trim().to_owned();
-            let value = if value.is_empty() { default.to_owned() } else { value };
+            let value = if value.is_empty() {
+                default.to_owned()
+            } else {
+                value
+            };
             let ok = basic.contains(&value.as_str())
-                || (name == "on_crash" && ["coredump-destroy", "coredump-restart"].contains(&value.as_str()));
+                || (name == "on_crash"
+                    && ["coredump-destroy", "coredump-restart"].contains(&value.as_str()));
             if !ok {
-                return Err(ConfError::unsupported(format!("unknown {name} action: {value}")));
+                return Err(ConfError::unsupported(format!(
+                    "unknown {name} action: {value}"
+                )));
             }
             el.set_text(value);
         }
@@ -341,7 +524,11 @@ impl DomainDef {
         let mut next_ifname = 0usize;
         let mut used_ifnames: Vec<String> = devices
             .children_named("interface")
-            .filter_map(|i| i.child("target").and_then(|t| t.attr("dev")).map(str::to_owned))
+            .filter_map(|i| {
+                i.child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .map(str::to_owned)
+            })
             .collect();
         for dev in devices.elements_mut() {
             normalize_address(dev)?;
@@ -400,18 +587,22 @@ impl DomainDef {
                 }
                 "interface" => {
                     if dev.child("mac").is_none() {
-                        dev.children.insert(0, Node::Element(Element::new("mac").with_attr("address", random_mac())));
+                        dev.children.insert(
+                            0,
+                            Node::Element(Element::new("mac").with_attr("address", random_mac())),
+                        );
                     }
-                    if let Some(mac) = dev.child_mut("mac") {
-                        if let Some(a) = mac.attr("address") {
-                            let lower = a.to_ascii_lowercase();
-                            mac.set_attr("address", lower);
-                        }
+                    if let Some(lower) = dev
+                        .child("mac")
+                        .and_then(|m| m.attr("address"))
+                        .map(str::to_ascii_lowercase)
+                    {
+                        dev.child_or_insert("mac").set_attr("address", lower);
                     }
                     if dev.attr("type") == Some("network") {
-                        let src = dev
-                            .child_mut("source")
-                            .ok_or_else(|| ConfError::xml("interface type='network' requires a 'source' element"))?;
+                        let src = dev.child_mut("source").ok_or_else(|| {
+                            ConfError::xml("interface type='network' requires a 'source' element")
+                        })?;
                         // The bridge is runtime state of the network, not config.
                         src.remove_attr("bridge");
                     }
@@ -424,22 +615,35 @@ impl DomainDef {
                             }
                         };
                         used_ifnames.push(name.clone());
-                        dev.children.push(Node::Element(Element::new("target").with_attr("dev", name)));
+                        dev.children
+                            .push(Node::Element(Element::new("target").with_attr("dev", name)));
                     }
                     dev.sort_children(INTERFACE_ORDER);
                 }
                 _ => {}
             }
         }
-        if need_scsi && !devices.children_named("controller").any(|c| c.attr("type") == Some("scsi")) {
-            devices
-                .children
-                .push(Node::Element(Element::new("controller").with_attr("type", "scsi").with_attr("index", "0")));
+        if need_scsi
+            && !devices
+                .children_named("controller")
+                .any(|c| c.attr("type") == Some("scsi"))
+        {
+            devices.children.push(Node::Element(
+                Element::new("controller")
+                    .with_attr("type", "scsi")
+                    .with_attr("index", "0"),
+            ));
         }
-        if need_ide && !devices.children_named("controller").any(|c| c.attr("type") == Some("ide")) {
-            devices
-                .children
-                .push(Node::Element(Element::new("controller").with_attr("type", "ide").with_attr("index", "0")));
+        if need_ide
+            && !devices
+                .children_named("controller")
+                .any(|c| c.attr("type") == Some("ide"))
+        {
+            devices.children.push(Node::Element(
+                Element::new("controller")
+                    .with_attr("type", "ide")
+                    .with_attr("index", "0"),
+            ));
         }
         devices.sort_children(DEVICE_ORDER);
         Ok(())
@@ -545,11 +749,15 @@ impl DomainDef {
     }
 
     pub fn on_poweroff(&self) -> String {
-        self.root.child_text("on_poweroff").unwrap_or_else(|| "destroy".into())
+        self.root
+            .child_text("on_poweroff")
+            .unwrap_or_else(|| "destroy".into())
     }
 
     pub fn on_reboot(&self) -> String {
-        self.root.child_text("on_reboot").unwrap_or_else(|| "restart".into())
+        self.root
+            .child_text("on_reboot")
+            .unwrap_or_else(|| "restart".into())
     }
 
     pub fn title(&self) -> Option<String> {
@@ -575,10 +783,11 @@ impl DomainDef {
 
     /// The `<metadata>` child element in namespace `uri`.
     pub fn metadata_element(&self, uri: &str) -> Option<&Element> {
-        self.root
-            .child("metadata")?
-            .elements()
-            .find(|e| e.attrs.iter().any(|(k, v)| k.starts_with("xmlns") && v == uri))
+        self.root.child("metadata")?.elements().find(|e| {
+            e.attrs
+                .iter()
+                .any(|(k, v)| k.starts_with("xmlns") && v == uri)
+        })
     }
 
     /// Replace (or with `None`, remove) the metadata element of `uri`,
@@ -602,7 +811,10 @@ impl DomainDef {
     }
 
     pub fn devices(&self) -> impl Iterator<Item = &Element> {
-        self.root.child("devices").into_iter().flat_map(|d| d.elements())
+        self.root
+            .child("devices")
+            .into_iter()
+            .flat_map(|d| d.elements())
     }
 
     /// Disk targets (`vda`, ...) and their source paths.
@@ -610,7 +822,11 @@ impl DomainDef {
         self.devices()
             .filter(|d| d.name == "disk")
             .map(|d| {
-                let target = d.child("target").and_then(|t| t.attr("dev")).unwrap_or("").to_owned();
+                let target = d
+                    .child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .unwrap_or("")
+                    .to_owned();
                 let source = d
                     .child("source")
                     .and_then(|s| s.attr("file").or(s.attr("dev")).or(s.attr("name")))
@@ -625,8 +841,16 @@ impl DomainDef {
         self.devices()
             .filter(|d| d.name == "interface")
             .map(|d| {
-                let target = d.child("target").and_then(|t| t.attr("dev")).unwrap_or("").to_owned();
-                let mac = d.child("mac").and_then(|t| t.attr("address")).unwrap_or("").to_owned();
+                let target = d
+                    .child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .unwrap_or("")
+                    .to_owned();
+                let mac = d
+                    .child("mac")
+                    .and_then(|t| t.attr("address"))
+                    .unwrap_or("")
+                    .to_owned();
                 (target, mac)
             })
             .collect()
@@ -635,7 +859,9 @@ impl DomainDef {
     /// Add a device (parsed from its own XML) and renormalise.
     pub fn attach_device(&mut self, dev: Element) -> Result<(), ConfError> {
         let mut root = self.root.clone();
-        root.child_or_insert("devices").children.push(Node::Element(dev));
+        root.child_or_insert("devices")
+            .children
+            .push(Node::Element(dev));
         *self = DomainDef::from_element(root)?;
         Ok(())
     }
@@ -683,7 +909,9 @@ pub fn device_matches(existing: &Element, wanted: &Element) -> bool {
     if existing.name != wanted.name {
         return false;
     }
-    let attr_of = |e: &Element, child: &str, key: &str| e.child(child).and_then(|c| c.attr(key)).map(str::to_owned);
+    let attr_of = |e: &Element, child: &str, key: &str| {
+        e.child(child).and_then(|c| c.attr(key)).map(str::to_owned)
+    };
     match wanted.name.as_str() {
         "disk" => {
             let w = attr_of(wanted, "target", "dev");
@@ -780,11 +1008,19 @@ mod tests {
 
     #[test]
     fn errors_carry_libvirt_messages() {
-        let e = DomainDef::parse("<domain type='test'><memory>1024</memory><os><type>hvm</type></os></domain>").unwrap_err();
+        let e = DomainDef::parse(
+            "<domain type='test'><memory>1024</memory><os><type>hvm</type></os></domain>",
+        )
+        .unwrap_err();
         assert_eq!(e.message, "missing name information");
-        let e = DomainDef::parse("<domain type='test'><name>x</name><memory>1024</memory></domain>").unwrap_err();
+        let e =
+            DomainDef::parse("<domain type='test'><name>x</name><memory>1024</memory></domain>")
+                .unwrap_err();
         assert_eq!(e.message, "XML error: an os <type> must be specified");
-        let e = DomainDef::parse("<domain type='test'><name>x</name><os><type>hvm</type></os></domain>").unwrap_err();
+        let e = DomainDef::parse(
+            "<domain type='test'><name>x</name><os><type>hvm</type></os></domain>",
+        )
+        .unwrap_err();
         assert_eq!(
             e.message,
             "XML error: Memory size must be specified via <memory> or in the <numa> configuration"

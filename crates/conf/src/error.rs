@@ -93,7 +93,9 @@ pub fn parse_root(doc: &str, root: &str) -> Result<crate::Element, ConfError> {
 pub fn parse_uuid(text: Option<String>) -> Result<uuid::Uuid, ConfError> {
     match text {
         None => Ok(uuid::Uuid::new_v4()),
-        Some(t) => parse_uuid_str(t.trim()).ok_or_else(|| ConfError::internal("malformed uuid element")),
+        Some(t) => {
+            parse_uuid_str(t.trim()).ok_or_else(|| ConfError::internal("malformed uuid element"))
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! form and expose the fields drivers need.  Nothing here panics on input:
 //! every failure is a [`ConfError`] carrying libvirt's message.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod domain;
 pub mod error;
 pub mod misc;

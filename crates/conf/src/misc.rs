@@ -2,9 +2,9 @@
 //! filters and filter bindings.  They are kept as trees with light
 //! normalisation; the accessors give drivers the keys they index by.
 
+use crate::ConfError;
 use crate::error::{parse_root, parse_uuid};
 use crate::xml::{Element, Node};
-use crate::ConfError;
 
 /// Parse with libvirt's "expecting root element" wording used by the
 /// secret and nwfilter parsers.
@@ -38,7 +38,9 @@ impl InterfaceDef {
             return Err(ConfError::xml("interface has no name"));
         }
         root.order_attrs(&["type", "name"]);
-        root.sort_children(&["start", "mtu", "protocol", "*", "mac", "link", "bridge", "bond", "vlan"]);
+        root.sort_children(&[
+            "start", "mtu", "protocol", "*", "mac", "link", "bridge", "bond", "vlan",
+        ]);
         Ok(InterfaceDef { root })
     }
 
@@ -47,7 +49,11 @@ impl InterfaceDef {
     }
 
     pub fn mac(&self) -> String {
-        self.root.child("mac").and_then(|m| m.attr("address")).unwrap_or("").to_owned()
+        self.root
+            .child("mac")
+            .and_then(|m| m.attr("address"))
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub fn to_xml(&self) -> String {
@@ -67,7 +73,12 @@ impl NodeDeviceDef {
     }
 
     pub fn from_element(root: Element) -> Result<Self, ConfError> {
-        if root.child_text("name").unwrap_or_default().trim().is_empty() {
+        if root
+            .child_text("name")
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+        {
             return Err(ConfError::no_name());
         }
         if root.child("capability").is_none() {
@@ -77,7 +88,11 @@ impl NodeDeviceDef {
     }
 
     pub fn name(&self) -> String {
-        self.root.child_text("name").unwrap_or_default().trim().to_owned()
+        self.root
+            .child_text("name")
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     pub fn parent(&self) -> Option<String> {
@@ -103,8 +118,13 @@ impl NodeDeviceDef {
 
     /// (wwnn, wwpn) of an fc_host capability.
     pub fn wwn(&self) -> Option<(String, String)> {
-        let cap = self.root.children_named("capability").find(|c| c.attr("type") == Some("scsi_host"))?;
-        let fc = cap.children_named("capability").find(|c| c.attr("type") == Some("fc_host"))?;
+        let cap = self
+            .root
+            .children_named("capability")
+            .find(|c| c.attr("type") == Some("scsi_host"))?;
+        let fc = cap
+            .children_named("capability")
+            .find(|c| c.attr("type") == Some("fc_host"))?;
         Some((fc.child_text("wwnn")?, fc.child_text("wwpn")?))
     }
 
@@ -115,9 +135,17 @@ impl NodeDeviceDef {
 
 /// libvirt's secret usage types, with the element naming the usage id.
 pub const SECRET_USAGES: &[(&str, &str, &str)] = &[
-    ("volume", "volume", "volume usage specified, but volume path is missing"),
+    (
+        "volume",
+        "volume",
+        "volume usage specified, but volume path is missing",
+    ),
     ("ceph", "name", "Ceph usage specified, but name is missing"),
-    ("iscsi", "target", "iSCSI usage specified, but target is missing"),
+    (
+        "iscsi",
+        "target",
+        "iSCSI usage specified, but target is missing",
+    ),
     ("tls", "name", "TLS usage specified, but name is missing"),
     ("vtpm", "name", "vTPM usage specified, but name is missing"),
 ];
@@ -154,7 +182,9 @@ impl SecretDef {
                 let (_, elem, missing) = SECRET_USAGES
                     .iter()
                     .find(|(t, _, _)| *t == ty)
-                    .ok_or_else(|| ConfError::internal(format!("unknown secret usage type {ty}")))?;
+                    .ok_or_else(|| {
+                        ConfError::internal(format!("unknown secret usage type {ty}"))
+                    })?;
                 let id = u
                     .child_text(elem)
                     .filter(|s| !s.is_empty())
@@ -181,8 +211,16 @@ impl SecretDef {
             root = root.with_child(Element::new("description").with_text(d));
         }
         if let Some((ty, id)) = &self.usage {
-            let elem = SECRET_USAGES.iter().find(|(t, _, _)| t == ty).map(|u| u.1).unwrap_or("name");
-            root = root.with_child(Element::new("usage").with_attr("type", ty).with_child(Element::new(elem).with_text(id)));
+            let elem = SECRET_USAGES
+                .iter()
+                .find(|(t, _, _)| t == ty)
+                .map(|u| u.1)
+                .unwrap_or("name");
+            root = root.with_child(
+                Element::new("usage")
+                    .with_attr("type", ty)
+                    .with_child(Element::new(elem).with_text(id)),
+            );
         }
         root.to_xml()
     }
@@ -202,17 +240,24 @@ impl NwFilterDef {
         }
         if let Some(chain) = root.attr("chain") {
             let ok = chain == "root"
-                || ["mac", "vlan", "stp", "arp", "rarp", "ipv4", "ipv6"].iter().any(|p| chain.starts_with(p));
+                || ["mac", "vlan", "stp", "arp", "rarp", "ipv4", "ipv6"]
+                    .iter()
+                    .any(|p| chain.starts_with(p));
             if !ok {
-                return Err(ConfError::invalid_arg(format!("Invalid chain name '{chain}'. Please use a chain name called 'root' or any of the following prefixes: mac, vlan, stp, arp, rarp, ipv4, ipv6")));
+                return Err(ConfError::invalid_arg(format!(
+                    "Invalid chain name '{chain}'. Please use a chain name called 'root' or any of the following prefixes: mac, vlan, stp, arp, rarp, ipv4, ipv6"
+                )));
             }
             if chain.len() > 12 {
-                return Err(ConfError::invalid_arg("Name of chain is longer than 12 characters"));
+                return Err(ConfError::invalid_arg(
+                    "Name of chain is longer than 12 characters",
+                ));
             }
         }
         let uuid = parse_uuid(root.child_text("uuid"))?.to_string();
         root.remove_children("uuid");
-        root.children.insert(0, Node::Element(Element::new("uuid").with_text(uuid)));
+        root.children
+            .insert(0, Node::Element(Element::new("uuid").with_text(uuid)));
         root.order_attrs(&["name", "chain", "priority"]);
         for rule in root.elements_mut().filter(|e| e.name == "rule") {
             match rule.attr("action") {
@@ -221,7 +266,7 @@ impl NwFilterDef {
                     return Err(ConfError::xml(format!(
                         "Invalid value for attribute 'action' in element 'rule': '{}'.",
                         other.unwrap_or("")
-                    )))
+                    )));
                 }
             }
             if rule.attr("priority").is_none() {
@@ -231,7 +276,9 @@ impl NwFilterDef {
         }
         for fref in root.elements().filter(|e| e.name == "filterref") {
             if fref.attr("filter").is_none() {
-                return Err(ConfError::xml("Missing required attribute 'filter' in element 'filterref'"));
+                return Err(ConfError::xml(
+                    "Missing required attribute 'filter' in element 'filterref'",
+                ));
             }
         }
         Ok(NwFilterDef { root })
@@ -273,23 +320,41 @@ impl NwFilterBindingDef {
     }
 
     pub fn port_dev(&self) -> String {
-        self.root.child("portdev").and_then(|p| p.attr("name")).unwrap_or("").to_owned()
+        self.root
+            .child("portdev")
+            .and_then(|p| p.attr("name"))
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub fn filter(&self) -> String {
-        self.root.child("filterref").and_then(|p| p.attr("filter")).unwrap_or("").to_owned()
+        self.root
+            .child("filterref")
+            .and_then(|p| p.attr("filter"))
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub fn owner_name(&self) -> String {
-        self.root.child("owner").and_then(|o| o.child_text("name")).unwrap_or_default()
+        self.root
+            .child("owner")
+            .and_then(|o| o.child_text("name"))
+            .unwrap_or_default()
     }
 
     pub fn owner_uuid(&self) -> String {
-        self.root.child("owner").and_then(|o| o.child_text("uuid")).unwrap_or_default()
+        self.root
+            .child("owner")
+            .and_then(|o| o.child_text("uuid"))
+            .unwrap_or_default()
     }
 
     pub fn mac(&self) -> String {
-        self.root.child("mac").and_then(|p| p.attr("address")).unwrap_or("").to_owned()
+        self.root
+            .child("mac")
+            .and_then(|p| p.attr("address"))
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub fn to_xml(&self) -> String {

@@ -1,12 +1,29 @@
 //! Network XML (`<network>`), normalised as libvirt's network parser does.
 
+use crate::ConfError;
 use crate::error::{parse_root, parse_uuid};
 use crate::xml::{Element, Node};
-use crate::ConfError;
 
 const ORDER: &[&str] = &[
-    "name", "uuid", "title", "description", "metadata", "forward", "port", "bridge", "mtu",
-    "mac", "domain", "dns", "bandwidth", "vlan", "virtualport", "portgroup", "ip", "route", "*",
+    "name",
+    "uuid",
+    "title",
+    "description",
+    "metadata",
+    "forward",
+    "port",
+    "bridge",
+    "mtu",
+    "mac",
+    "domain",
+    "dns",
+    "bandwidth",
+    "vlan",
+    "virtualport",
+    "portgroup",
+    "ip",
+    "route",
+    "*",
 ];
 
 /// A network definition in canonical form.
@@ -22,7 +39,10 @@ impl NetworkDef {
 
     pub fn from_element(mut root: Element) -> Result<Self, ConfError> {
         root.remove_attr("connections");
-        let name = root.child_text("name").map(|n| n.trim().to_owned()).unwrap_or_default();
+        let name = root
+            .child_text("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
         if name.is_empty() {
             return Err(ConfError::no_name());
         }
@@ -40,7 +60,10 @@ impl NetworkDef {
             fwd.order_attrs(&["mode", "dev"]);
             mode = fwd.attr("mode").map(str::to_owned);
         }
-        let routed = matches!(mode.as_deref(), None | Some("nat") | Some("route") | Some("open"));
+        let routed = matches!(
+            mode.as_deref(),
+            None | Some("nat") | Some("route") | Some("open")
+        );
         if let Some(br) = root.child_mut("bridge") {
             if routed {
                 if br.attr("stp").is_none() {
@@ -76,7 +99,10 @@ impl NetworkDef {
     }
 
     pub fn bridge(&self) -> Option<String> {
-        self.root.child("bridge").and_then(|b| b.attr("name")).map(str::to_owned)
+        self.root
+            .child("bridge")
+            .and_then(|b| b.attr("name"))
+            .map(str::to_owned)
     }
 
     pub fn element(&self) -> &Element {
@@ -107,7 +133,13 @@ mod tests {
 </network>
 ";
         assert_eq!(def.to_xml(), expected);
-        let n2 = NetworkDef::parse("<network><name>n2</name><ip address='10.0.0.1' netmask='255.255.255.0'/></network>").unwrap();
-        assert!(n2.to_xml().contains("<ip address='10.0.0.1' netmask='255.255.255.0'>\n  </ip>\n"));
+        let n2 = NetworkDef::parse(
+            "<network><name>n2</name><ip address='10.0.0.1' netmask='255.255.255.0'/></network>",
+        )
+        .unwrap();
+        assert!(
+            n2.to_xml()
+                .contains("<ip address='10.0.0.1' netmask='255.255.255.0'>\n  </ip>\n")
+        );
     }
 }

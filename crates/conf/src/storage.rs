@@ -1,14 +1,26 @@
 //! Storage pool and volume XML.  Pools are formatted from their fields (the
 //! sizes are live values), volumes likewise.
 
+use crate::ConfError;
 use crate::error::{parse_root, parse_uuid};
 use crate::units::scale_to_bytes;
 use crate::xml::{Element, Node};
-use crate::ConfError;
 
 const POOL_TYPES: &[&str] = &[
-    "dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd",
-    "sheepdog", "gluster", "zfs", "vstorage",
+    "dir",
+    "fs",
+    "netfs",
+    "logical",
+    "disk",
+    "iscsi",
+    "iscsi-direct",
+    "scsi",
+    "mpath",
+    "rbd",
+    "sheepdog",
+    "gluster",
+    "zfs",
+    "vstorage",
 ];
 
 /// A storage pool definition.
@@ -31,9 +43,14 @@ impl PoolDef {
     pub fn from_element(root: Element) -> Result<Self, ConfError> {
         let pool_type = root.attr("type").unwrap_or("").to_owned();
         if !POOL_TYPES.contains(&pool_type.as_str()) {
-            return Err(ConfError::xml(format!("unknown storage pool type {pool_type}")));
+            return Err(ConfError::xml(format!(
+                "unknown storage pool type {pool_type}"
+            )));
         }
-        let name = root.child_text("name").map(|n| n.trim().to_owned()).unwrap_or_default();
+        let name = root
+            .child_text("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
         if name.is_empty() {
             return Err(ConfError::xml("missing pool source name element"));
         }
@@ -42,8 +59,10 @@ impl PoolDef {
         }
         let uuid = parse_uuid(root.child_text("uuid"))?.to_string();
         let target = root.child("target").cloned();
-        if matches!(pool_type.as_str(), "dir" | "fs" | "netfs" | "logical" | "disk")
-            && target.as_ref().and_then(|t| t.child_text("path")).is_none()
+        if matches!(
+            pool_type.as_str(),
+            "dir" | "fs" | "netfs" | "logical" | "disk"
+        ) && target.as_ref().and_then(|t| t.child_text("path")).is_none()
         {
             return Err(ConfError::xml("missing storage pool target path"));
         }
@@ -71,10 +90,25 @@ impl PoolDef {
         root = root
             .with_child(Element::new("name").with_text(&self.name))
             .with_child(Element::new("uuid").with_text(&self.uuid))
-            .with_child(Element::new("capacity").with_attr("unit", "bytes").with_text(capacity.to_string()))
-            .with_child(Element::new("allocation").with_attr("unit", "bytes").with_text(allocation.to_string()))
-            .with_child(Element::new("available").with_attr("unit", "bytes").with_text(available.to_string()));
-        let mut source = self.source.clone().unwrap_or_else(|| Element::new("source"));
+            .with_child(
+                Element::new("capacity")
+                    .with_attr("unit", "bytes")
+                    .with_text(capacity.to_string()),
+            )
+            .with_child(
+                Element::new("allocation")
+                    .with_attr("unit", "bytes")
+                    .with_text(allocation.to_string()),
+            )
+            .with_child(
+                Element::new("available")
+                    .with_attr("unit", "bytes")
+                    .with_text(available.to_string()),
+            );
+        let mut source = self
+            .source
+            .clone()
+            .unwrap_or_else(|| Element::new("source"));
         if source.children.is_empty() {
             // libvirt prints an empty <source> on two lines.
             source.children.push(Node::Break);
@@ -115,14 +149,20 @@ fn sized(root: &Element, name: &str) -> Result<Option<u64>, ConfError> {
 impl VolDef {
     pub fn parse(xml: &str) -> Result<Self, ConfError> {
         let root = parse_root(xml, "volume")?;
-        let name = root.child_text("name").map(|n| n.trim().to_owned()).unwrap_or_default();
+        let name = root
+            .child_text("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
         if name.is_empty() {
             return Err(ConfError::no_name());
         }
         if name.contains('/') {
-            return Err(ConfError::xml(format!("volume name '{name}' cannot contain '/'")));
+            return Err(ConfError::xml(format!(
+                "volume name '{name}' cannot contain '/'"
+            )));
         }
-        let capacity = sized(&root, "capacity")?.ok_or_else(|| ConfError::xml("missing capacity element"))?;
+        let capacity =
+            sized(&root, "capacity")?.ok_or_else(|| ConfError::xml("missing capacity element"))?;
         let allocation = sized(&root, "allocation")?.unwrap_or(capacity);
         let target = root.child("target");
         let format = target
@@ -159,8 +199,16 @@ impl VolDef {
             .with_attr("type", "file")
             .with_child(Element::new("name").with_text(&self.name))
             .with_child(Element::new("key").with_text(path))
-            .with_child(Element::new("capacity").with_attr("unit", "bytes").with_text(self.capacity.to_string()))
-            .with_child(Element::new("allocation").with_attr("unit", "bytes").with_text(self.allocation.to_string()))
+            .with_child(
+                Element::new("capacity")
+                    .with_attr("unit", "bytes")
+                    .with_text(self.capacity.to_string()),
+            )
+            .with_child(
+                Element::new("allocation")
+                    .with_attr("unit", "bytes")
+                    .with_text(self.allocation.to_string()),
+            )
             .with_child(target)
             .to_xml()
     }

@@ -29,9 +29,14 @@ pub fn unit_bytes(unit: &str) -> Option<u64> {
 }
 
 /// `value` in `unit` (default `default_unit`) expressed in bytes.
-pub fn scale_to_bytes(value: u64, unit: Option<&str>, default_unit: &str) -> Result<u64, ConfError> {
+pub fn scale_to_bytes(
+    value: u64,
+    unit: Option<&str>,
+    default_unit: &str,
+) -> Result<u64, ConfError> {
     let unit = unit.unwrap_or(default_unit);
-    let mult = unit_bytes(unit).ok_or_else(|| ConfError::invalid_arg(format!("unknown suffix '{unit}'")))?;
+    let mult = unit_bytes(unit)
+        .ok_or_else(|| ConfError::invalid_arg(format!("unknown suffix '{unit}'")))?;
     value
         .checked_mul(mult)
         .ok_or_else(|| ConfError::unsupported(format!("value too large: {value}{unit}")))

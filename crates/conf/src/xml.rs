@@ -5,8 +5,8 @@
 //! and leaf text inline.  The per-document modules normalise a parsed tree
 //! into that order; this module only parses and prints.
 
-use quick_xml::events::Event;
 use quick_xml::Reader;
+use quick_xml::events::Event;
 
 /// Why a document could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,16 +187,8 @@ impl Element {
     /// names go just before any of `tail` (e.g. alias/address) keeping their
     /// relative order.
     pub fn sort_children(&mut self, order: &[&str]) {
-        let unknown = order
-            .iter()
-            .position(|n| *n == "*")
-            .unwrap_or(order.len());
-        self.sort_children_by(|e| {
-            order
-                .iter()
-                .position(|n| *n == e.name)
-                .unwrap_or(unknown)
-        });
+        let unknown = order.iter().position(|n| *n == "*").unwrap_or(order.len());
+        self.sort_children_by(|e| order.iter().position(|n| *n == e.name).unwrap_or(unknown));
     }
 
     /// Parse a whole document and return its root element.
@@ -214,7 +206,11 @@ impl Element {
 
 fn line_of(doc: &str, pos: usize) -> usize {
     let end = pos.min(doc.len());
-    doc.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    doc.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 fn utf8(bytes: &[u8], doc: &str, pos: usize) -> Result<String, ParseError> {
@@ -278,7 +274,8 @@ fn start_element(
         let attr = attr.map_err(|e| err(format!("{e}")))?;
         let key = utf8(attr.key.as_ref(), doc, pos)?;
         let raw = utf8(&attr.value, doc, pos)?;
-        let value = unescape(&raw).ok_or_else(|| err(format!("EntityRef: expecting ';' in attribute {key}")))?;
+        let value = unescape(&raw)
+            .ok_or_else(|| err(format!("EntityRef: expecting ';' in attribute {key}")))?;
         if el.attr(&key).is_some() {
             return Err(err(format!("Attribute {key} redefined")));
         }
@@ -475,12 +472,24 @@ mod tests {
     fn round_trip_simple() {
         let doc = "<a x='1' y=\"2\">\n  <b/>\n  <c>text &amp; more</c>\n</a>\n";
         let el = parse(doc).unwrap();
-        assert_eq!(el.to_xml(), "<a x='1' y='2'>\n  <b/>\n  <c>text &amp; more</c>\n</a>\n");
+        assert_eq!(
+            el.to_xml(),
+            "<a x='1' y='2'>\n  <b/>\n  <c>text &amp; more</c>\n</a>\n"
+        );
     }
 
     #[test]
     fn errors_never_panic() {
-        for doc in ["", "this is not xml", "<a>", "<a></b>", "<a/><b/>", "<a x='1' x='2'/>", "<a>&bogus;</a>", "\u{0}<"] {
+        for doc in [
+            "",
+            "this is not xml",
+            "<a>",
+            "<a></b>",
+            "<a/><b/>",
+            "<a x='1' x='2'/>",
+            "<a>&bogus;</a>",
+            "\u{0}<",
+        ] {
             assert!(parse(doc).is_err(), "{doc:?} should fail");
         }
     }

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 use virtmesh_proto::v1::{self as pb, connect_server::Connect};
 
-use crate::{err, TestDriver};
+use crate::{TestDriver, err};
 
 /// libvirt's test driver reports hypervisor version 2 (testConnectGetVersion).
 const HV_VERSION: u64 = 2;
@@ -35,7 +35,10 @@ const SYSINFO: &str = "<sysinfo type='smbios'>
 
 #[tonic::async_trait]
 impl Connect for TestDriver {
-    async fn open(&self, request: Request<pb::OpenRequest>) -> Result<Response<pb::OpenReply>, Status> {
+    async fn open(
+        &self,
+        request: Request<pb::OpenRequest>,
+    ) -> Result<Response<pb::OpenReply>, Status> {
         // An explicit URI in the body wins over the header.
         let body_uri = request.get_ref().uri.clone();
         let host = if body_uri.is_empty() {
@@ -55,16 +58,37 @@ impl Connect for TestDriver {
         self.call(request, |h, _| Ok(pb::UriReply { uri: h.uri.clone() }))
     }
 
-    async fn get_version(&self, request: Request<()>) -> Result<Response<pb::VersionReply>, Status> {
-        self.call(request, |_, _| Ok(pb::VersionReply { version: HV_VERSION }))
+    async fn get_version(
+        &self,
+        request: Request<()>,
+    ) -> Result<Response<pb::VersionReply>, Status> {
+        self.call(request, |_, _| {
+            Ok(pb::VersionReply {
+                version: HV_VERSION,
+            })
+        })
     }
 
-    async fn get_lib_version(&self, request: Request<()>) -> Result<Response<pb::VersionReply>, Status> {
-        self.call(request, |_, _| Ok(pb::VersionReply { version: LIB_VERSION }))
+    async fn get_lib_version(
+        &self,
+        request: Request<()>,
+    ) -> Result<Response<pb::VersionReply>, Status> {
+        self.call(request, |_, _| {
+            Ok(pb::VersionReply {
+                version: LIB_VERSION,
+            })
+        })
     }
 
-    async fn get_hostname(&self, request: Request<()>) -> Result<Response<pb::HostnameReply>, Status> {
-        self.call(request, |_, _| Ok(pb::HostnameReply { hostname: hostname() }))
+    async fn get_hostname(
+        &self,
+        request: Request<()>,
+    ) -> Result<Response<pb::HostnameReply>, Status> {
+        self.call(request, |_, _| {
+            Ok(pb::HostnameReply {
+                hostname: hostname(),
+            })
+        })
     }
 
     async fn get_node_info(&self, request: Request<()>) -> Result<Response<pb::NodeInfo>, Status> {
@@ -84,11 +108,22 @@ impl Connect for TestDriver {
     }
 
     async fn get_sysinfo(&self, request: Request<()>) -> Result<Response<pb::XmlDoc>, Status> {
-        self.call(request, |_, _| Ok(pb::XmlDoc { xml: SYSINFO.into() }))
+        self.call(request, |_, _| {
+            Ok(pb::XmlDoc {
+                xml: SYSINFO.into(),
+            })
+        })
     }
 
-    async fn get_max_vcpus(&self, request: Request<pb::MaxVcpusRequest>) -> Result<Response<pb::MaxVcpusReply>, Status> {
-        self.call(request, |_, _| Ok(pb::MaxVcpusReply { max_vcpus: MAX_VCPUS }))
+    async fn get_max_vcpus(
+        &self,
+        request: Request<pb::MaxVcpusRequest>,
+    ) -> Result<Response<pb::MaxVcpusReply>, Status> {
+        self.call(request, |_, _| {
+            Ok(pb::MaxVcpusReply {
+                max_vcpus: MAX_VCPUS,
+            })
+        })
     }
 
     async fn get_type(&self, request: Request<()>) -> Result<Response<pb::TypeReply>, Status> {
@@ -110,6 +145,8 @@ impl Connect for TestDriver {
         &self,
         request: Request<pb::DomainXmlFromNativeRequest>,
     ) -> Result<Response<pb::XmlDoc>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("DomainXMLFromNative")))
+        self.call(request, |_, _| {
+            Err(err::unimplemented("DomainXMLFromNative"))
+        })
     }
 }

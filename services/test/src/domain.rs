@@ -3,34 +3,61 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Request, Response, Status, Streaming};
-use virtmesh_conf::domain::{parse_device, DomainDef};
+use virtmesh_conf::domain::{DomainDef, parse_device};
 use virtmesh_proto::v1::{
-    self as pb, domain_server::Domain, event::Kind, object_ref::Key, typed_param::Value, DomainEventType as Ev,
-    DomainState, MetadataType,
+    self as pb, DomainEventType as Ev, DomainState, MetadataType, domain_server::Domain,
+    event::Kind, object_ref::Key, typed_param::Value,
 };
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 use crate::err::{self, VResult};
 use crate::host::{DomainObj, Host, State};
-use crate::{events, BoxStream, TestDriver};
+use crate::{BoxStream, TestDriver, events};
 
 /// virsh's words for each state's reasons.
 pub fn reason_name(state: DomainState, reason: i32) -> &'static str {
     let names: &[&str] = match state {
         DomainState::Running => &[
-            "unknown", "booted", "migrated", "restored", "from snapshot", "unpaused",
-            "migration canceled", "save canceled", "event wakeup", "crashed", "post-copy",
+            "unknown",
+            "booted",
+            "migrated",
+            "restored",
+            "from snapshot",
+            "unpaused",
+            "migration canceled",
+            "save canceled",
+            "event wakeup",
+            "crashed",
+            "post-copy",
             "post-copy failed",
         ],
         DomainState::Paused => &[
-            "unknown", "user", "migrating", "saving", "dumping", "I/O error", "watchdog",
-            "from snapshot", "shutting down", "creating snapshot", "starting up", "post-copy",
-            "post-copy failed", "api error",
+            "unknown",
+            "user",
+            "migrating",
+            "saving",
+            "dumping",
+            "I/O error",
+            "watchdog",
+            "from snapshot",
+            "shutting down",
+            "creating snapshot",
+            "starting up",
+            "post-copy",
+            "post-copy failed",
+            "api error",
         ],
         DomainState::Shutdown => &["unknown", "user"],
         DomainState::Shutoff => &[
-            "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed",
-            "from snapshot", "daemon",
+            "unknown",
+            "shutdown",
+            "destroyed",
+            "crashed",
+            "migrated",
+            "saved",
+            "failed",
+            "from snapshot",
+            "daemon",
         ],
         DomainState::Crashed => &["unknown", "panicked"],
         _ => &["unknown"],
@@ -56,10 +83,15 @@ fn conf_err(e: virtmesh_conf::ConfError) -> VirtError {
 
 /// Index of the domain a reference names, or libvirt's not-found error.
 pub fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
-    let key = r.and_then(|r| r.key.as_ref()).ok_or_else(|| err::missing("domain"))?;
+    let key = r
+        .and_then(|r| r.key.as_ref())
+        .ok_or_else(|| err::missing("domain"))?;
     let found = match key {
         Key::Name(n) => st.domains.iter().position(|d| d.name() == *n),
-        Key::Uuid(u) => st.domains.iter().position(|d| d.uuid().eq_ignore_ascii_case(u.trim())),
+        Key::Uuid(u) => st
+            .domains
+            .iter()
+            .position(|d| d.uuid().eq_ignore_ascii_case(u.trim())),
         Key::Id(id) => st.domains.iter().position(|d| d.is_active() && d.id == *id),
     };
     found.ok_or_else(|| {
@@ -116,23 +148,38 @@ fn reap_transient(st: &mut State, idx: usize) {
 fn check_duplicates(st: &State, def: &DomainDef, check_live: bool) -> VResult<Option<usize>> {
     let uuid = def.uuid();
     let name = def.name();
-    if let Some(i) = st.domains.iter().position(|d| d.uuid().eq_ignore_ascii_case(&uuid)) {
+    if let Some(i) = st
+        .domains
+        .iter()
+        .position(|d| d.uuid().eq_ignore_ascii_case(&uuid))
+    {
         let d = &st.domains[i];
         if d.name() != name {
             return Err(err::op_failed(
                 ErrorDomain::Domain,
-                format!("domain '{}' is already defined with uuid {}", d.name(), d.uuid()),
+                format!(
+                    "domain '{}' is already defined with uuid {}",
+                    d.name(),
+                    d.uuid()
+                ),
             ));
         }
         if check_live && d.is_active() {
-            return Err(err::op_invalid(format!("domain '{}' is already active", d.name())));
+            return Err(err::op_invalid(format!(
+                "domain '{}' is already active",
+                d.name()
+            )));
         }
         return Ok(Some(i));
     }
     if let Some(d) = st.domains.iter().find(|d| d.name() == name) {
         return Err(err::op_failed(
             ErrorDomain::Domain,
-            format!("domain '{}' already exists with uuid {}", d.name(), d.uuid()),
+            format!(
+                "domain '{}' already exists with uuid {}",
+                d.name(),
+                d.uuid()
+            ),
         ));
     }
     Ok(None)
@@ -213,7 +260,9 @@ fn undefine(host: &Host, r: pb::UndefineRequest) -> VResult<()> {
     let idx = find(&st, r.domain.as_ref())?;
     let d = &st.domains[idx];
     if d.managed_save && !r.managed_save {
-        return Err(err::op_invalid("Refusing to undefine while domain managed save image exists"));
+        return Err(err::op_invalid(
+            "Refusing to undefine while domain managed save image exists",
+        ));
     }
     if !d.snapshots.is_empty() && !r.snapshots_metadata {
         return Err(err::op_invalid(format!(
@@ -412,13 +461,20 @@ fn impact(d: &DomainObj, i: Option<&pb::Impact>) -> VResult<(bool, bool)> {
         return Err(not_running());
     }
     if config && !d.persistent {
-        return Err(err::op_invalid("transient domains do not have any persistent config"));
+        return Err(err::op_invalid(
+            "transient domains do not have any persistent config",
+        ));
     }
     Ok((live, config))
 }
 
 /// Apply `f` to each selected definition.
-fn modify(d: &mut DomainObj, live: bool, config: bool, mut f: impl FnMut(&mut DomainDef) -> VResult<()>) -> VResult<()> {
+fn modify(
+    d: &mut DomainObj,
+    live: bool,
+    config: bool,
+    mut f: impl FnMut(&mut DomainDef) -> VResult<()>,
+) -> VResult<()> {
     if live {
         f(&mut d.def)?;
     }
@@ -460,22 +516,36 @@ fn device_op(host: &Host, r: pb::DeviceRequest, op: DevOp) -> VResult<()> {
         let what = match dev.name.as_str() {
             "disk" => format!(
                 "disk {} not found",
-                dev.child("target").and_then(|t| t.attr("dev")).unwrap_or("")
+                dev.child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .unwrap_or("")
             ),
             "interface" => format!(
                 "no device matching MAC address {} found",
-                dev.child("mac").and_then(|t| t.attr("address")).unwrap_or("")
+                dev.child("mac")
+                    .and_then(|t| t.attr("address"))
+                    .unwrap_or("")
             ),
             other => format!("matching {other} device was not found"),
         };
-        VirtError::new(ErrorCode::DeviceMissing, ErrorDomain::Domain, format!("device not found: {what}"))
+        VirtError::new(
+            ErrorCode::DeviceMissing,
+            ErrorDomain::Domain,
+            format!("device not found: {what}"),
+        )
     };
     modify(d, live, config, |def| match op {
         DevOp::Attach => {
             if dev.name == "disk" {
-                let target = dev.child("target").and_then(|t| t.attr("dev")).unwrap_or("");
+                let target = dev
+                    .child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .unwrap_or("");
                 if def.disks().iter().any(|(t, _)| t == target) {
-                    return Err(err::op_failed(ErrorDomain::Domain, format!("target {target} already exists")));
+                    return Err(err::op_failed(
+                        ErrorDomain::Domain,
+                        format!("target {target} already exists"),
+                    ));
                 }
             }
             def.attach_device(dev.clone()).map_err(conf_err)
@@ -513,7 +583,9 @@ fn device_op(host: &Host, r: pb::DeviceRequest, op: DevOp) -> VResult<()> {
 fn set_vcpus(host: &Host, r: pb::SetVcpusRequest) -> VResult<()> {
     let max_supported = crate::connect::MAX_VCPUS;
     if r.count == 0 {
-        return Err(err::invalid_arg("argument unsupported: vcpu count must be greater than 0"));
+        return Err(err::invalid_arg(
+            "argument unsupported: vcpu count must be greater than 0",
+        ));
     }
     if r.count > max_supported {
         return Err(err::invalid_arg(format!(
@@ -526,7 +598,9 @@ fn set_vcpus(host: &Host, r: pb::SetVcpusRequest) -> VResult<()> {
     let d = &mut st.domains[idx];
     let (live, config) = impact(d, r.impact.as_ref())?;
     if r.maximum && live {
-        return Err(err::op_invalid("cannot change maximum vCPU count of a running domain"));
+        return Err(err::op_invalid(
+            "cannot change maximum vCPU count of a running domain",
+        ));
     }
     modify(d, live, config, |def| {
         if r.maximum {
@@ -551,7 +625,9 @@ fn set_memory(host: &Host, r: pb::SetMemoryRequest) -> VResult<()> {
     let d = &mut st.domains[idx];
     let (live, config) = impact(d, r.impact.as_ref())?;
     if r.maximum && live {
-        return Err(err::op_invalid("cannot resize the maximum memory on an active domain"));
+        return Err(err::op_invalid(
+            "cannot resize the maximum memory on an active domain",
+        ));
     }
     modify(d, live, config, |def| {
         if r.maximum {
@@ -567,7 +643,10 @@ fn set_memory(host: &Host, r: pb::SetMemoryRequest) -> VResult<()> {
 }
 
 fn no_metadata() -> VirtError {
-    err::not_found(ErrorCode::NoDomainMetadata, "Requested metadata element is not present")
+    err::not_found(
+        ErrorCode::NoDomainMetadata,
+        "Requested metadata element is not present",
+    )
 }
 
 fn get_metadata(host: &Host, r: pb::GetMetadataRequest) -> VResult<pb::Metadata> {
@@ -635,10 +714,15 @@ fn set_metadata(host: &Host, r: pb::SetMetadataRequest) -> VResult<()> {
     Ok(())
 }
 
-fn block_stats(host: &Host, r: pb::BlockStatsRequest) -> VResult<pb::BlockStats> {
+fn block_stats(host: &Host, r: pb::BlockStatsRequest) -> VResult<pb::BlockStatsReply> {
     let st = host.lock();
     let d = &st.domains[find(&st, r.domain.as_ref())?];
-    if !d.def.disks().iter().any(|(t, s)| *t == r.disk || s.as_deref() == Some(r.disk.as_str())) {
+    if !d
+        .def
+        .disks()
+        .iter()
+        .any(|(t, s)| *t == r.disk || s.as_deref() == Some(r.disk.as_str()))
+    {
         return Err(err::invalid_arg(format!("invalid path: {}", r.disk)));
     }
     if !d.is_active() {
@@ -646,7 +730,7 @@ fn block_stats(host: &Host, r: pb::BlockStatsRequest) -> VResult<pb::BlockStats>
     }
     // testDomainBlockStats fakes counters from the wall clock.
     let base = now_us();
-    Ok(pb::BlockStats {
+    Ok(pb::BlockStatsReply {
         rd_req: base / 10,
         rd_bytes: base / 20,
         wr_req: base / 30,
@@ -655,7 +739,7 @@ fn block_stats(host: &Host, r: pb::BlockStatsRequest) -> VResult<pb::BlockStats>
     })
 }
 
-fn interface_stats(host: &Host, r: pb::InterfaceStatsRequest) -> VResult<pb::InterfaceStats> {
+fn interface_stats(host: &Host, r: pb::InterfaceStatsRequest) -> VResult<pb::InterfaceStatsReply> {
     let st = host.lock();
     let d = &st.domains[find(&st, r.domain.as_ref())?];
     let wanted = r.interface.to_ascii_lowercase();
@@ -665,14 +749,17 @@ fn interface_stats(host: &Host, r: pb::InterfaceStatsRequest) -> VResult<pb::Int
         .iter()
         .any(|(t, m)| *t == r.interface || m.to_ascii_lowercase() == wanted)
     {
-        return Err(err::invalid_arg(format!("'{}' is not a known interface", r.interface)));
+        return Err(err::invalid_arg(format!(
+            "'{}' is not a known interface",
+            r.interface
+        )));
     }
     if !d.is_active() {
         return Err(not_running());
     }
     // testDomainInterfaceStats fakes counters from the wall clock.
     let base = now_us();
-    Ok(pb::InterfaceStats {
+    Ok(pb::InterfaceStatsReply {
         rx_bytes: base / 10,
         rx_packets: base / 100,
         rx_errs: base / 1_000_000,
@@ -684,7 +771,7 @@ fn interface_stats(host: &Host, r: pb::InterfaceStatsRequest) -> VResult<pb::Int
     })
 }
 
-fn memory_stats(host: &Host, r: pb::ObjectRef) -> VResult<pb::MemoryStats> {
+fn memory_stats(host: &Host, r: pb::ObjectRef) -> VResult<pb::MemoryStatsReply> {
     let st = host.lock();
     let d = &st.domains[find(&st, Some(&r))?];
     if !d.is_active() {
@@ -708,12 +795,15 @@ fn memory_stats(host: &Host, r: pb::ObjectRef) -> VResult<pb::MemoryStats> {
         ("hugetlb_pgfail", 0),
         ("rss", cur / 2),
     ];
-    Ok(pb::MemoryStats {
+    Ok(pb::MemoryStatsReply {
         stats: stats.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
     })
 }
 
-fn interface_addresses(host: &Host, r: pb::InterfaceAddressesRequest) -> VResult<pb::InterfaceAddressesReply> {
+fn interface_addresses(
+    host: &Host,
+    r: pb::InterfaceAddressesRequest,
+) -> VResult<pb::InterfaceAddressesReply> {
     let st = host.lock();
     let d = &st.domains[find(&st, r.domain.as_ref())?];
     if !d.is_active() {
@@ -744,12 +834,16 @@ fn pair(a: bool, b: bool, value: bool) -> bool {
 
 /// virConnectListAllDomains filtering.
 pub fn list_matches(d: &DomainObj, r: &pb::ListDomainsRequest) -> bool {
-    let f = r.filter.clone().unwrap_or_default();
+    let f = r.filter.unwrap_or_default();
     let state_ok = if r.running || r.paused || r.shutoff || r.other {
         (r.running && d.state == DomainState::Running)
             || (r.paused && d.state == DomainState::Paused)
             || (r.shutoff && d.state == DomainState::Shutoff)
-            || (r.other && !matches!(d.state, DomainState::Running | DomainState::Paused | DomainState::Shutoff))
+            || (r.other
+                && !matches!(
+                    d.state,
+                    DomainState::Running | DomainState::Paused | DomainState::Shutoff
+                ))
     } else {
         true
     };
@@ -763,7 +857,12 @@ pub fn list_matches(d: &DomainObj, r: &pb::ListDomainsRequest) -> bool {
 
 fn list(host: &Host, r: pb::ListDomainsRequest) -> VResult<Vec<pb::DomainSummary>> {
     let st = host.lock();
-    Ok(st.domains.iter().filter(|d| list_matches(d, &r)).map(DomainObj::summary).collect())
+    Ok(st
+        .domains
+        .iter()
+        .filter(|d| list_matches(d, &r))
+        .map(DomainObj::summary)
+        .collect())
 }
 
 fn param(field: &str, value: Value) -> pb::TypedParam {
@@ -776,10 +875,12 @@ fn param(field: &str, value: Value) -> pb::TypedParam {
 fn all_stats(host: &Host, r: pb::GetAllStatsRequest) -> VResult<Vec<pb::DomainStats>> {
     let known = ["state", "cpu-total", "balloon", "vcpu"];
     if let Some(bad) = r.groups.iter().find(|g| !known.contains(&g.as_str())) {
-        return Err(err::unsupported(format!("Stats types bits 0x{bad} are not supported by this daemon")));
+        return Err(err::unsupported(format!(
+            "Stats types bits 0x{bad} are not supported by this daemon"
+        )));
     }
     let want = |g: &str| r.groups.is_empty() || r.groups.iter().any(|x| x == g);
-    let filter = r.filter.clone().unwrap_or_default();
+    let filter = r.filter.unwrap_or_default();
     let st = host.lock();
     let out = st
         .domains
@@ -795,12 +896,21 @@ fn all_stats(host: &Host, r: pb::GetAllStatsRequest) -> VResult<Vec<pb::DomainSt
                 params.push(param("cpu.time", Value::Uint(now_ns())));
             }
             if want("balloon") {
-                params.push(param("balloon.current", Value::Uint(d.def.current_memory_kib())));
-                params.push(param("balloon.maximum", Value::Uint(d.def.max_memory_kib())));
+                params.push(param(
+                    "balloon.current",
+                    Value::Uint(d.def.current_memory_kib()),
+                ));
+                params.push(param(
+                    "balloon.maximum",
+                    Value::Uint(d.def.max_memory_kib()),
+                ));
             }
             if want("vcpu") {
                 params.push(param("vcpu.current", Value::Uint(u64::from(d.def.vcpus()))));
-                params.push(param("vcpu.maximum", Value::Uint(u64::from(d.def.max_vcpus()))));
+                params.push(param(
+                    "vcpu.maximum",
+                    Value::Uint(u64::from(d.def.max_vcpus())),
+                ));
             }
             pb::DomainStats {
                 uuid: d.uuid(),
@@ -820,7 +930,9 @@ fn managed_save(host: &Host, r: pb::ObjectRef) -> VResult<()> {
         return Err(not_running());
     }
     if !d.persistent {
-        return Err(err::op_invalid("cannot do managed save for transient domain"));
+        return Err(err::op_invalid(
+            "cannot do managed save for transient domain",
+        ));
     }
     shutdown_state(d, SHUTOFF_SAVED);
     d.managed_save = true;
@@ -842,34 +954,55 @@ impl Domain for TestDriver {
     type OpenConsoleStream = BoxStream<pb::ConsoleOutput>;
     type SnapshotListStream = BoxStream<pb::SnapshotSummary>;
 
-    async fn list(&self, request: Request<pb::ListDomainsRequest>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListDomainsRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, list)
     }
 
-    async fn lookup(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::DomainSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(st.domains[find(&st, Some(&r))?].summary())
         })
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::DomainSummary>, Status> {
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
         self.call(request, |h, r| define(h, &r.xml))
     }
 
-    async fn create_xml(&self, request: Request<pb::CreateXmlRequest>) -> Result<Response<pb::DomainSummary>, Status> {
+    async fn create_xml(
+        &self,
+        request: Request<pb::CreateXmlRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
         self.call(request, create_xml)
     }
 
-    async fn undefine(&self, request: Request<pb::UndefineRequest>) -> Result<Response<()>, Status> {
+    async fn undefine(
+        &self,
+        request: Request<pb::UndefineRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, undefine)
     }
 
-    async fn create(&self, request: Request<pb::CreateRequest>) -> Result<Response<pb::DomainSummary>, Status> {
+    async fn create(
+        &self,
+        request: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
         self.call(request, create)
     }
 
-    async fn shutdown(&self, request: Request<pb::ShutdownRequest>) -> Result<Response<()>, Status> {
+    async fn shutdown(
+        &self,
+        request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, shutdown)
     }
 
@@ -893,19 +1026,31 @@ impl Domain for TestDriver {
         self.call(request, reset)
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::GetXmlDescRequest>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::GetXmlDescRequest>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, get_xml)
     }
 
-    async fn get_info(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::DomainInfo>, Status> {
+    async fn get_info(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
         self.call(request, info)
     }
 
-    async fn get_state(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::DomainStateInfo>, Status> {
+    async fn get_state(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::DomainStateInfo>, Status> {
         self.call(request, state_info)
     }
 
-    async fn get_autostart(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::Autostart>, Status> {
+    async fn get_autostart(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::Autostart>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(pb::Autostart {
@@ -914,50 +1059,80 @@ impl Domain for TestDriver {
         })
     }
 
-    async fn set_autostart(&self, request: Request<pb::SetAutostartRequest>) -> Result<Response<()>, Status> {
+    async fn set_autostart(
+        &self,
+        request: Request<pb::SetAutostartRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, set_autostart)
     }
 
-    async fn attach_device(&self, request: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
+    async fn attach_device(
+        &self,
+        request: Request<pb::DeviceRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |h, r| device_op(h, r, DevOp::Attach))
     }
 
-    async fn detach_device(&self, request: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
+    async fn detach_device(
+        &self,
+        request: Request<pb::DeviceRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |h, r| device_op(h, r, DevOp::Detach))
     }
 
-    async fn update_device(&self, request: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
+    async fn update_device(
+        &self,
+        request: Request<pb::DeviceRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |h, r| device_op(h, r, DevOp::Update))
     }
 
-    async fn set_vcpus(&self, request: Request<pb::SetVcpusRequest>) -> Result<Response<()>, Status> {
+    async fn set_vcpus(
+        &self,
+        request: Request<pb::SetVcpusRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, set_vcpus)
     }
 
-    async fn set_memory(&self, request: Request<pb::SetMemoryRequest>) -> Result<Response<()>, Status> {
+    async fn set_memory(
+        &self,
+        request: Request<pb::SetMemoryRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, set_memory)
     }
 
-    async fn get_metadata(&self, request: Request<pb::GetMetadataRequest>) -> Result<Response<pb::Metadata>, Status> {
+    async fn get_metadata(
+        &self,
+        request: Request<pb::GetMetadataRequest>,
+    ) -> Result<Response<pb::Metadata>, Status> {
         self.call(request, get_metadata)
     }
 
-    async fn set_metadata(&self, request: Request<pb::SetMetadataRequest>) -> Result<Response<()>, Status> {
+    async fn set_metadata(
+        &self,
+        request: Request<pb::SetMetadataRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, set_metadata)
     }
 
-    async fn block_stats(&self, request: Request<pb::BlockStatsRequest>) -> Result<Response<pb::BlockStats>, Status> {
+    async fn block_stats(
+        &self,
+        request: Request<pb::BlockStatsRequest>,
+    ) -> Result<Response<pb::BlockStatsReply>, Status> {
         self.call(request, block_stats)
     }
 
     async fn interface_stats(
         &self,
         request: Request<pb::InterfaceStatsRequest>,
-    ) -> Result<Response<pb::InterfaceStats>, Status> {
+    ) -> Result<Response<pb::InterfaceStatsReply>, Status> {
         self.call(request, interface_stats)
     }
 
-    async fn memory_stats(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::MemoryStats>, Status> {
+    async fn memory_stats(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::MemoryStatsReply>, Status> {
         self.call(request, memory_stats)
     }
 
@@ -987,7 +1162,10 @@ impl Domain for TestDriver {
         self.call(request, managed_save)
     }
 
-    async fn has_managed_save(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::HasManagedSaveReply>, Status> {
+    async fn has_managed_save(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::HasManagedSaveReply>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(pb::HasManagedSaveReply {
@@ -996,7 +1174,10 @@ impl Domain for TestDriver {
         })
     }
 
-    async fn managed_save_remove(&self, request: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
+    async fn managed_save_remove(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, managed_save_remove)
     }
 
@@ -1007,27 +1188,45 @@ impl Domain for TestDriver {
         self.call(request, crate::snapshot::create)
     }
 
-    async fn snapshot_list(&self, request: Request<pb::SnapshotListRequest>) -> Result<Response<Self::SnapshotListStream>, Status> {
+    async fn snapshot_list(
+        &self,
+        request: Request<pb::SnapshotListRequest>,
+    ) -> Result<Response<Self::SnapshotListStream>, Status> {
         self.call_stream(request, crate::snapshot::list)
     }
 
-    async fn snapshot_lookup(&self, request: Request<pb::SnapshotRef>) -> Result<Response<pb::SnapshotSummary>, Status> {
+    async fn snapshot_lookup(
+        &self,
+        request: Request<pb::SnapshotRef>,
+    ) -> Result<Response<pb::SnapshotSummary>, Status> {
         self.call(request, crate::snapshot::lookup)
     }
 
-    async fn snapshot_get_xml_desc(&self, request: Request<pb::SnapshotRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn snapshot_get_xml_desc(
+        &self,
+        request: Request<pb::SnapshotRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, crate::snapshot::xml)
     }
 
-    async fn snapshot_current(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::SnapshotSummary>, Status> {
+    async fn snapshot_current(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::SnapshotSummary>, Status> {
         self.call(request, crate::snapshot::current)
     }
 
-    async fn snapshot_revert(&self, request: Request<pb::SnapshotRef>) -> Result<Response<()>, Status> {
+    async fn snapshot_revert(
+        &self,
+        request: Request<pb::SnapshotRef>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, crate::snapshot::revert)
     }
 
-    async fn snapshot_delete(&self, request: Request<pb::SnapshotDeleteRequest>) -> Result<Response<()>, Status> {
+    async fn snapshot_delete(
+        &self,
+        request: Request<pb::SnapshotDeleteRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, crate::snapshot::delete)
     }
 }

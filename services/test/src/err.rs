@@ -12,27 +12,43 @@ fn test(code: ErrorCode, msg: String) -> VirtError {
 
 /// "Requested operation is not valid: ..." (VIR_ERR_OPERATION_INVALID).
 pub fn op_invalid(msg: impl AsRef<str>) -> VirtError {
-    test(ErrorCode::OperationInvalid, format!("Requested operation is not valid: {}", msg.as_ref()))
+    test(
+        ErrorCode::OperationInvalid,
+        format!("Requested operation is not valid: {}", msg.as_ref()),
+    )
 }
 
 /// "operation failed: ..." (VIR_ERR_OPERATION_FAILED).
 pub fn op_failed(domain: ErrorDomain, msg: impl AsRef<str>) -> VirtError {
-    VirtError::new(ErrorCode::OperationFailed, domain, format!("operation failed: {}", msg.as_ref()))
+    VirtError::new(
+        ErrorCode::OperationFailed,
+        domain,
+        format!("operation failed: {}", msg.as_ref()),
+    )
 }
 
 /// "internal error: ..." (VIR_ERR_INTERNAL_ERROR).
 pub fn internal(msg: impl AsRef<str>) -> VirtError {
-    test(ErrorCode::InternalError, format!("internal error: {}", msg.as_ref()))
+    test(
+        ErrorCode::InternalError,
+        format!("internal error: {}", msg.as_ref()),
+    )
 }
 
 /// "invalid argument: ..." (VIR_ERR_INVALID_ARG).
 pub fn invalid_arg(msg: impl AsRef<str>) -> VirtError {
-    test(ErrorCode::InvalidArg, format!("invalid argument: {}", msg.as_ref()))
+    test(
+        ErrorCode::InvalidArg,
+        format!("invalid argument: {}", msg.as_ref()),
+    )
 }
 
 /// "Operation not supported: ..." (VIR_ERR_OPERATION_UNSUPPORTED).
 pub fn unsupported(msg: impl AsRef<str>) -> VirtError {
-    test(ErrorCode::OperationUnsupported, format!("Operation not supported: {}", msg.as_ref()))
+    test(
+        ErrorCode::OperationUnsupported,
+        format!("Operation not supported: {}", msg.as_ref()),
+    )
 }
 
 /// A call the test driver does not implement.

@@ -5,11 +5,11 @@
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use virtmesh_proto::v1::{self as pb, event::Kind, events_server::Events, EventFamily};
+use virtmesh_proto::v1::{self as pb, EventFamily, event::Kind, events_server::Events};
 
 use crate::TestDriver;
 
@@ -43,11 +43,32 @@ pub fn domain_detail_name(ty: pb::DomainEventType, detail: i32) -> &'static str 
         T::DomainEventUndefined => &["removed", "renamed"],
         T::DomainEventStarted => &["booted", "migrated", "restored", "snapshot", "wakeup"],
         T::DomainEventSuspended => &[
-            "paused", "migrated", "ioerror", "watchdog", "restored", "snapshot", "api error",
-            "post-copy", "post-copy failed",
+            "paused",
+            "migrated",
+            "ioerror",
+            "watchdog",
+            "restored",
+            "snapshot",
+            "api error",
+            "post-copy",
+            "post-copy failed",
         ],
-        T::DomainEventResumed => &["unpaused", "migrated", "snapshot", "post-copy", "post-copy failed"],
-        T::DomainEventStopped => &["shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "snapshot"],
+        T::DomainEventResumed => &[
+            "unpaused",
+            "migrated",
+            "snapshot",
+            "post-copy",
+            "post-copy failed",
+        ],
+        T::DomainEventStopped => &[
+            "shutdown",
+            "destroyed",
+            "crashed",
+            "migrated",
+            "saved",
+            "failed",
+            "snapshot",
+        ],
         T::DomainEventShutdown => &["finished", "guest", "host"],
         T::DomainEventPmsuspended => &["memory", "disk"],
         T::DomainEventCrashed => &["panicked", "crashloaded"],
@@ -123,7 +144,10 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Se
 impl Events for TestDriver {
     type WatchStream = EventStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let host = self.host(&request)?;
         let filter = request.into_inner();
         let rx = host.events.subscribe();

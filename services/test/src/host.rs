@@ -6,10 +6,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 use virtmesh_conf::domain::DomainDef;
-use virtmesh_conf::misc::{InterfaceDef, NodeDeviceDef, NwFilterBindingDef, NwFilterDef, SecretDef};
+use virtmesh_conf::misc::{
+    InterfaceDef, NodeDeviceDef, NwFilterBindingDef, NwFilterDef, SecretDef,
+};
 use virtmesh_conf::network::NetworkDef;
 use virtmesh_conf::storage::{PoolDef, VolDef};
-use virtmesh_proto::v1::{self as pb, event::Kind, DomainState};
+use virtmesh_proto::v1::{self as pb, DomainState, event::Kind};
 
 use crate::events;
 
@@ -190,7 +192,8 @@ impl PoolObj {
     }
 
     pub fn xml(&self) -> String {
-        self.def.to_xml(self.capacity, self.allocation(), self.available())
+        self.def
+            .to_xml(self.capacity, self.allocation(), self.available())
     }
 }
 

@@ -11,10 +11,15 @@ use crate::host::{Host, IfaceObj, State};
 use crate::{BoxStream, TestDriver};
 
 fn find(st: &State, r: Option<&pb::InterfaceRef>) -> VResult<usize> {
-    let key = r.and_then(|r| r.key.as_ref()).ok_or_else(|| err::missing("interface"))?;
+    let key = r
+        .and_then(|r| r.key.as_ref())
+        .ok_or_else(|| err::missing("interface"))?;
     let found = match key {
         Key::Name(n) => st.ifaces.iter().position(|i| i.def.name() == *n),
-        Key::Mac(m) => st.ifaces.iter().position(|i| i.def.mac().eq_ignore_ascii_case(m)),
+        Key::Mac(m) => st
+            .ifaces
+            .iter()
+            .position(|i| i.def.mac().eq_ignore_ascii_case(m)),
     };
     found.ok_or_else(|| {
         let detail = match key {
@@ -35,7 +40,11 @@ fn summary(i: &IfaceObj) -> pb::InterfaceSummary {
 
 /// libvirt's test driver reports a bare "Requested operation is not valid".
 fn invalid() -> VirtError {
-    VirtError::new(ErrorCode::OperationInvalid, ErrorDomain::Test, "Requested operation is not valid")
+    VirtError::new(
+        ErrorCode::OperationInvalid,
+        ErrorDomain::Test,
+        "Requested operation is not valid",
+    )
 }
 
 fn define(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::InterfaceSummary> {
@@ -78,18 +87,27 @@ fn list(host: &Host, f: pb::ListFilter) -> VResult<Vec<pb::InterfaceSummary>> {
 impl Interface for TestDriver {
     type ListStream = BoxStream<pb::InterfaceSummary>;
 
-    async fn list(&self, request: Request<pb::ListFilter>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListFilter>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, list)
     }
 
-    async fn lookup(&self, request: Request<pb::InterfaceRef>) -> Result<Response<pb::InterfaceSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::InterfaceRef>,
+    ) -> Result<Response<pb::InterfaceSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(summary(&st.ifaces[find(&st, Some(&r))?]))
         })
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::InterfaceSummary>, Status> {
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::InterfaceSummary>, Status> {
         self.call(request, define)
     }
 
@@ -110,7 +128,10 @@ impl Interface for TestDriver {
         self.call(request, |h, r| set_active(h, r, false))
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::InterfaceXmlRequest>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::InterfaceXmlRequest>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             let idx = find(&st, r.interface.as_ref())?;
@@ -135,7 +156,9 @@ impl Interface for TestDriver {
         self.call(request, |h, _| {
             let mut st = h.lock();
             if st.iface_backup.take().is_none() {
-                return Err(err::op_invalid("no transaction running, nothing to be committed."));
+                return Err(err::op_invalid(
+                    "no transaction running, nothing to be committed.",
+                ));
             }
             Ok(())
         })

@@ -6,6 +6,8 @@
 //! `test:///ABSOLUTE/PATH.xml` custom node file, each kept for the life of
 //! the service.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod connect;
 mod domain;
 mod err;

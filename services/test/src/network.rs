@@ -3,22 +3,29 @@
 
 use tonic::{Request, Response, Status};
 use virtmesh_conf::network::NetworkDef;
-use virtmesh_proto::v1::{self as pb, event::Kind, network_server::Network, object_ref::Key, NetworkEventType as Ev};
+use virtmesh_proto::v1::{
+    self as pb, NetworkEventType as Ev, event::Kind, network_server::Network, object_ref::Key,
+};
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 use crate::err::{self, VResult};
 use crate::host::{Host, NetworkObj, State};
-use crate::{events, BoxStream, TestDriver};
+use crate::{BoxStream, TestDriver, events};
 
 fn conf_err(e: virtmesh_conf::ConfError) -> VirtError {
     err::conf(e, ErrorDomain::Network)
 }
 
 pub fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
-    let key = r.and_then(|r| r.key.as_ref()).ok_or_else(|| err::missing("network"))?;
+    let key = r
+        .and_then(|r| r.key.as_ref())
+        .ok_or_else(|| err::missing("network"))?;
     let found = match key {
         Key::Name(n) => st.networks.iter().position(|x| x.def.name() == *n),
-        Key::Uuid(u) => st.networks.iter().position(|x| x.def.uuid().eq_ignore_ascii_case(u.trim())),
+        Key::Uuid(u) => st
+            .networks
+            .iter()
+            .position(|x| x.def.uuid().eq_ignore_ascii_case(u.trim())),
         Key::Id(_) => None,
     };
     found.ok_or_else(|| {
@@ -45,18 +52,29 @@ fn check_duplicates(st: &State, def: &NetworkDef, check_active: bool) -> VResult
         if n.def.name() != def.name() {
             return Err(err::op_failed(
                 ErrorDomain::Network,
-                format!("network '{}' is already defined with uuid {}", n.def.name(), n.def.uuid()),
+                format!(
+                    "network '{}' is already defined with uuid {}",
+                    n.def.name(),
+                    n.def.uuid()
+                ),
             ));
         }
         if check_active && n.active {
-            return Err(err::op_invalid(format!("network is already active as '{}'", n.def.name())));
+            return Err(err::op_invalid(format!(
+                "network is already active as '{}'",
+                n.def.name()
+            )));
         }
         return Ok(Some(i));
     }
     if let Some(n) = st.networks.iter().find(|n| n.def.name() == def.name()) {
         return Err(err::op_failed(
             ErrorDomain::Network,
-            format!("network '{}' already exists with uuid {}", n.def.name(), n.def.uuid()),
+            format!(
+                "network '{}' already exists with uuid {}",
+                n.def.name(),
+                n.def.uuid()
+            ),
         ));
     }
     Ok(None)
@@ -126,7 +144,10 @@ fn start(host: &Host, r: pb::ObjectRef) -> VResult<pb::NetworkSummary> {
     let idx = find(&st, Some(&r))?;
     let n = &mut st.networks[idx];
     if n.active {
-        return Err(err::op_invalid(format!("Network '{}' is already running", n.def.name())));
+        return Err(err::op_invalid(format!(
+            "Network '{}' is already running",
+            n.def.name()
+        )));
     }
     n.active = true;
     emit(host, n, Ev::NetworkEventStarted);
@@ -145,7 +166,11 @@ fn destroy(host: &Host, r: pb::ObjectRef) -> VResult<()> {
     Ok(())
 }
 
-fn with_net<R>(host: &Host, r: Option<&pb::ObjectRef>, f: impl FnOnce(&NetworkObj) -> VResult<R>) -> VResult<R> {
+fn with_net<R>(
+    host: &Host,
+    r: Option<&pb::ObjectRef>,
+    f: impl FnOnce(&NetworkObj) -> VResult<R>,
+) -> VResult<R> {
     let st = host.lock();
     let idx = find(&st, r)?;
     f(&st.networks[idx])
@@ -167,7 +192,10 @@ fn list(host: &Host, f: pb::ListFilter) -> VResult<Vec<pb::NetworkSummary>> {
 }
 
 fn no_bridge(n: &NetworkObj) -> VirtError {
-    err::internal(format!("network '{}' does not have a bridge name.", n.def.name()))
+    err::internal(format!(
+        "network '{}' does not have a bridge name.",
+        n.def.name()
+    ))
 }
 
 #[tonic::async_trait]
@@ -176,19 +204,31 @@ impl Network for TestDriver {
     type GetDHCPLeasesStream = BoxStream<pb::DhcpLease>;
     type PortListStream = BoxStream<pb::NetworkPortSummary>;
 
-    async fn list(&self, request: Request<pb::ListFilter>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListFilter>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, list)
     }
 
-    async fn lookup(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::NetworkSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::NetworkSummary>, Status> {
         self.call(request, |h, r| with_net(h, Some(&r), |n| Ok(n.summary())))
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::NetworkSummary>, Status> {
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::NetworkSummary>, Status> {
         self.call(request, define)
     }
 
-    async fn create_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::NetworkSummary>, Status> {
+    async fn create_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::NetworkSummary>, Status> {
         self.call(request, create_xml)
     }
 
@@ -196,7 +236,10 @@ impl Network for TestDriver {
         self.call(request, undefine)
     }
 
-    async fn create(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::NetworkSummary>, Status> {
+    async fn create(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::NetworkSummary>, Status> {
         self.call(request, start)
     }
 
@@ -204,11 +247,23 @@ impl Network for TestDriver {
         self.call(request, destroy)
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::GetXmlDescRequest>) -> Result<Response<pb::XmlDoc>, Status> {
-        self.call(request, |h, r| with_net(h, r.object.as_ref(), |n| Ok(pb::XmlDoc { xml: n.def.to_xml() })))
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::GetXmlDescRequest>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
+        self.call(request, |h, r| {
+            with_net(h, r.object.as_ref(), |n| {
+                Ok(pb::XmlDoc {
+                    xml: n.def.to_xml(),
+                })
+            })
+        })
     }
 
-    async fn get_info(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::NetworkInfo>, Status> {
+    async fn get_info(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::NetworkInfo>, Status> {
         self.call(request, |h, r| {
             with_net(h, Some(&r), |n| {
                 Ok(pb::NetworkInfo {
@@ -223,7 +278,10 @@ impl Network for TestDriver {
         })
     }
 
-    async fn get_bridge_name(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::BridgeName>, Status> {
+    async fn get_bridge_name(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::BridgeName>, Status> {
         self.call(request, |h, r| {
             with_net(h, Some(&r), |n| {
                 Ok(pb::BridgeName {
@@ -233,24 +291,41 @@ impl Network for TestDriver {
         })
     }
 
-    async fn get_autostart(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::Autostart>, Status> {
-        self.call(request, |h, r| with_net(h, Some(&r), |n| Ok(pb::Autostart { autostart: n.autostart })))
+    async fn get_autostart(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::Autostart>, Status> {
+        self.call(request, |h, r| {
+            with_net(h, Some(&r), |n| {
+                Ok(pb::Autostart {
+                    autostart: n.autostart,
+                })
+            })
+        })
     }
 
-    async fn set_autostart(&self, request: Request<pb::SetAutostartRequest>) -> Result<Response<()>, Status> {
+    async fn set_autostart(
+        &self,
+        request: Request<pb::SetAutostartRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |h, r| {
             let mut st = h.lock();
             let idx = find(&st, r.object.as_ref())?;
             let n = &mut st.networks[idx];
             if !n.persistent {
-                return Err(err::op_invalid("cannot set autostart for transient network"));
+                return Err(err::op_invalid(
+                    "cannot set autostart for transient network",
+                ));
             }
             n.autostart = r.autostart;
             Ok(())
         })
     }
 
-    async fn update(&self, request: Request<pb::NetworkUpdateRequest>) -> Result<Response<()>, Status> {
+    async fn update(
+        &self,
+        request: Request<pb::NetworkUpdateRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |_, _| Err(err::unimplemented("NetworkUpdate")))
     }
 
@@ -259,40 +334,66 @@ impl Network for TestDriver {
         request: Request<pb::DhcpLeasesRequest>,
     ) -> Result<Response<Self::GetDHCPLeasesStream>, Status> {
         // The test driver has no dnsmasq, hence no leases.
-        self.call_stream(request, |h, r| with_net(h, r.network.as_ref(), |_| Ok(Vec::new())))
+        self.call_stream(request, |h, r| {
+            with_net(h, r.network.as_ref(), |_| Ok(Vec::new()))
+        })
     }
 
     async fn port_create_xml(
         &self,
         request: Request<pb::PortCreateRequest>,
     ) -> Result<Response<pb::NetworkPortSummary>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NetworkPortCreateXML")))
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NetworkPortCreateXML"))
+        })
     }
 
-    async fn port_list(&self, request: Request<pb::ObjectRef>) -> Result<Response<Self::PortListStream>, Status> {
-        self.call_stream(request, |_, _| Err(err::unimplemented("NetworkListAllPorts")))
+    async fn port_list(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<Self::PortListStream>, Status> {
+        self.call_stream(request, |_, _| {
+            Err(err::unimplemented("NetworkListAllPorts"))
+        })
     }
 
-    async fn port_lookup(&self, request: Request<pb::PortRef>) -> Result<Response<pb::NetworkPortSummary>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NetworkPortLookupByUUID")))
+    async fn port_lookup(
+        &self,
+        request: Request<pb::PortRef>,
+    ) -> Result<Response<pb::NetworkPortSummary>, Status> {
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NetworkPortLookupByUUID"))
+        })
     }
 
-    async fn port_get_xml_desc(&self, request: Request<pb::PortRef>) -> Result<Response<pb::XmlDoc>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NetworkPortGetXMLDesc")))
+    async fn port_get_xml_desc(
+        &self,
+        request: Request<pb::PortRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NetworkPortGetXMLDesc"))
+        })
     }
 
     async fn port_delete(&self, request: Request<pb::PortRef>) -> Result<Response<()>, Status> {
         self.call(request, |_, _| Err(err::unimplemented("NetworkPortDelete")))
     }
 
-    async fn port_get_parameters(&self, request: Request<pb::PortRef>) -> Result<Response<pb::PortParameters>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NetworkPortGetParameters")))
+    async fn port_get_parameters(
+        &self,
+        request: Request<pb::PortRef>,
+    ) -> Result<Response<pb::PortParameters>, Status> {
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NetworkPortGetParameters"))
+        })
     }
 
     async fn port_set_parameters(
         &self,
         request: Request<pb::PortSetParametersRequest>,
     ) -> Result<Response<()>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NetworkPortSetParameters")))
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NetworkPortSetParameters"))
+        })
     }
 }

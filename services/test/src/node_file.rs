@@ -173,7 +173,10 @@ fn resolve(el: &Element, dir: Option<&Path>) -> VResult<Element> {
     let root = xml::parse(&text).map_err(|e| conf_err(e.into()))?;
     if root.name != el.name {
         return Err(err::conf(
-            virtmesh_conf::ConfError::xml(format!("unexpected root element <{}>, expecting <{}>", root.name, el.name)),
+            virtmesh_conf::ConfError::xml(format!(
+                "unexpected root element <{}>, expecting <{}>",
+                root.name, el.name
+            )),
             ErrorDomain::Test,
         ));
     }
@@ -183,11 +186,13 @@ fn resolve(el: &Element, dir: Option<&Path>) -> VResult<Element> {
 fn parse_u32(node: &Element, name: &str, what: &str) -> VResult<Option<u32>> {
     match node.child_text(name) {
         None => Ok(None),
-        Some(t) => t
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| VirtError::new(ErrorCode::XmlError, ErrorDomain::Test, format!("XML error: invalid node cpu {what} value"))),
+        Some(t) => t.trim().parse().map(Some).map_err(|_| {
+            VirtError::new(
+                ErrorCode::XmlError,
+                ErrorDomain::Test,
+                format!("XML error: invalid node cpu {what} value"),
+            )
+        }),
     }
 }
 
@@ -222,10 +227,13 @@ fn node_info(node: &Element) -> VResult<NodeInfo> {
         }
     }
     if let Some(mem) = node.child_text("memory") {
-        info.memory_kib = mem
-            .trim()
-            .parse()
-            .map_err(|_| VirtError::new(ErrorCode::XmlError, ErrorDomain::Test, "XML error: invalid node memory value"))?;
+        info.memory_kib = mem.trim().parse().map_err(|_| {
+            VirtError::new(
+                ErrorCode::XmlError,
+                ErrorDomain::Test,
+                "XML error: invalid node memory value",
+            )
+        })?;
     }
     Ok(info)
 }
@@ -241,10 +249,17 @@ fn take_test_ns(el: &mut Element) -> (DomainState, bool, bool) {
     let mut transient = false;
     let mut managed_save = false;
     if let Some(p) = prefix {
-        el.attrs.retain(|(k, v)| !(k.starts_with("xmlns:") && v == TEST_NS));
+        el.attrs
+            .retain(|(k, v)| !(k.starts_with("xmlns:") && v == TEST_NS));
         for child in el.elements() {
             if child.name == format!("{p}:runstate") {
-                if let Some(s) = child.text().trim().parse::<i32>().ok().and_then(|n| DomainState::try_from(n).ok()) {
+                if let Some(s) = child
+                    .text()
+                    .trim()
+                    .parse::<i32>()
+                    .ok()
+                    .and_then(|n| DomainState::try_from(n).ok())
+                {
                     state = s;
                 }
             } else if child.name == format!("{p}:transient") {
@@ -267,7 +282,10 @@ pub fn build(text: &str, dir: Option<&Path>) -> VResult<State> {
         return Err(VirtError::new(
             ErrorCode::XmlError,
             ErrorDomain::Test,
-            format!("XML error: unexpected root element <{}>, expecting <node>", node.name),
+            format!(
+                "XML error: unexpected root element <{}>, expecting <node>",
+                node.name
+            ),
         ));
     }
     let mut st = State::new();

@@ -4,7 +4,9 @@
 use tonic::{Request, Response, Status};
 use virtmesh_conf::misc::NodeDeviceDef;
 use virtmesh_conf::xml::Element;
-use virtmesh_proto::v1::{self as pb, event::Kind, node_device_server::NodeDevice, NodeDeviceEventType as Ev};
+use virtmesh_proto::v1::{
+    self as pb, NodeDeviceEventType as Ev, event::Kind, node_device_server::NodeDevice,
+};
 use virtmesh_rpc::{ErrorCode, ErrorDomain};
 
 use crate::err::{self, VResult};
@@ -12,9 +14,15 @@ use crate::host::{Host, State};
 use crate::{BoxStream, TestDriver};
 
 fn find(st: &State, name: &str) -> VResult<usize> {
-    st.nodedevs.iter().position(|d| d.name() == name).ok_or_else(|| {
-        err::not_found(ErrorCode::NoNodeDevice, format!("no node device with matching name '{name}'"))
-    })
+    st.nodedevs
+        .iter()
+        .position(|d| d.name() == name)
+        .ok_or_else(|| {
+            err::not_found(
+                ErrorCode::NoNodeDevice,
+                format!("no node device with matching name '{name}'"),
+            )
+        })
 }
 
 fn summary(d: &NodeDeviceDef) -> pb::NodeDeviceSummary {
@@ -48,7 +56,16 @@ fn list(host: &Host, r: pb::ListNodeDevicesRequest) -> VResult<Vec<pb::NodeDevic
         .iter()
         .filter(|d| {
             let caps = d.caps();
-            let caps: Vec<&str> = caps.iter().map(|c| if c == "vport_ops" { "vports" } else { c.as_str() }).collect();
+            let caps: Vec<&str> = caps
+                .iter()
+                .map(|c| {
+                    if c == "vport_ops" {
+                        "vports"
+                    } else {
+                        c.as_str()
+                    }
+                })
+                .collect();
             r.caps.is_empty() || r.caps.iter().any(|c| caps.contains(&c.as_str()))
         })
         .map(summary)
@@ -59,19 +76,30 @@ fn list(host: &Host, r: pb::ListNodeDevicesRequest) -> VResult<Vec<pb::NodeDevic
 /// number under its fc_host parent.
 fn create_xml(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::NodeDeviceSummary> {
     let def = NodeDeviceDef::parse(&r.xml).map_err(|e| err::conf(e, ErrorDomain::Nodedev))?;
-    let (wwnn, wwpn) = def
-        .wwn()
-        .ok_or_else(|| err::conf(virtmesh_conf::ConfError::xml("no fc_host capability with wwnn/wwpn"), ErrorDomain::Nodedev))?;
+    let (wwnn, wwpn) = def.wwn().ok_or_else(|| {
+        err::conf(
+            virtmesh_conf::ConfError::xml("no fc_host capability with wwnn/wwpn"),
+            ErrorDomain::Nodedev,
+        )
+    })?;
     let mut st = host.lock();
-    let parent = def.parent().ok_or_else(|| err::invalid_arg("parent device must be specified"))?;
+    let parent = def
+        .parent()
+        .ok_or_else(|| err::invalid_arg("parent device must be specified"))?;
     let pidx = find(&st, &parent)?;
     if !st.nodedevs[pidx].caps().iter().any(|c| c == "vport_ops") {
-        return Err(err::invalid_arg(format!("Parent device {parent} is not capable of vport operations")));
+        return Err(err::invalid_arg(format!(
+            "Parent device {parent} is not capable of vport operations"
+        )));
     }
     let next = st
         .nodedevs
         .iter()
-        .filter_map(|d| d.name().strip_prefix("scsi_host").and_then(|n| n.parse::<u32>().ok()))
+        .filter_map(|d| {
+            d.name()
+                .strip_prefix("scsi_host")
+                .and_then(|n| n.parse::<u32>().ok())
+        })
         .max()
         .unwrap_or(0)
         + 1;
@@ -102,18 +130,27 @@ fn create_xml(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::NodeDeviceSum
 impl NodeDevice for TestDriver {
     type ListStream = BoxStream<pb::NodeDeviceSummary>;
 
-    async fn list(&self, request: Request<pb::ListNodeDevicesRequest>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListNodeDevicesRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, list)
     }
 
-    async fn lookup(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<pb::NodeDeviceSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::NodeDeviceRef>,
+    ) -> Result<Response<pb::NodeDeviceSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(summary(&st.nodedevs[find(&st, &r.name)?]))
         })
     }
 
-    async fn lookup_scsi_host_by_wwn(&self, request: Request<pb::WwnRequest>) -> Result<Response<pb::NodeDeviceSummary>, Status> {
+    async fn lookup_scsi_host_by_wwn(
+        &self,
+        request: Request<pb::WwnRequest>,
+    ) -> Result<Response<pb::NodeDeviceSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             st.nodedevs
@@ -123,13 +160,19 @@ impl NodeDevice for TestDriver {
                 .ok_or_else(|| {
                     err::not_found(
                         ErrorCode::NoNodeDevice,
-                        format!("no node device with matching wwnn '{}' and wwpn '{}'", r.wwnn, r.wwpn),
+                        format!(
+                            "no node device with matching wwnn '{}' and wwpn '{}'",
+                            r.wwnn, r.wwpn
+                        ),
                     )
                 })
         })
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::NodeDeviceRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(pb::XmlDoc {
@@ -138,16 +181,26 @@ impl NodeDevice for TestDriver {
         })
     }
 
-    async fn create_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::NodeDeviceSummary>, Status> {
+    async fn create_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::NodeDeviceSummary>, Status> {
         self.call(request, create_xml)
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::NodeDeviceSummary>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NodeDeviceDefineXML")))
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::NodeDeviceSummary>, Status> {
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NodeDeviceDefineXML"))
+        })
     }
 
     async fn undefine(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<()>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NodeDeviceUndefine")))
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NodeDeviceUndefine"))
+        })
     }
 
     async fn create(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<()>, Status> {
@@ -159,7 +212,10 @@ impl NodeDevice for TestDriver {
             let mut st = h.lock();
             let idx = find(&st, &r.name)?;
             if st.nodedevs[idx].wwn().is_none() {
-                return Err(err::invalid_arg(format!("Device {} is not a fibre channel HBA", r.name)));
+                return Err(err::invalid_arg(format!(
+                    "Device {} is not a fibre channel HBA",
+                    r.name
+                )));
             }
             st.nodedevs.remove(idx);
             emit(h, &r.name, Ev::NodeDeviceEventDeleted);
@@ -168,18 +224,25 @@ impl NodeDevice for TestDriver {
     }
 
     async fn detach(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<()>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NodeDeviceDetachFlags")))
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NodeDeviceDetachFlags"))
+        })
     }
 
     async fn re_attach(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<()>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NodeDeviceReAttach")))
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NodeDeviceReAttach"))
+        })
     }
 
     async fn reset(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<()>, Status> {
         self.call(request, |_, _| Err(err::unimplemented("NodeDeviceReset")))
     }
 
-    async fn get_autostart(&self, request: Request<pb::NodeDeviceRef>) -> Result<Response<pb::Autostart>, Status> {
+    async fn get_autostart(
+        &self,
+        request: Request<pb::NodeDeviceRef>,
+    ) -> Result<Response<pb::Autostart>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             find(&st, &r.name)?;
@@ -187,7 +250,12 @@ impl NodeDevice for TestDriver {
         })
     }
 
-    async fn set_autostart(&self, request: Request<pb::NodeDeviceAutostartRequest>) -> Result<Response<()>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NodeDeviceSetAutostart")))
+    async fn set_autostart(
+        &self,
+        request: Request<pb::NodeDeviceAutostartRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.call(request, |_, _| {
+            Err(err::unimplemented("NodeDeviceSetAutostart"))
+        })
     }
 }

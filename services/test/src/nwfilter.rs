@@ -3,7 +3,10 @@
 
 use tonic::{Request, Response, Status};
 use virtmesh_conf::misc::{NwFilterBindingDef, NwFilterDef};
-use virtmesh_proto::v1::{self as pb, nw_filter_binding_server::NwFilterBinding, nw_filter_server::NwFilter, object_ref::Key};
+use virtmesh_proto::v1::{
+    self as pb, nw_filter_binding_server::NwFilterBinding, nw_filter_server::NwFilter,
+    object_ref::Key,
+};
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 use crate::err::{self, VResult};
@@ -15,10 +18,15 @@ fn nwf_err(code: ErrorCode, msg: String) -> VirtError {
 }
 
 fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
-    let key = r.and_then(|r| r.key.as_ref()).ok_or_else(|| err::missing("nwfilter"))?;
+    let key = r
+        .and_then(|r| r.key.as_ref())
+        .ok_or_else(|| err::missing("nwfilter"))?;
     let found = match key {
         Key::Name(n) => st.nwfilters.iter().position(|f| f.name() == *n),
-        Key::Uuid(u) => st.nwfilters.iter().position(|f| f.uuid().eq_ignore_ascii_case(u.trim())),
+        Key::Uuid(u) => st
+            .nwfilters
+            .iter()
+            .position(|f| f.uuid().eq_ignore_ascii_case(u.trim())),
         Key::Id(_) => None,
     };
     found.ok_or_else(|| {
@@ -27,7 +35,10 @@ fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
             Key::Uuid(u) => format!("no nwfilter with matching uuid '{u}'"),
             Key::Id(id) => format!("no nwfilter with matching id {id}"),
         };
-        nwf_err(ErrorCode::NoNwfilter, format!("Network filter not found: {detail}"))
+        nwf_err(
+            ErrorCode::NoNwfilter,
+            format!("Network filter not found: {detail}"),
+        )
     })
 }
 
@@ -68,20 +79,38 @@ fn refs(f: &NwFilterDef) -> Vec<String> {
 fn define(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::NwFilterSummary> {
     let def = NwFilterDef::parse(&r.xml).map_err(|e| err::conf(e, ErrorDomain::Nwfilter))?;
     let mut st = host.lock();
-    if let Some(f) = st.nwfilters.iter().find(|f| f.uuid() == def.uuid() && f.name() != def.name()) {
+    if let Some(f) = st
+        .nwfilters
+        .iter()
+        .find(|f| f.uuid() == def.uuid() && f.name() != def.name())
+    {
         return Err(nwf_err(
             ErrorCode::OperationFailed,
-            format!("operation failed: filter with same UUID but different name ('{}') already exists", f.name()),
+            format!(
+                "operation failed: filter with same UUID but different name ('{}') already exists",
+                f.name()
+            ),
         ));
     }
-    if let Some(f) = st.nwfilters.iter().find(|f| f.name() == def.name() && f.uuid() != def.uuid()) {
+    if let Some(f) = st
+        .nwfilters
+        .iter()
+        .find(|f| f.name() == def.name() && f.uuid() != def.uuid())
+    {
         return Err(nwf_err(
             ErrorCode::OperationFailed,
-            format!("operation failed: filter '{}' already exists with uuid {}", f.name(), f.uuid()),
+            format!(
+                "operation failed: filter '{}' already exists with uuid {}",
+                f.name(),
+                f.uuid()
+            ),
         ));
     }
     if has_loop(&st, &def) {
-        return Err(nwf_err(ErrorCode::OperationFailed, "operation failed: filter would introduce a loop".into()));
+        return Err(nwf_err(
+            ErrorCode::OperationFailed,
+            "operation failed: filter would introduce a loop".into(),
+        ));
     }
     let out = summary(&def);
     match st.nwfilters.iter().position(|f| f.uuid() == def.uuid()) {
@@ -98,7 +127,10 @@ fn undefine(host: &Host, r: pb::ObjectRef) -> VResult<()> {
     let in_use = st.bindings.iter().any(|b| b.filter() == name)
         || st.nwfilters.iter().any(|f| refs(f).contains(&name));
     if in_use {
-        return Err(nwf_err(ErrorCode::OperationInvalid, "Requested operation is not valid: nwfilter is in use".into()));
+        return Err(nwf_err(
+            ErrorCode::OperationInvalid,
+            "Requested operation is not valid: nwfilter is in use".into(),
+        ));
     }
     st.nwfilters.remove(idx);
     Ok(())
@@ -109,17 +141,25 @@ impl NwFilter for TestDriver {
     type ListStream = BoxStream<pb::NwFilterSummary>;
 
     async fn list(&self, request: Request<()>) -> Result<Response<Self::ListStream>, Status> {
-        self.call_stream(request, |h, _| Ok(h.lock().nwfilters.iter().map(summary).collect()))
+        self.call_stream(request, |h, _| {
+            Ok(h.lock().nwfilters.iter().map(summary).collect())
+        })
     }
 
-    async fn lookup(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::NwFilterSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::NwFilterSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(summary(&st.nwfilters[find(&st, Some(&r))?]))
         })
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::NwFilterSummary>, Status> {
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::NwFilterSummary>, Status> {
         self.call(request, define)
     }
 
@@ -127,7 +167,10 @@ impl NwFilter for TestDriver {
         self.call(request, undefine)
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(pb::XmlDoc {
@@ -162,13 +205,19 @@ fn create_binding(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::NwFilterB
     if st.bindings.iter().any(|b| b.port_dev() == def.port_dev()) {
         return Err(nwf_err(
             ErrorCode::OperationFailed,
-            format!("operation failed: filter binding for portdev {} already exists", def.port_dev()),
+            format!(
+                "operation failed: filter binding for portdev {} already exists",
+                def.port_dev()
+            ),
         ));
     }
     if !st.nwfilters.iter().any(|f| f.name() == def.filter()) {
         return Err(nwf_err(
             ErrorCode::InternalError,
-            format!("internal error: referenced filter '{}' is missing", def.filter()),
+            format!(
+                "internal error: referenced filter '{}' is missing",
+                def.filter()
+            ),
         ));
     }
     let out = binding_summary(&def);
@@ -181,17 +230,27 @@ impl NwFilterBinding for TestDriver {
     type ListStream = BoxStream<pb::NwFilterBindingSummary>;
 
     async fn list(&self, request: Request<()>) -> Result<Response<Self::ListStream>, Status> {
-        self.call_stream(request, |h, _| Ok(h.lock().bindings.iter().map(binding_summary).collect()))
-    }
-
-    async fn lookup(&self, request: Request<pb::BindingRef>) -> Result<Response<pb::NwFilterBindingSummary>, Status> {
-        self.call(request, |h, r| {
-            let st = h.lock();
-            Ok(binding_summary(&st.bindings[find_binding(&st, &r.port_dev)?]))
+        self.call_stream(request, |h, _| {
+            Ok(h.lock().bindings.iter().map(binding_summary).collect())
         })
     }
 
-    async fn create_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::NwFilterBindingSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::BindingRef>,
+    ) -> Result<Response<pb::NwFilterBindingSummary>, Status> {
+        self.call(request, |h, r| {
+            let st = h.lock();
+            Ok(binding_summary(
+                &st.bindings[find_binding(&st, &r.port_dev)?],
+            ))
+        })
+    }
+
+    async fn create_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::NwFilterBindingSummary>, Status> {
         self.call(request, create_binding)
     }
 
@@ -204,7 +263,10 @@ impl NwFilterBinding for TestDriver {
         })
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::BindingRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::BindingRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(pb::XmlDoc {

@@ -3,12 +3,15 @@
 
 use tonic::{Request, Response, Status};
 use virtmesh_conf::misc::SecretDef;
-use virtmesh_proto::v1::{self as pb, event::Kind, secret_ref::Key, secret_server::Secret, SecretEventType as Ev, SecretUsageType};
+use virtmesh_proto::v1::{
+    self as pb, SecretEventType as Ev, SecretUsageType, event::Kind, secret_ref::Key,
+    secret_server::Secret,
+};
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 use crate::err::{self, VResult};
 use crate::host::{Host, SecretObj, State};
-use crate::{events, BoxStream, TestDriver};
+use crate::{BoxStream, TestDriver, events};
 
 const USAGES: &[(&str, SecretUsageType)] = &[
     ("volume", SecretUsageType::SecretUsageVolume),
@@ -31,25 +34,38 @@ fn secret_err(code: ErrorCode, msg: String) -> VirtError {
 }
 
 fn find(st: &State, r: Option<&pb::SecretRef>) -> VResult<usize> {
-    let key = r.and_then(|r| r.key.as_ref()).ok_or_else(|| err::missing("secret"))?;
+    let key = r
+        .and_then(|r| r.key.as_ref())
+        .ok_or_else(|| err::missing("secret"))?;
     match key {
         Key::Uuid(u) => st
             .secrets
             .iter()
             .position(|s| s.def.uuid.eq_ignore_ascii_case(u.trim()))
-            .ok_or_else(|| secret_err(ErrorCode::NoSecret, format!("Secret not found: no secret with matching uuid '{u}'"))),
-        Key::Usage(usage) => st
-            .secrets
-            .iter()
-            .position(|s| {
-                s.def
-                    .usage
-                    .as_ref()
-                    .is_some_and(|(t, id)| usage_type(t) as i32 == usage.r#type && *id == usage.id)
-            })
             .ok_or_else(|| {
-                secret_err(ErrorCode::NoSecret, format!("Secret not found: no secret with matching usage '{}'", usage.id))
+                secret_err(
+                    ErrorCode::NoSecret,
+                    format!("Secret not found: no secret with matching uuid '{u}'"),
+                )
             }),
+        Key::Usage(usage) => {
+            st.secrets
+                .iter()
+                .position(|s| {
+                    s.def.usage.as_ref().is_some_and(|(t, id)| {
+                        usage_type(t) as i32 == usage.r#type && *id == usage.id
+                    })
+                })
+                .ok_or_else(|| {
+                    secret_err(
+                        ErrorCode::NoSecret,
+                        format!(
+                            "Secret not found: no secret with matching usage '{}'",
+                            usage.id
+                        ),
+                    )
+                })
+        }
     }
 }
 
@@ -70,7 +86,12 @@ fn summary(s: &SecretObj) -> pb::SecretSummary {
 }
 
 fn emit(host: &Host, s: &SecretObj, ty: Ev) {
-    let usage = s.def.usage.as_ref().map(|u| u.1.clone()).unwrap_or_default();
+    let usage = s
+        .def
+        .usage
+        .as_ref()
+        .map(|u| u.1.clone())
+        .unwrap_or_default();
     host.emit(Kind::SecretLifecycle(pb::SecretLifecycle {
         secret: events::object_id(&s.def.uuid, &usage),
         r#type: ty as i32,
@@ -98,24 +119,30 @@ fn define(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::SecretSummary> {
                 )));
             }
             if old.private && !def.private {
-                return Err(internal("cannot change private flag on existing secret".into()));
+                return Err(internal(
+                    "cannot change private flag on existing secret".into(),
+                ));
             }
             if old.ephemeral != def.ephemeral {
-                return Err(internal("cannot change ephemeral flag on existing secret".into()));
+                return Err(internal(
+                    "cannot change ephemeral flag on existing secret".into(),
+                ));
             }
             st.secrets[i].def = def;
             i
         }
         None => {
-            if let Some(id) = &usage_id {
-                if let Some(other) = st.secrets.iter().find(|s| {
-                    s.def.usage.as_ref().is_some_and(|(t, u)| u == id && Some(t) == def.usage.as_ref().map(|x| &x.0))
-                }) {
-                    return Err(internal(format!(
-                        "a secret with UUID {} already defined for use with {id}",
-                        other.def.uuid
-                    )));
-                }
+            if let Some(id) = &usage_id
+                && let Some(other) = st.secrets.iter().find(|s| {
+                    s.def.usage.as_ref().is_some_and(|(t, u)| {
+                        u == id && Some(t) == def.usage.as_ref().map(|x| &x.0)
+                    })
+                })
+            {
+                return Err(internal(format!(
+                    "a secret with UUID {} already defined for use with {id}",
+                    other.def.uuid
+                )));
             }
             st.secrets.push(SecretObj { def, value: None });
             st.secrets.len() - 1
@@ -131,12 +158,18 @@ fn get_value(host: &Host, r: pb::SecretRef) -> VResult<pb::SecretValue> {
     // Clients never see private values; peer services get them through
     // their own internal path, not through this API.
     if s.def.private {
-        return Err(secret_err(ErrorCode::InvalidSecret, "Invalid secret: secret is private".into()));
+        return Err(secret_err(
+            ErrorCode::InvalidSecret,
+            "Invalid secret: secret is private".into(),
+        ));
     }
     let value = s.value.clone().ok_or_else(|| {
         secret_err(
             ErrorCode::NoSecret,
-            format!("Secret not found: secret '{}' does not have a value", s.def.uuid),
+            format!(
+                "Secret not found: secret '{}' does not have a value",
+                s.def.uuid
+            ),
         )
     })?;
     Ok(pb::SecretValue { value })
@@ -148,7 +181,10 @@ fn list(host: &Host, r: pb::ListSecretsRequest) -> VResult<Vec<pb::SecretSummary
     Ok(st
         .secrets
         .iter()
-        .filter(|s| pair(r.ephemeral, r.no_ephemeral, s.def.ephemeral) && pair(r.private, r.no_private, s.def.private))
+        .filter(|s| {
+            pair(r.ephemeral, r.no_ephemeral, s.def.ephemeral)
+                && pair(r.private, r.no_private, s.def.private)
+        })
         .map(summary)
         .collect())
 }
@@ -157,18 +193,27 @@ fn list(host: &Host, r: pb::ListSecretsRequest) -> VResult<Vec<pb::SecretSummary
 impl Secret for TestDriver {
     type ListStream = BoxStream<pb::SecretSummary>;
 
-    async fn list(&self, request: Request<pb::ListSecretsRequest>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, list)
     }
 
-    async fn lookup(&self, request: Request<pb::SecretRef>) -> Result<Response<pb::SecretSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::SecretRef>,
+    ) -> Result<Response<pb::SecretSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(summary(&st.secrets[find(&st, Some(&r))?]))
         })
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::SecretSummary>, Status> {
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::SecretSummary>, Status> {
         self.call(request, define)
     }
 
@@ -182,7 +227,10 @@ impl Secret for TestDriver {
         })
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::SecretRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::SecretRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             Ok(pb::XmlDoc {
@@ -191,13 +239,21 @@ impl Secret for TestDriver {
         })
     }
 
-    async fn set_value(&self, request: Request<pb::SetSecretValueRequest>) -> Result<Response<()>, Status> {
+    async fn set_value(
+        &self,
+        request: Request<pb::SetSecretValueRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |h, r| {
             let mut st = h.lock();
             let idx = find(&st, r.secret.as_ref())?;
             st.secrets[idx].value = Some(r.value);
             let s = &st.secrets[idx];
-            let usage = s.def.usage.as_ref().map(|u| u.1.clone()).unwrap_or_default();
+            let usage = s
+                .def
+                .usage
+                .as_ref()
+                .map(|u| u.1.clone())
+                .unwrap_or_default();
             h.emit(Kind::SecretValueChanged(pb::SecretValueChanged {
                 secret: events::object_id(&s.def.uuid, &usage),
             }));
@@ -205,7 +261,10 @@ impl Secret for TestDriver {
         })
     }
 
-    async fn get_value(&self, request: Request<pb::SecretRef>) -> Result<Response<pb::SecretValue>, Status> {
+    async fn get_value(
+        &self,
+        request: Request<pb::SecretRef>,
+    ) -> Result<Response<pb::SecretValue>, Status> {
         self.call(request, get_value)
     }
 }

@@ -53,7 +53,10 @@ fn not_found(name: &str) -> virtmesh_rpc::VirtError {
 }
 
 fn snap_index(d: &DomainObj, name: &str) -> VResult<usize> {
-    d.snapshots.iter().position(|s| s.name == name).ok_or_else(|| not_found(name))
+    d.snapshots
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| not_found(name))
 }
 
 pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::SnapshotSummary> {
@@ -64,7 +67,8 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
     let (name, description) = if r.xml.trim().is_empty() {
         (None, None)
     } else {
-        let root = xml::parse(&r.xml).map_err(|e| err::conf(e.into(), ErrorDomain::DomainSnapshot))?;
+        let root =
+            xml::parse(&r.xml).map_err(|e| err::conf(e.into(), ErrorDomain::DomainSnapshot))?;
         if root.name != "domainsnapshot" {
             return Err(err::conf(
                 virtmesh_conf::ConfError::xml(format!(
@@ -75,7 +79,9 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
             ));
         }
         (
-            root.child_text("name").map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+            root.child_text("name")
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty()),
             root.child_text("description"),
         )
     };
@@ -84,7 +90,9 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
     let idx = find(&st, r.domain.as_ref())?;
     let d = &mut st.domains[idx];
     if d.snapshots.iter().any(|s| s.name == name) {
-        return Err(err::op_invalid(format!("domain snapshot '{name}' already exists")));
+        return Err(err::op_invalid(format!(
+            "domain snapshot '{name}' already exists"
+        )));
     }
     let snap = Snapshot {
         name: name.clone(),
@@ -101,7 +109,12 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
     let summary = d.snapshots.last().map(|s| summary(d, s));
     if r.halt && d.is_active() {
         shutdown_state(d, SHUTOFF_FROM_SNAPSHOT);
-        host.emit(events::domain_lifecycle(&d.uuid(), &d.name(), Ev::DomainEventStopped, DETAIL_SNAPSHOT_STOPPED));
+        host.emit(events::domain_lifecycle(
+            &d.uuid(),
+            &d.name(),
+            Ev::DomainEventStopped,
+            DETAIL_SNAPSHOT_STOPPED,
+        ));
         if !d.persistent {
             st.domains.remove(idx);
         }
@@ -110,7 +123,9 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
 }
 
 fn has_children(d: &DomainObj, name: &str) -> bool {
-    d.snapshots.iter().any(|s| s.parent.as_deref() == Some(name))
+    d.snapshots
+        .iter()
+        .any(|s| s.parent.as_deref() == Some(name))
 }
 
 pub fn list(host: &Host, r: pb::SnapshotListRequest) -> VResult<Vec<pb::SnapshotSummary>> {
@@ -143,7 +158,10 @@ pub fn current(host: &Host, r: pb::ObjectRef) -> VResult<pb::SnapshotSummary> {
     let st = host.lock();
     let d = &st.domains[find(&st, Some(&r))?];
     let name = d.current_snapshot.clone().ok_or_else(|| {
-        err::not_found(ErrorCode::NoDomainSnapshot, "the domain does not have a current snapshot")
+        err::not_found(
+            ErrorCode::NoDomainSnapshot,
+            "the domain does not have a current snapshot",
+        )
     })?;
     Ok(summary(d, &d.snapshots[snap_index(d, &name)?]))
 }
@@ -153,22 +171,30 @@ pub fn xml(host: &Host, r: pb::SnapshotRef) -> VResult<pb::XmlDoc> {
     let st = host.lock();
     let d = &st.domains[find(&st, r.domain.as_ref())?];
     let s = &d.snapshots[snap_index(d, &r.name)?];
-    let mut root = Element::new("domainsnapshot").with_child(Element::new("name").with_text(&s.name));
+    let mut root =
+        Element::new("domainsnapshot").with_child(Element::new("name").with_text(&s.name));
     if let Some(desc) = &s.description {
         root = root.with_child(Element::new("description").with_text(desc));
     }
     root = root.with_child(Element::new("state").with_text(&s.state));
     if let Some(p) = &s.parent {
-        root = root.with_child(Element::new("parent").with_child(Element::new("name").with_text(p)));
+        root =
+            root.with_child(Element::new("parent").with_child(Element::new("name").with_text(p)));
     }
     root = root.with_child(Element::new("creationTime").with_text(s.creation_time.to_string()));
-    let mem = if s.state == "shutoff" { "no" } else { "internal" };
+    let mem = if s.state == "shutoff" {
+        "no"
+    } else {
+        "internal"
+    };
     root = root.with_child(Element::new("memory").with_attr("snapshot", mem));
     let mut disks = Element::new("disks");
     for (target, _) in s.def.disks() {
-        disks
-            .children
-            .push(Node::Element(Element::new("disk").with_attr("name", target).with_attr("snapshot", "internal")));
+        disks.children.push(Node::Element(
+            Element::new("disk")
+                .with_attr("name", target)
+                .with_attr("snapshot", "internal"),
+        ));
     }
     if !disks.children.is_empty() {
         root = root.with_child(disks);
@@ -185,10 +211,8 @@ pub fn revert(host: &Host, r: pb::SnapshotRef) -> VResult<()> {
     let want_active = snap.state == "running" || snap.state == "paused";
     {
         let d = &mut st.domains[idx];
-        if d.persistent {
-            if d.is_active() {
-                d.new_def = Some(snap.def.clone());
-            }
+        if d.persistent && d.is_active() {
+            d.new_def = Some(snap.def.clone());
         }
         d.def = snap.def.clone();
         d.current_snapshot = Some(snap.name.clone());
@@ -197,13 +221,23 @@ pub fn revert(host: &Host, r: pb::SnapshotRef) -> VResult<()> {
         if !st.domains[idx].is_active() {
             start_state(&mut st, idx, RUNNING_FROM_SNAPSHOT);
             let d = &st.domains[idx];
-            host.emit(events::domain_lifecycle(&d.uuid(), &d.name(), Ev::DomainEventStarted, DETAIL_SNAPSHOT_STARTED));
+            host.emit(events::domain_lifecycle(
+                &d.uuid(),
+                &d.name(),
+                Ev::DomainEventStarted,
+                DETAIL_SNAPSHOT_STARTED,
+            ));
         }
         let d = &mut st.domains[idx];
         if snap.state == "paused" {
             d.state = DomainState::Paused;
             d.reason = PAUSED_FROM_SNAPSHOT;
-            host.emit(events::domain_lifecycle(&d.uuid(), &d.name(), Ev::DomainEventSuspended, DETAIL_SNAPSHOT_SUSPENDED));
+            host.emit(events::domain_lifecycle(
+                &d.uuid(),
+                &d.name(),
+                Ev::DomainEventSuspended,
+                DETAIL_SNAPSHOT_SUSPENDED,
+            ));
         } else {
             d.state = DomainState::Running;
             d.reason = RUNNING_FROM_SNAPSHOT;
@@ -213,7 +247,12 @@ pub fn revert(host: &Host, r: pb::SnapshotRef) -> VResult<()> {
         shutdown_state(d, SHUTOFF_FROM_SNAPSHOT);
         // The snapshot's definition is also the config after the revert.
         d.def = snap.def.clone();
-        host.emit(events::domain_lifecycle(&d.uuid(), &d.name(), Ev::DomainEventStopped, DETAIL_SNAPSHOT_STOPPED));
+        host.emit(events::domain_lifecycle(
+            &d.uuid(),
+            &d.name(),
+            Ev::DomainEventStopped,
+            DETAIL_SNAPSHOT_STOPPED,
+        ));
         if !d.persistent {
             st.domains.remove(idx);
         }
@@ -226,7 +265,11 @@ fn descendants(d: &DomainObj, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut todo = vec![name.to_owned()];
     while let Some(n) = todo.pop() {
-        for s in d.snapshots.iter().filter(|s| s.parent.as_deref() == Some(n.as_str())) {
+        for s in d
+            .snapshots
+            .iter()
+            .filter(|s| s.parent.as_deref() == Some(n.as_str()))
+        {
             out.push(s.name.clone());
             todo.push(s.name.clone());
         }
@@ -254,10 +297,14 @@ pub fn delete(host: &Host, r: pb::SnapshotDeleteRequest) -> VResult<()> {
             }
         }
     }
-    if let Some(cur) = d.current_snapshot.clone() {
-        if doomed.contains(&cur) {
-            d.current_snapshot = if doomed.contains(&sref.name) { parent } else { Some(sref.name.clone()) };
-        }
+    if let Some(cur) = d.current_snapshot.clone()
+        && doomed.contains(&cur)
+    {
+        d.current_snapshot = if doomed.contains(&sref.name) {
+            parent
+        } else {
+            Some(sref.name.clone())
+        };
     }
     d.snapshots.retain(|s| !doomed.contains(&s.name));
     Ok(())

@@ -2,19 +2,20 @@
 //! (key and path = target path + "/" + name), as libvirt's test driver.
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use virtmesh_conf::storage::{PoolDef, VolDef};
 use virtmesh_proto::v1::{
-    self as pb, event::Kind, object_ref::Key, storage_pool_server::StoragePool, storage_vol_server::StorageVol,
-    vol_ref::By, vol_upload_chunk::Msg, StoragePoolEventType as Ev, StoragePoolState, StorageVolType,
+    self as pb, StoragePoolEventType as Ev, StoragePoolState, StorageVolType, event::Kind,
+    object_ref::Key, storage_pool_server::StoragePool, storage_vol_server::StorageVol, vol_ref::By,
+    vol_upload_chunk::Msg,
 };
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 use crate::err::{self, VResult};
 use crate::host::{Host, PoolObj, State, VolObj};
-use crate::{events, BoxStream, TestDriver};
+use crate::{BoxStream, TestDriver, events};
 
 /// Transfer chunk size for downloads.
 const CHUNK: usize = 256 * 1024;
@@ -24,10 +25,15 @@ fn conf_err(e: virtmesh_conf::ConfError) -> VirtError {
 }
 
 pub fn find_pool(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
-    let key = r.and_then(|r| r.key.as_ref()).ok_or_else(|| err::missing("pool"))?;
+    let key = r
+        .and_then(|r| r.key.as_ref())
+        .ok_or_else(|| err::missing("pool"))?;
     let found = match key {
         Key::Name(n) => st.pools.iter().position(|p| p.def.name == *n),
-        Key::Uuid(u) => st.pools.iter().position(|p| p.def.uuid.eq_ignore_ascii_case(u.trim())),
+        Key::Uuid(u) => st
+            .pools
+            .iter()
+            .position(|p| p.def.uuid.eq_ignore_ascii_case(u.trim())),
         Key::Id(_) => None,
     };
     found.ok_or_else(|| {
@@ -50,7 +56,9 @@ fn already_active(p: &PoolObj) -> VirtError {
 
 /// (pool index, volume index) of a volume reference.
 fn find_vol(st: &State, r: Option<&pb::VolRef>) -> VResult<(usize, usize)> {
-    let by = r.and_then(|r| r.by.as_ref()).ok_or_else(|| err::missing("volume"))?;
+    let by = r
+        .and_then(|r| r.by.as_ref())
+        .ok_or_else(|| err::missing("volume"))?;
     match by {
         By::PoolAndName(pn) => {
             let pi = find_pool(st, pn.pool.as_ref())?;
@@ -58,9 +66,16 @@ fn find_vol(st: &State, r: Option<&pb::VolRef>) -> VResult<(usize, usize)> {
             if !p.active {
                 return Err(not_active(p));
             }
-            let vi = p.vols.iter().position(|v| v.def.name == pn.name).ok_or_else(|| {
-                err::not_found(ErrorCode::NoStorageVol, format!("no storage vol with matching name '{}'", pn.name))
-            })?;
+            let vi = p
+                .vols
+                .iter()
+                .position(|v| v.def.name == pn.name)
+                .ok_or_else(|| {
+                    err::not_found(
+                        ErrorCode::NoStorageVol,
+                        format!("no storage vol with matching name '{}'", pn.name),
+                    )
+                })?;
             Ok((pi, vi))
         }
         By::Key(k) | By::Path(k) => {
@@ -69,8 +84,15 @@ fn find_vol(st: &State, r: Option<&pb::VolRef>) -> VResult<(usize, usize)> {
                     return Ok((pi, vi));
                 }
             }
-            let what = if matches!(by, By::Key(_)) { "key" } else { "path" };
-            Err(err::not_found(ErrorCode::NoStorageVol, format!("no storage vol with matching {what} '{k}'")))
+            let what = if matches!(by, By::Key(_)) {
+                "key"
+            } else {
+                "path"
+            };
+            Err(err::not_found(
+                ErrorCode::NoStorageVol,
+                format!("no storage vol with matching {what} '{k}'"),
+            ))
         }
     }
 }
@@ -88,7 +110,10 @@ fn check_duplicates(st: &State, def: &PoolDef) -> VResult<Option<usize>> {
         if p.def.name != def.name {
             return Err(err::op_failed(
                 ErrorDomain::Storage,
-                format!("pool '{}' is already defined with uuid {}", p.def.name, p.def.uuid),
+                format!(
+                    "pool '{}' is already defined with uuid {}",
+                    p.def.name, p.def.uuid
+                ),
             ));
         }
         return Ok(Some(i));
@@ -96,7 +121,10 @@ fn check_duplicates(st: &State, def: &PoolDef) -> VResult<Option<usize>> {
     if let Some(p) = st.pools.iter().find(|p| p.def.name == def.name) {
         return Err(err::op_failed(
             ErrorDomain::Storage,
-            format!("pool '{}' already exists with uuid {}", p.def.name, p.def.uuid),
+            format!(
+                "pool '{}' already exists with uuid {}",
+                p.def.name, p.def.uuid
+            ),
         ));
     }
     Ok(None)
@@ -147,7 +175,10 @@ fn pool_op(host: &Host, r: pb::ObjectRef, op: &str) -> VResult<()> {
         }
         "undefine" => {
             if p.active {
-                return Err(err::op_invalid(format!("storage pool '{}' is still active", p.def.name)));
+                return Err(err::op_invalid(format!(
+                    "storage pool '{}' is still active",
+                    p.def.name
+                )));
             }
             emit(host, p, Ev::StoragePoolEventUndefined);
             st.pools.remove(idx);
@@ -193,7 +224,11 @@ fn start(host: &Host, r: pb::ObjectRef) -> VResult<pb::StoragePoolSummary> {
     Ok(p.summary())
 }
 
-fn with_pool<R>(host: &Host, r: Option<&pb::ObjectRef>, f: impl FnOnce(&PoolObj) -> VResult<R>) -> VResult<R> {
+fn with_pool<R>(
+    host: &Host,
+    r: Option<&pb::ObjectRef>,
+    f: impl FnOnce(&PoolObj) -> VResult<R>,
+) -> VResult<R> {
     let st = host.lock();
     let idx = find_pool(&st, r)?;
     f(&st.pools[idx])
@@ -223,7 +258,12 @@ fn vol_summary(p: &PoolObj, v: &VolObj) -> pb::StorageVolSummary {
     }
 }
 
-fn create_vol(host: &Host, pool: Option<&pb::ObjectRef>, xml: &str, clone_from: Option<&pb::VolRef>) -> VResult<pb::StorageVolSummary> {
+fn create_vol(
+    host: &Host,
+    pool: Option<&pb::ObjectRef>,
+    xml: &str,
+    clone_from: Option<&pb::VolRef>,
+) -> VResult<pb::StorageVolSummary> {
     let mut def = VolDef::parse(xml).map_err(conf_err)?;
     let mut st = host.lock();
     let pi = find_pool(&st, pool)?;
@@ -242,7 +282,10 @@ fn create_vol(host: &Host, pool: Option<&pb::ObjectRef>, xml: &str, clone_from: 
         return Err(not_active(p));
     }
     if p.vols.iter().any(|v| v.def.name == def.name) {
-        return Err(err::op_failed(ErrorDomain::Storage, "storage vol already exists"));
+        return Err(err::op_failed(
+            ErrorDomain::Storage,
+            "storage vol already exists",
+        ));
     }
     if p.allocation().saturating_add(def.allocation) > p.capacity {
         return Err(err::op_failed(
@@ -274,16 +317,22 @@ fn resize(host: &Host, r: pb::VolResizeRequest) -> VResult<()> {
         ));
     }
     if new_cap < v.def.allocation {
-        return Err(err::invalid_arg("Can't shrink capacity below current allocation"));
+        return Err(err::invalid_arg(
+            "Can't shrink capacity below current allocation",
+        ));
     }
     if r.allocate && other_alloc.saturating_add(new_cap) > cap {
-        return Err(err::op_failed(ErrorDomain::Storage, "Not enough space left in storage pool"));
+        return Err(err::op_failed(
+            ErrorDomain::Storage,
+            "Not enough space left in storage pool",
+        ));
     }
     v.def.capacity = new_cap;
     if r.allocate {
         v.def.allocation = new_cap;
     }
-    v.data.truncate(usize::try_from(new_cap).unwrap_or(usize::MAX));
+    v.data
+        .truncate(usize::try_from(new_cap).unwrap_or(usize::MAX));
     Ok(())
 }
 
@@ -291,15 +340,24 @@ fn resize(host: &Host, r: pb::VolResizeRequest) -> VResult<()> {
 impl StoragePool for TestDriver {
     type ListStream = BoxStream<pb::StoragePoolSummary>;
 
-    async fn list(&self, request: Request<pb::ListFilter>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListFilter>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, list_pools)
     }
 
-    async fn lookup(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::StoragePoolSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::StoragePoolSummary>, Status> {
         self.call(request, |h, r| with_pool(h, Some(&r), |p| Ok(p.summary())))
     }
 
-    async fn lookup_by_volume(&self, request: Request<pb::VolRef>) -> Result<Response<pb::StoragePoolSummary>, Status> {
+    async fn lookup_by_volume(
+        &self,
+        request: Request<pb::VolRef>,
+    ) -> Result<Response<pb::StoragePoolSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             let (pi, _) = find_vol(&st, Some(&r))?;
@@ -307,11 +365,17 @@ impl StoragePool for TestDriver {
         })
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::StoragePoolSummary>, Status> {
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::StoragePoolSummary>, Status> {
         self.call(request, define)
     }
 
-    async fn create_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::StoragePoolSummary>, Status> {
+    async fn create_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::StoragePoolSummary>, Status> {
         self.call(request, create_xml)
     }
 
@@ -323,7 +387,10 @@ impl StoragePool for TestDriver {
         self.call(request, |h, r| pool_op(h, r, "undefine"))
     }
 
-    async fn create(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::StoragePoolSummary>, Status> {
+    async fn create(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::StoragePoolSummary>, Status> {
         self.call(request, start)
     }
 
@@ -339,11 +406,19 @@ impl StoragePool for TestDriver {
         self.call(request, |h, r| pool_op(h, r, "refresh"))
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::GetXmlDescRequest>) -> Result<Response<pb::XmlDoc>, Status> {
-        self.call(request, |h, r| with_pool(h, r.object.as_ref(), |p| Ok(pb::XmlDoc { xml: p.xml() })))
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::GetXmlDescRequest>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
+        self.call(request, |h, r| {
+            with_pool(h, r.object.as_ref(), |p| Ok(pb::XmlDoc { xml: p.xml() }))
+        })
     }
 
-    async fn get_info(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::StoragePoolInfo>, Status> {
+    async fn get_info(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::StoragePoolInfo>, Status> {
         self.call(request, |h, r| {
             with_pool(h, Some(&r), |p| {
                 let state = if p.active {
@@ -365,11 +440,23 @@ impl StoragePool for TestDriver {
         })
     }
 
-    async fn get_autostart(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::Autostart>, Status> {
-        self.call(request, |h, r| with_pool(h, Some(&r), |p| Ok(pb::Autostart { autostart: p.autostart })))
+    async fn get_autostart(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::Autostart>, Status> {
+        self.call(request, |h, r| {
+            with_pool(h, Some(&r), |p| {
+                Ok(pb::Autostart {
+                    autostart: p.autostart,
+                })
+            })
+        })
     }
 
-    async fn set_autostart(&self, request: Request<pb::SetAutostartRequest>) -> Result<Response<()>, Status> {
+    async fn set_autostart(
+        &self,
+        request: Request<pb::SetAutostartRequest>,
+    ) -> Result<Response<()>, Status> {
         self.call(request, |h, r| {
             let mut st = h.lock();
             let idx = find_pool(&st, r.object.as_ref())?;
@@ -382,7 +469,10 @@ impl StoragePool for TestDriver {
         })
     }
 
-    async fn find_sources(&self, request: Request<pb::FindSourcesRequest>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn find_sources(
+        &self,
+        request: Request<pb::FindSourcesRequest>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |_, r| match r.pool_type.as_str() {
             // testConnectFindStoragePoolSources' canned answers.
             "logical" => Ok(pb::XmlDoc {
@@ -400,7 +490,10 @@ impl StorageVol for TestDriver {
     type UploadStream = BoxStream<pb::Progress>;
     type DownloadStream = BoxStream<pb::VolDownloadChunk>;
 
-    async fn list(&self, request: Request<pb::ObjectRef>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         self.call_stream(request, |h, r| {
             with_pool(h, Some(&r), |p| {
                 if !p.active {
@@ -411,7 +504,10 @@ impl StorageVol for TestDriver {
         })
     }
 
-    async fn lookup(&self, request: Request<pb::VolRef>) -> Result<Response<pb::StorageVolSummary>, Status> {
+    async fn lookup(
+        &self,
+        request: Request<pb::VolRef>,
+    ) -> Result<Response<pb::StorageVolSummary>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             let (pi, vi) = find_vol(&st, Some(&r))?;
@@ -419,7 +515,10 @@ impl StorageVol for TestDriver {
         })
     }
 
-    async fn create_xml(&self, request: Request<pb::VolCreateRequest>) -> Result<Response<pb::StorageVolSummary>, Status> {
+    async fn create_xml(
+        &self,
+        request: Request<pb::VolCreateRequest>,
+    ) -> Result<Response<pb::StorageVolSummary>, Status> {
         self.call(request, |h, r| create_vol(h, r.pool.as_ref(), &r.xml, None))
     }
 
@@ -428,7 +527,10 @@ impl StorageVol for TestDriver {
         request: Request<pb::VolCreateFromRequest>,
     ) -> Result<Response<pb::StorageVolSummary>, Status> {
         self.call(request, |h, r| {
-            let src = r.clone_from.as_ref().ok_or_else(|| err::missing("clone_from"))?;
+            let src = r
+                .clone_from
+                .as_ref()
+                .ok_or_else(|| err::missing("clone_from"))?;
             create_vol(h, r.pool.as_ref(), &r.xml, Some(src))
         })
     }
@@ -451,16 +553,24 @@ impl StorageVol for TestDriver {
         })
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::VolRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::VolRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             let (pi, vi) = find_vol(&st, Some(&r))?;
             let v = &st.pools[pi].vols[vi];
-            Ok(pb::XmlDoc { xml: v.def.to_xml(&v.path) })
+            Ok(pb::XmlDoc {
+                xml: v.def.to_xml(&v.path),
+            })
         })
     }
 
-    async fn get_info(&self, request: Request<pb::VolRef>) -> Result<Response<pb::StorageVolInfo>, Status> {
+    async fn get_info(
+        &self,
+        request: Request<pb::VolRef>,
+    ) -> Result<Response<pb::StorageVolInfo>, Status> {
         self.call(request, |h, r| {
             let st = h.lock();
             let (pi, vi) = find_vol(&st, Some(&r))?;
@@ -479,22 +589,39 @@ impl StorageVol for TestDriver {
         self.call(request, resize)
     }
 
-    async fn upload(&self, request: Request<Streaming<pb::VolUploadChunk>>) -> Result<Response<Self::UploadStream>, Status> {
+    async fn upload(
+        &self,
+        request: Request<Streaming<pb::VolUploadChunk>>,
+    ) -> Result<Response<Self::UploadStream>, Status> {
         let host = self.host(&request)?;
         let mut input = request.into_inner();
         let start = match input.next().await {
-            Some(Ok(pb::VolUploadChunk { msg: Some(Msg::Start(s)) })) => s,
+            Some(Ok(pb::VolUploadChunk {
+                msg: Some(Msg::Start(s)),
+            })) => s,
             Some(Err(e)) => return Err(e),
-            _ => return Err(err::invalid_arg("the first upload message must name the volume").into()),
+            _ => {
+                return Err(
+                    err::invalid_arg("the first upload message must name the volume").into(),
+                );
+            }
         };
         let (capacity, total) = {
             let st = host.lock();
             let (pi, vi) = find_vol(&st, start.volume.as_ref())?;
             let cap = st.pools[pi].vols[vi].def.capacity;
             if start.offset > cap {
-                return Err(err::invalid_arg(format!("offset {} is beyond the volume capacity {cap}", start.offset)).into());
+                return Err(err::invalid_arg(format!(
+                    "offset {} is beyond the volume capacity {cap}",
+                    start.offset
+                ))
+                .into());
             }
-            let total = if start.length == 0 { cap - start.offset } else { start.length.min(cap - start.offset) };
+            let total = if start.length == 0 {
+                cap - start.offset
+            } else {
+                start.length.min(cap - start.offset)
+            };
             (cap, total)
         };
         let (tx, rx) = mpsc::channel(16);
@@ -503,7 +630,9 @@ impl StorageVol for TestDriver {
             let mut written: u64 = 0;
             while let Some(msg) = input.next().await {
                 let data = match msg {
-                    Ok(pb::VolUploadChunk { msg: Some(Msg::Data(d)) }) => d,
+                    Ok(pb::VolUploadChunk {
+                        msg: Some(Msg::Data(d)),
+                    }) => d,
                     Ok(_) => continue,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -513,7 +642,10 @@ impl StorageVol for TestDriver {
                 let room = usize::try_from(total - written).unwrap_or(usize::MAX);
                 if data.len() > room {
                     let _ = tx
-                        .send(Err(err::invalid_arg("upload is larger than the requested length").into()))
+                        .send(Err(err::invalid_arg(
+                            "upload is larger than the requested length",
+                        )
+                        .into()))
                         .await;
                     return;
                 }
@@ -553,7 +685,10 @@ impl StorageVol for TestDriver {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn download(&self, request: Request<pb::VolDownloadRequest>) -> Result<Response<Self::DownloadStream>, Status> {
+    async fn download(
+        &self,
+        request: Request<pb::VolDownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
         let host = self.host(&request)?;
         let range = request.into_inner().range.unwrap_or_default();
         let total = {
@@ -561,9 +696,17 @@ impl StorageVol for TestDriver {
             let (pi, vi) = find_vol(&st, range.volume.as_ref())?;
             let cap = st.pools[pi].vols[vi].def.capacity;
             if range.offset > cap {
-                return Err(err::invalid_arg(format!("offset {} is beyond the volume capacity {cap}", range.offset)).into());
+                return Err(err::invalid_arg(format!(
+                    "offset {} is beyond the volume capacity {cap}",
+                    range.offset
+                ))
+                .into());
             }
-            if range.length == 0 { cap - range.offset } else { range.length.min(cap - range.offset) }
+            if range.length == 0 {
+                cap - range.offset
+            } else {
+                range.length.min(cap - range.offset)
+            }
         };
         let chunk = CHUNK as u64;
         let count = total.div_ceil(chunk);

@@ -35,14 +35,14 @@ pub fn parse(uri: Option<&str>) -> Result<HostKey, VirtError> {
         VirtError::new(
             ErrorCode::InvalidArg,
             ErrorDomain::Test,
-            format!("invalid argument: URI '{uri}' is not served by the test driver (expected test:///default or test:///ABSOLUTE/PATH.xml)"),
+            format!(
+                "invalid argument: URI '{uri}' is not served by the test driver (expected test:///default or test:///ABSOLUTE/PATH.xml)"
+            ),
         )
     };
     // Query parameters carry nothing the test driver uses.
     let base = uri.split('?').next().unwrap_or(uri);
-    let path = base
-        .strip_prefix("test://")
-        .ok_or_else(bad)?;
+    let path = base.strip_prefix("test://").ok_or_else(bad)?;
     // test://host/path is a remote URI; we only serve local ones.
     if !path.starts_with('/') {
         return Err(bad());
@@ -64,7 +64,10 @@ mod tests {
     fn uris() {
         assert_eq!(parse(None).unwrap(), HostKey::Default);
         assert_eq!(parse(Some("test:///default")).unwrap(), HostKey::Default);
-        assert_eq!(parse(Some("test:///tmp/x.xml")).unwrap(), HostKey::File("/tmp/x.xml".into()));
+        assert_eq!(
+            parse(Some("test:///tmp/x.xml")).unwrap(),
+            HostKey::File("/tmp/x.xml".into())
+        );
         let e = parse(Some("qemu:///system")).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArg);
         assert!(e.message.contains("qemu:///system"));
