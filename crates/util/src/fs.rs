@@ -19,10 +19,12 @@ pub struct WriteAtomicError {
 /// fsync it, rename it over `path`, then fsync the directory so the rename
 /// itself is durable.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteAtomicError> {
-    let err = |step| move |source| WriteAtomicError {
-        path: path.to_path_buf(),
-        step,
-        source,
+    let err = |step| {
+        move |source| WriteAtomicError {
+            path: path.to_path_buf(),
+            step,
+            source,
+        }
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -207,9 +207,15 @@ mod tests {
             let ours = native(&def);
             let cut = "-boot strict=on";
             let exp_head = &expected[..expected.find(cut).expect("corpus has -boot") + cut.len()];
-            assert!(ours.starts_with(exp_head), "{case}:\nours: {ours}\nlibvirt: {expected}");
+            assert!(
+                ours.starts_with(exp_head),
+                "{case}:\nours: {ours}\nlibvirt: {expected}"
+            );
             let tail = " -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -msg timestamp=on";
-            assert!(expected.ends_with(tail) && ours.ends_with(tail), "{case}: {ours}");
+            assert!(
+                expected.ends_with(tail) && ours.ends_with(tail),
+                "{case}: {ours}"
+            );
         }
     }
 
@@ -228,7 +234,10 @@ mod tests {
             },
         );
         let joined = argv.join(" ");
-        assert!(joined.contains("-name guest=a,,b,debug-threads=on"), "{joined}");
+        assert!(
+            joined.contains("-name guest=a,,b,debug-threads=on"),
+            "{joined}"
+        );
         assert!(joined.contains("-accel tcg"));
         assert!(joined.contains("-m size=131072k"));
         assert!(joined.contains("\"size\":134217728"));

@@ -126,7 +126,10 @@ fn numa_nodes() -> u32 {
 
 #[tonic::async_trait]
 impl Connect for ConnectService {
-    async fn open(&self, request: Request<pb::OpenRequest>) -> Result<Response<pb::OpenReply>, Status> {
+    async fn open(
+        &self,
+        request: Request<pb::OpenRequest>,
+    ) -> Result<Response<pb::OpenReply>, Status> {
         let uri = if request.get_ref().uri.is_empty() {
             request_uri(&request).to_owned()
         } else {
@@ -149,9 +152,7 @@ impl Connect for ConnectService {
             .arg("--version")
             .output()
             .await
-            .map_err(|e| {
-                err::internal(format!("cannot run '{}': {e}", self.emulator.display()))
-            })?;
+            .map_err(|e| err::internal(format!("cannot run '{}': {e}", self.emulator.display())))?;
         let version = parse_qemu_version(&String::from_utf8_lossy(&out.stdout))
             .ok_or_else(|| err::internal("cannot parse QEMU's version"))?;
         Ok(Response::new(pb::VersionReply { version }))
@@ -171,9 +172,14 @@ impl Connect for ConnectService {
 
     async fn get_node_info(&self, _: Request<()>) -> Result<Response<pb::NodeInfo>, Status> {
         let read = |p: &str| {
-            std::fs::read_to_string(p).map_err(|e| err::qemu(ErrorCode::SystemError, format!("cannot read {p}: {e}")))
+            std::fs::read_to_string(p)
+                .map_err(|e| err::qemu(ErrorCode::SystemError, format!("cannot read {p}: {e}")))
         };
-        let info = node_info(&read("/proc/cpuinfo")?, &read("/proc/meminfo")?, numa_nodes());
+        let info = node_info(
+            &read("/proc/cpuinfo")?,
+            &read("/proc/meminfo")?,
+            numa_nodes(),
+        );
         Ok(Response::new(info))
     }
 
@@ -181,7 +187,10 @@ impl Connect for ConnectService {
         Err(unimplemented("GetSysinfo").into())
     }
 
-    async fn get_max_vcpus(&self, _: Request<pb::MaxVcpusRequest>) -> Result<Response<pb::MaxVcpusReply>, Status> {
+    async fn get_max_vcpus(
+        &self,
+        _: Request<pb::MaxVcpusRequest>,
+    ) -> Result<Response<pb::MaxVcpusReply>, Status> {
         Err(unimplemented("GetMaxVcpus").into())
     }
 
@@ -200,7 +209,10 @@ impl Connect for ConnectService {
             return Err(VirtError::new(
                 ErrorCode::InvalidArg,
                 ErrorDomain::Qemu,
-                format!("invalid argument: unsupported config type {}", req.native_format),
+                format!(
+                    "invalid argument: unsupported config type {}",
+                    req.native_format
+                ),
             )
             .into());
         }
@@ -225,8 +237,14 @@ mod tests {
 
     #[test]
     fn uris() {
-        assert_eq!(canonical_uri("qemu:///system").expect("ok"), "qemu:///system");
-        assert_eq!(canonical_uri("qemu:///session").expect("ok"), "qemu:///session");
+        assert_eq!(
+            canonical_uri("qemu:///system").expect("ok"),
+            "qemu:///system"
+        );
+        assert_eq!(
+            canonical_uri("qemu:///session").expect("ok"),
+            "qemu:///session"
+        );
         assert!(canonical_uri("qemu:///nope").is_err());
         assert_eq!(
             canonical_uri("test:///default").expect_err("not ours").code,
@@ -246,7 +264,10 @@ mod tests {
         let cpuinfo = "processor\t: 0\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\ncpu MHz\t\t: 2600.000\n\nprocessor\t: 1\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\ncpu MHz\t\t: 2600.000\n";
         let meminfo = "MemTotal:       24567890 kB\nMemFree: 1 kB\n";
         let n = node_info(cpuinfo, meminfo, 1);
-        assert_eq!((n.cpus, n.mhz, n.sockets, n.cores, n.threads, n.nodes), (2, 2600, 1, 2, 1, 1));
+        assert_eq!(
+            (n.cpus, n.mhz, n.sockets, n.cores, n.threads, n.nodes),
+            (2, 2600, 1, 2, 1, 1)
+        );
         assert_eq!(n.memory_kib, 24_567_890);
     }
 }

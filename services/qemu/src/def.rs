@@ -14,11 +14,42 @@ pub const DEFAULT_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 /// libvirt's order of the top-level elements of `<domain>`; unknown ones
 /// go where the `*` is.
 const TOP_ORDER: &[&str] = &[
-    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
-    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
-    "iothreadids", "defaultiothread", "cputune", "numatune", "resource", "sysinfo", "bootloader",
-    "bootloader_args", "os", "idmap", "features", "cpu", "clock", "on_poweroff", "on_reboot",
-    "on_crash", "pm", "perf", "devices", "*", "seclabel",
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "pm",
+    "perf",
+    "devices",
+    "*",
+    "seclabel",
 ];
 
 /// `<domain type=...>`: which accelerator runs the guest.
@@ -318,7 +349,8 @@ fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
     if count == 0 {
         return Err(ConfError::internal("Invalid vCPU count"));
     }
-    let mut el = Element::new("vcpu").with_attr("placement", old.attr("placement").unwrap_or("static"));
+    let mut el =
+        Element::new("vcpu").with_attr("placement", old.attr("placement").unwrap_or("static"));
     if let Some(cpuset) = old.attr("cpuset") {
         el.set_attr("cpuset", cpuset);
     }
@@ -371,8 +403,10 @@ fn normalize_os(root: &mut Element) -> Result<(), ConfError> {
             .iter()
             .position(|n| matches!(n, Node::Element(e) if matches!(e.name.as_str(), "bootmenu" | "smbios" | "bios")))
             .unwrap_or(os.children.len());
-        os.children
-            .insert(pos, Node::Element(Element::new("boot").with_attr("dev", "hd")));
+        os.children.insert(
+            pos,
+            Node::Element(Element::new("boot").with_attr("dev", "hd")),
+        );
     }
     Ok(())
 }
@@ -392,12 +426,18 @@ mod tests {
         assert_eq!(def.vcpus(), 1);
         assert_eq!(def.virt_type(), VirtType::Kvm);
         let xml = def.to_xml(None);
-        assert!(xml.contains("<type arch='x86_64' machine='pc-q35-10.0'>hvm</type>"), "{xml}");
+        assert!(
+            xml.contains("<type arch='x86_64' machine='pc-q35-10.0'>hvm</type>"),
+            "{xml}"
+        );
         assert!(xml.contains("<boot dev='hd'/>"));
         assert!(xml.contains("<on_poweroff>destroy</on_poweroff>"));
         // Re-parsing canonical output changes nothing.
         assert_eq!(DomainDef::parse(&xml).expect("valid").to_xml(None), xml);
-        assert!(def.to_xml(Some(3)).starts_with("<domain type='kvm' id='3'>"));
+        assert!(
+            def.to_xml(Some(3))
+                .starts_with("<domain type='kvm' id='3'>")
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The Domain service over the driver core.
 
-use crate::driver::{reason_name, QemuDriver};
+use crate::driver::{QemuDriver, reason_name};
 use crate::error::unimplemented;
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
-use virtmesh_proto::v1::{self as pb, domain_server::Domain, DomainState, ShutdownMode};
+use virtmesh_proto::v1::{self as pb, DomainState, ShutdownMode, domain_server::Domain};
 use virtmesh_rpc::VirtError;
 
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -47,7 +47,7 @@ fn check_mode(mode: i32) -> Result<(), Status> {
 /// libvirt's list filters: within a pair, neither or both means no filter.
 fn list_filter(req: &pb::ListDomainsRequest, v: &crate::driver::DomView) -> bool {
     let pair = |a: bool, b: bool, is_a: bool| a == b || (a && is_a) || (b && !is_a);
-    let f = req.filter.clone().unwrap_or_default();
+    let f = req.filter.unwrap_or_default();
     let state_ok = {
         let any = req.running || req.paused || req.shutoff || req.other;
         !any || (req.running && v.state == DomainState::Running)
@@ -75,7 +75,10 @@ impl Domain for DomainService {
     type OpenConsoleStream = BoxStream<pb::ConsoleOutput>;
     type SnapshotListStream = BoxStream<pb::SnapshotSummary>;
 
-    async fn list(&self, request: Request<pb::ListDomainsRequest>) -> Result<Response<Self::ListStream>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListDomainsRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
         let req = request.into_inner();
         let items: Vec<Result<pb::DomainSummary, Status>> = self
             .driver
@@ -87,15 +90,30 @@ impl Domain for DomainService {
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 
-    async fn lookup(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::DomainSummary>, Status> {
-        ok(self.driver.lookup(Some(request.get_ref())).map(|v| v.summary()))
+    async fn lookup(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
+        ok(self
+            .driver
+            .lookup(Some(request.get_ref()))
+            .map(|v| v.summary()))
     }
 
-    async fn define_xml(&self, request: Request<pb::DefineXmlRequest>) -> Result<Response<pb::DomainSummary>, Status> {
-        ok(self.driver.define(&request.get_ref().xml).map(|v| v.summary()))
+    async fn define_xml(
+        &self,
+        request: Request<pb::DefineXmlRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
+        ok(self
+            .driver
+            .define(&request.get_ref().xml)
+            .map(|v| v.summary()))
     }
 
-    async fn create_xml(&self, request: Request<pb::CreateXmlRequest>) -> Result<Response<pb::DomainSummary>, Status> {
+    async fn create_xml(
+        &self,
+        request: Request<pb::CreateXmlRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
         let req = request.into_inner();
         if req.autodestroy {
             return unimpl("CreateXML(autodestroy)");
@@ -107,11 +125,20 @@ impl Domain for DomainService {
             .map(|v| v.summary()))
     }
 
-    async fn undefine(&self, request: Request<pb::UndefineRequest>) -> Result<Response<()>, Status> {
-        ok(self.driver.undefine(request.get_ref().domain.as_ref()).await)
+    async fn undefine(
+        &self,
+        request: Request<pb::UndefineRequest>,
+    ) -> Result<Response<()>, Status> {
+        ok(self
+            .driver
+            .undefine(request.get_ref().domain.as_ref())
+            .await)
     }
 
-    async fn create(&self, request: Request<pb::CreateRequest>) -> Result<Response<pb::DomainSummary>, Status> {
+    async fn create(
+        &self,
+        request: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
         let req = request.into_inner();
         if req.autodestroy {
             return unimpl("Create(autodestroy)");
@@ -123,7 +150,10 @@ impl Domain for DomainService {
             .map(|v| v.summary()))
     }
 
-    async fn shutdown(&self, request: Request<pb::ShutdownRequest>) -> Result<Response<()>, Status> {
+    async fn shutdown(
+        &self,
+        request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<()>, Status> {
         let req = request.into_inner();
         check_mode(req.mode)?;
         ok(self.driver.shutdown(req.domain.as_ref()).await)
@@ -152,7 +182,10 @@ impl Domain for DomainService {
         ok(self.driver.reset(Some(request.get_ref())).await)
     }
 
-    async fn get_xml_desc(&self, request: Request<pb::GetXmlDescRequest>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn get_xml_desc(
+        &self,
+        request: Request<pb::GetXmlDescRequest>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         let req = request.into_inner();
         ok(self.driver.lookup(req.object.as_ref()).map(|v| {
             let xml = match (&v.config, req.inactive) {
@@ -164,24 +197,33 @@ impl Domain for DomainService {
         }))
     }
 
-    async fn get_info(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::DomainInfo>, Status> {
-        ok(self.driver.lookup(Some(request.get_ref())).map(|v| pb::DomainInfo {
-            state: v.state as i32,
-            max_mem_kib: v.def.max_memory_kib(),
-            memory_kib: v.def.current_memory_kib(),
-            nr_virt_cpu: v.def.vcpus(),
-            cpu_time_ns: v.pid.map(cpu_time_ns).unwrap_or(0),
-            os_type: v.def.os_type(),
-            persistent: v.persistent,
-            autostart: false,
-            has_managed_save: false,
-            id: v.id,
-            uuid: v.uuid.clone(),
-            name: v.name.clone(),
-        }))
+    async fn get_info(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
+        ok(self
+            .driver
+            .lookup(Some(request.get_ref()))
+            .map(|v| pb::DomainInfo {
+                state: v.state as i32,
+                max_mem_kib: v.def.max_memory_kib(),
+                memory_kib: v.def.current_memory_kib(),
+                nr_virt_cpu: v.def.vcpus(),
+                cpu_time_ns: v.pid.map(cpu_time_ns).unwrap_or(0),
+                os_type: v.def.os_type(),
+                persistent: v.persistent,
+                autostart: false,
+                has_managed_save: false,
+                id: v.id,
+                uuid: v.uuid.clone(),
+                name: v.name.clone(),
+            }))
     }
 
-    async fn get_state(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::DomainStateInfo>, Status> {
+    async fn get_state(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::DomainStateInfo>, Status> {
         ok(self
             .driver
             .lookup(Some(request.get_ref()))
@@ -192,7 +234,10 @@ impl Domain for DomainService {
             }))
     }
 
-    async fn get_autostart(&self, request: Request<pb::ObjectRef>) -> Result<Response<pb::Autostart>, Status> {
+    async fn get_autostart(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::Autostart>, Status> {
         // Autostart is not implemented, so no domain has it.
         ok(self
             .driver
@@ -200,7 +245,10 @@ impl Domain for DomainService {
             .map(|_| pb::Autostart { autostart: false }))
     }
 
-    async fn set_autostart(&self, _: Request<pb::SetAutostartRequest>) -> Result<Response<()>, Status> {
+    async fn set_autostart(
+        &self,
+        _: Request<pb::SetAutostartRequest>,
+    ) -> Result<Response<()>, Status> {
         unimpl("SetAutostart")
     }
     async fn attach_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
@@ -218,22 +266,40 @@ impl Domain for DomainService {
     async fn set_memory(&self, _: Request<pb::SetMemoryRequest>) -> Result<Response<()>, Status> {
         unimpl("SetMemory")
     }
-    async fn get_metadata(&self, _: Request<pb::GetMetadataRequest>) -> Result<Response<pb::Metadata>, Status> {
+    async fn get_metadata(
+        &self,
+        _: Request<pb::GetMetadataRequest>,
+    ) -> Result<Response<pb::Metadata>, Status> {
         unimpl("GetMetadata")
     }
-    async fn set_metadata(&self, _: Request<pb::SetMetadataRequest>) -> Result<Response<()>, Status> {
+    async fn set_metadata(
+        &self,
+        _: Request<pb::SetMetadataRequest>,
+    ) -> Result<Response<()>, Status> {
         unimpl("SetMetadata")
     }
-    async fn block_stats(&self, _: Request<pb::BlockStatsRequest>) -> Result<Response<pb::BlockStats>, Status> {
+    async fn block_stats(
+        &self,
+        _: Request<pb::BlockStatsRequest>,
+    ) -> Result<Response<pb::BlockStatsReply>, Status> {
         unimpl("BlockStats")
     }
-    async fn interface_stats(&self, _: Request<pb::InterfaceStatsRequest>) -> Result<Response<pb::InterfaceStats>, Status> {
+    async fn interface_stats(
+        &self,
+        _: Request<pb::InterfaceStatsRequest>,
+    ) -> Result<Response<pb::InterfaceStatsReply>, Status> {
         unimpl("InterfaceStats")
     }
-    async fn memory_stats(&self, _: Request<pb::ObjectRef>) -> Result<Response<pb::MemoryStats>, Status> {
+    async fn memory_stats(
+        &self,
+        _: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::MemoryStatsReply>, Status> {
         unimpl("MemoryStats")
     }
-    async fn get_all_stats(&self, _: Request<pb::GetAllStatsRequest>) -> Result<Response<Self::GetAllStatsStream>, Status> {
+    async fn get_all_stats(
+        &self,
+        _: Request<pb::GetAllStatsRequest>,
+    ) -> Result<Response<Self::GetAllStatsStream>, Status> {
         unimpl("GetAllStats")
     }
     async fn interface_addresses(
@@ -251,31 +317,52 @@ impl Domain for DomainService {
     async fn managed_save(&self, _: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
         unimpl("ManagedSave")
     }
-    async fn has_managed_save(&self, _: Request<pb::ObjectRef>) -> Result<Response<pb::HasManagedSaveReply>, Status> {
+    async fn has_managed_save(
+        &self,
+        _: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::HasManagedSaveReply>, Status> {
         unimpl("HasManagedSave")
     }
     async fn managed_save_remove(&self, _: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
         unimpl("ManagedSaveRemove")
     }
-    async fn snapshot_create_xml(&self, _: Request<pb::SnapshotCreateRequest>) -> Result<Response<pb::SnapshotSummary>, Status> {
+    async fn snapshot_create_xml(
+        &self,
+        _: Request<pb::SnapshotCreateRequest>,
+    ) -> Result<Response<pb::SnapshotSummary>, Status> {
         unimpl("SnapshotCreateXML")
     }
-    async fn snapshot_list(&self, _: Request<pb::SnapshotListRequest>) -> Result<Response<Self::SnapshotListStream>, Status> {
+    async fn snapshot_list(
+        &self,
+        _: Request<pb::SnapshotListRequest>,
+    ) -> Result<Response<Self::SnapshotListStream>, Status> {
         unimpl("SnapshotList")
     }
-    async fn snapshot_lookup(&self, _: Request<pb::SnapshotRef>) -> Result<Response<pb::SnapshotSummary>, Status> {
+    async fn snapshot_lookup(
+        &self,
+        _: Request<pb::SnapshotRef>,
+    ) -> Result<Response<pb::SnapshotSummary>, Status> {
         unimpl("SnapshotLookup")
     }
-    async fn snapshot_get_xml_desc(&self, _: Request<pb::SnapshotRef>) -> Result<Response<pb::XmlDoc>, Status> {
+    async fn snapshot_get_xml_desc(
+        &self,
+        _: Request<pb::SnapshotRef>,
+    ) -> Result<Response<pb::XmlDoc>, Status> {
         unimpl("SnapshotGetXMLDesc")
     }
-    async fn snapshot_current(&self, _: Request<pb::ObjectRef>) -> Result<Response<pb::SnapshotSummary>, Status> {
+    async fn snapshot_current(
+        &self,
+        _: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::SnapshotSummary>, Status> {
         unimpl("SnapshotCurrent")
     }
     async fn snapshot_revert(&self, _: Request<pb::SnapshotRef>) -> Result<Response<()>, Status> {
         unimpl("SnapshotRevert")
     }
-    async fn snapshot_delete(&self, _: Request<pb::SnapshotDeleteRequest>) -> Result<Response<()>, Status> {
+    async fn snapshot_delete(
+        &self,
+        _: Request<pb::SnapshotDeleteRequest>,
+    ) -> Result<Response<()>, Status> {
         unimpl("SnapshotDelete")
     }
 }
@@ -291,7 +378,12 @@ fn cpu_time_ns(pid: i32) -> u64 {
     };
     // After the command: state is field 3; utime and stime are 14 and 15.
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     (ticks(11) + ticks(12)).saturating_mul(10_000_000)
 }
 

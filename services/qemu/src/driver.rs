@@ -45,19 +45,47 @@ pub const CRASHED_PANICKED: i32 = 1;
 pub fn reason_name(state: DomainState, reason: i32) -> &'static str {
     let names: &[&str] = match state {
         DomainState::Running => &[
-            "unknown", "booted", "migrated", "restored", "from snapshot", "unpaused",
-            "migration canceled", "save canceled", "event wakeup", "crashed", "post-copy",
+            "unknown",
+            "booted",
+            "migrated",
+            "restored",
+            "from snapshot",
+            "unpaused",
+            "migration canceled",
+            "save canceled",
+            "event wakeup",
+            "crashed",
+            "post-copy",
             "post-copy failed",
         ],
         DomainState::Paused => &[
-            "unknown", "user", "migrating", "saving", "dumping", "I/O error", "watchdog",
-            "from snapshot", "shutting down", "creating snapshot", "crashed", "starting up",
-            "post-copy", "post-copy failed", "api error",
+            "unknown",
+            "user",
+            "migrating",
+            "saving",
+            "dumping",
+            "I/O error",
+            "watchdog",
+            "from snapshot",
+            "shutting down",
+            "creating snapshot",
+            "crashed",
+            "starting up",
+            "post-copy",
+            "post-copy failed",
+            "api error",
         ],
         DomainState::Shutdown => &["unknown", "user"],
         DomainState::Shutoff => &[
-            "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed",
-            "from snapshot", "daemon",
+            "unknown",
+            "shutdown",
+            "destroyed",
+            "crashed",
+            "migrated",
+            "saved",
+            "failed",
+            "from snapshot",
+            "daemon",
         ],
         DomainState::Crashed => &["unknown", "panicked"],
         _ => &["unknown"],
@@ -280,7 +308,9 @@ impl QemuDriver {
     /// The domain an ObjectRef names, or libvirt's not-found error.
     fn find(&self, r: Option<&pb::ObjectRef>) -> Result<Arc<Dom>> {
         use pb::object_ref::Key;
-        let key = r.and_then(|r| r.key.as_ref()).ok_or_else(err::missing_ref)?;
+        let key = r
+            .and_then(|r| r.key.as_ref())
+            .ok_or_else(err::missing_ref)?;
         let list = self.list_lock();
         let found = list.iter().find(|d| {
             let st = d.lock();
@@ -334,13 +364,19 @@ impl QemuDriver {
                 if !d.uuid.eq_ignore_ascii_case(&uuid) {
                     return Err(err::qemu(
                         ErrorCode::OperationFailed,
-                        format!("operation failed: domain '{name}' is already defined with uuid {}", d.uuid),
+                        format!(
+                            "operation failed: domain '{name}' is already defined with uuid {}",
+                            d.uuid
+                        ),
                     ));
                 }
                 if st.name != name {
                     return Err(err::qemu(
                         ErrorCode::OperationFailed,
-                        format!("operation failed: domain '{}' already exists with uuid {uuid}", st.name),
+                        format!(
+                            "operation failed: domain '{}' already exists with uuid {uuid}",
+                            st.name
+                        ),
                     ));
                 }
                 drop(st);
@@ -461,7 +497,10 @@ impl QemuDriver {
                 } else {
                     err::qemu(
                         ErrorCode::OperationFailed,
-                        format!("operation failed: domain '{}' already exists with uuid {}", st.name, d.uuid),
+                        format!(
+                            "operation failed: domain '{}' already exists with uuid {}",
+                            st.name, d.uuid
+                        ),
                     )
                 });
             }
@@ -529,14 +568,14 @@ impl QemuDriver {
         let fail = |e: VirtError, pid: i32| {
             let log_path = log_path.clone();
             async move {
-            let _ = process::signal(pid, Signal::SIGKILL);
-            process::wait_gone(pid, KILL_WAIT).await;
-            let log = process::read_log_from(&log_path, log_start);
-            if log.is_empty() || e.message.contains(&log) {
-                e
-            } else {
-                VirtError::new(e.code, e.domain, format!("{}: {log}", e.message))
-            }
+                let _ = process::signal(pid, Signal::SIGKILL);
+                process::wait_gone(pid, KILL_WAIT).await;
+                let log = process::read_log_from(&log_path, log_start);
+                if log.is_empty() || e.message.contains(&log) {
+                    e
+                } else {
+                    VirtError::new(e.code, e.domain, format!("{}: {log}", e.message))
+                }
             }
         };
         let qmp = match Qmp::from_stream(spawned.monitor, sink).await {
@@ -574,13 +613,11 @@ impl QemuDriver {
         if let Err(e) = saved {
             return Err(fail(e, spawned.pid).await);
         }
-        if !paused {
-            if let Err(e) = qmp.execute(qmp::Cont {}).await {
-                let e = err::qmp(e);
-                self.abort_start(dom, generation);
-                paths.cleanup();
-                return Err(fail(e, spawned.pid).await);
-            }
+        if !paused && let Err(e) = qmp.execute(qmp::Cont {}).await {
+            let e = err::qmp(e);
+            self.abort_start(dom, generation);
+            paths.cleanup();
+            return Err(fail(e, spawned.pid).await);
         }
         let mut guard = dom.lock();
         let st: &mut DomState = &mut guard;
@@ -610,7 +647,7 @@ impl QemuDriver {
             st.state = DomainState::Running;
             st.reason = RUNNING_BOOTED;
         }
-        view(&dom.uuid, &st).ok_or_else(|| err::internal("domain has no definition"))
+        view(&dom.uuid, st).ok_or_else(|| err::internal("domain has no definition"))
     }
 
     /// Forget a start that failed after the live state was recorded.
@@ -696,7 +733,11 @@ impl QemuDriver {
                     let pid = live.pid;
                     st.state = DomainState::Shutdown;
                     st.reason = SHUTDOWN_USER;
-                    let ev = if guest { Lifecycle::ShutdownGuest } else { Lifecycle::ShutdownHost };
+                    let ev = if guest {
+                        Lifecycle::ShutdownGuest
+                    } else {
+                        Lifecycle::ShutdownHost
+                    };
                     events.lifecycle(uuid, &name, ev);
                     // With -no-shutdown a guest poweroff leaves QEMU paused;
                     // on_poweroff=destroy (the default) ends it. A host-side
@@ -859,7 +900,9 @@ impl QemuDriver {
             }
         };
         process::signal(pid, Signal::SIGTERM).map_err(err::process)?;
-        let exited = tokio::time::timeout(DESTROY_GRACE, qmp.closed()).await.is_ok();
+        let exited = tokio::time::timeout(DESTROY_GRACE, qmp.closed())
+            .await
+            .is_ok();
         if !exited {
             if graceful {
                 if let Some(l) = dom.lock().live.as_mut() {
@@ -867,7 +910,9 @@ impl QemuDriver {
                 }
                 return Err(err::qemu(
                     ErrorCode::SystemError,
-                    format!("Failed to terminate process {pid} with SIGTERM: Device or resource busy"),
+                    format!(
+                        "Failed to terminate process {pid} with SIGTERM: Device or resource busy"
+                    ),
                 ));
             }
             process::signal(pid, Signal::SIGKILL).map_err(err::process)?;
@@ -924,7 +969,9 @@ impl QemuDriver {
             return self.mark_gone(&dom, &paths);
         };
         let run = qmp.execute(qmp::QueryStatus {}).await;
-        self.inner.next_id.fetch_max(status.id + 1, Ordering::Relaxed);
+        self.inner
+            .next_id
+            .fetch_max(status.id + 1, Ordering::Relaxed);
         let mut st = dom.lock();
         st.live = Some(Live {
             id: status.id,

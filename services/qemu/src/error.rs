@@ -5,8 +5,8 @@
 use crate::process::ProcessError;
 use crate::qmp::QmpError;
 use crate::state::StateError;
-use virtmesh_conf::error::ConfErrorKind;
 use virtmesh_conf::ConfError;
+use virtmesh_conf::error::ConfErrorKind;
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 pub type Result<T, E = VirtError> = std::result::Result<T, E>;

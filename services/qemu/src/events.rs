@@ -8,7 +8,9 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use virtmesh_proto::v1::{self as pb, event::Kind, events_server::Events, DomainEventType as T, EventFamily};
+use virtmesh_proto::v1::{
+    self as pb, DomainEventType as T, EventFamily, event::Kind, events_server::Events,
+};
 
 /// How many events a slow subscriber may lag before it skips.
 const CAPACITY: usize = 1024;
@@ -142,7 +144,10 @@ impl EventsService {
 impl Events for EventsService {
     type WatchStream = EventStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let req = request.into_inner();
         let stream = BroadcastStream::new(self.hub.subscribe()).filter_map(move |r| match r {
             Ok(ev) if wanted(&req, &ev) => Some(Ok(ev)),
@@ -166,7 +171,11 @@ mod tests {
             object_uuid: String::new(),
             object_name: "b".into(),
         };
-        let mut stream = svc.watch(Request::new(req)).await.expect("watch").into_inner();
+        let mut stream = svc
+            .watch(Request::new(req))
+            .await
+            .expect("watch")
+            .into_inner();
         hub.lifecycle("u1", "a", Lifecycle::StartedBooted);
         hub.lifecycle("u2", "b", Lifecycle::StoppedDestroyed);
         let ev = stream.next().await.expect("event").expect("ok");

@@ -8,7 +8,7 @@
 //! reaper collects it; only guests that outlive a service restart end up
 //! with PID 1, which is why liveness checks treat a zombie as dead.
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -156,7 +156,10 @@ pub fn is_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the first field after the parenthesised command,
         // which may itself contain spaces or parentheses.
-        Ok(stat) => match stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()) {
+        Ok(stat) => match stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+        {
             Some(state) => !matches!(state, "Z" | "X" | "x"),
             None => false,
         },
@@ -231,7 +234,9 @@ mod tests {
 
     #[test]
     fn own_process_is_alive_and_bogus_pids_are_not() {
-        assert!(is_alive(i32::try_from(std::process::id()).expect("pid fits")));
+        assert!(is_alive(
+            i32::try_from(std::process::id()).expect("pid fits")
+        ));
         assert!(!is_alive(0));
         assert!(!is_alive(-5));
         assert!(!is_alive(i32::MAX));

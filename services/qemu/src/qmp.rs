@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 /// How long a command may take before we give up on it. QMP answers the
@@ -28,7 +28,10 @@ const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     #[error("cannot connect to the QEMU monitor at '{path}': {source}")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("QEMU monitor I/O failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("QEMU monitor sent no greeting")]
@@ -52,8 +55,15 @@ pub enum QmpError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum QmpMessage {
     Greeting(Value),
-    Return { id: Option<u64>, value: Value },
-    Error { id: Option<u64>, class: String, desc: String },
+    Return {
+        id: Option<u64>,
+        value: Value,
+    },
+    Error {
+        id: Option<u64>,
+        class: String,
+        desc: String,
+    },
     Event(QmpEvent),
     /// Valid JSON of a shape we do not know: skipped, never fatal.
     Unknown(Value),
@@ -73,8 +83,13 @@ pub enum EventKind {
     Resume,
     /// `guest`: the guest asked (ACPI poweroff); `reason` is QEMU's
     /// ShutdownCause (`guest-shutdown`, `host-signal`, `host-qmp-quit`...).
-    Shutdown { guest: bool, reason: String },
-    Reset { guest: bool },
+    Shutdown {
+        guest: bool,
+        reason: String,
+    },
+    Reset {
+        guest: bool,
+    },
     Powerdown,
     GuestPanicked,
     Other,
@@ -95,7 +110,9 @@ impl QmpEvent {
                     .unwrap_or_default()
                     .to_owned(),
             },
-            "RESET" => EventKind::Reset { guest: flag("guest") },
+            "RESET" => EventKind::Reset {
+                guest: flag("guest"),
+            },
             "POWERDOWN" => EventKind::Powerdown,
             "GUEST_PANICKED" => EventKind::GuestPanicked,
             _ => EventKind::Other,
@@ -376,7 +393,10 @@ async fn read_loop(
         }
         match classify(text) {
             Ok(QmpMessage::Event(ev)) => sink(MonitorMsg::Event(ev)),
-            Ok(QmpMessage::Return { id: Some(id), value }) => {
+            Ok(QmpMessage::Return {
+                id: Some(id),
+                value,
+            }) => {
                 if let Some(w) = lock(&pending).waiters.remove(&id) {
                     let _ = w.send(Ok(value));
                 }
@@ -462,7 +482,10 @@ mod tests {
             panic!("not an event")
         };
         assert_eq!(ev.kind(), EventKind::Other);
-        assert!(matches!(classify(r#"{"surprise": 1}"#), Ok(QmpMessage::Unknown(_))));
+        assert!(matches!(
+            classify(r#"{"surprise": 1}"#),
+            Ok(QmpMessage::Unknown(_))
+        ));
         assert!(matches!(classify("[1,2]"), Ok(QmpMessage::Unknown(_))));
         assert!(matches!(classify("not json"), Err(QmpError::Malformed(_))));
     }
@@ -498,8 +521,11 @@ mod tests {
             w.write_all(b"{\"event\": \"STOP\", \"timestamp\": {}}\n")
                 .await
                 .expect("write");
-            let reply = serde_json::json!({"return": {"running": false, "status": "paused"}, "id": id});
-            w.write_all(format!("{reply}\n").as_bytes()).await.expect("write");
+            let reply =
+                serde_json::json!({"return": {"running": false, "status": "paused"}, "id": id});
+            w.write_all(format!("{reply}\n").as_bytes())
+                .await
+                .expect("write");
         });
         let qmp = Qmp::from_stream(
             ours,

@@ -8,7 +8,7 @@
 use crate::def::DomainDef;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use virtmesh_util::fs::{write_atomic, WriteAtomicError};
+use virtmesh_util::fs::{WriteAtomicError, write_atomic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -1,0 +1,544 @@
+//! Real QEMU through the qemu service, in process: the service is served on
+//! a unix socket in a temporary directory and driven with the generated
+//! gRPC clients. Needs /dev/kvm and qemu-system-x86_64; without them the
+//! tests say why and pass, unless VIRTMESH_REQUIRE_HOST=1 (CI), where a
+//! missing host feature is a failure. Every QEMU a test starts is killed
+//! when the test ends, pass or fail (see `Host`'s Drop).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use virtmesh_proto::v1::{
+    self as pb, DomainEventType, DomainState, domain_client::DomainClient, event::Kind,
+    events_client::EventsClient, object_ref::Key,
+};
+use virtmesh_qemu::{QemuConfig, QemuDriver};
+use virtmesh_rpc::serve::{Listener, serve};
+use virtmesh_rpc::{ErrorCode, ErrorDomain, ListenAddr, VirtError};
+
+const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+
+/// Whether this host can run the tests; prints why not, and panics when
+/// the environment demands a capable host.
+fn host_ready() -> bool {
+    let mut missing = Vec::new();
+    if !Path::new("/dev/kvm").exists() {
+        missing.push("/dev/kvm is absent");
+    }
+    if !Path::new(EMULATOR).exists() {
+        missing.push("qemu-system-x86_64 is not installed (scripts/install-host-deps.sh)");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = missing.join("; ");
+    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
+        panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// A temporary state and run directory; on drop, SIGKILL every process
+/// whose command line mentions the run directory (our QEMUs, whatever
+/// state the test left them in).
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        Host {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self) -> QemuConfig {
+        QemuConfig {
+            state_dir: self.dir.path().join("state"),
+            run_dir: self.dir.path().join("run"),
+            emulator: PathBuf::from(EMULATOR),
+        }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// Pids of live processes whose command line mentions our run dir.
+    fn our_qemus(&self) -> Vec<i32> {
+        let marker = self.run_dir().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rfind(')')
+                            .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
+                    })
+                    .unwrap_or(false);
+                alive
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                        .unwrap_or(false)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for pid in self.our_qemus() {
+            eprintln!("cleanup: killing leftover QEMU {pid}");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The service on a unix socket, stopped (and its driver dropped) by
+/// `stop`.
+struct Service {
+    channel: Channel,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    async fn start(host: &Host, name: &str) -> Service {
+        let driver = QemuDriver::new(host.config()).await.expect("driver");
+        let sock = host.dir.path().join(format!("{name}.sock"));
+        let addr = ListenAddr::Unix(sock);
+        let listener = Listener::bind(&addr).await.expect("bind");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let routes = virtmesh_qemu::routes(driver);
+        let task = tokio::spawn(async move {
+            serve(routes, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        let channel = virtmesh_rpc::client::channel(&addr, &Default::default());
+        Service {
+            channel,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    fn domains(&self) -> DomainClient<Channel> {
+        DomainClient::new(self.channel.clone())
+    }
+
+    /// Stop serving; with the server gone the driver is dropped, which
+    /// closes its QMP connections (the guests keep running).
+    /// Clients must be dropped first: a graceful shutdown waits for open
+    /// connections.
+    async fn stop(self) {
+        let Service {
+            channel,
+            stop,
+            task,
+        } = self;
+        drop(channel);
+        if let Some(tx) = stop {
+            let _ = tx.send(());
+        }
+        if let Some(task) = task {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server stops once its clients are gone")
+                .expect("server task");
+        }
+    }
+}
+
+fn by_name(name: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        key: Some(Key::Name(name.to_owned())),
+    }
+}
+
+fn guest_xml(name: &str, virt: &str) -> String {
+    format!(
+        "<domain type='{virt}'>\n  <name>{name}</name>\n  <memory unit='MiB'>128</memory>\n  <vcpu>1</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n</domain>\n"
+    )
+}
+
+async fn state_of(c: &mut DomainClient<Channel>, name: &str) -> (DomainState, String) {
+    let st = c
+        .get_state(by_name(name))
+        .await
+        .expect("get_state")
+        .into_inner();
+    (
+        DomainState::try_from(st.state).expect("known state"),
+        st.reason_name,
+    )
+}
+
+fn libvirt_error(status: &tonic::Status) -> VirtError {
+    VirtError::from_status(status)
+}
+
+/// Lifecycle events on `stream` until `n` arrived, as (type, detail name).
+async fn next_events(
+    stream: &mut tonic::Streaming<pb::Event>,
+    n: usize,
+) -> Vec<(DomainEventType, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event");
+        if let Some(Kind::DomainLifecycle(l)) = ev.kind {
+            out.push((
+                DomainEventType::try_from(l.r#type).expect("known type"),
+                l.detail_name,
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvm_guest_define_start_suspend_resume_destroy_undefine() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+    let mut events = EventsClient::new(svc.channel.clone())
+        .watch(pb::WatchRequest {
+            families: vec![],
+            object_uuid: String::new(),
+            object_name: "lc1".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let xml = guest_xml("lc1", "kvm");
+    let defined = c
+        .define_xml(pb::DefineXmlRequest {
+            xml,
+            validate: false,
+        })
+        .await
+        .expect("define")
+        .into_inner();
+    assert_eq!(defined.name, "lc1");
+    assert_eq!(defined.id, -1);
+    assert!(defined.persistent);
+    assert_eq!(defined.state, DomainState::Shutoff as i32);
+    assert!(host.config().state_dir.join("lc1.xml").exists());
+    let desc = c
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("lc1")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(desc.contains("machine='pc-q35-10.0'"), "{desc}");
+    assert!(desc.contains("<uuid>"), "{desc}");
+
+    let t = Instant::now();
+    let started = c
+        .create(pb::CreateRequest {
+            domain: Some(by_name("lc1")),
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .into_inner();
+    let start_latency = t.elapsed();
+    assert!(started.id > 0);
+    assert_eq!(started.state, DomainState::Running as i32);
+    assert_eq!(
+        state_of(&mut c, "lc1").await,
+        (DomainState::Running, "booted".into())
+    );
+    assert_eq!(host.our_qemus().len(), 1, "one QEMU runs");
+
+    // Starting again is libvirt's OPERATION_INVALID.
+    let again = c
+        .create(pb::CreateRequest {
+            domain: Some(by_name("lc1")),
+            ..Default::default()
+        })
+        .await
+        .expect_err("already running");
+    let e = libvirt_error(&again);
+    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    assert_eq!(e.domain, ErrorDomain::Qemu);
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: domain is already running"
+    );
+
+    let live = c
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("lc1")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(
+        live.starts_with(&format!("<domain type='kvm' id='{}'>", started.id)),
+        "{live}"
+    );
+    let info = c.get_info(by_name("lc1")).await.expect("info").into_inner();
+    assert_eq!(info.max_mem_kib, 131072);
+    assert_eq!(info.nr_virt_cpu, 1);
+    assert_eq!(info.id, started.id);
+
+    c.suspend(by_name("lc1")).await.expect("suspend");
+    assert_eq!(
+        state_of(&mut c, "lc1").await,
+        (DomainState::Paused, "user".into())
+    );
+    c.resume(by_name("lc1")).await.expect("resume");
+    assert_eq!(
+        state_of(&mut c, "lc1").await,
+        (DomainState::Running, "unpaused".into())
+    );
+
+    let t = Instant::now();
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("lc1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    let destroy_latency = t.elapsed();
+    assert_eq!(
+        state_of(&mut c, "lc1").await,
+        (DomainState::Shutoff, "destroyed".into())
+    );
+    assert!(host.our_qemus().is_empty(), "QEMU is gone after destroy");
+    let off = c.lookup(by_name("lc1")).await.expect("lookup").into_inner();
+    assert_eq!(off.id, -1);
+
+    c.undefine(pb::UndefineRequest {
+        domain: Some(by_name("lc1")),
+        ..Default::default()
+    })
+    .await
+    .expect("undefine");
+    assert!(!host.config().state_dir.join("lc1.xml").exists());
+    let gone = c.lookup(by_name("lc1")).await.expect_err("undefined");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let e = libvirt_error(&gone);
+    assert_eq!(e.code, ErrorCode::NoDomain);
+    assert_eq!(e.domain, ErrorDomain::Qemu);
+    assert_eq!(
+        e.message,
+        "Domain not found: no domain with matching name 'lc1'"
+    );
+
+    use DomainEventType as T;
+    assert_eq!(
+        next_events(&mut events, 6).await,
+        vec![
+            (T::DomainEventDefined, "added".into()),
+            (T::DomainEventStarted, "booted".into()),
+            (T::DomainEventSuspended, "paused".into()),
+            (T::DomainEventResumed, "unpaused".into()),
+            (T::DomainEventStopped, "destroyed".into()),
+            (T::DomainEventUndefined, "removed".into()),
+        ]
+    );
+    println!(
+        "qemu service latency (diskless 128 MiB q35 KVM guest): start->running {:.1} ms, destroy {:.1} ms",
+        start_latency.as_secs_f64() * 1e3,
+        destroy_latency.as_secs_f64() * 1e3
+    );
+    drop((c, events));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_service_reconnects_to_running_guest() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc1").await;
+    let mut c = svc.domains();
+    c.define_xml(pb::DefineXmlRequest {
+        xml: guest_xml("rc1", "kvm"),
+        validate: false,
+    })
+    .await
+    .expect("define");
+    let started = c
+        .create(pb::CreateRequest {
+            domain: Some(by_name("rc1")),
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .into_inner();
+    let pids = host.our_qemus();
+    assert_eq!(pids.len(), 1);
+    drop(c);
+    svc.stop().await;
+
+    // The service is gone; the guest is not.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        host.our_qemus(),
+        pids,
+        "stopping the service must not stop the guest"
+    );
+
+    let svc = Service::start(&host, "svc2").await;
+    let mut c = svc.domains();
+    let found = c.lookup(by_name("rc1")).await.expect("lookup").into_inner();
+    assert_eq!(found.id, started.id);
+    assert_eq!(found.state, DomainState::Running as i32);
+    assert!(found.persistent);
+    // Manageable through the new connection.
+    c.suspend(by_name("rc1")).await.expect("suspend");
+    assert_eq!(state_of(&mut c, "rc1").await.0, DomainState::Paused);
+    c.resume(by_name("rc1")).await.expect("resume");
+    assert_eq!(state_of(&mut c, "rc1").await.0, DomainState::Running);
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("rc1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    assert_eq!(
+        state_of(&mut c, "rc1").await,
+        (DomainState::Shutoff, "destroyed".into())
+    );
+    assert!(host.our_qemus().is_empty());
+    drop(c);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_that_died_while_service_was_down_is_shut_off() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc1").await;
+    let mut c = svc.domains();
+    c.define_xml(pb::DefineXmlRequest {
+        xml: guest_xml("dd1", "kvm"),
+        validate: false,
+    })
+    .await
+    .expect("define");
+    c.create(pb::CreateRequest {
+        domain: Some(by_name("dd1")),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    drop(c);
+    svc.stop().await;
+    for pid in host.our_qemus() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host.our_qemus().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let svc = Service::start(&host, "svc2").await;
+    let mut c = svc.domains();
+    let found = c.lookup(by_name("dd1")).await.expect("lookup").into_inner();
+    assert_eq!(found.id, -1);
+    assert_eq!(found.state, DomainState::Shutoff as i32);
+    let leftovers: Vec<_> = std::fs::read_dir(host.run_dir())
+        .expect("run dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".status.json") || n.ends_with(".qmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "stale live state: {leftovers:?}");
+    drop(c);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_guest_and_failed_start_reports_qemu_stderr() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+
+    // QEMU's own complaint reaches the client.
+    let bad = guest_xml("bad1", "kvm").replace("machine='q35'", "machine='no-such-machine'");
+    c.define_xml(pb::DefineXmlRequest {
+        xml: bad,
+        validate: false,
+    })
+    .await
+    .expect("define");
+    let failed = c
+        .create(pb::CreateRequest {
+            domain: Some(by_name("bad1")),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bogus machine");
+    assert!(
+        failed.message().contains("no-such-machine"),
+        "QEMU's stderr is missing: {}",
+        failed.message()
+    );
+    assert_eq!(state_of(&mut c, "bad1").await.0, DomainState::Shutoff);
+    assert!(host.our_qemus().is_empty());
+
+    // A transient TCG guest exists while it runs, and not after.
+    let created = c
+        .create_xml(pb::CreateXmlRequest {
+            xml: guest_xml("tr1", "qemu"),
+            ..Default::default()
+        })
+        .await
+        .expect("create_xml")
+        .into_inner();
+    assert!(!created.persistent);
+    assert_eq!(created.state, DomainState::Running as i32);
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("tr1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    let gone = c
+        .lookup(by_name("tr1"))
+        .await
+        .expect_err("transient is gone");
+    assert_eq!(libvirt_error(&gone).code, ErrorCode::NoDomain);
+    assert!(host.our_qemus().is_empty());
+    drop(c);
+    svc.stop().await;
+}
