@@ -31,8 +31,29 @@ pub struct PoolDef {
     pub uuid: String,
     /// `<source>` as given (None when absent).
     pub source: Option<Element>,
-    /// `<target>` as given.
+    /// `<target>` as given (path sanitised).
     pub target: Option<Element>,
+    /// `<features>`, kept as given.
+    pub features: Option<Element>,
+    /// Namespace declarations on the root (`xmlns:fs=...`).
+    pub ns_attrs: Vec<(String, String)>,
+    /// Elements after `<target>`: `<refresh>`, namespaced options.
+    pub extra: Vec<Element>,
+}
+
+/// virFileSanitizePath: collapse repeated slashes and drop a trailing one.
+pub fn sanitize_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    if out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    out
 }
 
 impl PoolDef {
@@ -57,8 +78,38 @@ impl PoolDef {
         if name.contains('/') {
             return Err(ConfError::xml(format!("name {name} cannot contain '/'")));
         }
-        let uuid = parse_uuid(root.child_text("uuid"))?.to_string();
-        let target = root.child("target").cloned();
+        let uuid = parse_uuid(root.child_text("uuid"))
+            .map_err(|_| ConfError::xml("malformed uuid element"))?
+            .to_string();
+        let mut target = root.child("target").cloned();
+        if let Some(t) = target.as_mut() {
+            if let Some(p) = t.child_text("path") {
+                t.set_child_text("path", sanitize_path(p.trim()));
+            }
+        }
+        let mut source = root.child("source").cloned();
+        let src_has = |name: &str| source.as_ref().is_some_and(|s| s.child(name).is_some());
+        if matches!(pool_type.as_str(), "netfs" | "rbd" | "gluster" | "iscsi" | "sheepdog") && !src_has("host") {
+            return Err(ConfError::xml("missing storage pool source host name"));
+        }
+        if pool_type == "scsi" && !src_has("adapter") {
+            return Err(ConfError::xml("missing storage pool source adapter"));
+        }
+        let default_format = match pool_type.as_str() {
+            "fs" | "netfs" => Some("auto"),
+            "logical" => Some("lvm2"),
+            "disk" => Some("unknown"),
+            _ => None,
+        };
+        if let Some(fmt) = default_format {
+            let src = source.get_or_insert_with(|| Element::new("source"));
+            if src.child("format").is_none() {
+                src.children.push(Node::Element(Element::new("format").with_attr("type", fmt)));
+            }
+        }
+        let known = ["name", "uuid", "capacity", "allocation", "available", "features", "source", "target"];
+        let extra = root.elements().filter(|e| !known.contains(&e.name.as_str())).cloned().collect();
+        let ns_attrs = root.attrs.iter().filter(|(k, _)| k.starts_with("xmlns")).cloned().collect();
         if matches!(
             pool_type.as_str(),
             "dir" | "fs" | "netfs" | "logical" | "disk"
@@ -70,8 +121,11 @@ impl PoolDef {
             pool_type,
             name,
             uuid,
-            source: root.child("source").cloned(),
+            source,
             target,
+            features: root.child("features").cloned(),
+            ns_attrs,
+            extra,
         })
     }
 
@@ -87,6 +141,9 @@ impl PoolDef {
     /// Format with the given sizes in bytes.
     pub fn to_xml(&self, capacity: u64, allocation: u64, available: u64) -> String {
         let mut root = Element::new("pool").with_attr("type", &self.pool_type);
+        for (k, v) in &self.ns_attrs {
+            root.set_attr(k, v.clone());
+        }
         root = root
             .with_child(Element::new("name").with_text(&self.name))
             .with_child(Element::new("uuid").with_text(&self.uuid))
@@ -116,6 +173,9 @@ impl PoolDef {
         root = root.with_child(source);
         if let Some(t) = &self.target {
             root = root.with_child(t.clone());
+        }
+        for e in &self.extra {
+            root = root.with_child(e.clone());
         }
         root.to_xml()
     }
