@@ -90,6 +90,20 @@ obj_arg!(
 obj_arg!(DevArg, "device", "device_pos", "DEVICE", "device name");
 obj_arg!(SecretArg, "secret", "secret_pos", "SECRET", "secret UUID");
 obj_arg!(
+    SizeArg,
+    "size",
+    "size_pos",
+    "SIZE",
+    "new memory size, as scaled integer (default KiB)"
+);
+obj_arg!(
+    CountArg,
+    "count",
+    "count_pos",
+    "COUNT",
+    "number of virtual CPUs"
+);
+obj_arg!(
     NwfilterArg,
     "nwfilter",
     "nwfilter_pos",
@@ -497,6 +511,156 @@ pub enum Command {
 
     /// Domain Events
     Event(EventArgs),
+
+    /// print the hypervisor sysinfo
+    Sysinfo,
+    /// connection vcpu maximum
+    Maxvcpus {
+        /// domain type
+        #[arg(long = "type", value_name = "TYPE")]
+        r#type: Option<String>,
+    },
+    /// NUMA free memory (host total)
+    Freecell,
+    /// Convert native config to domain XML
+    DomxmlFromNative {
+        /// source config data format
+        #[arg(value_name = "FORMAT")]
+        format: String,
+        /// config data file to import from
+        #[arg(value_name = "CONFIG")]
+        config: String,
+    },
+    /// change memory allocation
+    Setmem {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        size: SizeArg,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// change number of virtual CPUs
+    Setvcpus {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        count: CountArg,
+        /// set maximum limit on next boot
+        #[arg(long)]
+        maximum: bool,
+        /// modify cpu state in the guest
+        #[arg(long)]
+        guest: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// attach device from an XML file
+    AttachDevice {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// make live change persistent
+        #[arg(long)]
+        persistent: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// detach device from an XML file
+    DetachDevice {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// make live change persistent
+        #[arg(long)]
+        persistent: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// get device block stats for a domain
+    Domblkstat {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        device: DevArg,
+    },
+    /// get network interface stats for a domain
+    Domifstat {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        interface: IfaceArg,
+    },
+    /// get memory statistics for a domain
+    Dommemstat(DomArg),
+    /// Get network interfaces' addresses for a running domain
+    Domifaddr {
+        #[command(flatten)]
+        domain: DomArg,
+        /// network interface name
+        #[arg(long = "interface", value_name = "INTERFACE")]
+        interface: Option<String>,
+        /// always display names and MACs of interfaces
+        #[arg(long)]
+        full: bool,
+        /// address source: 'lease', 'agent', or 'arp'
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
+    },
+    /// convert a network name to network UUID
+    NetUuid(NetArg),
+    /// convert a network UUID to network name
+    NetName(NetArg),
+    /// convert a pool name to pool UUID
+    PoolUuid(PoolArg),
+    /// convert a pool UUID to pool name
+    PoolName(PoolArg),
+    /// build a pool
+    PoolBuild(PoolArg),
+    /// delete a pool
+    PoolDelete(PoolArg),
+    /// returns the volume path for a given volume name or key
+    VolPath {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// returns the volume name for a given volume key or path
+    VolName(VolArg),
+    /// returns the volume key for a given volume name or path
+    VolKey {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// returns the storage pool for a given volume key or path
+    VolPool {
+        #[command(flatten)]
+        vol: VolArg,
+        /// return the pool uuid rather than pool name
+        #[arg(long)]
+        uuid: bool,
+    },
+}
+
+/// virsh's `--config/--live/--current`.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ImpactArgs {
+    /// affect next boot
+    #[arg(long)]
+    pub config: bool,
+    /// affect running domain
+    #[arg(long)]
+    pub live: bool,
+    /// affect current domain
+    #[arg(long)]
+    pub current: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -73,6 +73,59 @@ pub async fn version(ctl: &Ctl) -> CmdResult {
     Ok(())
 }
 
+pub async fn sysinfo(ctl: &Ctl) -> CmdResult {
+    let r = ctl
+        .conn
+        .connect()
+        .get_sysinfo(())
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&r.into_inner().xml);
+    Ok(())
+}
+
+pub async fn maxvcpus(ctl: &Ctl, ty: Option<&str>) -> CmdResult {
+    let req = v1::MaxVcpusRequest {
+        r#type: ty.unwrap_or_default().to_owned(),
+    };
+    let r = ctl
+        .conn
+        .connect()
+        .get_max_vcpus(req)
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&format!("{}\n", r.into_inner().max_vcpus));
+    Ok(())
+}
+
+/// `freecell` without a cell: the host's free memory.
+pub async fn freecell(ctl: &Ctl) -> CmdResult {
+    let r = ctl
+        .conn
+        .host()
+        .get_free_memory(())
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&format!("Total: {} KiB\n", r.into_inner().bytes / 1024));
+    Ok(())
+}
+
+pub async fn domxml_from_native(ctl: &Ctl, format: &str, file: &str) -> CmdResult {
+    let config = super::util::read_file(file).map_err(super::CmdError::msg)?;
+    let req = v1::DomainXmlFromNativeRequest {
+        native_format: format.to_owned(),
+        native_config: config,
+    };
+    let r = ctl
+        .conn
+        .connect()
+        .domain_xml_from_native(req)
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&r.into_inner().xml);
+    Ok(())
+}
+
 /// `major.minor.release` of libvirt's packed version number.
 pub fn version_string(v: u64) -> String {
     format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)

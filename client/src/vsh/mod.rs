@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod domextra;
 pub mod event;
 pub mod host;
 pub mod iface;
@@ -437,6 +438,100 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::NwfilterBindingList => nwfilter::binding_list(ctl).await,
 
         C::Event(a) => event::event(ctl, &a).await,
+
+        C::Sysinfo => host::sysinfo(ctl).await,
+        C::Maxvcpus { r#type } => host::maxvcpus(ctl, r#type.as_deref()).await,
+        C::Freecell => host::freecell(ctl).await,
+        C::DomxmlFromNative { format, config } => {
+            host::domxml_from_native(ctl, &format, &config).await
+        }
+        C::Setmem {
+            domain,
+            size,
+            impact,
+        } => {
+            let imp = domextra::impact(impact.config, impact.live, impact.current)?;
+            domextra::setmem(ctl, domain.get(), size.get(), imp).await
+        }
+        C::Setvcpus {
+            domain,
+            count,
+            maximum,
+            guest,
+            impact,
+        } => {
+            let imp = domextra::impact(impact.config, impact.live, impact.current)?;
+            let count = count.get().parse::<u32>().map_err(|_| {
+                CmdError::msg(format!(
+                    "Numeric value '{}' for <count> option is malformed or out of range",
+                    count.get()
+                ))
+            })?;
+            domextra::setvcpus(ctl, domain.get(), count, imp, maximum, guest).await
+        }
+        C::AttachDevice {
+            domain,
+            file,
+            persistent,
+            impact,
+        } => {
+            // --persistent is virsh's "--live --config" for running domains.
+            let imp = domextra::impact(
+                impact.config || persistent,
+                impact.live || persistent,
+                impact.current,
+            )?;
+            domextra::device(ctl, domain.get(), file.get(), imp, true).await
+        }
+        C::DetachDevice {
+            domain,
+            file,
+            persistent,
+            impact,
+        } => {
+            let imp = domextra::impact(
+                impact.config || persistent,
+                impact.live || persistent,
+                impact.current,
+            )?;
+            domextra::device(ctl, domain.get(), file.get(), imp, false).await
+        }
+        C::Domblkstat { domain, device } => {
+            domextra::domblkstat(ctl, domain.get(), device.get()).await
+        }
+        C::Domifstat { domain, interface } => {
+            domextra::domifstat(ctl, domain.get(), interface.get()).await
+        }
+        C::Dommemstat(d) => domextra::dommemstat(ctl, d.get()).await,
+        C::Domifaddr {
+            domain,
+            interface,
+            full,
+            source,
+        } => {
+            domextra::domifaddr(
+                ctl,
+                domain.get(),
+                interface.as_deref(),
+                full,
+                source.as_deref(),
+            )
+            .await
+        }
+        C::NetUuid(n) => network::uuid(ctl, n.get()).await,
+        C::NetName(n) => network::name(ctl, n.get()).await,
+        C::PoolUuid(p) => storage::pool_uuid(ctl, p.get()).await,
+        C::PoolName(p) => storage::pool_name(ctl, p.get()).await,
+        C::PoolBuild(p) => storage::pool_build(ctl, p.get()).await,
+        C::PoolDelete(p) => storage::pool_delete(ctl, p.get()).await,
+        C::VolPath { vol, pool } => {
+            storage::vol_field(ctl, pool.as_deref(), vol.get(), storage::VolField::Path).await
+        }
+        C::VolName(v) => storage::vol_field(ctl, None, v.get(), storage::VolField::Name).await,
+        C::VolKey { vol, pool } => {
+            storage::vol_field(ctl, pool.as_deref(), vol.get(), storage::VolField::Key).await
+        }
+        C::VolPool { vol, uuid } => storage::vol_pool(ctl, vol.get(), uuid).await,
     }
 }
 

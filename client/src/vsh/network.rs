@@ -82,6 +82,18 @@ pub async fn lookup(ctl: &Ctl, key: &str) -> Result<NetworkSummary, CmdError> {
         .map_err(|e| CmdError::ctx(format!("failed to get network '{key}'"), e))
 }
 
+pub async fn uuid(ctl: &Ctl, key: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    ctl.print(&format!("{}\n", n.uuid));
+    Ok(())
+}
+
+pub async fn name(ctl: &Ctl, key: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    ctl.print(&format!("{}\n", n.name));
+    Ok(())
+}
+
 pub async fn list(ctl: &Ctl, a: &NetListArgs) -> CmdResult {
     let resp = ctl
         .conn

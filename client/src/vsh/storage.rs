@@ -187,6 +187,72 @@ pub async fn lookup_pool(ctl: &Ctl, key: &str) -> Result<StoragePoolSummary, Cmd
         .map_err(|e| CmdError::ctx(format!("failed to get pool '{key}'"), e))
 }
 
+pub async fn pool_uuid(ctl: &Ctl, key: &str) -> CmdResult {
+    let p = lookup_pool(ctl, key).await?;
+    ctl.print(&format!("{}\n", p.uuid));
+    Ok(())
+}
+
+pub async fn pool_name(ctl: &Ctl, key: &str) -> CmdResult {
+    let p = lookup_pool(ctl, key).await?;
+    ctl.print(&format!("{}\n", p.name));
+    Ok(())
+}
+
+pub async fn pool_build(ctl: &Ctl, key: &str) -> CmdResult {
+    let p = lookup_pool(ctl, key).await?;
+    ctl.conn
+        .storage_pool()
+        .build(by_uuid(p.uuid.clone()))
+        .await
+        .map_err(|e| CmdError::ctx(format!("Failed to build pool {key}"), crate::Error::from(e)))?;
+    ctl.extra(&format!("Pool {key} built\n"));
+    Ok(())
+}
+
+pub async fn pool_delete(ctl: &Ctl, key: &str) -> CmdResult {
+    let p = lookup_pool(ctl, key).await?;
+    ctl.conn
+        .storage_pool()
+        .delete(by_uuid(p.uuid.clone()))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to delete pool {key}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Pool {key} deleted\n"));
+    Ok(())
+}
+
+/// Which field of a volume `vol-path`, `vol-name`, `vol-key` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolField {
+    Path,
+    Name,
+    Key,
+}
+
+pub async fn vol_field(ctl: &Ctl, pool: Option<&str>, vol: &str, field: VolField) -> CmdResult {
+    let v = lookup_vol(ctl, pool, vol).await?;
+    let value = match field {
+        VolField::Path => v.path,
+        VolField::Name => v.name,
+        VolField::Key => v.key,
+    };
+    ctl.print(&format!("{value}\n"));
+    Ok(())
+}
+
+/// `vol-pool VOL [--uuid]`: the pool holding a volume.
+pub async fn vol_pool(ctl: &Ctl, vol: &str, uuid: bool) -> CmdResult {
+    let v = lookup_vol(ctl, None, vol).await?;
+    let p = lookup_pool(ctl, &v.pool).await?;
+    ctl.print(&format!("{}\n", if uuid { p.uuid } else { p.name }));
+    Ok(())
+}
+
 pub async fn pool_list(ctl: &Ctl, a: &PoolListArgs) -> CmdResult {
     let resp = ctl
         .conn
