@@ -7,10 +7,12 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod devices;
 pub mod domain;
 pub mod error;
 pub mod misc;
 pub mod network;
+pub mod nwfilter;
 pub mod storage;
 pub mod units;
 pub mod xml;

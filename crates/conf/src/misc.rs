@@ -258,6 +258,16 @@ impl NwFilterDef {
         root.remove_children("uuid");
         root.children
             .insert(0, Node::Element(Element::new("uuid").with_text(uuid)));
+        let chain = root.attr("chain").unwrap_or("root").to_owned();
+        root.set_attr("chain", chain.clone());
+        if chain == "root" {
+            // The root chain has a fixed priority that is never printed.
+            root.remove_attr("priority");
+        } else if root.attr("priority").is_none()
+            && let Some(p) = crate::nwfilter::chain_priority(&chain)
+        {
+            root.set_attr("priority", p);
+        }
         root.order_attrs(&["name", "chain", "priority"]);
         for rule in root.elements_mut().filter(|e| e.name == "rule") {
             match rule.attr("action") {
@@ -272,6 +282,7 @@ impl NwFilterDef {
             if rule.attr("priority").is_none() {
                 rule.set_attr("priority", "500");
             }
+            crate::nwfilter::normalize_rule(rule)?;
             rule.order_attrs(&["action", "direction", "priority", "statematch"]);
         }
         for fref in root.elements().filter(|e| e.name == "filterref") {

@@ -82,14 +82,18 @@ impl PoolDef {
             .map_err(|_| ConfError::xml("malformed uuid element"))?
             .to_string();
         let mut target = root.child("target").cloned();
-        if let Some(t) = target.as_mut() {
-            if let Some(p) = t.child_text("path") {
-                t.set_child_text("path", sanitize_path(p.trim()));
-            }
+        if let Some(t) = target.as_mut()
+            && let Some(p) = t.child_text("path")
+        {
+            t.set_child_text("path", sanitize_path(p.trim()));
         }
         let mut source = root.child("source").cloned();
         let src_has = |name: &str| source.as_ref().is_some_and(|s| s.child(name).is_some());
-        if matches!(pool_type.as_str(), "netfs" | "rbd" | "gluster" | "iscsi" | "sheepdog") && !src_has("host") {
+        if matches!(
+            pool_type.as_str(),
+            "netfs" | "rbd" | "gluster" | "iscsi" | "sheepdog"
+        ) && !src_has("host")
+        {
             return Err(ConfError::xml("missing storage pool source host name"));
         }
         if pool_type == "scsi" && !src_has("adapter") {
@@ -104,12 +108,31 @@ impl PoolDef {
         if let Some(fmt) = default_format {
             let src = source.get_or_insert_with(|| Element::new("source"));
             if src.child("format").is_none() {
-                src.children.push(Node::Element(Element::new("format").with_attr("type", fmt)));
+                src.children
+                    .push(Node::Element(Element::new("format").with_attr("type", fmt)));
             }
         }
-        let known = ["name", "uuid", "capacity", "allocation", "available", "features", "source", "target"];
-        let extra = root.elements().filter(|e| !known.contains(&e.name.as_str())).cloned().collect();
-        let ns_attrs = root.attrs.iter().filter(|(k, _)| k.starts_with("xmlns")).cloned().collect();
+        let known = [
+            "name",
+            "uuid",
+            "capacity",
+            "allocation",
+            "available",
+            "features",
+            "source",
+            "target",
+        ];
+        let extra = root
+            .elements()
+            .filter(|e| !known.contains(&e.name.as_str()))
+            .cloned()
+            .collect();
+        let ns_attrs = root
+            .attrs
+            .iter()
+            .filter(|(k, _)| k.starts_with("xmlns"))
+            .cloned()
+            .collect();
         if matches!(
             pool_type.as_str(),
             "dir" | "fs" | "netfs" | "logical" | "disk"

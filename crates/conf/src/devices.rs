@@ -1,0 +1,848 @@
+//! Device normalisation for domain XML: the defaults and ordering libvirt's
+//! parser and post-parse callbacks apply for the test driver (implicit
+//! controllers, drive addresses, interface names, consoles, ...).
+
+use crate::ConfError;
+use crate::xml::{Element, Node};
+
+/// libvirt groups devices by kind in this order when formatting.
+const DEVICE_ORDER: &[&str] = &[
+    "emulator",
+    "disk",
+    "controller",
+    "lease",
+    "filesystem",
+    "interface",
+    "smartcard",
+    "serial",
+    "parallel",
+    "console",
+    "channel",
+    "input",
+    "tpm",
+    "graphics",
+    "sound",
+    "audio",
+    "video",
+    "hostdev",
+    "redirdev",
+    "redirfilter",
+    "hub",
+    "watchdog",
+    "memballoon",
+    "rng",
+    "panic",
+    "shmem",
+    "memory",
+    "iommu",
+    "vsock",
+    "crypto",
+    "pstore",
+    "*",
+];
+
+/// virDomainDeviceInfoFormat's order, shared by every device.
+const INFO_TAIL: &[&str] = &["boot", "alias", "master", "rom", "acpi", "address"];
+
+const INTERFACE_ORDER: &[&str] = &[
+    "mac",
+    "source",
+    "virtualport",
+    "vlan",
+    "bandwidth",
+    "port",
+    "ip",
+    "route",
+    "script",
+    "downscript",
+    "backenddomain",
+    "target",
+    "guest",
+    "model",
+    "driver",
+    "backend",
+    "filterref",
+    "tune",
+    "teaming",
+    "link",
+    "mtu",
+    "coalesce",
+];
+
+const DISK_ORDER: &[&str] = &[
+    "driver",
+    "auth",
+    "source",
+    "backingStore",
+    "backenddomain",
+    "target",
+    "geometry",
+    "blockio",
+    "iotune",
+    "readonly",
+    "shareable",
+    "transient",
+    "serial",
+    "wwn",
+    "vendor",
+    "product",
+    "encryption",
+];
+
+const DISK_BUSES: &[&str] = &[
+    "ide", "fdc", "scsi", "virtio", "xen", "usb", "uml", "sata", "sd",
+];
+const GRAPHICS_TYPES: &[&str] = &[
+    "sdl",
+    "vnc",
+    "rdp",
+    "desktop",
+    "spice",
+    "egl-headless",
+    "dbus",
+];
+const NET_TYPES: &[&str] = &[
+    "user",
+    "ethernet",
+    "vhostuser",
+    "server",
+    "client",
+    "mcast",
+    "network",
+    "bridge",
+    "internal",
+    "direct",
+    "hostdev",
+    "udp",
+    "vdpa",
+    "null",
+    "vds",
+];
+const INPUT_TYPES: &[&str] = &["mouse", "tablet", "keyboard", "passthrough", "evdev"];
+const TIMER_NAMES: &[&str] = &[
+    "platform",
+    "pit",
+    "rtc",
+    "hpet",
+    "tsc",
+    "kvmclock",
+    "hypervclock",
+    "armvtimer",
+];
+const TPM_MODELS: &[&str] = &["tpm-tis", "tpm-crb", "tpm-spapr", "spapr-tpm-proxy"];
+const VIDEO_TYPES: &[&str] = &[
+    "default",
+    "vga",
+    "cirrus",
+    "vmvga",
+    "xen",
+    "vbox",
+    "qxl",
+    "parallels",
+    "virtio",
+    "gop",
+    "none",
+    "bochs",
+    "ramfb",
+];
+const WATCHDOG_MODELS: &[&str] = &["i6300esb", "ib700", "diag288", "itco"];
+const WATCHDOG_ACTIONS: &[&str] = &[
+    "reset",
+    "shutdown",
+    "poweroff",
+    "pause",
+    "dump",
+    "none",
+    "inject-nmi",
+];
+const CHR_TYPES: &[&str] = &[
+    "null",
+    "vc",
+    "pty",
+    "dev",
+    "file",
+    "pipe",
+    "stdio",
+    "udp",
+    "tcp",
+    "unix",
+    "spicevmc",
+    "spiceport",
+    "nmdm",
+    "qemu-vdagent",
+    "dbus",
+];
+
+fn invalid_attr(attr: &str, elem: &str, value: &str) -> ConfError {
+    ConfError::xml(format!(
+        "Invalid value for attribute '{attr}' in element '{elem}': '{value}'."
+    ))
+}
+
+fn check_enum(el: &Element, attr: &str, elem: &str, allowed: &[&str]) -> Result<(), ConfError> {
+    match el.attr(attr) {
+        Some(v) if !allowed.contains(&v) => Err(invalid_attr(attr, elem, v)),
+        _ => Ok(()),
+    }
+}
+
+/// Sort a device's children: `order` first, unknown ones next, then the
+/// device-info tail.
+fn sort_device(dev: &mut Element, order: &[&str]) {
+    let mut full: Vec<&str> = order.to_vec();
+    full.push("*");
+    full.extend_from_slice(INFO_TAIL);
+    dev.sort_children(&full);
+}
+
+/// Index of a disk name: sda -> 0, sdb -> 1, sdaa -> 26.
+pub fn disk_index(dev: &str) -> Option<u64> {
+    let prefix_len = if dev.starts_with("xvd") || dev.starts_with("ubd") {
+        3
+    } else {
+        2
+    };
+    let suffix = dev.get(prefix_len..)?;
+    if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_lowercase()) {
+        return None;
+    }
+    let mut idx: u64 = 0;
+    for c in suffix.bytes() {
+        idx = idx.checked_mul(26)?.checked_add(u64::from(c - b'a') + 1)?;
+    }
+    Some(idx - 1)
+}
+
+/// The bus libvirt infers from a disk target name.
+fn disk_bus_for(dev: &str, device: &str) -> &'static str {
+    if device == "floppy" || dev.starts_with("fd") {
+        "fdc"
+    } else if dev.starts_with("hd") {
+        "ide"
+    } else if dev.starts_with("sd") {
+        "scsi"
+    } else if dev.starts_with("vd") {
+        "virtio"
+    } else if dev.starts_with("xvd") {
+        "xen"
+    } else if dev.starts_with("ubd") {
+        "uml"
+    } else {
+        "ide"
+    }
+}
+
+fn parse_hex_or_dec(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// `0x` + hex with a fixed width, as libvirt prints PCI addresses, with
+/// libvirt's range checks.
+fn pci_address(addr: &mut Element) -> Result<(), ConfError> {
+    for (key, width, max, max_s) in [
+        ("domain", 4, 0xFFFF_u64, "0xFFFF"),
+        ("bus", 2, 0xFF, "0xFF"),
+        ("slot", 2, 0x1F, "0x1F"),
+        ("function", 1, 7, "7"),
+    ] {
+        if let Some(v) = addr.attr(key) {
+            let n = parse_hex_or_dec(v).ok_or_else(|| invalid_attr(key, "address", v))?;
+            if n > max {
+                return Err(ConfError::xml(format!(
+                    "Invalid PCI address {key}='{v}', must be <= {max_s}"
+                )));
+            }
+            addr.set_attr(key, format!("0x{n:0width$x}"));
+        }
+    }
+    addr.order_attrs(&["type", "domain", "bus", "slot", "function", "multifunction"]);
+    Ok(())
+}
+
+fn normalize_addresses(dev: &mut Element) -> Result<(), ConfError> {
+    if let Some(addr) = dev
+        .child_mut("address")
+        .filter(|a| a.attr("type") == Some("pci"))
+    {
+        pci_address(addr)?;
+    }
+    // hostdev sources name the host's PCI address without a type.
+    if dev.name == "hostdev"
+        && dev.attr("type") == Some("pci")
+        && let Some(addr) = dev.child_mut("source").and_then(|s| s.child_mut("address"))
+    {
+        pci_address(addr)?;
+    }
+    Ok(())
+}
+
+fn check_mac(dev: &Element) -> Result<(), ConfError> {
+    if let Some(mac) = dev.child("mac").and_then(|m| m.attr("address")) {
+        let bytes: Vec<Option<u8>> = mac
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
+        if bytes.len() != 6 || bytes.iter().any(Option::is_none) {
+            return Err(ConfError::xml(format!(
+                "unable to parse mac address '{mac}'"
+            )));
+        }
+        if bytes[0].is_some_and(|b| b & 1 == 1) {
+            return Err(ConfError::xml(format!(
+                "expected unicast mac address, found multicast '{mac}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reject what libvirt's device parsers reject, with their messages.
+fn validate(dev: &Element) -> Result<(), ConfError> {
+    match dev.name.as_str() {
+        "disk" => {
+            if let Some(t) = dev.child("target") {
+                check_enum(t, "bus", "target", DISK_BUSES)?;
+                if dev.attr("device") == Some("floppy")
+                    && let Some(bus) = t.attr("bus").filter(|b| *b != "fdc")
+                {
+                    return Err(ConfError::internal(format!(
+                        "Invalid bus type '{bus}' for floppy disk"
+                    )));
+                }
+            }
+            if dev.attr("type") == Some("network")
+                && let Some(src) = dev.child("source")
+                && src.attr("protocol").is_none()
+            {
+                return Err(ConfError::xml(
+                    "Missing required attribute 'protocol' in element 'source'",
+                ));
+            }
+            if dev.attr("sgio") == Some("unfiltered") {
+                return Err(ConfError::unsupported(
+                    "unfiltered sgio is no longer supported",
+                ));
+            }
+            if let Some(io) = dev.child("iotune") {
+                for what in ["bytes_sec", "iops_sec"] {
+                    let total = io.child(&format!("total_{what}")).is_some();
+                    let rw = io.child(&format!("read_{what}")).is_some()
+                        || io.child(&format!("write_{what}")).is_some();
+                    if total && rw {
+                        return Err(ConfError::xml(format!(
+                            "total and read/write {what} cannot be set at the same time"
+                        )));
+                    }
+                }
+            }
+        }
+        "interface" => {
+            check_enum(dev, "type", "interface", NET_TYPES)?;
+            check_mac(dev)?;
+            if dev.attr("type") == Some("bridge")
+                && dev.child("target").and_then(|t| t.attr("managed")) == Some("no")
+            {
+                return Err(ConfError::unsupported(
+                    "unmanaged target dev is not supported on interfaces of type 'bridge'",
+                ));
+            }
+        }
+        "graphics" => check_enum(dev, "type", "graphics", GRAPHICS_TYPES)?,
+        "input" => {
+            if let Some(t) = dev.attr("type").filter(|t| !INPUT_TYPES.contains(t)) {
+                return Err(ConfError::unsupported(format!(
+                    "unknown input device type '{t}'"
+                )));
+            }
+        }
+        "tpm" => check_enum(dev, "model", "tpm", TPM_MODELS)?,
+        "video" => {
+            if let Some(m) = dev.child("model") {
+                check_enum(m, "type", "model", VIDEO_TYPES)?;
+            }
+        }
+        "watchdog" => {
+            check_enum(dev, "model", "watchdog", WATCHDOG_MODELS)?;
+            check_enum(dev, "action", "watchdog", WATCHDOG_ACTIONS)?;
+        }
+        "serial" | "parallel" | "console" | "channel" => {
+            if let Some(t) = dev.attr("type").filter(|t| !CHR_TYPES.contains(t)) {
+                return Err(ConfError::unsupported(format!(
+                    "unknown type presented to host for character device: {t}"
+                )));
+            }
+        }
+        "controller" => {
+            if let Some(i) = dev.attr("index")
+                && i.parse::<u32>().is_err()
+            {
+                return Err(ConfError::xml(format!(
+                    "Invalid value for attribute 'index' in element 'controller': '{i}'. Expected non-negative value"
+                )));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Validation across devices: boot orders, video 'none', audio ids.
+fn validate_all(devices: &Element) -> Result<(), ConfError> {
+    let mut orders = Vec::new();
+    for dev in devices.elements() {
+        if let Some(o) = dev.child("boot").and_then(|b| b.attr("order")) {
+            if orders.contains(&o) {
+                return Err(ConfError::unsupported(format!(
+                    "boot order '{o}' used for more than one device"
+                )));
+            }
+            orders.push(o);
+        }
+    }
+    let videos: Vec<&Element> = devices.children_named("video").collect();
+    if videos.len() > 1
+        && videos
+            .iter()
+            .any(|v| v.child("model").and_then(|m| m.attr("type")) == Some("none"))
+    {
+        return Err(ConfError::unsupported(
+            "a 'none' video type must be the only video device defined for the domain",
+        ));
+    }
+    let mut ids = Vec::new();
+    for a in devices.children_named("audio") {
+        if let Some(id) = a.attr("id") {
+            if ids.contains(&id) {
+                return Err(ConfError::xml(format!(
+                    "audio ID {id} is used multiple times"
+                )));
+            }
+            ids.push(id);
+        }
+    }
+    Ok(())
+}
+
+/// Timers live under `<clock>`; checked here with the other enums.
+pub fn validate_clock(root: &Element) -> Result<(), ConfError> {
+    if let Some(clock) = root.child("clock") {
+        for t in clock.children_named("timer") {
+            check_enum(t, "name", "timer", TIMER_NAMES)?;
+        }
+    }
+    Ok(())
+}
+
+fn controller_exists(devices: &Element, ty: &str) -> bool {
+    devices
+        .children_named("controller")
+        .any(|c| c.attr("type") == Some(ty))
+}
+
+/// A drive address for a disk on `bus` with index `idx`.
+fn drive_address(bus: &str, idx: u64) -> Option<Element> {
+    let (controller, bus_no, unit) = match bus {
+        "scsi" => (idx / 7, 0, idx % 7),
+        "ide" => (idx / 4, (idx % 4) / 2, idx % 2),
+        "sata" => (idx / 6, 0, idx % 6),
+        "fdc" => (0, 0, idx),
+        _ => return None,
+    };
+    Some(
+        Element::new("address")
+            .with_attr("type", "drive")
+            .with_attr("controller", controller.to_string())
+            .with_attr("bus", bus_no.to_string())
+            .with_attr("target", "0")
+            .with_attr("unit", unit.to_string()),
+    )
+}
+
+fn normalize_disk(dev: &mut Element) {
+    if dev.attr("type").is_none() {
+        dev.set_attr("type", "file");
+    }
+    if dev.attr("device").is_none() {
+        dev.set_attr("device", "disk");
+    }
+    dev.order_attrs(&["type", "device", "model", "rawio", "sgio", "snapshot"]);
+    let device = dev.attr("device").unwrap_or("disk").to_owned();
+    if let Some(target) = dev.child_mut("target") {
+        let name = target.attr("dev").unwrap_or("").to_owned();
+        if target.attr("bus").is_none() {
+            target.set_attr("bus", disk_bus_for(&name, &device));
+        }
+        target.order_attrs(&["dev", "bus", "tray", "removable", "rotation_rate"]);
+        let bus = target.attr("bus").unwrap_or("").to_owned();
+        if dev.child("address").is_none()
+            && let Some(addr) = disk_index(&name).and_then(|i| drive_address(&bus, i))
+        {
+            dev.children.push(Node::Element(addr));
+        }
+    }
+    sort_device(dev, DISK_ORDER);
+}
+
+fn disk_bus(dev: &Element) -> String {
+    dev.child("target")
+        .and_then(|t| t.attr("bus"))
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn disk_idx(dev: &Element) -> u64 {
+    dev.child("target")
+        .and_then(|t| t.attr("dev"))
+        .and_then(disk_index)
+        .unwrap_or(0)
+}
+
+/// virDomainDiskInsert: disks on the same bus are kept in target order;
+/// a disk on a new bus goes last.
+fn sort_disks(disks: Vec<Element>) -> Vec<Element> {
+    let mut out: Vec<Element> = Vec::with_capacity(disks.len());
+    for disk in disks {
+        let bus = disk_bus(&disk);
+        let idx = disk_idx(&disk);
+        let mut insert_at: Option<usize> = None;
+        for i in (0..out.len()).rev() {
+            if disk_bus(&out[i]) == bus {
+                if disk_idx(&out[i]) > idx {
+                    insert_at = Some(i);
+                } else if insert_at.is_none() {
+                    insert_at = Some(i + 1);
+                }
+            }
+        }
+        let at = insert_at.unwrap_or(out.len());
+        out.insert(at, disk);
+    }
+    out
+}
+
+fn normalize_interface(
+    dev: &mut Element,
+    used: &mut Vec<String>,
+    next: &mut usize,
+) -> Result<(), ConfError> {
+    if dev.child("mac").is_none() {
+        dev.children.insert(
+            0,
+            Node::Element(Element::new("mac").with_attr("address", crate::domain::random_mac())),
+        );
+    }
+    if let Some(lower) = dev
+        .child("mac")
+        .and_then(|m| m.attr("address"))
+        .map(str::to_ascii_lowercase)
+    {
+        dev.child_or_insert("mac").set_attr("address", lower);
+    }
+    if dev.attr("type") == Some("network") {
+        let src = dev.child_mut("source").ok_or_else(|| {
+            ConfError::xml("interface type='network' requires a 'source' element")
+        })?;
+        // The bridge is runtime state of the network, not config.
+        src.remove_attr("bridge");
+    }
+    if dev.child("target").is_none() && dev.attr("type") != Some("user") {
+        let name = loop {
+            let candidate = format!("testnet{next}");
+            *next += 1;
+            if !used.contains(&candidate) {
+                break candidate;
+            }
+        };
+        used.push(name.clone());
+        dev.children
+            .push(Node::Element(Element::new("target").with_attr("dev", name)));
+    }
+    if let Some(fref) = dev.child_mut("filterref") {
+        // libvirt keeps filter parameters in a hash table and prints them
+        // sorted by name.
+        fref.sort_children_by(|_| 0);
+        let mut params: Vec<Node> = fref.children.drain(..).collect();
+        params.sort_by(|a, b| match (a, b) {
+            (Node::Element(x), Node::Element(y)) => x.attr("name").cmp(&y.attr("name")),
+            _ => std::cmp::Ordering::Equal,
+        });
+        fref.children = params;
+    }
+    sort_device(dev, INTERFACE_ORDER);
+    Ok(())
+}
+
+fn normalize_video(dev: &mut Element, first: bool) {
+    let model = dev.child_or_insert("model");
+    let ty = model.attr("type").unwrap_or("").to_owned();
+    if ty.is_empty() {
+        model.set_attr("type", "cirrus");
+    }
+    let ty = model.attr("type").unwrap_or("").to_owned();
+    match ty.as_str() {
+        "vga" | "cirrus" | "vmvga" | "bochs" | "virtio"
+            if (ty != "virtio" || model.attr("vram").is_some()) && model.attr("vram").is_none() =>
+        {
+            model.set_attr("vram", "16384");
+        }
+        "qxl" => {
+            if model.attr("ram").is_none() {
+                model.set_attr("ram", "65536");
+            }
+            if model.attr("vram").is_none() {
+                model.set_attr("vram", "65536");
+            }
+            if model.attr("vgamem").is_none() {
+                model.set_attr("vgamem", "16384");
+            }
+        }
+        _ => {}
+    }
+    if ty != "none" {
+        if model.attr("heads").is_none() {
+            model.set_attr("heads", "1");
+        }
+        if first && model.attr("primary").is_none() {
+            model.set_attr("primary", "yes");
+        }
+    }
+    model.order_attrs(&[
+        "type", "ram", "vram", "vram64", "vgamem", "heads", "primary", "blob",
+    ]);
+    sort_device(dev, &["driver", "model"]);
+}
+
+fn normalize_graphics(dev: &mut Element) {
+    let ty = dev.attr("type").unwrap_or("").to_owned();
+    if (ty == "vnc" || ty == "spice") && dev.child("listen").is_none() {
+        let listen = if let Some(sock) = dev.attr("socket") {
+            Element::new("listen")
+                .with_attr("type", "socket")
+                .with_attr("socket", sock)
+        } else if let Some(addr) = dev.attr("listen") {
+            Element::new("listen")
+                .with_attr("type", "address")
+                .with_attr("address", addr)
+        } else {
+            Element::new("listen").with_attr("type", "address")
+        };
+        dev.children.insert(0, Node::Element(listen));
+    }
+    if ty == "vnc" && dev.attr("socket").is_none() {
+        let sock: Option<String> = dev
+            .children_named("listen")
+            .find(|l| l.attr("type") == Some("socket"))
+            .and_then(|l| l.attr("socket"))
+            .map(str::to_owned);
+        if let Some(sock) = sock {
+            dev.set_attr("socket", sock);
+        }
+    }
+}
+
+/// The `<console>` libvirt derives from the first serial port.
+fn console_for(serial: &Element) -> Element {
+    let mut console = Element::new("console");
+    if let Some(t) = serial.attr("type") {
+        console.set_attr("type", t);
+    }
+    for child in serial.elements() {
+        if child.name != "target"
+            && !INFO_TAIL.contains(&child.name.as_str())
+            && child.name != "log"
+        {
+            console.children.push(Node::Element(child.clone()));
+        }
+    }
+    console.children.push(Node::Element(
+        Element::new("target")
+            .with_attr("type", "serial")
+            .with_attr("port", "0"),
+    ));
+    console
+}
+
+/// Normalise `<devices>` in place.
+pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
+    for dev in devices.elements() {
+        validate(dev)?;
+    }
+    validate_all(devices)?;
+    let mut used_ifnames: Vec<String> = devices
+        .children_named("interface")
+        .filter_map(|i| {
+            i.child("target")
+                .and_then(|t| t.attr("dev"))
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut next_ifname = 0usize;
+    let mut first_video = true;
+    let mut serial_port = 0u32;
+    let mut parallel_port = 0u32;
+    for dev in devices.elements_mut() {
+        normalize_addresses(dev)?;
+        match dev.name.as_str() {
+            "disk" => normalize_disk(dev),
+            "interface" => normalize_interface(dev, &mut used_ifnames, &mut next_ifname)?,
+            "video" => {
+                normalize_video(dev, first_video);
+                first_video = false;
+            }
+            "graphics" => normalize_graphics(dev),
+            "hostdev" => {
+                if dev.attr("mode").unwrap_or("subsystem") == "subsystem"
+                    && dev.attr("managed").is_none()
+                {
+                    dev.set_attr("managed", "no");
+                }
+                dev.order_attrs(&[
+                    "mode", "type", "managed", "sgio", "rawio", "model", "display", "ramfb",
+                ]);
+                sort_device(
+                    dev,
+                    &["driver", "source", "origstates", "readonly", "shareable"],
+                );
+            }
+            "filesystem" => {
+                let virtiofs = dev.child("driver").and_then(|d| d.attr("type")) == Some("virtiofs");
+                if dev.attr("accessmode").is_none() && !virtiofs {
+                    dev.set_attr("accessmode", "passthrough");
+                }
+                dev.order_attrs(&["type", "accessmode", "model", "multidevs", "fmode", "dmode"]);
+            }
+            "redirdev" => {
+                if dev.attr("type") == Some("tcp") && dev.child("protocol").is_none() {
+                    let at = dev
+                        .children
+                        .iter()
+                        .position(|n| matches!(n, Node::Element(e) if e.name == "source"))
+                        .map(|p| p + 1)
+                        .unwrap_or(0);
+                    dev.children.insert(
+                        at,
+                        Node::Element(Element::new("protocol").with_attr("type", "raw")),
+                    );
+                }
+                if dev.children.is_empty() {
+                    dev.children.push(Node::Break);
+                }
+            }
+            "redirfilter" => {
+                for usb in dev.elements_mut() {
+                    for key in ["vendor", "product"] {
+                        if let Some(n) = usb.attr(key).and_then(parse_hex_or_dec) {
+                            usb.set_attr(key, format!("0x{n:04X}"));
+                        }
+                    }
+                }
+            }
+            "serial" | "parallel" => {
+                let port = if dev.name == "serial" {
+                    &mut serial_port
+                } else {
+                    &mut parallel_port
+                };
+                let target = dev.child_or_insert("target");
+                match target.attr("port").and_then(|p| p.parse::<u32>().ok()) {
+                    Some(p) => *port = p + 1,
+                    None => {
+                        target.set_attr("port", port.to_string());
+                        *port += 1;
+                    }
+                }
+                target.order_attrs(&["type", "port"]);
+                sort_device(dev, &["source", "protocol", "log", "target"]);
+            }
+            "channel" | "console" => sort_device(dev, &["source", "protocol", "log", "target"]),
+            "controller" | "smartcard" | "sound" | "input" | "memballoon" | "rng" | "watchdog"
+            | "tpm" | "shmem" | "panic" | "vsock" | "iommu" | "memory" => {
+                sort_device(dev, &["driver", "model", "source", "backend", "target"])
+            }
+            _ => {}
+        }
+    }
+
+    // Implicit controllers, in the order libvirt adds them.
+    let disk_buses: Vec<String> = devices.children_named("disk").map(disk_bus).collect();
+    let has_virtio_chr = devices.elements().any(|d| {
+        (d.name == "channel" || d.name == "console")
+            && d.child("target").and_then(|t| t.attr("type")) == Some("virtio")
+    });
+    let mut implicit = Vec::new();
+    for (bus, ty) in [
+        ("ide", "ide"),
+        ("fdc", "fdc"),
+        ("scsi", "scsi"),
+        ("sata", "sata"),
+    ] {
+        if disk_buses.iter().any(|b| b == bus) && !controller_exists(devices, ty) {
+            implicit.push(ty);
+        }
+    }
+    if has_virtio_chr && !controller_exists(devices, "virtio-serial") {
+        implicit.push("virtio-serial");
+    }
+    let smartcards = devices.children_named("smartcard").count();
+    if smartcards > 0 && !controller_exists(devices, "ccid") {
+        implicit.push("ccid");
+    }
+    for ty in implicit {
+        devices.children.push(Node::Element(
+            Element::new("controller")
+                .with_attr("type", ty)
+                .with_attr("index", "0"),
+        ));
+    }
+    let mut slot = 0;
+    for sc in devices.elements_mut().filter(|d| d.name == "smartcard") {
+        if sc.child("address").is_none() {
+            sc.children.push(Node::Element(
+                Element::new("address")
+                    .with_attr("type", "ccid")
+                    .with_attr("controller", "0")
+                    .with_attr("slot", slot.to_string()),
+            ));
+            slot += 1;
+        }
+    }
+
+    // A serial port without a console gets one, as on x86.
+    if devices.child("console").is_none()
+        && let Some(serial) = devices.child("serial")
+    {
+        let console = console_for(serial);
+        devices.children.push(Node::Element(console));
+    }
+    // Graphics without video get the default (cirrus) card.
+    let has_graphics = devices.child("graphics").is_some();
+    if has_graphics && devices.child("video").is_none() {
+        let mut video =
+            Element::new("video").with_child(Element::new("model").with_attr("type", "cirrus"));
+        normalize_video(&mut video, true);
+        devices.children.push(Node::Element(video));
+    }
+
+    // Disks: libvirt's insertion order; then group every device by kind.
+    let mut disks = Vec::new();
+    let mut rest = Vec::new();
+    for n in devices.children.drain(..) {
+        match n {
+            Node::Element(e) if e.name == "disk" => disks.push(e),
+            other => rest.push(other),
+        }
+    }
+    devices.children = sort_disks(disks)
+        .into_iter()
+        .map(Node::Element)
+        .chain(rest)
+        .collect();
+    devices.sort_children(DEVICE_ORDER);
+    if devices.children.is_empty() {
+        devices.children.push(Node::Break);
+    }
+    Ok(())
+}
