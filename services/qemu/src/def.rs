@@ -179,6 +179,17 @@ impl DomainDef {
                 Node::Element(Element::new("emulator").with_text(DEFAULT_EMULATOR)),
             );
         }
+        let q35 = root
+            .child("os")
+            .and_then(|o| o.child("type"))
+            .and_then(|t| t.attr("machine"))
+            .is_some_and(|m| m.contains("q35"));
+        let devices = root.child_or_insert("devices");
+        if devices.elements().all(|d| d.name == "emulator") {
+            devices
+                .children
+                .extend(crate::devices::defaults(q35).into_iter().map(Node::Element));
+        }
         root.sort_children(TOP_ORDER);
         Ok(DomainDef { root })
     }
@@ -298,9 +309,7 @@ impl DomainDef {
             .is_some_and(|f| f.child("acpi").is_some())
     }
 
-    /// Device elements other than `<emulator>`: phase 1 runs diskless
-    /// guests only, so the driver refuses to start with others rather than
-    /// silently drop them.
+    /// Device elements other than `<emulator>`.
     pub fn devices(&self) -> Vec<&Element> {
         self.root
             .child("devices")

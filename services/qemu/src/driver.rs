@@ -530,7 +530,13 @@ impl QemuDriver {
 
     /// Spawn QEMU (`-S`), connect QMP, record live status, `cont`.
     async fn start_locked(&self, dom: &Arc<Dom>, def: DomainDef, paused: bool) -> Result<DomView> {
-        if let Some(dev) = def.devices().first() {
+        // Phase 1 runs diskless guests: refuse what the command line
+        // cannot express rather than silently drop it.
+        if let Some(dev) = def
+            .devices()
+            .into_iter()
+            .find(|d| !crate::devices::supported(d))
+        {
             return Err(err::qemu(
                 ErrorCode::ConfigUnsupported,
                 format!(

@@ -10,6 +10,7 @@
 pub mod argv;
 pub mod connect;
 pub mod def;
+pub mod devices;
 pub mod domain;
 pub mod driver;
 pub mod error;
