@@ -20,7 +20,11 @@ command -v virsh >/dev/null || { echo "virsh is not installed" >&2; exit 2; }
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # The XML documents the cases refer to, by bare file name.
@@ -52,14 +56,15 @@ cat > "$work/v.xml" <<'EOF'
 EOF
 echo '<domain>' > "$work/bad.xml"
 
-# Start a process and wait for its "listening on ADDR" line.
+# Start a process, remember its pid (in this shell, not a subshell, so the
+# trap can stop it) and wait for its "listening on ADDR" line into $addr.
 start() {
   local log=$1; shift
   RUST_LOG=warn "$@" > "$log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     addr=$(sed -n 's/^listening on //p' "$log" | head -1)
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    [ -n "$addr" ] && return 0
     sleep 0.1
   done
   echo "timed out waiting for $*" >&2; cat "$log" >&2; return 1
@@ -67,9 +72,11 @@ start() {
 
 fresh_mesh() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   pids=()
   rm -rf "$work/state"; mkdir -p "$work/state"
-  test_addr=$(start "$work/test.log" "$VIRTMESH" service test --listen 127.0.0.1:0 --state-dir "$work/state/test") || exit 2
+  start "$work/test.log" "$VIRTMESH" service test --listen 127.0.0.1:0 --state-dir "$work/state/test" || exit 2
+  test_addr=$addr
   cat > "$work/virtmesh.toml" <<EOF
 [gateway]
 listen = "127.0.0.1:0"
@@ -81,7 +88,8 @@ listen = "$test_addr"
 schemes = ["test"]
 families = ["*"]
 EOF
-  gw_addr=$(start "$work/gw.log" "$VIRTMESH" gateway --config "$work/virtmesh.toml" --listen 127.0.0.1:0 --state-dir "$work/state/gw") || exit 2
+  start "$work/gw.log" "$VIRTMESH" gateway --config "$work/virtmesh.toml" --listen 127.0.0.1:0 --state-dir "$work/state/gw" || exit 2
+  gw_addr=$addr
 }
 
 cases=("$@")

@@ -87,6 +87,13 @@ obj_arg!(
     "INTERFACE",
     "interface name or MAC address"
 );
+obj_arg!(
+    SnapArg,
+    "snapshotname",
+    "snapshotname_pos",
+    "SNAPSHOT",
+    "snapshot name"
+);
 obj_arg!(DevArg, "device", "device_pos", "DEVICE", "device name");
 obj_arg!(SecretArg, "secret", "secret_pos", "SECRET", "secret UUID");
 obj_arg!(
@@ -512,6 +519,123 @@ pub enum Command {
     /// Domain Events
     Event(EventArgs),
 
+    /// Create a snapshot from a set of args
+    SnapshotCreateAs {
+        #[command(flatten)]
+        domain: DomArg,
+        /// name of snapshot
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        /// description of snapshot
+        #[arg(value_name = "DESCRIPTION")]
+        description: Option<String>,
+        /// print XML document rather than create
+        #[arg(long)]
+        print_xml: bool,
+        #[command(flatten)]
+        flags: SnapCreateArgs,
+    },
+    /// Create a snapshot from XML
+    SnapshotCreate {
+        #[command(flatten)]
+        domain: DomArg,
+        /// domain snapshot XML
+        #[arg(value_name = "XMLFILE")]
+        xmlfile: Option<String>,
+        /// redefine metadata for existing snapshot
+        #[arg(long)]
+        redefine: bool,
+        /// with redefine, set current snapshot
+        #[arg(long)]
+        current: bool,
+        #[command(flatten)]
+        flags: SnapCreateArgs,
+    },
+    /// List snapshots for a domain
+    SnapshotList {
+        #[command(flatten)]
+        domain: DomArg,
+        /// add a column showing parent snapshot
+        #[arg(long)]
+        parent: bool,
+        /// list only snapshots without parents
+        #[arg(long)]
+        roots: bool,
+        /// list only snapshots without children
+        #[arg(long)]
+        leaves: bool,
+        /// list only snapshots that are not leaves (with children)
+        #[arg(long)]
+        no_leaves: bool,
+        /// list only snapshots that have metadata that would prevent undefine
+        #[arg(long)]
+        metadata: bool,
+        /// list only snapshots that have no metadata managed by libvirt
+        #[arg(long)]
+        no_metadata: bool,
+        /// filter by snapshots taken while inactive
+        #[arg(long)]
+        inactive: bool,
+        /// filter by snapshots taken while active (full system snapshots)
+        #[arg(long)]
+        active: bool,
+        /// filter by disk-only snapshots
+        #[arg(long)]
+        disk_only: bool,
+        /// sort list topologically rather than by name
+        #[arg(long)]
+        topological: bool,
+        /// list snapshot names only
+        #[arg(long)]
+        name: bool,
+    },
+    /// Get or set the current snapshot
+    SnapshotCurrent {
+        #[command(flatten)]
+        domain: DomArg,
+        /// list the name, rather than the full xml
+        #[arg(long)]
+        name: bool,
+    },
+    /// Dump XML for a domain snapshot
+    SnapshotDumpxml {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        snapshot: SnapArg,
+    },
+    /// Revert a domain to a snapshot
+    SnapshotRevert {
+        #[command(flatten)]
+        domain: DomArg,
+        /// snapshot name
+        #[arg(value_name = "SNAPSHOT", conflicts_with = "current")]
+        snapshotname: Option<String>,
+        /// revert to current snapshot
+        #[arg(long)]
+        current: bool,
+    },
+    /// Delete a domain snapshot
+    SnapshotDelete {
+        #[command(flatten)]
+        domain: DomArg,
+        /// snapshot name
+        #[arg(value_name = "SNAPSHOT", conflicts_with = "current")]
+        snapshotname: Option<String>,
+        /// delete current snapshot
+        #[arg(long)]
+        current: bool,
+        /// delete snapshot and all children
+        #[arg(long, conflicts_with = "children_only")]
+        children: bool,
+        /// delete children but not snapshot
+        #[arg(long)]
+        children_only: bool,
+        /// delete only libvirt metadata, leaving snapshot contents behind
+        #[arg(long)]
+        metadata: bool,
+    },
+
     /// print the hypervisor sysinfo
     Sysinfo,
     /// connection vcpu maximum
@@ -647,6 +771,23 @@ pub enum Command {
         #[arg(long)]
         uuid: bool,
     },
+}
+
+/// Flags of snapshot-create and snapshot-create-as.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct SnapCreateArgs {
+    /// take snapshot but create no metadata
+    #[arg(long)]
+    pub no_metadata: bool,
+    /// halt domain after snapshot is created
+    #[arg(long)]
+    pub halt: bool,
+    /// capture disk state but not vm state
+    #[arg(long)]
+    pub disk_only: bool,
+    /// require atomic operation
+    #[arg(long)]
+    pub atomic: bool,
 }
 
 /// virsh's `--config/--live/--current`.

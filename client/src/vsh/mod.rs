@@ -16,6 +16,7 @@ pub mod network;
 pub mod nodedev;
 pub mod nwfilter;
 pub mod secret;
+pub mod snapshot;
 pub mod storage;
 pub mod table;
 pub mod util;
@@ -438,6 +439,111 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::NwfilterBindingList => nwfilter::binding_list(ctl).await,
 
         C::Event(a) => event::event(ctl, &a).await,
+
+        C::SnapshotCreateAs {
+            domain,
+            name,
+            description,
+            print_xml,
+            flags,
+        } => {
+            let f = snapshot::CreateFlags {
+                no_metadata: flags.no_metadata,
+                halt: flags.halt,
+                disk_only: flags.disk_only,
+                atomic: flags.atomic,
+                ..Default::default()
+            };
+            snapshot::create_as(
+                ctl,
+                domain.get(),
+                name.as_deref(),
+                description.as_deref(),
+                print_xml,
+                f,
+            )
+            .await
+        }
+        C::SnapshotCreate {
+            domain,
+            xmlfile,
+            redefine,
+            current,
+            flags,
+        } => {
+            let f = snapshot::CreateFlags {
+                redefine,
+                current,
+                no_metadata: flags.no_metadata,
+                halt: flags.halt,
+                disk_only: flags.disk_only,
+                atomic: flags.atomic,
+            };
+            snapshot::create_from(ctl, domain.get(), xmlfile.as_deref(), f).await
+        }
+        C::SnapshotList {
+            domain,
+            parent,
+            roots,
+            leaves,
+            no_leaves,
+            metadata,
+            no_metadata,
+            inactive,
+            active,
+            disk_only,
+            topological,
+            name,
+        } => {
+            let req = virtmesh_proto::v1::SnapshotListRequest {
+                domain: None,
+                roots,
+                leaves,
+                no_leaves,
+                metadata,
+                no_metadata,
+                active,
+                inactive,
+                disk_only,
+                topological,
+            };
+            snapshot::list(ctl, domain.get(), req, parent, name).await
+        }
+        C::SnapshotCurrent { domain, name } => snapshot::current(ctl, domain.get(), name).await,
+        C::SnapshotDumpxml { domain, snapshot } => {
+            snapshot::dumpxml(ctl, domain.get(), snapshot.get()).await
+        }
+        C::SnapshotRevert {
+            domain,
+            snapshotname,
+            current,
+        } => {
+            if snapshotname.is_none() && !current {
+                return Err(CmdError::msg("--snapshotname or --current is required"));
+            }
+            snapshot::revert(ctl, domain.get(), snapshotname.as_deref()).await
+        }
+        C::SnapshotDelete {
+            domain,
+            snapshotname,
+            current,
+            children,
+            children_only,
+            metadata,
+        } => {
+            if snapshotname.is_none() && !current {
+                return Err(CmdError::msg("--snapshotname or --current is required"));
+            }
+            snapshot::delete(
+                ctl,
+                domain.get(),
+                snapshotname.as_deref(),
+                children,
+                children_only,
+                metadata,
+            )
+            .await
+        }
 
         C::Sysinfo => host::sysinfo(ctl).await,
         C::Maxvcpus { r#type } => host::maxvcpus(ctl, r#type.as_deref()).await,

@@ -119,6 +119,21 @@ pub fn time_string(secs: u64, millis: u32) -> String {
     )
 }
 
+/// `%Y-%m-%d %H:%M:%S %z` as virsh prints snapshot creation times. virsh
+/// uses local time; vsh prints UTC (identical where TZ is UTC, as in
+/// containers).
+pub fn time_string_z(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
 /// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -170,5 +185,6 @@ mod tests {
             time_string(1_795_653_325, 0),
             "2026-11-26 00:35:25.000+0000"
         );
+        assert_eq!(time_string_z(1_795_654_590), "2026-11-26 00:56:30 +0000");
     }
 }
