@@ -57,6 +57,14 @@ impl ConfError {
             message: format!("unsupported configuration: {}", msg.as_ref()),
         }
     }
+    /// VIR_ERR_XML_DETAIL with a bare message (libvirt reports some
+    /// semantic errors this way).
+    pub fn detail(msg: impl Into<String>) -> Self {
+        ConfError {
+            kind: ConfErrorKind::XmlDetail,
+            message: msg.into(),
+        }
+    }
     /// VIR_ERR_NO_NAME with libvirt's bare message.
     pub fn no_name() -> Self {
         ConfError {

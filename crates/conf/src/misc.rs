@@ -196,7 +196,7 @@ impl SecretDef {
             uuid,
             ephemeral,
             private,
-            description: root.child_text("description"),
+            description: root.child_text("description").filter(|d| !d.is_empty()),
             usage,
         })
     }

@@ -11,20 +11,180 @@ const ORDER: &[&str] = &[
     "description",
     "metadata",
     "forward",
-    "port",
     "bridge",
     "mtu",
     "mac",
+    "port",
     "domain",
     "dns",
     "bandwidth",
     "vlan",
-    "virtualport",
-    "portgroup",
     "ip",
     "route",
+    "virtualport",
+    "portgroup",
     "*",
 ];
+
+const FORWARD_MODES: &[&str] = &[
+    "nat",
+    "route",
+    "open",
+    "bridge",
+    "private",
+    "vepa",
+    "passthrough",
+    "hostdev",
+];
+
+fn parse_mac(v: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = v.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 2 {
+            return None;
+        }
+        out[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn v4(s: &str) -> Option<u32> {
+    s.parse::<std::net::Ipv4Addr>().ok().map(u32::from)
+}
+
+/// libvirt's semantic checks of a network definition.
+fn validate(root: &Element, name: &str) -> Result<(), ConfError> {
+    if let Some(mode) = root.child("forward").and_then(|f| f.attr("mode"))
+        && !FORWARD_MODES.contains(&mode)
+    {
+        return Err(ConfError::unsupported(format!(
+            "unknown forwarding type '{mode}'"
+        )));
+    }
+    if let Some(mac) = root.child("mac").and_then(|m| m.attr("address")) {
+        let bytes = parse_mac(mac).ok_or_else(|| {
+            ConfError::xml(format!(
+                "Invalid bridge mac address '{mac}' in network '{name}'"
+            ))
+        })?;
+        if bytes[0] & 1 == 1 {
+            return Err(ConfError::xml(format!(
+                "Invalid multicast bridge mac address '{mac}' in network '{name}'"
+            )));
+        }
+    }
+    let mut v4_dhcp = 0;
+    for ip in root.children_named("ip") {
+        let addr = ip.attr("address").unwrap_or("");
+        let is_v6 = ip.attr("family") == Some("ipv6") || addr.contains(':');
+        let ok = if is_v6 {
+            addr.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            addr.parse::<std::net::Ipv4Addr>().is_ok()
+        };
+        if !addr.is_empty() && !ok {
+            return Err(ConfError::xml(format!(
+                "Invalid address '{addr}' in network '{name}'"
+            )));
+        }
+        let Some(dhcp) = ip.child("dhcp") else {
+            continue;
+        };
+        if !is_v6 {
+            v4_dhcp += 1;
+        }
+        let prefix = ip
+            .attr("prefix")
+            .and_then(|p| p.parse::<u32>().ok())
+            .or_else(|| ip.attr("netmask").and_then(v4).map(u32::leading_ones))
+            .unwrap_or(24);
+        for range in dhcp.children_named("range") {
+            if let Some(unit) = range
+                .child("lease")
+                .and_then(|l| l.attr("unit"))
+                .filter(|u| !["seconds", "minutes", "hours"].contains(u))
+            {
+                return Err(ConfError::xml(format!(
+                    "Invalid value for attribute 'unit' in element 'lease': '{unit}'."
+                )));
+            }
+            if is_v6 {
+                continue;
+            }
+            let (Some(start), Some(end)) = (range.attr("start"), range.attr("end")) else {
+                continue;
+            };
+            let (Some(s), Some(e), Some(net)) = (v4(start), v4(end), v4(addr)) else {
+                continue;
+            };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix.min(32))
+            };
+            if s & mask != net & mask || e & mask != net & mask {
+                return Err(ConfError::internal(format!(
+                    "range {start} - {end} is not entirely within network {addr}/{prefix}"
+                )));
+            }
+            if s > e {
+                return Err(ConfError::internal(format!(
+                    "range {start} - {end} is reversed "
+                )));
+            }
+        }
+        for host in dhcp.children_named("host") {
+            if let Some(mac) = host.attr("mac")
+                && parse_mac(mac).is_none()
+            {
+                return Err(ConfError::xml(format!(
+                    "Cannot parse MAC address '{mac}' in network '{name}'"
+                )));
+            }
+            if host.attr("ip").is_none() {
+                return Err(ConfError::xml(format!(
+                    "Missing IP address in static host definition for network '{name}'"
+                )));
+            }
+        }
+    }
+    if v4_dhcp > 1 {
+        return Err(ConfError::unsupported(
+            "Multiple IPv4 dhcp sections found -- dhcp is supported only for a single IPv4 address on each network",
+        ));
+    }
+    if let Some(dns) = root.child("dns") {
+        if dns.children_named("host").any(|h| h.attr("ip").is_none()) {
+            return Err(ConfError::detail(format!(
+                "Missing IP address in network '{name}' DNS HOST record"
+            )));
+        }
+        if dns
+            .children_named("srv")
+            .any(|s| s.attr("service").is_none())
+        {
+            return Err(ConfError::detail(format!(
+                "missing required service attribute in DNS SRV record of network '{name}'"
+            )));
+        }
+    }
+    let defaults: Vec<&str> = root
+        .children_named("portgroup")
+        .filter(|p| p.attr("default") == Some("yes"))
+        .filter_map(|p| p.attr("name"))
+        .collect();
+    if defaults.len() > 1 {
+        return Err(ConfError::unsupported(format!(
+            "network '{name}' has multiple default <portgroup> elements ({} and {}), but only one default is allowed",
+            defaults[0], defaults[1]
+        )));
+    }
+    Ok(())
+}
 
 /// A network definition in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +207,9 @@ impl NetworkDef {
             return Err(ConfError::no_name());
         }
         if name.contains('/') {
-            return Err(ConfError::xml(format!("name {name} cannot contain '/'")));
+            return Err(ConfError::detail("invalid char in name: /"));
         }
+        validate(&root, &name)?;
         root.set_child_text("name", name);
         let uuid = parse_uuid(root.child_text("uuid"))?;
         root.set_child_text("uuid", uuid.to_string());
@@ -57,7 +218,23 @@ impl NetworkDef {
             if fwd.attr("mode").is_none() {
                 fwd.set_attr("mode", "nat");
             }
-            fwd.order_attrs(&["mode", "dev"]);
+            // The forward device and the first <interface> mirror each other.
+            let first_iface = fwd
+                .child("interface")
+                .and_then(|i| i.attr("dev"))
+                .map(str::to_owned);
+            match (fwd.attr("dev").map(str::to_owned), first_iface) {
+                (None, Some(dev)) => fwd.set_attr("dev", dev),
+                (Some(dev), None) => fwd.children.insert(
+                    0,
+                    Node::Element(Element::new("interface").with_attr("dev", dev)),
+                ),
+                _ => {}
+            }
+            if fwd.attr("mode") == Some("hostdev") && fwd.attr("managed").is_none() {
+                fwd.set_attr("managed", "no");
+            }
+            fwd.order_attrs(&["dev", "mode", "managed"]);
             mode = fwd.attr("mode").map(str::to_owned);
         }
         let routed = matches!(
@@ -77,6 +254,10 @@ impl NetworkDef {
         }
         for ip in root.elements_mut().filter(|e| e.name == "ip") {
             ip.order_attrs(&["family", "address", "netmask", "prefix", "localPtr"]);
+            // An empty <tftp/> (no root) carries nothing and is dropped.
+            ip.children.retain(
+                |n| !matches!(n, Node::Element(e) if e.name == "tftp" && e.attrs.is_empty()),
+            );
             // libvirt always prints <ip> open and closed on two lines.
             if ip.children.is_empty() {
                 ip.children.push(Node::Break);

@@ -196,10 +196,18 @@ impl Element {
         parse(doc)
     }
 
+    /// Format as libxml2's node dump does (double quotes), the way libvirt
+    /// returns foreign metadata elements.
+    pub fn to_xml_libxml(&self) -> String {
+        let mut out = String::new();
+        format_element(self, 0, true, &mut out);
+        out
+    }
+
     /// Format in libvirt's style with a trailing newline.
     pub fn to_xml(&self) -> String {
         let mut out = String::new();
-        format_element(self, 0, &mut out);
+        format_element(self, 0, false, &mut out);
         out
     }
 }
@@ -411,7 +419,11 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn format_element(el: &Element, depth: usize, out: &mut String) {
+/// Format `el`; `dquote` selects libxml2's double quotes, which libvirt
+/// keeps for the foreign elements under `<metadata>` (it dumps them with
+/// libxml2 rather than its own formatter).
+fn format_element(el: &Element, depth: usize, dquote: bool, out: &mut String) {
+    let q = if dquote { '"' } else { '\'' };
     let indent = "  ".repeat(depth);
     out.push_str(&indent);
     out.push('<');
@@ -419,9 +431,10 @@ fn format_element(el: &Element, depth: usize, out: &mut String) {
     for (k, v) in &el.attrs {
         out.push(' ');
         out.push_str(k);
-        out.push_str("='");
+        out.push('=');
+        out.push(q);
         out.push_str(&escape(v));
-        out.push('\'');
+        out.push(q);
     }
     if el.children.is_empty() {
         out.push_str("/>\n");
@@ -447,7 +460,7 @@ fn format_element(el: &Element, depth: usize, out: &mut String) {
     out.push_str(">\n");
     for child in &el.children {
         match child {
-            Node::Element(e) => format_element(e, depth + 1, out),
+            Node::Element(e) => format_element(e, depth + 1, dquote || el.name == "metadata", out),
             Node::Text(t) => {
                 // Mixed content is rare in libvirt documents; keep the text
                 // on its own line rather than lose it.

@@ -666,7 +666,7 @@ fn get_metadata(host: &Host, r: pb::GetMetadataRequest) -> VResult<pb::Metadata>
             // Clients get the element as they stored it: namespace
             // declaration kept, trailing newline dropped.
             el.order_attrs(&[]);
-            el.to_xml().trim_end().to_owned()
+            el.to_xml_libxml().trim_end().to_owned()
         }
     };
     Ok(pb::Metadata { value })

@@ -884,7 +884,7 @@ async fn metadata() {
     .await);
     assert_eq!(
         v.value,
-        "<app:foo xmlns:app='http://app.example/'>bar</app:foo>"
+        "<app:foo xmlns:app=\"http://app.example/\">bar</app:foo>"
     );
     let xml = ok(DomainSvc::get_xml_desc(
         &d,
