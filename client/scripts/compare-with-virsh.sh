@@ -55,6 +55,26 @@ cat > "$work/v.xml" <<'EOF'
 </volume>
 EOF
 echo '<domain>' > "$work/bad.xml"
+cat > "$work/if.xml" <<'EOF2'
+<interface type='ethernet' name='eth9'>
+  <mac address='aa:bb:cc:dd:ee:09'/>
+</interface>
+EOF2
+cat > "$work/nd.xml" <<'EOF2'
+<device>
+  <parent>scsi_host1</parent>
+  <capability type='scsi_host'>
+    <capability type='fc_host'>
+    </capability>
+  </capability>
+</device>
+EOF2
+cat > "$work/dev.xml" <<'EOF2'
+<interface type='network'>
+  <mac address='52:54:00:11:22:33'/>
+  <source network='default'/>
+</interface>
+EOF2
 
 # Start a process, remember its pid (in this shell, not a subshell, so the
 # trap can stop it) and wait for its "listening on ADDR" line into $addr.

@@ -95,6 +95,13 @@ obj_arg!(
     "snapshot name"
 );
 obj_arg!(DevArg, "device", "device_pos", "DEVICE", "device name");
+obj_arg!(
+    BindingArg,
+    "binding",
+    "binding_pos",
+    "BINDING",
+    "network filter binding port dev"
+);
 obj_arg!(SecretArg, "secret", "secret_pos", "SECRET", "secret UUID");
 obj_arg!(
     SizeArg,
@@ -635,6 +642,83 @@ pub enum Command {
         #[arg(long)]
         metadata: bool,
     },
+
+    /// define an inactive persistent physical host interface or modify an existing persistent one from an XML file
+    IfaceDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// undefine a physical host interface (remove it from configuration)
+    IfaceUndefine(IfaceArg),
+    /// start a physical host interface (enable it / "if-up")
+    IfaceStart(IfaceArg),
+    /// destroy a physical host interface (disable it / "if-down")
+    IfaceDestroy(IfaceArg),
+    /// convert an interface name to interface MAC address
+    IfaceMac(IfaceArg),
+    /// convert an interface MAC address to interface name
+    IfaceName(IfaceArg),
+    /// create a snapshot of current interfaces settings, which can be later committed (iface-commit) or restored (iface-rollback)
+    IfaceBegin,
+    /// commit changes made since iface-begin and free restore point
+    IfaceCommit,
+    /// rollback to previous saved configuration created via iface-begin
+    IfaceRollback,
+
+    /// create a device defined by an XML file on the node
+    NodedevCreate {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// Define a device by an xml file on a node
+    NodedevDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// destroy (stop) a device on the node
+    NodedevDestroy(DevArg),
+    /// Undefine an inactive node device
+    NodedevUndefine(DevArg),
+    /// Start an inactive node device
+    NodedevStart(DevArg),
+    /// autostart a defined node device
+    NodedevAutostart {
+        #[command(flatten)]
+        device: DevArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// node device information
+    NodedevInfo(DevArg),
+    /// detach node device from its device driver
+    NodedevDetach(DevArg),
+    /// reattach node device to its device driver
+    NodedevReattach(DevArg),
+    /// reset node device
+    NodedevReset(DevArg),
+
+    /// create a network filter binding from an XML file
+    NwfilterBindingCreate {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// delete a network filter binding
+    NwfilterBindingDelete(BindingArg),
+    /// network filter information in XML
+    NwfilterBindingDumpxml(BindingArg),
 
     /// print the hypervisor sysinfo
     Sysinfo,

@@ -70,6 +70,96 @@ pub async fn dumpxml(ctl: &Ctl, key: &str, inactive: bool) -> CmdResult {
     Ok(())
 }
 
+fn iface_ref(name: &str) -> v1::InterfaceRef {
+    v1::InterfaceRef {
+        key: Some(v1::interface_ref::Key::Name(name.to_owned())),
+    }
+}
+
+async fn lookup(ctl: &Ctl, key: &str) -> Result<v1::InterfaceSummary, CmdError> {
+    ctl.conn
+        .lookup_interface(key)
+        .await
+        .map_err(|e| CmdError::ctx(format!("failed to get interface '{key}'"), e))
+}
+
+pub async fn define(ctl: &Ctl, file: &str, validate: bool) -> CmdResult {
+    let xml = super::util::read_file(file).map_err(CmdError::msg)?;
+    let i = ctl
+        .conn
+        .interface()
+        .define_xml(v1::DefineXmlRequest { xml, validate })
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to define interface from {file}"),
+                crate::Error::from(e),
+            )
+        })?
+        .into_inner();
+    ctl.extra(&format!("Interface {} defined from {file}\n", i.name));
+    Ok(())
+}
+
+/// Which lifecycle call iface-undefine/start/destroy make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Undefine,
+    Start,
+    Destroy,
+}
+
+pub async fn lifecycle(ctl: &Ctl, key: &str, op: Op) -> CmdResult {
+    let i = lookup(ctl, key).await?;
+    let mut c = ctl.conn.interface();
+    let r = iface_ref(&i.name);
+    let (res, verb, done) = match op {
+        Op::Undefine => (c.undefine(r).await, "undefine", "undefined"),
+        Op::Start => (c.create(r).await, "start", "started"),
+        Op::Destroy => (c.destroy(r).await, "destroy", "destroyed"),
+    };
+    res.map_err(|e| {
+        CmdError::ctx(
+            format!("Failed to {verb} interface {key}"),
+            crate::Error::from(e),
+        )
+    })?;
+    ctl.extra(&format!("Interface {key} {done}\n"));
+    Ok(())
+}
+
+/// iface-mac (`mac == true`) and iface-name.
+pub async fn mac_or_name(ctl: &Ctl, key: &str, mac: bool) -> CmdResult {
+    let i = lookup(ctl, key).await?;
+    ctl.print(&format!("{}\n", if mac { i.mac } else { i.name }));
+    Ok(())
+}
+
+/// iface-begin, iface-commit, iface-rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Txn {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+pub async fn transaction(ctl: &Ctl, t: Txn) -> CmdResult {
+    let mut c = ctl.conn.interface();
+    let (res, verb, done) = match t {
+        Txn::Begin => (c.change_begin(()).await, "begin", "started"),
+        Txn::Commit => (c.change_commit(()).await, "commit", "committed"),
+        Txn::Rollback => (c.change_rollback(()).await, "rollback", "rolled back"),
+    };
+    res.map_err(|e| {
+        CmdError::ctx(
+            format!("Failed to {verb} network config change transaction"),
+            crate::Error::from(e),
+        )
+    })?;
+    ctl.extra(&format!("Network config change transaction {done}\n"));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -545,6 +545,39 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             .await
         }
 
+        C::IfaceDefine { file, validate } => iface::define(ctl, file.get(), validate).await,
+        C::IfaceUndefine(i) => iface::lifecycle(ctl, i.get(), iface::Op::Undefine).await,
+        C::IfaceStart(i) => iface::lifecycle(ctl, i.get(), iface::Op::Start).await,
+        C::IfaceDestroy(i) => iface::lifecycle(ctl, i.get(), iface::Op::Destroy).await,
+        C::IfaceMac(i) => iface::mac_or_name(ctl, i.get(), true).await,
+        C::IfaceName(i) => iface::mac_or_name(ctl, i.get(), false).await,
+        C::IfaceBegin => iface::transaction(ctl, iface::Txn::Begin).await,
+        C::IfaceCommit => iface::transaction(ctl, iface::Txn::Commit).await,
+        C::IfaceRollback => iface::transaction(ctl, iface::Txn::Rollback).await,
+
+        C::NodedevCreate { file, validate } => {
+            nodedev::create(ctl, file.get(), validate, false).await
+        }
+        C::NodedevDefine { file, validate } => {
+            nodedev::create(ctl, file.get(), validate, true).await
+        }
+        C::NodedevDestroy(d) => nodedev::op(ctl, d.get(), nodedev::Op::Destroy).await,
+        C::NodedevUndefine(d) => nodedev::op(ctl, d.get(), nodedev::Op::Undefine).await,
+        C::NodedevStart(d) => nodedev::op(ctl, d.get(), nodedev::Op::Start).await,
+        C::NodedevAutostart { device, disable } => {
+            nodedev::autostart(ctl, device.get(), disable).await
+        }
+        C::NodedevInfo(d) => nodedev::info(ctl, d.get()).await,
+        C::NodedevDetach(d) => nodedev::op(ctl, d.get(), nodedev::Op::Detach).await,
+        C::NodedevReattach(d) => nodedev::op(ctl, d.get(), nodedev::Op::Reattach).await,
+        C::NodedevReset(d) => nodedev::op(ctl, d.get(), nodedev::Op::Reset).await,
+
+        C::NwfilterBindingCreate { file, validate } => {
+            nwfilter::binding_create(ctl, file.get(), validate).await
+        }
+        C::NwfilterBindingDelete(b) => nwfilter::binding_delete(ctl, b.get()).await,
+        C::NwfilterBindingDumpxml(b) => nwfilter::binding_dumpxml(ctl, b.get()).await,
+
         C::Sysinfo => host::sysinfo(ctl).await,
         C::Maxvcpus { r#type } => host::maxvcpus(ctl, r#type.as_deref()).await,
         C::Freecell => host::freecell(ctl).await,

@@ -64,6 +64,155 @@ pub async fn dumpxml(ctl: &Ctl, name: &str) -> CmdResult {
     Ok(())
 }
 
+fn dev_ref(name: &str) -> v1::NodeDeviceRef {
+    v1::NodeDeviceRef {
+        name: name.to_owned(),
+    }
+}
+
+async fn lookup(ctl: &Ctl, name: &str) -> Result<v1::NodeDeviceSummary, CmdError> {
+    ctl.conn
+        .node_device()
+        .lookup(dev_ref(name))
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Could not find matching device '{name}'"),
+                crate::Error::from(e),
+            )
+        })
+}
+
+/// `nodedev-info`.
+pub fn info_text(d: &v1::NodeDeviceSummary) -> String {
+    let mut s = String::new();
+    let mut line = |label: &str, value: &str| s.push_str(&format!("{label:<15} {value}\n"));
+    line("Name:", &d.name);
+    line("Parent:", &d.parent);
+    line("Active:", super::util::yes_no(d.active));
+    line("Persistent:", super::util::yes_no(d.persistent));
+    line("Autostart:", super::util::yes_no(d.autostart));
+    s
+}
+
+pub async fn info(ctl: &Ctl, name: &str) -> CmdResult {
+    let d = lookup(ctl, name).await?;
+    ctl.print(&info_text(&d));
+    Ok(())
+}
+
+/// nodedev-create (transient) and nodedev-define (persistent).
+pub async fn create(ctl: &Ctl, file: &str, validate: bool, persistent: bool) -> CmdResult {
+    let xml = super::util::read_file(file).map_err(CmdError::msg)?;
+    let req = v1::DefineXmlRequest { xml, validate };
+    let mut c = ctl.conn.node_device();
+    if persistent {
+        let d = c
+            .define_xml(req)
+            .await
+            .map_err(|e| {
+                CmdError::ctx(
+                    format!("Failed to define node device from '{file}'"),
+                    crate::Error::from(e),
+                )
+            })?
+            .into_inner();
+        ctl.extra(&format!("Node device '{}' defined from '{file}'\n", d.name));
+    } else {
+        let d = c
+            .create_xml(req)
+            .await
+            .map_err(|e| {
+                CmdError::ctx(
+                    format!("Failed to create node device from {file}"),
+                    crate::Error::from(e),
+                )
+            })?
+            .into_inner();
+        ctl.extra(&format!("Node device {} created from {file}\n", d.name));
+    }
+    Ok(())
+}
+
+/// The per-device calls with their virsh wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Destroy,
+    Undefine,
+    Start,
+    Detach,
+    Reattach,
+    Reset,
+}
+
+pub async fn op(ctl: &Ctl, name: &str, op: Op) -> CmdResult {
+    let d = lookup(ctl, name).await?;
+    let mut c = ctl.conn.node_device();
+    let r = dev_ref(&d.name);
+    let (res, fail, ok) = match op {
+        Op::Destroy => (
+            c.destroy(r).await,
+            format!("Failed to destroy node device '{name}'"),
+            format!("Destroyed node device '{name}'\n"),
+        ),
+        Op::Undefine => (
+            c.undefine(r).await,
+            format!("Failed to undefine node device '{name}'"),
+            format!("Undefined node device '{name}'\n"),
+        ),
+        Op::Start => (
+            c.create(r).await,
+            format!("Failed to start device {name}"),
+            format!("Device {name} started\n"),
+        ),
+        Op::Detach => (
+            c.detach(r).await,
+            format!("Failed to detach device {name}"),
+            format!("Device {name} detached\n"),
+        ),
+        Op::Reattach => (
+            c.re_attach(r).await,
+            format!("Failed to re-attach device {name}"),
+            format!("Device {name} re-attached\n"),
+        ),
+        Op::Reset => (
+            c.reset(r).await,
+            format!("Failed to reset device {name}"),
+            format!("Device {name} reset\n"),
+        ),
+    };
+    res.map_err(|e| CmdError::ctx(fail, crate::Error::from(e)))?;
+    ctl.extra(&ok);
+    Ok(())
+}
+
+pub async fn autostart(ctl: &Ctl, name: &str, disable: bool) -> CmdResult {
+    let d = lookup(ctl, name).await?;
+    let req = v1::NodeDeviceAutostartRequest {
+        device: Some(dev_ref(&d.name)),
+        autostart: !disable,
+    };
+    ctl.conn
+        .node_device()
+        .set_autostart(req)
+        .await
+        .map_err(|e| {
+            let line = if disable {
+                format!("failed to unmark device {name} as autostarted")
+            } else {
+                format!("failed to mark device {name} as autostarted")
+            };
+            CmdError::ctx(line, crate::Error::from(e))
+        })?;
+    if disable {
+        ctl.extra(&format!("Device {name} unmarked as autostarted\n"));
+    } else {
+        ctl.extra(&format!("Device {name} marked as autostarted\n"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +238,23 @@ mod tests {
             "computer\nscsi_host1\nscsi_host11\nscsi_host2\n"
         );
         assert_eq!(list_text(&[]), "");
+    }
+
+    #[test]
+    fn nodedev_info_layout() {
+        let d = v1::NodeDeviceSummary {
+            name: "scsi_host1".into(),
+            parent: "computer".into(),
+            caps: vec!["scsi_host".into()],
+            active: true,
+            persistent: false,
+            autostart: false,
+        };
+        assert_eq!(
+            info_text(&d),
+            "Name:           scsi_host1\nParent:         computer\nActive:         yes\n\
+             Persistent:     no\nAutostart:      no\n"
+        );
     }
 
     #[test]

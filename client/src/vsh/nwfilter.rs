@@ -110,6 +110,77 @@ pub async fn dumpxml(ctl: &Ctl, key: &str) -> CmdResult {
     Ok(())
 }
 
+fn binding_ref(port_dev: &str) -> v1::BindingRef {
+    v1::BindingRef {
+        port_dev: port_dev.to_owned(),
+    }
+}
+
+async fn lookup_binding(ctl: &Ctl, port_dev: &str) -> Result<v1::NwFilterBindingSummary, CmdError> {
+    ctl.conn
+        .nwfilter_binding()
+        .lookup(binding_ref(port_dev))
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("failed to get nwfilter binding '{port_dev}'"),
+                crate::Error::from(e),
+            )
+        })
+}
+
+pub async fn binding_create(ctl: &Ctl, file: &str, validate: bool) -> CmdResult {
+    let xml = read_file(file).map_err(CmdError::msg)?;
+    let b = ctl
+        .conn
+        .nwfilter_binding()
+        .create_xml(v1::DefineXmlRequest { xml, validate })
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to create network filter from {file}"),
+                crate::Error::from(e),
+            )
+        })?
+        .into_inner();
+    ctl.extra(&format!(
+        "Network filter binding on {} created from {file}\n",
+        b.port_dev
+    ));
+    Ok(())
+}
+
+pub async fn binding_delete(ctl: &Ctl, port_dev: &str) -> CmdResult {
+    let b = lookup_binding(ctl, port_dev).await?;
+    ctl.conn
+        .nwfilter_binding()
+        .delete(binding_ref(&b.port_dev))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to delete network filter binding on {port_dev}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Network filter binding on {port_dev} deleted\n"));
+    Ok(())
+}
+
+pub async fn binding_dumpxml(ctl: &Ctl, port_dev: &str) -> CmdResult {
+    let b = lookup_binding(ctl, port_dev).await?;
+    let xml = ctl
+        .conn
+        .nwfilter_binding()
+        .get_xml_desc(binding_ref(&b.port_dev))
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .xml;
+    ctl.print(&xml);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
