@@ -308,6 +308,17 @@ async fn kvm_guest_define_start_suspend_resume_destroy_undefine() {
     assert_eq!(info.nr_virt_cpu, 1);
     assert_eq!(info.id, started.id);
 
+    // No guest OS answers ACPI here, so these change nothing visible, but
+    // QEMU must accept them.
+    c.reset(by_name("lc1")).await.expect("reset");
+    c.shutdown(pb::ShutdownRequest {
+        domain: Some(by_name("lc1")),
+        mode: 0,
+    })
+    .await
+    .expect("shutdown (ACPI power button)");
+    assert_eq!(state_of(&mut c, "lc1").await.0, DomainState::Running);
+
     c.suspend(by_name("lc1")).await.expect("suspend");
     assert_eq!(
         state_of(&mut c, "lc1").await,
@@ -540,5 +551,81 @@ async fn transient_guest_and_failed_start_reports_qemu_stderr() {
     assert_eq!(libvirt_error(&gone).code, ErrorCode::NoDomain);
     assert!(host.our_qemus().is_empty());
     drop(c);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_calls_and_unimplemented_answers() {
+    use virtmesh_proto::v1::connect_client::ConnectClient;
+    let host = Host::new();
+    let svc = Service::start(&host, "svc").await;
+    let mut conn = ConnectClient::new(svc.channel.clone());
+    let mut req = tonic::Request::new(());
+    virtmesh_rpc::meta::set_virt_uri(&mut req, "qemu:///session").expect("uri");
+    let uri = conn.get_uri(req).await.expect("uri").into_inner().uri;
+    assert_eq!(uri, "qemu:///session");
+    let opened = conn
+        .open(pb::OpenRequest {
+            uri: "qemu:///system".into(),
+            read_only: false,
+        })
+        .await
+        .expect("open")
+        .into_inner();
+    assert_eq!(
+        (opened.uri.as_str(), opened.driver.as_str()),
+        ("qemu:///system", "qemu")
+    );
+    let t = conn.get_type(()).await.expect("type").into_inner();
+    assert_eq!(t.hypervisor_type, "QEMU");
+    let node = conn.get_node_info(()).await.expect("node").into_inner();
+    assert!(node.cpus >= 1 && node.memory_kib > 0, "{node:?}");
+    assert!(
+        !conn
+            .get_hostname(())
+            .await
+            .expect("hostname")
+            .into_inner()
+            .hostname
+            .is_empty()
+    );
+    if Path::new(EMULATOR).exists() {
+        let v = conn
+            .get_version(())
+            .await
+            .expect("version")
+            .into_inner()
+            .version;
+        assert!(v >= 10_000_000, "QEMU {v}");
+    }
+
+    let corpus = Path::new("/work/shared/conformance/domain-qemu/minimal-q35");
+    if let (Ok(input), Ok(expected)) = (
+        std::fs::read_to_string(corpus.join("input.xml")),
+        std::fs::read_to_string(corpus.join("qemu.argv")),
+    ) {
+        let native = conn
+            .domain_xml_to_native(pb::DomainXmlToNativeRequest {
+                native_format: "qemu-argv".into(),
+                domain_xml: input,
+            })
+            .await
+            .expect("to native")
+            .into_inner();
+        assert_eq!(native.config, expected);
+    }
+
+    let e = svc
+        .domains()
+        .attach_device(pb::DeviceRequest::default())
+        .await
+        .expect_err("not yet");
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    let e = libvirt_error(&e);
+    assert_eq!(
+        (e.code, e.domain),
+        (ErrorCode::NoSupport, ErrorDomain::Qemu)
+    );
+    drop(conn);
     svc.stop().await;
 }
