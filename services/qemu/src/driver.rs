@@ -110,15 +110,50 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
-    /// The defaults for `qemu:///system`, with the state directory
-    /// overridable (`--state-dir`).
+    /// The defaults (DESIGN.md §6): as root, /var/lib/virtmesh/qemu and
+    /// /run/virtmesh/qemu; otherwise under $XDG_DATA_HOME (or
+    /// ~/.local/share) and $XDG_RUNTIME_DIR. An explicit `--state-dir`
+    /// keeps everything in one place: the run directory goes beneath it.
     pub fn system(state_dir: Option<PathBuf>) -> QemuConfig {
+        let emulator = PathBuf::from(crate::def::DEFAULT_EMULATOR);
+        if let Some(state_dir) = state_dir {
+            return QemuConfig {
+                run_dir: state_dir.join("run"),
+                state_dir,
+                emulator,
+            };
+        }
+        if is_root() {
+            return QemuConfig {
+                state_dir: PathBuf::from("/var/lib/virtmesh/qemu"),
+                run_dir: PathBuf::from("/run/virtmesh/qemu"),
+                emulator,
+            };
+        }
+        let env_dir = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let data = env_dir("XDG_DATA_HOME")
+            .or_else(|| env_dir("HOME").map(|h| h.join(".local/share")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("virtmesh/qemu");
+        let run = env_dir("XDG_RUNTIME_DIR")
+            .map(|r| r.join("virtmesh/qemu"))
+            .unwrap_or_else(|| data.join("run"));
         QemuConfig {
-            state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/virtmesh/qemu")),
-            run_dir: PathBuf::from("/run/virtmesh/qemu"),
-            emulator: PathBuf::from(crate::def::DEFAULT_EMULATOR),
+            state_dir: data,
+            run_dir: run,
+            emulator,
         }
     }
+}
+
+/// Whether we run as root: /proc/self belongs to the effective uid.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// A running QEMU.
@@ -1122,6 +1157,14 @@ mod tests {
             }))
             .expect("lookup");
         (v.state, reason_name(v.state, v.reason))
+    }
+
+    #[test]
+    fn explicit_state_dir_holds_the_run_dir() {
+        let cfg = QemuConfig::system(Some("/srv/vm".into()));
+        assert_eq!(cfg.state_dir, PathBuf::from("/srv/vm"));
+        assert_eq!(cfg.run_dir, PathBuf::from("/srv/vm/run"));
+        assert_eq!(cfg.emulator, PathBuf::from(crate::def::DEFAULT_EMULATOR));
     }
 
     #[tokio::test]

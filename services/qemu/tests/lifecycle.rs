@@ -531,13 +531,23 @@ async fn transient_guest_and_failed_start_reports_qemu_stderr() {
     let created = c
         .create_xml(pb::CreateXmlRequest {
             xml: guest_xml("tr1", "qemu"),
+            start_paused: true,
             ..Default::default()
         })
         .await
         .expect("create_xml")
         .into_inner();
     assert!(!created.persistent);
-    assert_eq!(created.state, DomainState::Running as i32);
+    assert_eq!(created.state, DomainState::Paused as i32);
+    assert_eq!(
+        state_of(&mut c, "tr1").await,
+        (DomainState::Paused, "user".into())
+    );
+    c.resume(by_name("tr1")).await.expect("resume");
+    assert_eq!(
+        state_of(&mut c, "tr1").await,
+        (DomainState::Running, "unpaused".into())
+    );
     c.destroy(pb::DestroyRequest {
         domain: Some(by_name("tr1")),
         graceful: false,
