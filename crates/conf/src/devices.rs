@@ -436,12 +436,6 @@ pub fn validate_clock(root: &Element) -> Result<(), ConfError> {
     Ok(())
 }
 
-fn controller_exists(devices: &Element, ty: &str) -> bool {
-    devices
-        .children_named("controller")
-        .any(|c| c.attr("type") == Some(ty))
-}
-
 /// A drive address for a disk on `bus` with index `idx`.
 fn drive_address(bus: &str, idx: u64) -> Option<Element> {
     let (controller, bus_no, unit) = match bus {
@@ -483,8 +477,35 @@ fn normalize_disk(dev: &mut Element) {
             dev.children.push(Node::Element(addr));
         }
     }
+    if let Some(io) = dev.child_mut("iotune") {
+        io.sort_children(IOTUNE_ORDER);
+    }
     sort_device(dev, DISK_ORDER);
 }
+
+const IOTUNE_ORDER: &[&str] = &[
+    "total_bytes_sec",
+    "read_bytes_sec",
+    "write_bytes_sec",
+    "total_iops_sec",
+    "read_iops_sec",
+    "write_iops_sec",
+    "total_bytes_sec_max",
+    "read_bytes_sec_max",
+    "write_bytes_sec_max",
+    "total_iops_sec_max",
+    "read_iops_sec_max",
+    "write_iops_sec_max",
+    "size_iops_sec",
+    "group_name",
+    "total_bytes_sec_max_length",
+    "read_bytes_sec_max_length",
+    "write_bytes_sec_max_length",
+    "total_iops_sec_max_length",
+    "read_iops_sec_max_length",
+    "write_iops_sec_max_length",
+    "*",
+];
 
 fn disk_bus(dev: &Element) -> String {
     dev.child("target")
@@ -548,7 +569,13 @@ fn normalize_interface(
         // The bridge is runtime state of the network, not config.
         src.remove_attr("bridge");
     }
-    if dev.child("target").is_none() && dev.attr("type") != Some("user") {
+    for ip in dev
+        .elements_mut()
+        .filter(|e| e.name == "ip" || e.name == "route")
+    {
+        ip.order_attrs(&["address", "family", "prefix", "peer", "gateway"]);
+    }
+    if dev.child("target").is_none() {
         let name = loop {
             let candidate = format!("testnet{next}");
             *next += 1;
@@ -615,9 +642,64 @@ fn normalize_video(dev: &mut Element, first: bool) {
     sort_device(dev, &["driver", "model"]);
 }
 
+/// A TCP character device speaks raw unless told otherwise.
+fn chardev_protocol(dev: &mut Element) {
+    if dev.attr("type") == Some("tcp") && dev.child("protocol").is_none() {
+        let at = dev
+            .children
+            .iter()
+            .position(|n| matches!(n, Node::Element(e) if e.name == "source"))
+            .map(|p| p + 1)
+            .unwrap_or(0);
+        dev.children.insert(
+            at,
+            Node::Element(Element::new("protocol").with_attr("type", "raw")),
+        );
+    }
+}
+
 fn normalize_graphics(dev: &mut Element) {
     let ty = dev.attr("type").unwrap_or("").to_owned();
-    if (ty == "vnc" || ty == "spice") && dev.child("listen").is_none() {
+    if ty == "rdp" && dev.attr("port").is_none() {
+        dev.set_attr("port", "0");
+        dev.order_attrs(&["type", "port"]);
+    }
+    if ty == "desktop" && dev.attr("fullscreen") == Some("no") {
+        dev.remove_attr("fullscreen");
+    }
+    if ty == "spice" && dev.attr("defaultMode") == Some("any") {
+        dev.remove_attr("defaultMode");
+    }
+    if (ty == "vnc" || ty == "spice" || ty == "rdp") && dev.attr("listen").is_none() {
+        // The first address listener is mirrored in the listen attribute.
+        let addr = dev
+            .children_named("listen")
+            .next()
+            .filter(|l| l.attr("type") == Some("address"))
+            .and_then(|l| l.attr("address"))
+            .map(str::to_owned);
+        if let Some(addr) = addr {
+            dev.set_attr("listen", addr);
+            dev.order_attrs(&["type", "port", "tlsPort", "autoport", "websocket", "listen"]);
+        }
+    }
+    if ty == "spice" {
+        dev.sort_children(&[
+            "listen",
+            "channel",
+            "image",
+            "jpeg",
+            "zlib",
+            "playback",
+            "streaming",
+            "clipboard",
+            "mouse",
+            "filetransfer",
+            "gl",
+            "*",
+        ]);
+    }
+    if (ty == "vnc" || ty == "spice" || ty == "rdp") && dev.child("listen").is_none() {
         let listen = if let Some(sock) = dev.attr("socket") {
             Element::new("listen")
                 .with_attr("type", "socket")
@@ -755,9 +837,13 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
                     }
                 }
                 target.order_attrs(&["type", "port"]);
+                chardev_protocol(dev);
                 sort_device(dev, &["source", "protocol", "log", "target"]);
             }
-            "channel" | "console" => sort_device(dev, &["source", "protocol", "log", "target"]),
+            "channel" | "console" => {
+                chardev_protocol(dev);
+                sort_device(dev, &["source", "protocol", "log", "target"]);
+            }
             "controller" | "smartcard" | "sound" | "input" | "memballoon" | "rng" | "watchdog"
             | "tpm" | "shmem" | "panic" | "vsock" | "iommu" | "memory" => {
                 sort_device(dev, &["driver", "model", "source", "backend", "target"])
@@ -766,36 +852,90 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
         }
     }
 
-    // Implicit controllers, in the order libvirt adds them.
-    let disk_buses: Vec<String> = devices.children_named("disk").map(disk_bus).collect();
+    // SCSI hostdevs get drive addresses after the SCSI disks' units.
+    let mut used_units: Vec<String> = devices
+        .elements()
+        .filter_map(|d| d.child("address"))
+        .filter(|a| a.attr("type") == Some("drive") && a.attr("controller") == Some("0"))
+        .filter_map(|a| a.attr("unit").map(str::to_owned))
+        .collect();
+    for hd in devices.elements_mut().filter(|d| {
+        d.name == "hostdev" && d.attr("type") == Some("scsi") && d.child("address").is_none()
+    }) {
+        let unit = (0u32..)
+            .find(|u| !used_units.contains(&u.to_string()))
+            .unwrap_or(0);
+        used_units.push(unit.to_string());
+        hd.children.push(Node::Element(
+            drive_address("scsi", u64::from(unit)).unwrap_or_else(|| Element::new("address")),
+        ));
+    }
+
+    // Controllers without an index get the next free one of their type.
+    let mut next_index: Vec<(String, u32)> = Vec::new();
+    for c in devices.elements_mut().filter(|d| d.name == "controller") {
+        let ty = c.attr("type").unwrap_or("").to_owned();
+        let slot = match next_index.iter_mut().find(|(t, _)| *t == ty) {
+            Some(slot) => slot,
+            None => {
+                next_index.push((ty.clone(), 0));
+                let last = next_index.len() - 1;
+                &mut next_index[last]
+            }
+        };
+        match c.attr("index").and_then(|i| i.parse::<u32>().ok()) {
+            Some(i) => slot.1 = slot.1.max(i + 1),
+            None => {
+                c.set_attr("index", slot.1.to_string());
+                slot.1 += 1;
+            }
+        }
+        c.order_attrs(&["type", "index", "model"]);
+    }
+
+    // Implicit controllers, in the order libvirt adds them: one per
+    // controller index a drive address names.
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for ty in ["ide", "fdc", "scsi", "sata"] {
+        for d in devices.elements() {
+            let is_disk_on_bus = d.name == "disk" && disk_bus(d) == ty;
+            let is_scsi_hostdev =
+                ty == "scsi" && d.name == "hostdev" && d.attr("type") == Some("scsi");
+            if !(is_disk_on_bus || is_scsi_hostdev) {
+                continue;
+            }
+            let idx = d
+                .child("address")
+                .filter(|a| a.attr("type") == Some("drive"))
+                .and_then(|a| a.attr("controller"))
+                .unwrap_or("0")
+                .to_owned();
+            if !wanted.iter().any(|(t, i)| t == ty && *i == idx) {
+                wanted.push((ty.to_owned(), idx));
+            }
+        }
+    }
     let has_virtio_chr = devices.elements().any(|d| {
         (d.name == "channel" || d.name == "console")
             && d.child("target").and_then(|t| t.attr("type")) == Some("virtio")
     });
-    let mut implicit = Vec::new();
-    for (bus, ty) in [
-        ("ide", "ide"),
-        ("fdc", "fdc"),
-        ("scsi", "scsi"),
-        ("sata", "sata"),
-    ] {
-        if disk_buses.iter().any(|b| b == bus) && !controller_exists(devices, ty) {
-            implicit.push(ty);
+    if has_virtio_chr {
+        wanted.push(("virtio-serial".into(), "0".into()));
+    }
+    if devices.child("smartcard").is_some() {
+        wanted.push(("ccid".into(), "0".into()));
+    }
+    for (ty, idx) in wanted {
+        let exists = devices
+            .children_named("controller")
+            .any(|c| c.attr("type") == Some(ty.as_str()) && c.attr("index") == Some(idx.as_str()));
+        if !exists {
+            devices.children.push(Node::Element(
+                Element::new("controller")
+                    .with_attr("type", ty)
+                    .with_attr("index", idx),
+            ));
         }
-    }
-    if has_virtio_chr && !controller_exists(devices, "virtio-serial") {
-        implicit.push("virtio-serial");
-    }
-    let smartcards = devices.children_named("smartcard").count();
-    if smartcards > 0 && !controller_exists(devices, "ccid") {
-        implicit.push("ccid");
-    }
-    for ty in implicit {
-        devices.children.push(Node::Element(
-            Element::new("controller")
-                .with_attr("type", ty)
-                .with_attr("index", "0"),
-        ));
     }
     let mut slot = 0;
     for sc in devices.elements_mut().filter(|d| d.name == "smartcard") {

@@ -24,6 +24,7 @@ const TOP_ORDER: &[&str] = &[
     "memoryBacking",
     "vcpu",
     "vcpus",
+    "throttlegroups",
     "iothreads",
     "iothreadids",
     "defaultiothread",
@@ -48,7 +49,6 @@ const TOP_ORDER: &[&str] = &[
     "seclabel",
     "keywrap",
     "launchSecurity",
-    "*",
 ];
 
 const OS_TYPES: &[&str] = &["hvm", "xen", "linux", "exe", "uml", "xenpvh"];
@@ -126,8 +126,9 @@ impl DomainDef {
     }
 
     pub fn from_element(mut root: Element) -> Result<Self, ConfError> {
-        // Runtime attributes never come from the user.
-        root.remove_attr("id");
+        // Runtime attributes never come from the user, and namespaces the
+        // test driver has no parser for (qemu:, ...) are ignored.
+        root.attrs.retain(|(k, _)| k == "type");
         match root.attr("type") {
             None => return Err(ConfError::internal("missing domain type attribute")),
             Some(t) if !DOMAIN_TYPES.contains(&t) => {
@@ -166,6 +167,10 @@ impl DomainDef {
                 }
             }
         }
+        crate::domain_misc::normalize(&mut root)?;
+        // libvirt's parser ignores elements it does not know.
+        root.children
+            .retain(|n| matches!(n, Node::Element(e) if TOP_ORDER.contains(&e.name.as_str())));
         root.sort_children(TOP_ORDER);
         Ok(DomainDef { root })
     }
@@ -286,7 +291,7 @@ impl DomainDef {
                 "per-device boot elements cannot be used together with os/boot elements",
             ));
         }
-        if !has_boot && !devices_have_boot && os.child("kernel").is_none() && os_type == "hvm" {
+        if !has_boot && !devices_have_boot && os_type == "hvm" {
             let pos = os
                 .children
                 .iter()
@@ -368,7 +373,19 @@ impl DomainDef {
 
     /// The XML as libvirt formats it; `id` is set for running domains.
     pub fn to_xml(&self, id: Option<i32>) -> String {
+        self.to_xml_flags(id, false)
+    }
+
+    /// Like [`DomainDef::to_xml`]; without `secure`, passwords are left out
+    /// as libvirt does without VIR_DOMAIN_XML_SECURE.
+    pub fn to_xml_flags(&self, id: Option<i32>, secure: bool) -> String {
         let mut root = self.root.clone();
+        if !secure
+            && let Some(devs) = root.child_mut("devices") {
+                for g in devs.elements_mut().filter(|e| e.name == "graphics") {
+                    g.remove_attr("passwd");
+                }
+            }
         if let Some(id) = id {
             root.set_attr("id", id.to_string());
             root.order_attrs(&["type", "id"]);

@@ -9,6 +9,7 @@
 
 pub mod devices;
 pub mod domain;
+pub mod domain_misc;
 pub mod error;
 pub mod misc;
 pub mod network;

@@ -386,9 +386,9 @@ fn get_xml(host: &Host, r: pb::GetXmlDescRequest) -> VResult<pb::XmlDoc> {
     let idx = find(&st, r.object.as_ref())?;
     let d = &st.domains[idx];
     let xml = if r.inactive {
-        d.config().to_xml(None)
+        d.config().to_xml_flags(None, r.secure)
     } else {
-        d.def.to_xml(d.is_active().then_some(d.id))
+        d.def.to_xml_flags(d.is_active().then_some(d.id), r.secure)
     };
     Ok(pb::XmlDoc { xml })
 }
