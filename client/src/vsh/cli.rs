@@ -720,6 +720,15 @@ pub enum Command {
     /// network filter information in XML
     NwfilterBindingDumpxml(BindingArg),
 
+    /// Network Events
+    NetEvent(NetEventArgs),
+    /// Storage Pool Events
+    PoolEvent(PoolEventArgs),
+    /// Node Device Events
+    NodedevEvent(NodedevEventArgs),
+    /// Secret Events
+    SecretEvent(SecretEventArgs),
+
     /// print the hypervisor sysinfo
     Sysinfo,
     /// connection vcpu maximum
@@ -1010,6 +1019,61 @@ pub struct PoolListArgs {
     #[arg(long)]
     pub name: bool,
 }
+
+/// Options of net-event, pool-event, nodedev-event and secret-event, once
+/// parsed; each command names its object filter after its family.
+#[derive(Debug, Clone, Default)]
+pub struct FamilyEventArgs {
+    pub object: Option<String>,
+    pub event: Option<String>,
+    pub r#loop: bool,
+    pub timeout: Option<u64>,
+    pub list: bool,
+    pub timestamp: bool,
+}
+
+macro_rules! family_event_args {
+    ($name:ident, $long:literal, $help:literal) => {
+        #[derive(Debug, Clone, Default, Args)]
+        pub struct $name {
+            #[arg(long = $long, value_name = "OBJECT", help = $help)]
+            pub object: Option<String>,
+            /// which event type to wait for
+            #[arg(long = "event", value_name = "EVENT", conflicts_with = "list")]
+            pub event: Option<String>,
+            /// loop until timeout or interrupt, rather than one-shot
+            #[arg(long = "loop")]
+            pub r#loop: bool,
+            /// timeout seconds
+            #[arg(long, value_name = "SECONDS")]
+            pub timeout: Option<u64>,
+            /// list valid event types
+            #[arg(long)]
+            pub list: bool,
+            /// show timestamp for each printed event
+            #[arg(long)]
+            pub timestamp: bool,
+        }
+
+        impl From<$name> for FamilyEventArgs {
+            fn from(a: $name) -> Self {
+                FamilyEventArgs {
+                    object: a.object,
+                    event: a.event,
+                    r#loop: a.r#loop,
+                    timeout: a.timeout,
+                    list: a.list,
+                    timestamp: a.timestamp,
+                }
+            }
+        }
+    };
+}
+
+family_event_args!(NetEventArgs, "network", "filter by network name or uuid");
+family_event_args!(PoolEventArgs, "pool", "filter by storage pool name or uuid");
+family_event_args!(NodedevEventArgs, "device", "filter by node device name");
+family_event_args!(SecretEventArgs, "secret", "filter by secret UUID");
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct EventArgs {

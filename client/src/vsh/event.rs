@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use virtmesh_proto::v1::{self, DomainEventType, event::Kind};
 
-use super::cli::EventArgs;
+use super::cli::{EventArgs, FamilyEventArgs};
 use super::util::time_string_now;
 use super::{CmdError, CmdResult, Ctl, domain};
 use crate::lookup::Kinds;
@@ -240,6 +240,30 @@ pub async fn event(ctl: &Ctl, a: &EventArgs) -> CmdResult {
         let d = domain::lookup(ctl, key, Kinds::DOMAIN).await?;
         req.object_uuid = d.uuid;
     }
+    watch(
+        ctl,
+        req,
+        a.event.as_deref(),
+        a.r#loop,
+        a.timeout,
+        a.timestamp,
+        format_event,
+    )
+    .await
+}
+
+/// The event loop every `*event` command shares: print each matching
+/// event (flushed), stop after the first unless `looping`, on timeout or on
+/// Ctrl-C, then print virsh's summary. Status 1 when nothing arrived.
+pub async fn watch(
+    ctl: &Ctl,
+    req: v1::WatchRequest,
+    want: Option<&str>,
+    looping: bool,
+    timeout: Option<u64>,
+    timestamp: bool,
+    format: fn(&v1::Event) -> Option<(&'static str, String)>,
+) -> CmdResult {
     let mut stream = ctl
         .conn
         .events()
@@ -248,9 +272,7 @@ pub async fn event(ctl: &Ctl, a: &EventArgs) -> CmdResult {
         .map_err(crate::Error::from)?
         .into_inner();
 
-    let deadline = a
-        .timeout
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut count = 0usize;
     let ending = loop {
         let next = async {
@@ -270,19 +292,19 @@ pub async fn event(ctl: &Ctl, a: &EventArgs) -> CmdResult {
             Some(Ok(None)) => break Ending::Done,
             Some(Err(status)) => return Err(crate::Error::from(status).into()),
         };
-        let Some((name, text)) = format_event(&ev) else {
+        let Some((name, text)) = format(&ev) else {
             continue;
         };
-        if a.event.as_deref().is_some_and(|want| want != name) {
+        if want.is_some_and(|w| w != name) {
             continue;
         }
-        if a.timestamp {
+        if timestamp {
             ctl.print(&format!("{}: {text}", time_string_now()));
         } else {
             ctl.print(&text);
         }
         count += 1;
-        if !a.r#loop {
+        if !looping {
             break Ending::Done;
         }
     };
@@ -292,6 +314,170 @@ pub async fn event(ctl: &Ctl, a: &EventArgs) -> CmdResult {
     } else {
         Err(CmdError::silent())
     }
+}
+
+/// The object families with their own `*-event` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Network,
+    Pool,
+    NodeDevice,
+    Secret,
+}
+
+impl Family {
+    /// `--list` of each command.
+    pub fn event_names(self) -> &'static [&'static str] {
+        match self {
+            Family::Network => &["lifecycle", "metadata-change"],
+            Family::Pool => &["lifecycle", "refresh"],
+            Family::NodeDevice => &["lifecycle", "update"],
+            Family::Secret => &["lifecycle", "value-changed"],
+        }
+    }
+
+    fn proto(self) -> v1::EventFamily {
+        match self {
+            Family::Network => v1::EventFamily::Network,
+            Family::Pool => v1::EventFamily::StoragePool,
+            Family::NodeDevice => v1::EventFamily::NodeDevice,
+            Family::Secret => v1::EventFamily::Secret,
+        }
+    }
+
+    fn formatter(self) -> fn(&v1::Event) -> Option<(&'static str, String)> {
+        match self {
+            Family::Network => format_network_event,
+            Family::Pool => format_pool_event,
+            Family::NodeDevice => format_nodedev_event,
+            Family::Secret => format_secret_event,
+        }
+    }
+}
+
+fn word(table: &[&'static str], i: i32) -> &'static str {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| table.get(i).copied())
+        .unwrap_or("unknown")
+}
+
+pub fn format_network_event(ev: &v1::Event) -> Option<(&'static str, String)> {
+    match ev.kind.as_ref()? {
+        Kind::NetworkLifecycle(n) => Some((
+            "lifecycle",
+            format!(
+                "event 'lifecycle' for network {}: {}\n",
+                name_of(&n.network),
+                word(&["Defined", "Undefined", "Started", "Stopped"], n.r#type)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+pub fn format_pool_event(ev: &v1::Event) -> Option<(&'static str, String)> {
+    match ev.kind.as_ref()? {
+        Kind::PoolLifecycle(p) => Some((
+            "lifecycle",
+            format!(
+                "event 'lifecycle' for storage pool {}: {}\n",
+                name_of(&p.pool),
+                word(
+                    &[
+                        "Defined",
+                        "Undefined",
+                        "Started",
+                        "Stopped",
+                        "Created",
+                        "Deleted"
+                    ],
+                    p.r#type
+                )
+            ),
+        )),
+        Kind::PoolRefresh(p) => Some((
+            "refresh",
+            format!("event 'refresh' for storage pool {}\n", name_of(&p.pool)),
+        )),
+        _ => None,
+    }
+}
+
+pub fn format_nodedev_event(ev: &v1::Event) -> Option<(&'static str, String)> {
+    match ev.kind.as_ref()? {
+        Kind::NodedevLifecycle(d) => Some((
+            "lifecycle",
+            format!(
+                "event 'lifecycle' for node device {}: {}\n",
+                d.device,
+                word(&["Created", "Deleted", "Defined", "Undefined"], d.r#type)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Secrets are named by UUID in virsh's event lines.
+pub fn format_secret_event(ev: &v1::Event) -> Option<(&'static str, String)> {
+    let uuid_of =
+        |id: &Option<v1::ObjectId>| id.as_ref().map(|i| i.uuid.clone()).unwrap_or_default();
+    match ev.kind.as_ref()? {
+        Kind::SecretLifecycle(s) => Some((
+            "lifecycle",
+            format!(
+                "event 'lifecycle' for secret {}: {}\n",
+                uuid_of(&s.secret),
+                word(&["Defined", "Undefined"], s.r#type)
+            ),
+        )),
+        Kind::SecretValueChanged(s) => Some((
+            "value-changed",
+            format!("event 'value-changed' for secret {}\n", uuid_of(&s.secret)),
+        )),
+        _ => None,
+    }
+}
+
+/// net-event, pool-event, nodedev-event, secret-event.
+pub async fn family_event(ctl: &Ctl, family: Family, a: &FamilyEventArgs) -> CmdResult {
+    if a.list {
+        let names: String = family
+            .event_names()
+            .iter()
+            .map(|n| format!("{n}\n"))
+            .collect();
+        ctl.print(&names);
+        return Ok(());
+    }
+    let Some(want) = a.event.as_deref() else {
+        return Err(CmdError::msg("either --list or --event <type> is required"));
+    };
+    if !family.event_names().contains(&want) {
+        return Err(CmdError::msg(format!("unknown event type {want}")));
+    }
+    let mut req = v1::WatchRequest {
+        families: vec![family.proto() as i32],
+        ..Default::default()
+    };
+    if let Some(key) = a.object.as_deref() {
+        match family {
+            Family::Network => req.object_uuid = super::network::lookup(ctl, key).await?.uuid,
+            Family::Pool => req.object_uuid = super::storage::lookup_pool(ctl, key).await?.uuid,
+            Family::NodeDevice => req.object_name = key.to_owned(),
+            Family::Secret => req.object_uuid = key.to_owned(),
+        }
+    }
+    watch(
+        ctl,
+        req,
+        Some(want),
+        a.r#loop,
+        a.timeout,
+        a.timestamp,
+        family.formatter(),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -374,6 +560,60 @@ mod tests {
             kind: Some(Kind::NetworkLifecycle(v1::NetworkLifecycle::default())),
         };
         assert_eq!(format_event(&net), None);
+    }
+
+    #[test]
+    fn other_family_lines() {
+        let net = v1::Event {
+            timestamp: 0.0,
+            kind: Some(Kind::NetworkLifecycle(v1::NetworkLifecycle {
+                network: dom("net1"),
+                r#type: v1::NetworkEventType::NetworkEventStarted as i32,
+            })),
+        };
+        assert_eq!(
+            format_network_event(&net),
+            Some((
+                "lifecycle",
+                "event 'lifecycle' for network net1: Started\n".to_owned()
+            ))
+        );
+        assert_eq!(format_pool_event(&net), None);
+        let refresh = v1::Event {
+            timestamp: 0.0,
+            kind: Some(Kind::PoolRefresh(v1::StoragePoolRefresh { pool: dom("p") })),
+        };
+        assert_eq!(
+            format_pool_event(&refresh),
+            Some(("refresh", "event 'refresh' for storage pool p\n".to_owned()))
+        );
+        let secret = v1::Event {
+            timestamp: 0.0,
+            kind: Some(Kind::SecretValueChanged(v1::SecretValueChanged {
+                secret: Some(v1::ObjectId {
+                    uuid: "c7a5fdbd-edaf-9455-926a-d65c16db1809".into(),
+                    name: String::new(),
+                }),
+            })),
+        };
+        assert_eq!(
+            format_secret_event(&secret).map(|e| e.1),
+            Some(
+                "event 'value-changed' for secret c7a5fdbd-edaf-9455-926a-d65c16db1809\n"
+                    .to_owned()
+            )
+        );
+        let dev = v1::Event {
+            timestamp: 0.0,
+            kind: Some(Kind::NodedevLifecycle(v1::NodeDeviceLifecycle {
+                device: "scsi_host12".into(),
+                r#type: v1::NodeDeviceEventType::NodeDeviceEventDeleted as i32,
+            })),
+        };
+        assert_eq!(
+            format_nodedev_event(&dev).map(|e| e.1),
+            Some("event 'lifecycle' for node device scsi_host12: Deleted\n".to_owned())
+        );
     }
 
     #[test]

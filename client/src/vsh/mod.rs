@@ -578,6 +578,11 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::NwfilterBindingDelete(b) => nwfilter::binding_delete(ctl, b.get()).await,
         C::NwfilterBindingDumpxml(b) => nwfilter::binding_dumpxml(ctl, b.get()).await,
 
+        C::NetEvent(a) => event::family_event(ctl, event::Family::Network, &a.into()).await,
+        C::PoolEvent(a) => event::family_event(ctl, event::Family::Pool, &a.into()).await,
+        C::NodedevEvent(a) => event::family_event(ctl, event::Family::NodeDevice, &a.into()).await,
+        C::SecretEvent(a) => event::family_event(ctl, event::Family::Secret, &a.into()).await,
+
         C::Sysinfo => host::sysinfo(ctl).await,
         C::Maxvcpus { r#type } => host::maxvcpus(ctl, r#type.as_deref()).await,
         C::Freecell => host::freecell(ctl).await,
