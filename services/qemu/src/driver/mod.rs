@@ -1,0 +1,509 @@
+//! The driver core: domain objects, their lifecycle on real QEMU, state
+//! that follows QMP events, persistence and recovery.
+//!
+//! Locking: the domain list and each domain's state are short-held std
+//! mutexes, never held across an await (the QMP reader calls into the
+//! driver synchronously). Lifecycle operations on one domain are
+//! serialised by its async `job` lock, like libvirt's domain jobs. Lock
+//! order: job, then list, then domain state.
+
+mod lifecycle;
+mod monitor;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use crate::argv::{self, ArgvOptions};
+use crate::def::DomainDef;
+use crate::error::{self as err, Result};
+use crate::events::{EventHub, Lifecycle};
+use crate::process::{self, RunPaths};
+use crate::qmp::{self, EventKind, MonitorMsg, Qmp};
+use crate::state::{self, ConfigStore, LiveStatus};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use virtmesh_proto::v1::{self as pb, DomainState};
+use virtmesh_rpc::{ErrorCode, VirtError};
+
+/// libvirt waits this long after SIGTERM before SIGKILL on destroy.
+const DESTROY_GRACE: Duration = Duration::from_secs(10);
+/// And this long for SIGKILL to take effect.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+// virDomain*Reason numbers used here (libvirt's).
+pub const RUNNING_UNKNOWN: i32 = 0;
+pub const RUNNING_BOOTED: i32 = 1;
+pub const RUNNING_UNPAUSED: i32 = 5;
+pub const PAUSED_UNKNOWN: i32 = 0;
+pub const PAUSED_USER: i32 = 1;
+pub const PAUSED_STARTING_UP: i32 = 11;
+pub const SHUTDOWN_USER: i32 = 1;
+pub const SHUTOFF_UNKNOWN: i32 = 0;
+pub const SHUTOFF_SHUTDOWN: i32 = 1;
+pub const SHUTOFF_DESTROYED: i32 = 2;
+pub const SHUTOFF_FAILED: i32 = 6;
+pub const CRASHED_PANICKED: i32 = 1;
+
+/// virsh's words for each state's reasons (`domstate --reason`).
+pub fn reason_name(state: DomainState, reason: i32) -> &'static str {
+    let names: &[&str] = match state {
+        DomainState::Running => &[
+            "unknown",
+            "booted",
+            "migrated",
+            "restored",
+            "from snapshot",
+            "unpaused",
+            "migration canceled",
+            "save canceled",
+            "event wakeup",
+            "crashed",
+            "post-copy",
+            "post-copy failed",
+        ],
+        DomainState::Paused => &[
+            "unknown",
+            "user",
+            "migrating",
+            "saving",
+            "dumping",
+            "I/O error",
+            "watchdog",
+            "from snapshot",
+            "shutting down",
+            "creating snapshot",
+            "crashed",
+            "starting up",
+            "post-copy",
+            "post-copy failed",
+            "api error",
+        ],
+        DomainState::Shutdown => &["unknown", "user"],
+        DomainState::Shutoff => &[
+            "unknown",
+            "shutdown",
+            "destroyed",
+            "crashed",
+            "migrated",
+            "saved",
+            "failed",
+            "from snapshot",
+            "daemon",
+        ],
+        DomainState::Crashed => &["unknown", "panicked"],
+        _ => &["unknown"],
+    };
+    usize::try_from(reason)
+        .ok()
+        .and_then(|i| names.get(i))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Where the driver keeps things and which QEMU it runs.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// Persistent configs (default /var/lib/virtmesh/qemu).
+    pub state_dir: PathBuf,
+    /// Live status, monitor sockets, pidfiles, logs (default
+    /// /run/virtmesh/qemu).
+    pub run_dir: PathBuf,
+    /// The emulator used when a definition names none.
+    pub emulator: PathBuf,
+}
+
+impl QemuConfig {
+    /// The defaults (DESIGN.md §6): as root, /var/lib/virtmesh/qemu and
+    /// /run/virtmesh/qemu; otherwise under $XDG_DATA_HOME (or
+    /// ~/.local/share) and $XDG_RUNTIME_DIR. An explicit `--state-dir`
+    /// keeps everything in one place: the run directory goes beneath it.
+    pub fn system(state_dir: Option<PathBuf>) -> QemuConfig {
+        let emulator = PathBuf::from(crate::def::DEFAULT_EMULATOR);
+        if let Some(state_dir) = state_dir {
+            return QemuConfig {
+                run_dir: state_dir.join("run"),
+                state_dir,
+                emulator,
+            };
+        }
+        if is_root() {
+            return QemuConfig {
+                state_dir: PathBuf::from("/var/lib/virtmesh/qemu"),
+                run_dir: PathBuf::from("/run/virtmesh/qemu"),
+                emulator,
+            };
+        }
+        let env_dir = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let data = env_dir("XDG_DATA_HOME")
+            .or_else(|| env_dir("HOME").map(|h| h.join(".local/share")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("virtmesh/qemu");
+        let run = env_dir("XDG_RUNTIME_DIR")
+            .map(|r| r.join("virtmesh/qemu"))
+            .unwrap_or_else(|| data.join("run"));
+        QemuConfig {
+            state_dir: data,
+            run_dir: run,
+            emulator,
+        }
+    }
+}
+
+/// Whether we run as root: /proc/self belongs to the effective uid.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A running QEMU.
+struct Live {
+    id: i32,
+    pid: i32,
+    def: DomainDef,
+    qmp: Arc<Qmp>,
+    paths: RunPaths,
+    /// Which connection this is, so a late event of an old one is ignored.
+    generation: u64,
+    /// Between spawn and `cont`: QMP's STOP/RESUME are ours, not news.
+    starting: bool,
+    destroying: bool,
+    got_shutdown: bool,
+    fake_reboot: bool,
+    /// The reason the next STOP event gets (set by Suspend).
+    pause_reason: Option<i32>,
+}
+
+struct DomState {
+    name: String,
+    /// The persistent config; `None` for a transient domain.
+    config: Option<DomainDef>,
+    live: Option<Live>,
+    state: DomainState,
+    reason: i32,
+    /// Gone from the list (undefined, or a transient domain stopped).
+    removed: bool,
+}
+
+struct Dom {
+    uuid: String,
+    job: tokio::sync::Mutex<()>,
+    st: Mutex<DomState>,
+}
+
+impl Dom {
+    fn lock(&self) -> MutexGuard<'_, DomState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Inner {
+    cfg: QemuConfig,
+    store: ConfigStore,
+    doms: Mutex<Vec<Arc<Dom>>>,
+    next_id: AtomicI32,
+    generation: AtomicU64,
+    events: EventHub,
+}
+
+/// The qemu driver. Cheap to clone; every clone is the same driver.
+#[derive(Clone)]
+pub struct QemuDriver {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QemuDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuDriver")
+            .field("state_dir", &self.inner.cfg.state_dir)
+            .field("run_dir", &self.inner.cfg.run_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of one domain for replies.
+#[derive(Debug, Clone)]
+pub struct DomView {
+    pub uuid: String,
+    pub name: String,
+    pub id: i32,
+    pub state: DomainState,
+    pub reason: i32,
+    pub persistent: bool,
+    pub def: DomainDef,
+    /// The persistent config, when there is one.
+    pub config: Option<DomainDef>,
+    pub pid: Option<i32>,
+}
+
+impl DomView {
+    pub fn summary(&self) -> pb::DomainSummary {
+        pb::DomainSummary {
+            uuid: self.uuid.clone(),
+            name: self.name.clone(),
+            id: self.id,
+            state: self.state as i32,
+            persistent: self.persistent,
+            autostart: false,
+            has_managed_save: false,
+            has_snapshot: false,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.id >= 0
+    }
+}
+
+fn view(uuid: &str, st: &DomState) -> Option<DomView> {
+    let def = st
+        .live
+        .as_ref()
+        .map(|l| l.def.clone())
+        .or_else(|| st.config.clone())?;
+    Some(DomView {
+        uuid: uuid.to_owned(),
+        name: st.name.clone(),
+        id: st.live.as_ref().map_or(-1, |l| l.id),
+        state: st.state,
+        reason: st.reason,
+        persistent: st.config.is_some(),
+        def,
+        config: st.config.clone(),
+        pid: st.live.as_ref().map(|l| l.pid),
+    })
+}
+
+impl QemuDriver {
+    /// Open the driver: create the directories, load the persistent
+    /// configs, and reconnect to every guest a previous instance left
+    /// running (reporting those that exited meanwhile as shut off).
+    pub async fn new(cfg: QemuConfig) -> Result<QemuDriver> {
+        state::mkdir(&cfg.state_dir).map_err(err::state)?;
+        state::mkdir(&cfg.run_dir).map_err(err::state)?;
+        let inner = Arc::new(Inner {
+            store: ConfigStore::new(cfg.state_dir.clone()),
+            cfg,
+            doms: Mutex::new(Vec::new()),
+            next_id: AtomicI32::new(1),
+            generation: AtomicU64::new(1),
+            events: EventHub::default(),
+        });
+        let driver = QemuDriver { inner };
+        for (path, def) in driver.inner.store.load_all() {
+            match def {
+                Ok(def) => {
+                    driver.insert(def.uuid(), def.name(), Some(def));
+                }
+                Err(e) => tracing::error!("ignoring config {}: {e}", path.display()),
+            }
+        }
+        for status in state::list_statuses(&driver.inner.cfg.run_dir) {
+            match status {
+                Ok(status) => driver.reconnect(status).await,
+                Err(e) => tracing::error!("ignoring live status: {e}"),
+            }
+        }
+        Ok(driver)
+    }
+
+    pub fn events(&self) -> EventHub {
+        self.inner.events.clone()
+    }
+
+    pub fn config(&self) -> &QemuConfig {
+        &self.inner.cfg
+    }
+
+    fn list_lock(&self) -> MutexGuard<'_, Vec<Arc<Dom>>> {
+        self.inner.doms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, uuid: String, name: String, config: Option<DomainDef>) -> Arc<Dom> {
+        let dom = Arc::new(Dom {
+            uuid,
+            job: tokio::sync::Mutex::new(()),
+            st: Mutex::new(DomState {
+                name,
+                config,
+                live: None,
+                state: DomainState::Shutoff,
+                reason: SHUTOFF_UNKNOWN,
+                removed: false,
+            }),
+        });
+        self.list_lock().push(dom.clone());
+        dom
+    }
+
+    fn remove_from_list(&self, dom: &Arc<Dom>) {
+        self.list_lock().retain(|d| !Arc::ptr_eq(d, dom));
+    }
+
+    /// The domain an ObjectRef names, or libvirt's not-found error.
+    fn find(&self, r: Option<&pb::ObjectRef>) -> Result<Arc<Dom>> {
+        use pb::object_ref::Key;
+        let key = r
+            .and_then(|r| r.key.as_ref())
+            .ok_or_else(err::missing_ref)?;
+        let list = self.list_lock();
+        let found = list.iter().find(|d| {
+            let st = d.lock();
+            !st.removed
+                && match key {
+                    Key::Uuid(u) => d.uuid.eq_ignore_ascii_case(u.trim()),
+                    Key::Name(n) => st.name == *n,
+                    Key::Id(id) => st.live.as_ref().is_some_and(|l| l.id == *id),
+                }
+        });
+        match (found, key) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Key::Uuid(u)) => Err(err::no_domain_uuid(u)),
+            (None, Key::Name(n)) => Err(err::no_domain_name(n)),
+            (None, Key::Id(id)) => Err(err::no_domain_id(*id)),
+        }
+    }
+
+    /// A domain looked up, viewed.
+    pub fn lookup(&self, r: Option<&pb::ObjectRef>) -> Result<DomView> {
+        let dom = self.find(r)?;
+        let st = dom.lock();
+        view(&dom.uuid, &st).ok_or_else(|| err::internal("domain has no definition"))
+    }
+
+    /// Every domain, in definition order.
+    pub fn list(&self) -> Vec<DomView> {
+        let doms: Vec<Arc<Dom>> = self.list_lock().clone();
+        doms.iter()
+            .filter_map(|d| {
+                let st = d.lock();
+                if st.removed { None } else { view(&d.uuid, &st) }
+            })
+            .collect()
+    }
+
+    /// virDomainDefineXML.
+    pub fn define(&self, xml: &str) -> Result<DomView> {
+        let def = DomainDef::parse(xml).map_err(err::conf)?;
+        let (uuid, name) = (def.uuid(), def.name());
+        // Checked and inserted under the list lock, so two concurrent
+        // defines of one name cannot both win.
+        let mut list = self.list_lock();
+        let existing = list.iter().find(|d| {
+            let st = d.lock();
+            !st.removed && (st.name == name || d.uuid.eq_ignore_ascii_case(&uuid))
+        });
+        let (dom, event) = match existing {
+            Some(d) => {
+                let st = d.lock();
+                if !d.uuid.eq_ignore_ascii_case(&uuid) {
+                    return Err(err::qemu(
+                        ErrorCode::OperationFailed,
+                        format!(
+                            "operation failed: domain '{name}' is already defined with uuid {}",
+                            d.uuid
+                        ),
+                    ));
+                }
+                if st.name != name {
+                    return Err(err::qemu(
+                        ErrorCode::OperationFailed,
+                        format!(
+                            "operation failed: domain '{}' already exists with uuid {uuid}",
+                            st.name
+                        ),
+                    ));
+                }
+                drop(st);
+                (d.clone(), Lifecycle::DefinedUpdated)
+            }
+            None => {
+                let dom = Arc::new(Dom {
+                    uuid: uuid.clone(),
+                    job: tokio::sync::Mutex::new(()),
+                    st: Mutex::new(DomState {
+                        name: name.clone(),
+                        config: None,
+                        live: None,
+                        state: DomainState::Shutoff,
+                        reason: SHUTOFF_UNKNOWN,
+                        removed: false,
+                    }),
+                });
+                list.push(dom.clone());
+                (dom, Lifecycle::DefinedAdded)
+            }
+        };
+        if let Err(e) = self.inner.store.save(&def) {
+            if event == Lifecycle::DefinedAdded {
+                list.retain(|d| !Arc::ptr_eq(d, &dom));
+            }
+            return Err(err::state(e));
+        }
+        drop(list);
+        let mut st = dom.lock();
+        st.config = Some(def);
+        if let Some(live) = &st.live {
+            // A running transient domain becomes persistent.
+            let _ = self.save_status(&dom.uuid, &st.name, live, true);
+        }
+        self.inner.events.lifecycle(&uuid, &name, event);
+        view(&dom.uuid, &st).ok_or_else(|| err::internal("domain has no definition"))
+    }
+
+    /// virDomainUndefine: a running domain becomes transient.
+    pub async fn undefine(&self, r: Option<&pb::ObjectRef>) -> Result<()> {
+        let dom = self.find(r)?;
+        let _job = dom.job.lock().await;
+        let mut st = dom.lock();
+        if st.removed {
+            return Err(err::no_domain_uuid(&dom.uuid));
+        }
+        if st.config.is_none() {
+            return Err(err::invalid_op("cannot undefine transient domain"));
+        }
+        self.inner.store.remove(&st.name).map_err(err::state)?;
+        st.config = None;
+        match &st.live {
+            Some(live) => {
+                let _ = self.save_status(&dom.uuid, &st.name, live, false);
+            }
+            None => st.removed = true,
+        }
+        let removed = st.removed;
+        self.inner
+            .events
+            .lifecycle(&dom.uuid, &st.name, Lifecycle::UndefinedRemoved);
+        drop(st);
+        if removed {
+            self.remove_from_list(&dom);
+        }
+        Ok(())
+    }
+
+    fn save_status(&self, uuid: &str, name: &str, live: &Live, persistent: bool) -> Result<()> {
+        state::save_status(
+            &live.paths.status,
+            &LiveStatus {
+                uuid: uuid.to_owned(),
+                name: name.to_owned(),
+                id: live.id,
+                pid: live.pid,
+                monitor: live.paths.monitor.clone(),
+                persistent,
+                xml: live.def.to_xml(None),
+            },
+        )
+        .map_err(err::state)
+    }
+
+    fn find_uuid(&self, uuid: &str) -> Option<Arc<Dom>> {
+        self.list_lock().iter().find(|d| d.uuid == uuid).cloned()
+    }
+}
