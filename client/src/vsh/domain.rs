@@ -5,7 +5,6 @@ use virtmesh_proto::v1::{self, DomainState, DomainSummary};
 use super::table::Table;
 use super::util::{read_file, yes_no};
 use super::{CmdError, CmdResult, Ctl, cli::ListArgs, host};
-use crate::connection::collect;
 use crate::lookup::{Kinds, by_uuid};
 
 /// virshDomainStateToString.
@@ -240,13 +239,9 @@ pub fn list_request(a: &ListArgs) -> v1::ListDomainsRequest {
 }
 
 pub async fn list(ctl: &Ctl, a: &ListArgs) -> CmdResult {
-    let resp = ctl
+    let mut doms = ctl
         .conn
-        .domain()
-        .list(list_request(a))
-        .await
-        .map_err(|e| CmdError::ctx("Failed to list domains", crate::Error::from(e)))?;
-    let mut doms = collect(resp)
+        .list_domains(list_request(a))
         .await
         .map_err(|e| CmdError::ctx("Failed to list domains", e))?;
     sort_domains(&mut doms);

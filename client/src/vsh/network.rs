@@ -6,7 +6,6 @@ use super::cli::NetListArgs;
 use super::table::Table;
 use super::util::{read_file, yes_no};
 use super::{CmdError, CmdResult, Ctl};
-use crate::connection::collect;
 use crate::lookup::by_uuid;
 
 pub fn list_filter(a: &NetListArgs) -> v1::ListFilter {
@@ -95,13 +94,9 @@ pub async fn name(ctl: &Ctl, key: &str) -> CmdResult {
 }
 
 pub async fn list(ctl: &Ctl, a: &NetListArgs) -> CmdResult {
-    let resp = ctl
+    let mut nets = ctl
         .conn
-        .network()
-        .list(list_filter(a))
-        .await
-        .map_err(|e| CmdError::ctx("Failed to list networks", crate::Error::from(e)))?;
-    let mut nets = collect(resp)
+        .list_networks(list_filter(a))
         .await
         .map_err(|e| CmdError::ctx("Failed to list networks", e))?;
     sort_by_name(&mut nets, |n| &n.name);
