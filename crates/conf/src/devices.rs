@@ -47,8 +47,8 @@ const INFO_TAIL: &[&str] = &["boot", "alias", "master", "rom", "acpi", "address"
 const INTERFACE_ORDER: &[&str] = &[
     "mac",
     "source",
-    "virtualport",
     "vlan",
+    "virtualport",
     "bandwidth",
     "port",
     "ip",
@@ -75,9 +75,9 @@ const DISK_ORDER: &[&str] = &[
     "source",
     "backingStore",
     "backenddomain",
-    "target",
     "geometry",
     "blockio",
+    "target",
     "iotune",
     "readonly",
     "shareable",
@@ -375,6 +375,9 @@ fn validate(dev: &Element) -> Result<(), ConfError> {
                 )));
             }
         }
+        "rng" if dev.children_named("backend").count() != 1 => {
+            return Err(ConfError::xml("only one RNG backend is supported"));
+        }
         "controller" => {
             if let Some(i) = dev.attr("index")
                 && i.parse::<u32>().is_err()
@@ -573,7 +576,13 @@ fn normalize_interface(
         .elements_mut()
         .filter(|e| e.name == "ip" || e.name == "route")
     {
-        ip.order_attrs(&["address", "family", "prefix", "peer", "gateway"]);
+        if ip.name == "route" {
+            ip.order_attrs(&[
+                "family", "address", "netmask", "prefix", "gateway", "metric",
+            ]);
+        } else {
+            ip.order_attrs(&["address", "family", "prefix", "peer"]);
+        }
     }
     if dev.child("target").is_none() {
         let name = loop {
@@ -692,8 +701,8 @@ fn normalize_graphics(dev: &mut Element) {
             "zlib",
             "playback",
             "streaming",
-            "clipboard",
             "mouse",
+            "clipboard",
             "filetransfer",
             "gl",
             "*",
@@ -844,8 +853,9 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
                 chardev_protocol(dev);
                 sort_device(dev, &["source", "protocol", "log", "target"]);
             }
-            "controller" | "smartcard" | "sound" | "input" | "memballoon" | "rng" | "watchdog"
-            | "tpm" | "shmem" | "panic" | "vsock" | "iommu" | "memory" => {
+            "rng" => sort_device(dev, &["rate", "backend"]),
+            "controller" | "smartcard" | "sound" | "input" | "memballoon" | "watchdog" | "tpm"
+            | "shmem" | "panic" | "vsock" | "iommu" | "memory" => {
                 sort_device(dev, &["driver", "model", "source", "backend", "target"])
             }
             _ => {}
@@ -910,8 +920,13 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
                 .and_then(|a| a.attr("controller"))
                 .unwrap_or("0")
                 .to_owned();
-            if !wanted.iter().any(|(t, i)| t == ty && *i == idx) {
-                wanted.push((ty.to_owned(), idx));
+            // libvirt adds every controller index up to the one named.
+            let max: u32 = idx.parse().unwrap_or(0);
+            for i in 0..=max {
+                let i = i.to_string();
+                if !wanted.iter().any(|(t, w)| t == ty && *w == i) {
+                    wanted.push((ty.to_owned(), i));
+                }
             }
         }
     }
@@ -952,7 +967,12 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
 
     // A serial port without a console gets one, as on x86.
     if devices.child("console").is_none()
-        && let Some(serial) = devices.child("serial")
+        && let Some(serial) = devices.child("serial").filter(|s| {
+            matches!(
+                s.child("target").and_then(|t| t.attr("type")),
+                None | Some("isa-serial") | Some("system-serial")
+            )
+        })
     {
         let console = console_for(serial);
         devices.children.push(Node::Element(console));

@@ -380,12 +380,11 @@ impl DomainDef {
     /// as libvirt does without VIR_DOMAIN_XML_SECURE.
     pub fn to_xml_flags(&self, id: Option<i32>, secure: bool) -> String {
         let mut root = self.root.clone();
-        if !secure
-            && let Some(devs) = root.child_mut("devices") {
-                for g in devs.elements_mut().filter(|e| e.name == "graphics") {
-                    g.remove_attr("passwd");
-                }
+        if !secure && let Some(devs) = root.child_mut("devices") {
+            for g in devs.elements_mut().filter(|e| e.name == "graphics") {
+                g.remove_attr("passwd");
             }
+        }
         if let Some(id) = id {
             root.set_attr("id", id.to_string());
             root.order_attrs(&["type", "id"]);

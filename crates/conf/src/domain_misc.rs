@@ -51,9 +51,9 @@ const CPUTUNE: &[&str] = &[
     "vcpupin",
     "emulatorpin",
     "iothreadpin",
+    "emulatorsched",
     "vcpusched",
     "iothreadsched",
-    "emulatorsched",
     "cachetune",
     "memorytune",
     "*",
@@ -154,6 +154,43 @@ pub fn normalize(root: &mut Element) -> Result<(), ConfError> {
         }
         features.sort_children(FEATURES);
     }
+    let numa_cells = root
+        .child("cpu")
+        .and_then(|c| c.child("numa"))
+        .map(|n| n.children_named("cell").count())
+        .unwrap_or(0);
+    if let Some(numa) = root.child("cpu").and_then(|c| c.child("numa")) {
+        let cells: Vec<(String, Vec<u32>)> = numa
+            .children_named("cell")
+            .map(|c| {
+                let id = c.attr("id").unwrap_or("").to_owned();
+                let cpus = c.attr("cpus").and_then(parse_cpuset).unwrap_or_default();
+                (id, cpus)
+            })
+            .collect();
+        for (i, (id_a, a)) in cells.iter().enumerate() {
+            for (id_b, b) in &cells[..i] {
+                if a.iter().any(|x| b.contains(x)) {
+                    return Err(ConfError::unsupported(format!(
+                        "NUMA cells {id_a} and {id_b} have overlapping vCPU ids"
+                    )));
+                }
+            }
+        }
+    }
+    if numa_cells == 0
+        && root.child("devices").is_some_and(|d| {
+            d.children_named("memory").any(|m| {
+                m.attr("model") == Some("dimm")
+                    || m.attr("model") == Some("nvdimm")
+                    || m.attr("model") == Some("virtio-mem")
+            })
+        })
+    {
+        return Err(ConfError::detail(
+            "can't add memory backend as guest has no NUMA nodes configured",
+        ));
+    }
     if let Some(cpu) = root.child_mut("cpu") {
         for f in cpu.children_named("feature") {
             if f.attr("policy").is_some_and(|p| !CPU_POLICIES.contains(&p)) {
@@ -165,9 +202,10 @@ pub fn normalize(root: &mut Element) -> Result<(), ConfError> {
         }
         if cpu.attr("mode") == Some("custom")
             && let Some(m) = cpu.child_mut("model")
-                && m.attr("fallback").is_none() {
-                    m.set_attr("fallback", "allow");
-                }
+            && m.attr("fallback").is_none()
+        {
+            m.set_attr("fallback", "allow");
+        }
         cpu.order_attrs(&["mode", "match", "check", "migratable"]);
         if let Some(t) = cpu.child_mut("topology") {
             for (k, d) in [("dies", "1"), ("clusters", "1")] {

@@ -311,7 +311,6 @@ pub fn normalize_rule(rule: &mut Element) -> Result<(), ConfError> {
 /// Default chain priorities by chain prefix (virNWFilterChainPriority).
 pub fn chain_priority(chain: &str) -> Option<&'static str> {
     [
-        ("stp", "-810"),
         ("mac", "-800"),
         ("vlan", "-750"),
         ("ipv4", "-700"),
