@@ -110,6 +110,12 @@ families = ["*"]
 EOF
   start "$work/gw.log" "$VIRTMESH" gateway --config "$work/virtmesh.toml" --listen 127.0.0.1:0 --state-dir "$work/state/gw" || exit 2
   gw_addr=$addr
+  # Ready means routable end to end, not just listening.
+  for _ in $(seq 50); do
+    "$VSH" --gateway "$gw_addr" -q uri >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the mesh did not become ready" >&2; cat "$work/test.log" "$work/gw.log" >&2; exit 2
 }
 
 cases=("$@")
