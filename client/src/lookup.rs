@@ -97,10 +97,8 @@ where
     F: FnMut(ObjectRef) -> Fut,
     Fut: Future<Output = std::result::Result<T, tonic::Status>>,
 {
-    let mut last = Error::InvalidUri(String::new());
-    let mut tried = false;
+    let mut last = None;
     for r in refs {
-        tried = true;
         match lookup(r).await {
             Ok(v) => return Ok(v),
             Err(status) => {
@@ -108,19 +106,20 @@ where
                 if err.is_transport() {
                     return Err(err);
                 }
-                last = err;
+                last = Some(err);
             }
         }
     }
-    if !tried {
-        // Only reachable with an empty `Kinds`: a caller bug, not a user's.
-        last = Error::Virt(virtmesh_rpc::VirtError::new(
-            virtmesh_rpc::ErrorCode::InvalidArg,
-            virtmesh_rpc::ErrorDomain::None,
-            "no lookup key kind allowed",
-        ));
-    }
-    Err(last)
+    // No candidate at all only happens with an empty `Kinds`: a caller bug.
+    Err(last.unwrap_or_else(no_candidates))
+}
+
+fn no_candidates() -> Error {
+    Error::Virt(virtmesh_rpc::VirtError::new(
+        virtmesh_rpc::ErrorCode::InvalidArg,
+        virtmesh_rpc::ErrorDomain::None,
+        "no lookup key kind allowed",
+    ))
 }
 
 impl Connection {
@@ -200,7 +199,7 @@ impl Connection {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::InvalidUri(String::new())))
+        Err(last.unwrap_or_else(no_candidates))
     }
 
     /// A host interface by name, then by MAC address.
