@@ -513,3 +513,44 @@ mod tests {
         assert_eq!(err.message, "Premature end of data in tag domain line 1");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    /// Every prefix and a set of byte mutations of real documents go
+    /// through every parser without panicking.
+    #[test]
+    fn parsers_never_panic() {
+        let docs = [
+            "<domain type='test'><name>x</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid><memory unit='MiB'>1</memory><vcpu current='1'>2</vcpu><os><type arch='i686'>hvm</type></os><cpu><numa><cell id='0' cpus='0-1,^1' memory='1'/></numa></cpu><devices><disk type='file'><target dev='sdzz'/><address type='pci' bus='0x1ff'/></disk><interface type='network'><source network='n'/><mac address='01:02:03:04:05:06'/></interface><serial type='tcp'/><graphics type='vnc' listen='1.2.3.4'/><controller type='sata' index='x'/></devices></domain>",
+            "<network><name>n</name><forward mode='nat' dev='eth0'/><ip address='10.0.0.1' prefix='33'><dhcp><range start='10.0.0.9' end='10.0.0.2'/><host mac='zz'/></dhcp></ip></network>",
+            "<pool type='netfs'><name>p</name><source><host name='h'/></source><target><path>//a//b/</path></target></pool>",
+            "<volume><name>v</name><capacity unit='E'>99999</capacity></volume>",
+            "<filter name='f' chain='ipv4-x'><rule action='drop' direction='in'><tcp flags='SYN/ACK' state='NEW' srcipmask='255.0.255.0' dscp='99'/></rule></filter>",
+            "<secret ephemeral='maybe'><usage type='ceph'><name/></usage></secret>",
+        ];
+        for doc in docs {
+            for end in 0..=doc.len() {
+                let Some(prefix) = doc.get(..end) else {
+                    continue;
+                };
+                let _ = crate::domain::DomainDef::parse(prefix);
+                let _ = crate::network::NetworkDef::parse(prefix);
+                let _ = crate::storage::PoolDef::parse(prefix);
+                let _ = crate::storage::VolDef::parse(prefix);
+                let _ = crate::misc::NwFilterDef::parse(prefix);
+                let _ = crate::misc::SecretDef::parse(prefix);
+                let _ = crate::misc::InterfaceDef::parse(prefix);
+                let _ = crate::misc::NodeDeviceDef::parse(prefix);
+            }
+            for (i, _) in doc.char_indices() {
+                for repl in ["<", ">", "'", "&", "\"", "/", "0", "-"] {
+                    let mut m = doc.to_owned();
+                    m.replace_range(i..i + 1, repl);
+                    let _ = crate::domain::DomainDef::parse(&m);
+                    let _ = crate::network::NetworkDef::parse(&m);
+                    let _ = crate::misc::NwFilterDef::parse(&m);
+                }
+            }
+        }
+    }
+}

@@ -174,7 +174,9 @@ impl PoolObj {
     }
 
     pub fn allocation(&self) -> u64 {
-        self.vols.iter().map(|v| v.def.allocation).sum()
+        self.vols
+            .iter()
+            .fold(0u64, |acc, v| acc.saturating_add(v.def.allocation))
     }
 
     pub fn available(&self) -> u64 {

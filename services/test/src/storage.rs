@@ -20,6 +20,10 @@ use crate::{BoxStream, TestDriver, events};
 /// Transfer chunk size for downloads.
 const CHUNK: usize = 256 * 1024;
 
+/// Volume contents are kept in memory; writes past this offset are
+/// refused rather than letting one upload exhaust the service's memory.
+pub const MAX_IN_MEMORY: u64 = 1 << 30;
+
 fn conf_err(e: virtmesh_conf::ConfError) -> VirtError {
     err::conf(e, ErrorDomain::Storage)
 }
@@ -606,7 +610,7 @@ impl StorageVol for TestDriver {
                 );
             }
         };
-        let (capacity, total) = {
+        let total = {
             let st = host.lock();
             let (pi, vi) = find_vol(&st, start.volume.as_ref())?;
             let cap = st.pools[pi].vols[vi].def.capacity;
@@ -617,12 +621,12 @@ impl StorageVol for TestDriver {
                 ))
                 .into());
             }
-            let total = if start.length == 0 {
+
+            if start.length == 0 {
                 cap - start.offset
             } else {
                 start.length.min(cap - start.offset)
-            };
-            (cap, total)
+            }
         };
         let (tx, rx) = mpsc::channel(16);
         // Bytes are written as they arrive; progress goes back per chunk.
@@ -645,6 +649,16 @@ impl StorageVol for TestDriver {
                         .send(Err(err::invalid_arg(
                             "upload is larger than the requested length",
                         )
+                        .into()))
+                        .await;
+                    return;
+                }
+                let end_offset = (start.offset + written).saturating_add(data.len() as u64);
+                if end_offset > MAX_IN_MEMORY {
+                    let _ = tx
+                        .send(Err(err::unsupported(format!(
+                            "the test driver keeps at most {MAX_IN_MEMORY} bytes of volume data in memory"
+                        ))
                         .into()))
                         .await;
                     return;
@@ -674,7 +688,6 @@ impl StorageVol for TestDriver {
                     return;
                 }
             }
-            let _ = capacity;
             let _ = tx
                 .send(Ok(pb::Progress {
                     processed_bytes: written,
