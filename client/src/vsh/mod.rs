@@ -7,6 +7,7 @@
 //! `error: ...` lines on stderr and exit with status 1.
 
 pub mod cli;
+pub mod cmdline;
 pub mod domain;
 pub mod domextra;
 pub mod event;
@@ -122,24 +123,9 @@ pub fn default_uri(
 /// Entry point of the `vsh` binary.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            // Help and --version go to stdout with status 0; usage errors
-            // exit 1 as virsh's do (clap would use 2), worded as virsh
-            // words them when it has a wording.
-            if !e.use_stderr() {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            match usage_error_text(&e, &args) {
-                Some(text) => eprint!("{text}"),
-                None => {
-                    let _ = e.print();
-                }
-            }
-            return ExitCode::FAILURE;
-        }
+    let clis = match parse_all(&args) {
+        Ok(clis) => clis,
+        Err(code) => return code,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -151,54 +137,114 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(cli))
+    rt.block_on(run(clis))
 }
 
-async fn run(cli: Cli) -> ExitCode {
-    let uri = default_uri(cli.connect.clone(), |k| std::env::var(k).ok());
-
-    // `event --list` needs no hypervisor, as in virsh.
-    if let Command::Event(e) = &cli.command
-        && e.list
-    {
-        let mut s = String::new();
-        for name in event::EVENT_NAMES {
-            s.push_str(name);
-            s.push('\n');
-        }
-        print!("{s}");
-        if !cli.quiet {
-            println!();
-        }
-        return ExitCode::SUCCESS;
-    }
-
-    let conn = match Connection::open(&cli.gateway, uri.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return connect_failed(&e),
+/// Parse the command line into the commands to run. As in virsh, a single
+/// argument after the global options is a command string
+/// (`vsh 'define d.xml; start vm1'`); every command is parsed before any
+/// runs, so a typo in the third stops the first from running.
+fn parse_all(args: &[String]) -> Result<Vec<Cli>, ExitCode> {
+    let (globals, rest) = cmdline::split_globals(args);
+    let lines = if rest.len() == 1 {
+        cmdline::split_commands(&rest[0]).map_err(|msg| {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        })?
+    } else {
+        vec![rest]
     };
+    // An empty command string gets clap's help, like no command at all.
+    let lines = if lines.is_empty() {
+        vec![Vec::new()]
+    } else {
+        lines
+    };
+    let mut clis = Vec::with_capacity(lines.len());
+    for line in lines {
+        let argv: Vec<String> = globals.iter().cloned().chain(line).collect();
+        match Cli::try_parse_from(&argv) {
+            Ok(cli) => clis.push(cli),
+            Err(e) => {
+                // Help and --version go to stdout with status 0; usage
+                // errors exit 1 as virsh's do (clap would use 2), worded as
+                // virsh words them when it has a wording.
+                if !e.use_stderr() {
+                    let _ = e.print();
+                    return Err(ExitCode::SUCCESS);
+                }
+                match usage_error_text(&e, &argv) {
+                    Some(text) => eprint!("{text}"),
+                    None => {
+                        let _ = e.print();
+                    }
+                }
+                return Err(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(clis)
+}
+
+/// Connect as virsh does at start-up: a gateway or URI that does not work
+/// stops everything before the first command.
+async fn connect(cli: &Cli) -> Result<Ctl, ExitCode> {
+    let uri = default_uri(cli.connect.clone(), |k| std::env::var(k).ok());
+    let conn = Connection::open(&cli.gateway, uri.as_deref()).map_err(|e| connect_failed(&e))?;
     match conn.verify().await {
         Ok(_) => {}
         // A driver without Connect.Open still serves everything else; only
         // a real failure to reach or open the URI stops us here.
         Err(e) if e.code() == crate::ErrorCode::NoSupport => {}
-        Err(e) => return connect_failed(&e),
+        Err(e) => return Err(connect_failed(&e)),
     }
-    let ctl = Ctl {
+    Ok(Ctl {
         conn,
         quiet: cli.quiet,
-    };
-    let res = dispatch(&ctl, cli.command).await;
-    let code = match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprint!("{}", e.render());
-            ExitCode::FAILURE
+    })
+}
+
+/// Run the commands in order; the exit status is the last command's, as
+/// in virsh.
+async fn run(clis: Vec<Cli>) -> ExitCode {
+    let mut ctl: Option<Ctl> = None;
+    let mut code = ExitCode::SUCCESS;
+    for cli in clis {
+        // `event --list` needs no hypervisor, as in virsh.
+        if let Command::Event(e) = &cli.command
+            && e.list
+        {
+            let names: String = event::EVENT_NAMES
+                .iter()
+                .map(|n| format!("{n}\n"))
+                .collect();
+            print!("{names}");
+            if !cli.quiet {
+                println!();
+            }
+            code = ExitCode::SUCCESS;
+            continue;
         }
-    };
-    // virsh's vshCommandRun prints this after every command it ran,
-    // successful or not.
-    ctl.extra("\n");
+        if ctl.is_none() {
+            match connect(&cli).await {
+                Ok(c) => ctl = Some(c),
+                Err(code) => return code,
+            }
+        }
+        let Some(ctl) = ctl.as_ref() else {
+            return ExitCode::FAILURE;
+        };
+        code = match dispatch(ctl, cli.command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprint!("{}", e.render());
+                ExitCode::FAILURE
+            }
+        };
+        // virsh's vshCommandRun prints this after every command it ran,
+        // successful or not.
+        ctl.extra("\n");
+    }
     code
 }
 
