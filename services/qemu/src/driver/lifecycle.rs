@@ -112,18 +112,24 @@ impl QemuDriver {
             }
         };
         let log_start = std::fs::metadata(&paths.log).map(|m| m.len()).unwrap_or(0);
-        let spawned = process::spawn(&emulator, &args, &paths.log, &paths.monitor)
-            .await
-            .map_err(err::process)?;
+        let spawned = match process::spawn(&emulator, &args, &paths.log, &paths.monitor).await {
+            Ok(s) => s,
+            Err(e) => {
+                paths.cleanup();
+                return Err(err::process(e));
+            }
+        };
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let sink = self.sink(&dom.uuid, generation);
-        let log_path = paths.log.clone();
+        // Undo a start that failed after the spawn: kill QEMU, remove its
+        // files, and add what it wrote to stderr to the error.
         let fail = |e: VirtError, pid: i32| {
-            let log_path = log_path.clone();
+            let paths = paths.clone();
             async move {
                 let _ = process::signal(pid, Signal::SIGKILL);
                 process::wait_gone(pid, KILL_WAIT).await;
-                let log = process::read_log_from(&log_path, log_start);
+                paths.cleanup();
+                let log = process::read_log_from(&paths.log, log_start);
                 if log.is_empty() || e.message.contains(&log) {
                     e
                 } else {
@@ -169,7 +175,6 @@ impl QemuDriver {
         if !paused && let Err(e) = qmp.execute(qmp::Cont {}).await {
             let e = err::qmp(e);
             self.abort_start(dom, generation);
-            paths.cleanup();
             return Err(fail(e, spawned.pid).await);
         }
         let mut guard = dom.lock();
