@@ -26,6 +26,49 @@ pub enum StateError {
     },
     #[error("cannot read '{path}': {message}")]
     Read { path: String, message: String },
+    #[error("cannot lock '{path}': {message}")]
+    Lock { path: String, message: String },
+}
+
+/// Exclusive use of a state directory by one driver, held for the
+/// driver's life. Two services managing the same guests would fight over
+/// each guest's single QMP connection; the second one fails clearly
+/// instead. The lock file is close-on-exec, so QEMU never inherits it.
+#[derive(Debug)]
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Take the lock, waiting up to `wait`: a service restarted in place may
+/// overlap its predecessor's last moments.
+pub async fn lock_dir(dir: &Path, wait: std::time::Duration) -> Result<StateLock, StateError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join(".lock");
+    let err = |message: String| StateError::Lock {
+        path: path.display().to_string(),
+        message,
+    };
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err(e.to_string()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(StateLock { _lock: lock }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(err(
+                    "another virtmesh-qemu is using this state directory".into()
+                ));
+            }
+            Err((_, e)) => return Err(err(e.to_string())),
+        }
+    }
 }
 
 /// The live status of one running guest.
@@ -167,6 +210,20 @@ mod tests {
         let all = list_statuses(dir.path());
         assert_eq!(all.len(), 2);
         assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn state_dir_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wait = std::time::Duration::from_millis(30);
+        let first = lock_dir(dir.path(), wait).await.expect("first");
+        let second = lock_dir(dir.path(), wait).await.expect_err("held");
+        assert!(
+            second.to_string().contains("another virtmesh-qemu"),
+            "{second}"
+        );
+        drop(first);
+        lock_dir(dir.path(), wait).await.expect("free again");
     }
 
     #[test]

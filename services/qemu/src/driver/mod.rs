@@ -30,7 +30,10 @@ use virtmesh_rpc::{ErrorCode, VirtError};
 
 /// libvirt waits this long after SIGTERM before SIGKILL on destroy.
 const DESTROY_GRACE: Duration = Duration::from_secs(10);
-/// And this long for SIGKILL to take effect.
+/// How long a new driver waits for the previous one to let go of the
+/// state directory.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long SIGKILL may take to end QEMU.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
 // virDomain*Reason numbers used here (libvirt's).
@@ -204,6 +207,8 @@ impl Dom {
 }
 
 struct Inner {
+    /// Held for the driver's life (see `state::lock_dir`).
+    _lock: state::StateLock,
     cfg: QemuConfig,
     store: ConfigStore,
     doms: Mutex<Vec<Arc<Dom>>>,
@@ -287,7 +292,11 @@ impl QemuDriver {
     pub async fn new(cfg: QemuConfig) -> Result<QemuDriver> {
         state::mkdir(&cfg.state_dir).map_err(err::state)?;
         state::mkdir(&cfg.run_dir).map_err(err::state)?;
+        let lock = state::lock_dir(&cfg.state_dir, LOCK_WAIT)
+            .await
+            .map_err(err::state)?;
         let inner = Arc::new(Inner {
+            _lock: lock,
             store: ConfigStore::new(cfg.state_dir.clone()),
             cfg,
             doms: Mutex::new(Vec::new()),
