@@ -221,7 +221,9 @@ impl DomainDef {
             .parse()
             .map_err(|_| ConfError::xml("maximum vcpus count must be an integer"))?;
         if count == 0 {
-            return Err(ConfError::internal("Invalid vCPU count"));
+            return Err(ConfError::internal(
+                "CPU IDs in <numa> exceed the <vcpu> count",
+            ));
         }
         let placement = old.attr("placement").unwrap_or("static").to_owned();
         if placement != "static" && placement != "auto" {

@@ -89,7 +89,7 @@ pub fn parse_root(doc: &str, root: &str) -> Result<crate::Element, ConfError> {
     let el = crate::xml::parse(doc)?;
     if el.name != root {
         return Err(ConfError::xml(format!(
-            "unexpected root element <{}>, expecting <{root}>",
+            "expecting root element of '{root}', not '{}'",
             el.name
         )));
     }

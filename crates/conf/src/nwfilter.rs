@@ -246,10 +246,12 @@ fn canon_value(proto: &str, attr: &str, v: &str) -> Result<String, ConfError> {
         "state" => canon_list(v, STATES, attr)?,
         "flags" if proto.starts_with("tcp") => {
             let (mask, set) = v.split_once('/').ok_or_else(|| illegal(attr, v))?;
+            // libvirt names the whole value when either half is bad.
+            let whole = |_| illegal(attr, v);
             format!(
                 "{}/{}",
-                canon_list(mask, TCP_FLAGS, attr)?,
-                canon_list(set, TCP_FLAGS, attr)?
+                canon_list(mask, TCP_FLAGS, attr).map_err(whole)?,
+                canon_list(set, TCP_FLAGS, attr).map_err(whole)?
             )
         }
         "protocol" if proto == "ip" || proto == "ipv6" => match parse_num(v) {

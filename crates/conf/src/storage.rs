@@ -65,7 +65,7 @@ impl PoolDef {
         let pool_type = root.attr("type").unwrap_or("").to_owned();
         if !POOL_TYPES.contains(&pool_type.as_str()) {
             return Err(ConfError::xml(format!(
-                "unknown storage pool type {pool_type}"
+                "Invalid value for attribute 'type' in element 'pool': '{pool_type}'."
             )));
         }
         let name = root

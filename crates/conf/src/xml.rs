@@ -8,12 +8,49 @@
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-/// Why a document could not be parsed.
+/// Why a document could not be parsed.  Displayed as libvirt shows
+/// libxml2's errors: the line, the message, then the offending source line
+/// with a caret under the position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at line {line}: {message}")]
+#[error("at line {line}: {message}{context}")]
 pub struct ParseError {
     pub line: usize,
     pub message: String,
+    /// "\n<source line>\n----^", or "\n(null)\n^" for an empty document.
+    pub context: String,
+}
+
+impl ParseError {
+    /// An error at byte offset `pos` of `doc`.
+    fn at(doc: &str, pos: usize, message: impl Into<String>) -> Self {
+        let pos = clamp_boundary(doc, pos);
+        ParseError {
+            line: line_of(doc, pos),
+            message: message.into(),
+            context: context_at(doc, pos),
+        }
+    }
+}
+
+/// The largest char boundary not after `pos`.
+fn clamp_boundary(doc: &str, pos: usize) -> usize {
+    let mut p = pos.min(doc.len());
+    while p > 0 && !doc.is_char_boundary(p) {
+        p -= 1;
+    }
+    p
+}
+
+/// libxml2's context: the source line holding `pos` and a caret under it.
+fn context_at(doc: &str, pos: usize) -> String {
+    if doc.trim().is_empty() {
+        return "\n(null)\n^".into();
+    }
+    let start = doc[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let end = doc[pos..].find('\n').map(|i| pos + i).unwrap_or(doc.len());
+    let line = &doc[start..end];
+    let col = doc[start..pos].chars().count();
+    format!("\n{line}\n{}^", "-".repeat(col))
 }
 
 /// One node of the tree: an element or a run of text.
@@ -222,10 +259,8 @@ fn line_of(doc: &str, pos: usize) -> usize {
 }
 
 fn utf8(bytes: &[u8], doc: &str, pos: usize) -> Result<String, ParseError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| ParseError {
-        line: line_of(doc, pos),
-        message: "Input is not proper UTF-8".into(),
-    })
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ParseError::at(doc, pos, "Input is not proper UTF-8"))
 }
 
 /// Resolve character and predefined entity references in `raw`.
@@ -272,10 +307,7 @@ fn start_element(
     doc: &str,
     pos: usize,
 ) -> Result<Element, ParseError> {
-    let err = |message: String| ParseError {
-        line: line_of(doc, pos),
-        message,
-    };
+    let err = |message: String| ParseError::at(doc, pos, message);
     let name = utf8(e.name().as_ref(), doc, pos)?;
     let mut el = Element::new(name);
     for attr in e.attributes() {
@@ -297,23 +329,44 @@ fn start_element(
 pub fn parse(doc: &str) -> Result<Element, ParseError> {
     let mut reader = Reader::from_str(doc);
     let mut stack: Vec<Element> = Vec::new();
+    // Line of each open element, for libxml2's messages.
+    let mut lines: Vec<usize> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
         let pos = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        let event = reader.read_event().map_err(|e| ParseError {
-            line: line_of(doc, usize::try_from(reader.error_position()).unwrap_or(pos)),
-            message: e.to_string(),
-        })?;
-        let err = |message: &str| ParseError {
-            line: line_of(doc, pos),
-            message: message.to_owned(),
+        let event = match reader.read_event() {
+            Ok(ev) => ev,
+            Err(e) => {
+                let at = usize::try_from(reader.error_position())
+                    .unwrap_or(pos)
+                    .min(doc.len());
+                return Err(match &e {
+                    quick_xml::Error::IllFormed(
+                        quick_xml::errors::IllFormedError::MismatchedEndTag { expected, found },
+                    ) => {
+                        // libxml2 points just past the offending end tag.
+                        let end = doc[at..].find('>').map(|i| at + i + 1).unwrap_or(doc.len());
+                        let open_line = lines.last().copied().unwrap_or(1);
+                        ParseError::at(
+                            doc,
+                            end,
+                            format!(
+                                "Opening and ending tag mismatch: {expected} line {open_line} and {found}"
+                            ),
+                        )
+                    }
+                    _ => ParseError::at(doc, at, e.to_string()),
+                });
+            }
         };
+        let err = |message: &str| ParseError::at(doc, pos, message);
         match event {
             Event::Start(e) => {
                 if root.is_some() && stack.is_empty() {
                     return Err(err("Extra content at the end of the document"));
                 }
                 stack.push(start_element(&e, doc, pos)?);
+                lines.push(line_of(doc, pos));
             }
             Event::Empty(e) => {
                 let el = start_element(&e, doc, pos)?;
@@ -325,6 +378,7 @@ pub fn parse(doc: &str) -> Result<Element, ParseError> {
             }
             Event::End(_) => {
                 let el = stack.pop().ok_or_else(|| err("unexpected end tag"))?;
+                lines.pop();
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(Node::Element(el)),
                     None => root = Some(el),
@@ -368,16 +422,22 @@ pub fn parse(doc: &str) -> Result<Element, ParseError> {
             _ => {}
         }
     }
-    if let Some(open) = stack.first() {
-        return Err(ParseError {
-            line: line_of(doc, doc.len()),
-            message: format!("Premature end of data in tag {} line 1", open.name),
-        });
+    if let Some(open) = stack.last() {
+        let open_line = lines.last().copied().unwrap_or(1);
+        // libxml2 counts the line at the very end of input but shows the
+        // last line with content.
+        let mut e = ParseError::at(
+            doc,
+            doc.trim_end().len(),
+            format!(
+                "Premature end of data in tag {} line {open_line}",
+                open.name
+            ),
+        );
+        e.line = line_of(doc, doc.len());
+        return Err(e);
     }
-    let mut root = root.ok_or(ParseError {
-        line: 1,
-        message: "Document is empty".into(),
-    })?;
+    let mut root = root.ok_or_else(|| ParseError::at(doc, 0, "Document is empty"))?;
     strip_whitespace(&mut root);
     Ok(root)
 }

@@ -191,7 +191,13 @@ async fn probe() {
                 inv += 1;
                 let code = error.lines().next().unwrap_or("");
                 match got {
-                    Err(e) if e.code.name() == code => code_ok += 1,
+                    Err(e) if e.code.name() == code => {
+                        code_ok += 1;
+                        let want = error.split_once('\n').map(|x| x.1).unwrap_or("").trim_end();
+                        if e.message.trim_end() != want {
+                            println!("MSG {kind}/{name}: got {:?} want {:?}", e.message, want);
+                        }
+                    }
                     Err(e) => println!(
                         "CODE {kind}/{name}: got {} {} want {}",
                         e.code.name(),
