@@ -9,11 +9,13 @@ use virtmesh_rpc::ListenAddr;
 #[command(
     name = "vsh",
     version,
-    arg_required_else_help = true,
     about = "virsh-compatible command line for virtmesh",
     long_about = "virsh-compatible command line for virtmesh.\n\n\
         The connection URI comes from -c/--connect, else $VIRTMESH_DEFAULT_URI, \
-        else $LIBVIRT_DEFAULT_URI, else the gateway's default."
+        else $LIBVIRT_DEFAULT_URI, else the gateway's default.\n\n\
+        Without a command, vsh reads commands from its input (an interactive \
+        shell on a terminal); a single argument is a command string in which \
+        ';' separates commands."
 )]
 pub struct Cli {
     /// hypervisor connection URI

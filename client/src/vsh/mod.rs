@@ -123,10 +123,6 @@ pub fn default_uri(
 /// Entry point of the `vsh` binary.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let clis = match parse_all(&args) {
-        Ok(clis) => clis,
-        Err(code) => return code,
-    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,9 +133,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // No command at all: virsh's interactive shell (which also reads a
+    // script from a pipe).
+    let (globals, rest) = cmdline::split_globals(&args);
+    if rest.is_empty() {
+        return rt.block_on(shell(globals));
+    }
+    let clis = match parse_all(&args) {
+        Ok(clis) => clis,
+        Err(code) => return code,
+    };
     rt.block_on(run(clis))
 }
-
 /// Parse the command line into the commands to run. As in virsh, a single
 /// argument after the global options is a command string
 /// (`vsh 'define d.xml; start vm1'`); every command is parsed before any
@@ -210,42 +215,123 @@ async fn run(clis: Vec<Cli>) -> ExitCode {
     let mut ctl: Option<Ctl> = None;
     let mut code = ExitCode::SUCCESS;
     for cli in clis {
-        // `event --list` needs no hypervisor, as in virsh.
-        if let Command::Event(e) = &cli.command
-            && e.list
-        {
-            let names: String = event::EVENT_NAMES
-                .iter()
-                .map(|n| format!("{n}\n"))
-                .collect();
-            print!("{names}");
-            if !cli.quiet {
-                println!();
-            }
-            code = ExitCode::SUCCESS;
-            continue;
-        }
-        if ctl.is_none() {
-            match connect(&cli).await {
-                Ok(c) => ctl = Some(c),
-                Err(code) => return code,
-            }
-        }
-        let Some(ctl) = ctl.as_ref() else {
-            return ExitCode::FAILURE;
+        code = match run_one(&mut ctl, cli).await {
+            Ok(code) => code,
+            // Without a connection nothing else can run.
+            Err(code) => return code,
         };
-        code = match dispatch(ctl, cli.command).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprint!("{}", e.render());
-                ExitCode::FAILURE
-            }
-        };
-        // virsh's vshCommandRun prints this after every command it ran,
-        // successful or not.
-        ctl.extra("\n");
     }
     code
+}
+
+/// Run one command, connecting first if no connection exists yet. `Err`
+/// means the connection failed (already reported).
+async fn run_one(ctl: &mut Option<Ctl>, cli: Cli) -> Result<ExitCode, ExitCode> {
+    // `event --list` needs no hypervisor, as in virsh.
+    if let Command::Event(e) = &cli.command
+        && e.list
+    {
+        let names: String = event::EVENT_NAMES
+            .iter()
+            .map(|n| format!("{n}\n"))
+            .collect();
+        print!("{names}");
+        if !cli.quiet {
+            println!();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if ctl.is_none() {
+        *ctl = Some(connect(&cli).await?);
+    }
+    let Some(ctl) = ctl.as_ref() else {
+        return Err(ExitCode::FAILURE);
+    };
+    let code = match dispatch(ctl, cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", e.render());
+            ExitCode::FAILURE
+        }
+    };
+    // virsh's vshCommandRun prints this after every command it ran,
+    // successful or not.
+    ctl.extra("\n");
+    Ok(code)
+}
+
+/// The interactive shell: a prompt per line, each line a command string.
+/// From a pipe the lines are echoed after the prompt, so a transcript reads
+/// like a terminal session (virsh's readline does the same).
+async fn shell(globals: Vec<String>) -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+
+    // Validate the global options once, with a harmless command.
+    let probe: Vec<String> = globals.iter().cloned().chain(["uri".to_owned()]).collect();
+    let quiet = match Cli::try_parse_from(&probe) {
+        Ok(cli) => cli.quiet,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::FAILURE;
+        }
+    };
+    if !quiet {
+        print!(
+            "Welcome to vsh, the virtmesh interactive terminal.\n\n\
+             Type:  'help' for help with commands\n       'quit' to quit\n\n"
+        );
+    }
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut ctl: Option<Ctl> = None;
+    let mut lines = stdin.lock().lines();
+    loop {
+        print!("vsh # ");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            // EOF (or an unreadable stdin) ends the session.
+            _ => {
+                println!();
+                return ExitCode::SUCCESS;
+            }
+        };
+        if !interactive {
+            println!("{line}");
+        }
+        let commands = match cmdline::split_commands(&line) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                continue;
+            }
+        };
+        for words in commands {
+            if matches!(words.first().map(String::as_str), Some("quit" | "exit")) {
+                if !quiet {
+                    println!();
+                }
+                return ExitCode::SUCCESS;
+            }
+            let argv: Vec<String> = globals.iter().cloned().chain(words).collect();
+            match Cli::try_parse_from(&argv) {
+                Ok(cli) => {
+                    // A failed connection is reported and retried with the
+                    // next command, as virsh's shell stays usable.
+                    let _ = run_one(&mut ctl, cli).await;
+                }
+                Err(e) if !e.use_stderr() => {
+                    let _ = e.print();
+                }
+                Err(e) => match usage_error_text(&e, &argv) {
+                    Some(text) => eprint!("{text}"),
+                    None => {
+                        let _ = e.print();
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// virsh's wording for the usage errors it has words for: unknown
