@@ -22,6 +22,28 @@ impl DomainService {
     }
 }
 
+impl DomainService {
+    /// The domain must exist; then no snapshot does (none can be made yet).
+    fn no_snapshot(&self, r: &pb::SnapshotRef) -> Status {
+        match self.driver.lookup(r.domain.as_ref()) {
+            Err(e) => e.into(),
+            Ok(_) => snapshot_error(format!(
+                "Domain snapshot not found: no domain snapshot with matching name '{}'",
+                r.name
+            )),
+        }
+    }
+}
+
+fn snapshot_error(message: String) -> Status {
+    VirtError::new(
+        virtmesh_rpc::ErrorCode::NoDomainSnapshot,
+        virtmesh_rpc::ErrorDomain::DomainSnapshot,
+        message,
+    )
+    .into()
+}
+
 fn unimpl<T>(call: &str) -> Result<T, Status> {
     Err(unimplemented(call).into())
 }
@@ -209,7 +231,7 @@ impl Domain for DomainService {
                 max_mem_kib: v.def.max_memory_kib(),
                 memory_kib: v.def.current_memory_kib(),
                 nr_virt_cpu: v.def.vcpus(),
-                cpu_time_ns: v.pid.map(cpu_time_ns).unwrap_or(0),
+                cpu_time_ns: v.pid.map(crate::process::cpu_time_ns).unwrap_or(0),
                 os_type: v.def.os_type(),
                 persistent: v.persistent,
                 autostart: false,
@@ -292,15 +314,26 @@ impl Domain for DomainService {
     }
     async fn memory_stats(
         &self,
-        _: Request<pb::ObjectRef>,
+        request: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::MemoryStatsReply>, Status> {
-        unimpl("MemoryStats")
+        ok(self
+            .driver
+            .memory_stats(Some(request.get_ref()))
+            .await
+            .map(|stats| pb::MemoryStatsReply { stats }))
     }
     async fn get_all_stats(
         &self,
-        _: Request<pb::GetAllStatsRequest>,
+        request: Request<pb::GetAllStatsRequest>,
     ) -> Result<Response<Self::GetAllStatsStream>, Status> {
-        unimpl("GetAllStats")
+        let req = request.into_inner();
+        let filter = req.filter.unwrap_or_default();
+        // Every group this driver has is always returned; a request for
+        // groups it does not know gets what it has, as libvirt does.
+        let stats = self.driver.all_stats(|v| list_filter(&filter, v)).await;
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            stats.into_iter().map(Ok),
+        ))))
     }
     async fn interface_addresses(
         &self,
@@ -319,12 +352,22 @@ impl Domain for DomainService {
     }
     async fn has_managed_save(
         &self,
-        _: Request<pb::ObjectRef>,
+        request: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::HasManagedSaveReply>, Status> {
-        unimpl("HasManagedSave")
+        // ManagedSave is not implemented, so no domain has a saved image.
+        ok(self
+            .driver
+            .lookup(Some(request.get_ref()))
+            .map(|_| pb::HasManagedSaveReply {
+                has_managed_save: false,
+            }))
     }
-    async fn managed_save_remove(&self, _: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
-        unimpl("ManagedSaveRemove")
+    async fn managed_save_remove(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<()>, Status> {
+        // Nothing to remove; libvirt succeeds in that case too.
+        ok(self.driver.lookup(Some(request.get_ref())).map(|_| ()))
     }
     async fn snapshot_create_xml(
         &self,
@@ -334,27 +377,32 @@ impl Domain for DomainService {
     }
     async fn snapshot_list(
         &self,
-        _: Request<pb::SnapshotListRequest>,
+        request: Request<pb::SnapshotListRequest>,
     ) -> Result<Response<Self::SnapshotListStream>, Status> {
-        unimpl("SnapshotList")
+        // Snapshots cannot be created yet, so every domain has none.
+        self.driver.lookup(request.get_ref().domain.as_ref())?;
+        Ok(Response::new(Box::pin(tokio_stream::empty())))
     }
     async fn snapshot_lookup(
         &self,
-        _: Request<pb::SnapshotRef>,
+        request: Request<pb::SnapshotRef>,
     ) -> Result<Response<pb::SnapshotSummary>, Status> {
-        unimpl("SnapshotLookup")
+        Err(self.no_snapshot(request.get_ref()))
     }
     async fn snapshot_get_xml_desc(
         &self,
-        _: Request<pb::SnapshotRef>,
+        request: Request<pb::SnapshotRef>,
     ) -> Result<Response<pb::XmlDoc>, Status> {
-        unimpl("SnapshotGetXMLDesc")
+        Err(self.no_snapshot(request.get_ref()))
     }
     async fn snapshot_current(
         &self,
-        _: Request<pb::ObjectRef>,
+        request: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::SnapshotSummary>, Status> {
-        unimpl("SnapshotCurrent")
+        self.driver.lookup(Some(request.get_ref()))?;
+        Err(snapshot_error(
+            "the domain does not have a current snapshot".into(),
+        ))
     }
     async fn snapshot_revert(&self, _: Request<pb::SnapshotRef>) -> Result<Response<()>, Status> {
         unimpl("SnapshotRevert")
@@ -364,40 +412,5 @@ impl Domain for DomainService {
         _: Request<pb::SnapshotDeleteRequest>,
     ) -> Result<Response<()>, Status> {
         unimpl("SnapshotDelete")
-    }
-}
-
-/// CPU time of a QEMU process (all its threads), from /proc. Clock ticks
-/// are 100 per second on Linux x86-64 (USER_HZ).
-fn cpu_time_ns(pid: i32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0;
-    };
-    // After the command: state is field 3; utime and stime are 14 and 15.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)).saturating_mul(10_000_000)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_cpu_time_is_readable() {
-        // Burn a little CPU so the counter is likely non-zero; the point is
-        // that parsing does not panic and gives a sane value.
-        let pid = i32::try_from(std::process::id()).expect("pid fits");
-        let t = cpu_time_ns(pid);
-        assert!(t < 10_000_000_000_000);
-        assert_eq!(cpu_time_ns(-1), 0);
     }
 }

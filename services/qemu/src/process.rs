@@ -200,6 +200,38 @@ pub async fn wait_gone(pid: i32, timeout: Duration) -> bool {
     }
 }
 
+/// CPU time of a QEMU process (all its threads), from /proc. Clock ticks
+/// are 100 per second on Linux x86-64 (USER_HZ).
+pub fn cpu_time_ns(pid: i32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0;
+    };
+    // After the command: state is field 3; utime and stime are 14 and 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)).saturating_mul(10_000_000)
+}
+
+/// Resident memory of a process in KiB (VmRSS), as libvirt's `rss` stat.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Files of one running guest in the run directory.
 #[derive(Debug, Clone)]
 pub struct RunPaths {
@@ -242,6 +274,15 @@ mod tests {
         assert!(!is_alive(0));
         assert!(!is_alive(-5));
         assert!(!is_alive(i32::MAX));
+    }
+
+    #[test]
+    fn own_cpu_time_and_rss_are_readable() {
+        let pid = i32::try_from(std::process::id()).expect("pid fits");
+        assert!(cpu_time_ns(pid) < 10_000_000_000_000);
+        assert_eq!(cpu_time_ns(-1), 0);
+        assert!(rss_kib(pid).is_some_and(|r| r > 0));
+        assert_eq!(rss_kib(-1), None);
     }
 
     #[tokio::test]

@@ -207,6 +207,21 @@ impl Command for QueryStatus {
     type Output = StatusInfo;
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QueryBalloon {}
+
+/// `query-balloon`'s BalloonInfo.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct BalloonInfo {
+    /// Guest memory the balloon leaves to the guest, in bytes.
+    pub actual: u64,
+}
+
+impl Command for QueryBalloon {
+    const NAME: &'static str = "query-balloon";
+    type Output = BalloonInfo;
+}
+
 /// What the reader task hands to the driver.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorMsg {

@@ -308,6 +308,48 @@ async fn kvm_guest_define_start_suspend_resume_destroy_undefine() {
     assert_eq!(info.nr_virt_cpu, 1);
     assert_eq!(info.id, started.id);
 
+    // Stats from QEMU (balloon) and /proc (rss, cpu time).
+    let mem = c
+        .memory_stats(by_name("lc1"))
+        .await
+        .expect("dommemstat")
+        .into_inner()
+        .stats;
+    assert_eq!(mem.get("actual"), Some(&131072), "{mem:?}");
+    assert!(mem.get("rss").is_some_and(|r| *r > 0), "{mem:?}");
+    let all: Vec<pb::DomainStats> = c
+        .get_all_stats(pb::GetAllStatsRequest::default())
+        .await
+        .expect("all stats")
+        .into_inner()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("stream");
+    assert_eq!(all.len(), 1);
+    let fields: Vec<&str> = all[0].params.iter().map(|p| p.field.as_str()).collect();
+    for f in ["state.state", "cpu.time", "balloon.current", "vcpu.current"] {
+        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+    }
+    // Nothing saved or snapshotted: honest empty answers, not errors.
+    let saved = c
+        .has_managed_save(by_name("lc1"))
+        .await
+        .expect("has managed save")
+        .into_inner();
+    assert!(!saved.has_managed_save);
+    let snaps: Vec<pb::SnapshotSummary> = c
+        .snapshot_list(pb::SnapshotListRequest {
+            domain: Some(by_name("lc1")),
+            ..Default::default()
+        })
+        .await
+        .expect("snapshot list")
+        .into_inner()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("stream");
+    assert!(snaps.is_empty());
+
     // No guest OS answers ACPI here, so these change nothing visible, but
     // QEMU must accept them.
     c.reset(by_name("lc1")).await.expect("reset");

@@ -10,6 +10,7 @@
 mod lifecycle;
 mod monitor;
 mod recovery;
+mod stats;
 #[cfg(test)]
 mod tests;
 
