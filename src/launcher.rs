@@ -44,7 +44,10 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         if SERVICES.contains(&s.name.as_str()) {
             plan.push((s.name.clone(), vec!["service".into(), s.name.clone()]));
         } else {
-            eprintln!("virtmesh: service '{}' is not part of this build; skipping it", s.name);
+            eprintln!(
+                "virtmesh: service '{}' is not part of this build; skipping it",
+                s.name
+            );
         }
     }
     let mut gateway_args = vec!["gateway".to_owned()];

@@ -12,7 +12,7 @@ use virtmesh_rpc::serve::{Listener, serve, shutdown_signal, standard_routes};
 pub const READY_PREFIX: &str = "listening on ";
 
 /// Driver services this build contains.
-pub const SERVICES: &[&str] = &["test"];
+pub const SERVICES: &[&str] = &["test", "qemu"];
 
 #[derive(Debug, Clone, Args)]
 pub struct RoleArgs {
@@ -57,14 +57,26 @@ pub async fn run_service(name: &str, args: RoleArgs) -> anyhow::Result<()> {
     let addr = match (&args.listen, configured) {
         (Some(_), _) => listen_addr(&args, "")?,
         (None, Some(c)) => listen_addr(&args, &c)?,
-        (None, None) => anyhow::bail!("service '{name}' has no listen address in the config; pass --listen"),
+        (None, None) => {
+            anyhow::bail!("service '{name}' has no listen address in the config; pass --listen")
+        }
     };
     let (routes, served) = match name {
         "test" => (
             virtmesh_test_driver::routes(virtmesh_test_driver::TestDriver::new()),
             virtmesh_test_driver::SERVED,
         ),
-        other => anyhow::bail!("unknown service '{other}' (this build has: {})", SERVICES.join(", ")),
+        "qemu" => {
+            let config = virtmesh_qemu::QemuConfig::system(args.state_dir.clone());
+            let driver = virtmesh_qemu::QemuDriver::new(config)
+                .await
+                .context("starting the qemu driver")?;
+            (virtmesh_qemu::routes(driver), virtmesh_qemu::SERVED)
+        }
+        other => anyhow::bail!(
+            "unknown service '{other}' (this build has: {})",
+            SERVICES.join(", ")
+        ),
     };
     let routes = standard_routes(routes, served).await?;
     let listener = Listener::bind(&addr)
@@ -77,8 +89,13 @@ pub async fn run_service(name: &str, args: RoleArgs) -> anyhow::Result<()> {
 
 /// Run a role on a fresh multi-threaded runtime and turn its error into an
 /// exit status with the whole cause chain printed.
-pub fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+pub fn block_on(
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

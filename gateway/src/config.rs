@@ -18,6 +18,11 @@ name = "test"
 listen = "127.0.0.1:16610"
 schemes = ["test"]
 families = ["*"]
+
+[[service]]
+name = "qemu"
+listen = "127.0.0.1:16611"
+schemes = ["qemu"]
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +79,8 @@ impl ServiceConfig {
 }
 
 fn parse_addr(who: &str, s: &str) -> Result<ListenAddr, ConfigError> {
-    s.parse().map_err(|e| ConfigError::Invalid(format!("service '{who}': {e}")))
+    s.parse()
+        .map_err(|e| ConfigError::Invalid(format!("service '{who}': {e}")))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +125,10 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for s in &self.services {
             if !names.insert(s.name.as_str()) {
-                return Err(ConfigError::Invalid(format!("service '{}' is listed twice", s.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "service '{}' is listed twice",
+                    s.name
+                )));
             }
             s.listen_addr()?;
             s.connect_addr()?;

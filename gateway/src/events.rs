@@ -43,7 +43,9 @@ impl Events for FanIn {
                 .watch(req)
                 .await
                 .map_err(|status| {
-                    if status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown {
+                    if status.code() == tonic::Code::Unavailable
+                        || status.code() == tonic::Code::Unknown
+                    {
                         Status::from(VirtError::new(
                             ErrorCode::NoConnect,
                             ErrorDomain::Rpc,

@@ -34,7 +34,8 @@ pub async fn serve(
     let routes = proxy::routes(routing.clone()).add_service(
         virtmesh_proto::v1::events_server::EventsServer::new(events::FanIn::new(routing)),
     );
-    let routes = virtmesh_rpc::serve::standard_routes(routes, virtmesh_proto::SERVICE_NAMES).await?;
+    let routes =
+        virtmesh_rpc::serve::standard_routes(routes, virtmesh_proto::SERVICE_NAMES).await?;
     virtmesh_rpc::serve::serve(routes, listener, shutdown).await?;
     Ok(())
 }

@@ -177,18 +177,39 @@ families = ["Network"]
     async fn test_uri_takes_every_family() {
         let r = routing();
         for f in FAMILIES {
-            assert_eq!(r.route(f, "test:///default").map(|b| b.name.clone()).ok().as_deref(), Some("test"));
+            assert_eq!(
+                r.route(f, "test:///default")
+                    .map(|b| b.name.clone())
+                    .ok()
+                    .as_deref(),
+                Some("test")
+            );
         }
     }
 
     #[tokio::test]
     async fn other_uris_split_hypervisor_and_secondary() {
         let r = routing();
-        assert_eq!(r.route("Domain", "qemu:///system").map(|b| b.name.clone()).ok().as_deref(), Some("qemu"));
-        assert_eq!(r.route("Network", "qemu+ssh://h/system").map(|b| b.name.clone()).ok().as_deref(), Some("network"));
+        assert_eq!(
+            r.route("Domain", "qemu:///system")
+                .map(|b| b.name.clone())
+                .ok()
+                .as_deref(),
+            Some("qemu")
+        );
+        assert_eq!(
+            r.route("Network", "qemu+ssh://h/system")
+                .map(|b| b.name.clone())
+                .ok()
+                .as_deref(),
+            Some("network")
+        );
         let err = r.route("Secret", "qemu:///system").err().map(|e| e.code);
         assert_eq!(err, Some(ErrorCode::NoSupport));
-        assert_eq!(r.event_backends("qemu:///system").map(|v| v.len()).ok(), Some(2));
+        assert_eq!(
+            r.event_backends("qemu:///system").map(|v| v.len()).ok(),
+            Some(2)
+        );
     }
 
     #[tokio::test]
@@ -196,7 +217,13 @@ families = ["Network"]
         let r = routing();
         let err = r.route("Domain", "xen:///system").err();
         assert_eq!(err.as_ref().map(|e| e.code), Some(ErrorCode::NoConnect));
-        assert!(err.map(|e| e.message.contains("xen:///system")).unwrap_or(false));
-        assert_eq!(scheme_of("nonsense").err().map(|e| e.code), Some(ErrorCode::InvalidArg));
+        assert!(
+            err.map(|e| e.message.contains("xen:///system"))
+                .unwrap_or(false)
+        );
+        assert_eq!(
+            scheme_of("nonsense").err().map(|e| e.code),
+            Some(ErrorCode::InvalidArg)
+        );
     }
 }

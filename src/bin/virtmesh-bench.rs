@@ -15,18 +15,27 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use virtmesh_proto::v1::domain_client::DomainClient;
 use virtmesh_proto::v1::{
-    DefineXmlRequest, GetXmlDescRequest, ListDomainsRequest, ObjectRef, UndefineRequest,
-    object_ref,
+    DefineXmlRequest, GetXmlDescRequest, ListDomainsRequest, ObjectRef, UndefineRequest, object_ref,
 };
 use virtmesh_rpc::ListenAddr;
 use virtmesh_rpc::client::{ChannelOptions, channel};
 
 #[derive(Parser)]
-#[command(name = "virtmesh-bench", about = "control-plane benchmark through the gateway")]
+#[command(
+    name = "virtmesh-bench",
+    about = "control-plane benchmark through the gateway"
+)]
 struct Cli {
     /// Measure an existing gateway instead of starting one.
     #[arg(long)]
     gateway: Option<String>,
+    /// Call the test service directly, bypassing the gateway (to see what
+    /// the extra hop costs).
+    #[arg(long)]
+    direct: bool,
+    /// Connect the gateway to the test service over a unix socket.
+    #[arg(long)]
+    unix: bool,
     /// Number of domains to define (and list).
     #[arg(long, default_value_t = 1000)]
     domains: usize,
@@ -58,7 +67,12 @@ fn start(bin: PathBuf, args: &[&str]) -> anyhow::Result<(Child, String)> {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {} (run `cargo build --release --bins`)", bin.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} (run `cargo build --release --bins`)",
+                bin.display()
+            )
+        })?;
     let out = child.stdout.take().context("stdout")?;
     let mut line = String::new();
     let mut reader = BufReader::new(out);
@@ -73,19 +87,37 @@ fn start(bin: PathBuf, args: &[&str]) -> anyhow::Result<(Child, String)> {
     }
 }
 
-fn spawn_mesh() -> anyhow::Result<(Spawned, String)> {
+fn spawn_mesh(direct: bool, unix: bool) -> anyhow::Result<(Spawned, String)> {
     let dir = std::env::current_exe()?
         .parent()
         .map(PathBuf::from)
         .context("binary directory")?;
-    let (test, test_addr) = start(dir.join("virtmesh-test"), &["--listen", "127.0.0.1:0"])?;
+    let test_listen = if unix {
+        format!(
+            "unix:{}",
+            std::env::temp_dir()
+                .join(format!("virtmesh-bench-{}.sock", std::process::id()))
+                .display()
+        )
+    } else {
+        "127.0.0.1:0".to_owned()
+    };
+    let (test, test_addr) = start(dir.join("virtmesh-test"), &["--listen", &test_listen])?;
+    if direct {
+        return Ok((Spawned(vec![test]), test_addr));
+    }
     let config = std::env::temp_dir().join(format!("virtmesh-bench-{}.toml", std::process::id()));
     std::fs::write(
         &config,
-        format!("[gateway]\nlisten = \"127.0.0.1:0\"\n[[service]]\nname = \"test\"\nlisten = \"{test_addr}\"\nschemes = [\"test\"]\nfamilies = [\"*\"]\n"),
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[[service]]\nname = \"test\"\nlisten = \"{test_addr}\"\nschemes = [\"test\"]\nfamilies = [\"*\"]\n"
+        ),
     )?;
     let config_arg = config.display().to_string();
-    let (gw, gw_addr) = start(dir.join("virtmesh-gateway"), &["--config", &config_arg, "--listen", "127.0.0.1:0"])?;
+    let (gw, gw_addr) = start(
+        dir.join("virtmesh-gateway"),
+        &["--config", &config_arg, "--listen", "127.0.0.1:0"],
+    )?;
     Ok((Spawned(vec![test, gw]), gw_addr))
 }
 
@@ -141,12 +173,20 @@ where
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (_mesh, gateway) = match &cli.gateway {
         Some(g) => (Spawned(Vec::new()), g.clone()),
-        None => spawn_mesh()?,
+        None => spawn_mesh(cli.direct, cli.unix)?,
     };
     let addr: ListenAddr = gateway.parse()?;
     let connect = || DomainClient::new(channel(&addr, &ChannelOptions::default()));
     let mut client: DomainClient<Channel> = connect();
-    println!("virtmesh-bench: gateway {gateway}, {} domains, {} ops, {} clients", cli.domains, cli.ops, cli.clients);
+    let target = if cli.direct {
+        "test service (no gateway)"
+    } else {
+        "gateway"
+    };
+    println!(
+        "virtmesh-bench: {target} {gateway}, {} domains, {} ops, {} clients",
+        cli.domains, cli.ops, cli.clients
+    );
 
     // Warm the connection so the first sample is not a TCP handshake.
     client.lookup(by_name("test")).await?;
@@ -154,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut s = timed(cli.domains, |i| {
         let mut c = client.clone();
         async move {
-            c.define_xml(DefineXmlRequest { xml: domain_xml(i), validate: false }).await?;
+            c.define_xml(DefineXmlRequest {
+                xml: domain_xml(i),
+                validate: false,
+            })
+            .await?;
             Ok(())
         }
     })
@@ -199,7 +243,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     })
     .await?;
-    s.report(&format!("list of {} domains", n + 1), "libvirtd: p50 2.7 ms");
+    s.report(
+        &format!("list of {} domains", n + 1),
+        "libvirtd: p50 2.7 ms",
+    );
 
     // 32 clients, one connection each, looping lookup + dumpxml.
     let deadline = Instant::now() + Duration::from_secs(cli.seconds);

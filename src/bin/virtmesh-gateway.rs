@@ -3,7 +3,11 @@ use clap::Parser;
 use virtmesh::roles::{RoleArgs, block_on, run_gateway};
 
 #[derive(Parser)]
-#[command(name = "virtmesh-gateway", about = "virtmesh's public gRPC front door", version)]
+#[command(
+    name = "virtmesh-gateway",
+    about = "virtmesh's public gRPC front door",
+    version
+)]
 struct Cli {
     #[command(flatten)]
     args: RoleArgs,

@@ -3,7 +3,11 @@ use clap::Parser;
 use virtmesh::roles::{RoleArgs, block_on, run_service};
 
 #[derive(Parser)]
-#[command(name = "virtmesh-test", about = "libvirt's test:///default driver as a gRPC service", version)]
+#[command(
+    name = "virtmesh-test",
+    about = "libvirt's test:///default driver as a gRPC service",
+    version
+)]
 struct Cli {
     #[command(flatten)]
     args: RoleArgs,
