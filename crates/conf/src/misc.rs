@@ -72,6 +72,19 @@ impl NodeDeviceDef {
         Self::from_element(parse_root(xml, "device")?)
     }
 
+    /// Parse a device to be created (virNodeDeviceCreateXML): its name is
+    /// chosen by the driver, so it may be left out.
+    pub fn parse_new(xml: &str) -> Result<Self, ConfError> {
+        let mut root = parse_root(xml, "device")?;
+        if root.child("name").is_none() {
+            root.children.insert(
+                0,
+                Node::Element(Element::new("name").with_text("new_device")),
+            );
+        }
+        Self::from_element(root)
+    }
+
     pub fn from_element(root: Element) -> Result<Self, ConfError> {
         if root
             .child_text("name")

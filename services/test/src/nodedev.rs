@@ -75,7 +75,7 @@ fn list(host: &Host, r: pb::ListNodeDevicesRequest) -> VResult<Vec<pb::NodeDevic
 /// testNodeDeviceCreateXML: a vHBA named after the next free SCSI host
 /// number under its fc_host parent.
 fn create_xml(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::NodeDeviceSummary> {
-    let def = NodeDeviceDef::parse(&r.xml).map_err(|e| err::conf(e, ErrorDomain::Nodedev))?;
+    let def = NodeDeviceDef::parse_new(&r.xml).map_err(|e| err::conf(e, ErrorDomain::Nodedev))?;
     let (wwnn, wwpn) = def.wwn().ok_or_else(|| {
         err::conf(
             virtmesh_conf::ConfError::xml("no fc_host capability with wwnn/wwpn"),

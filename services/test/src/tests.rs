@@ -1690,3 +1690,259 @@ async fn volume_upload_download_over_grpc() {
         .expect_err("console is unsupported");
     assert_eq!(VirtError::from_status(&status).code, ErrorCode::NoSupport);
 }
+
+#[tokio::test]
+async fn events_filters_and_lagging_subscribers() {
+    let d = TestDriver::new();
+    // Only vm1's events, whatever the family.
+    let mut only_vm1 = ok(EventsSvc::watch(
+        &d,
+        req(pb::WatchRequest {
+            object_name: "vm1".into(),
+            ..Default::default()
+        }),
+    )
+    .await);
+    // A subscriber that never reads until the end: it must not hold up
+    // anyone, and it skips what it missed.
+    let mut lagging = ok(EventsSvc::watch(&d, req(pb::WatchRequest::default())).await);
+    for _ in 0..(crate::events::CAPACITY + 10) {
+        ok(DomainSvc::suspend(&d, req(by_name("test"))).await);
+        ok(DomainSvc::resume(&d, req(by_name("test"))).await);
+    }
+    define_vm(&d).await;
+    let ev = only_vm1.next().await.expect("event").expect("ok");
+    match ev.kind {
+        Some(pb::event::Kind::DomainLifecycle(l)) => {
+            assert_eq!(l.domain.map(|o| o.name), Some("vm1".to_owned()));
+            assert_eq!(l.detail_name, "added");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The lagging stream still delivers (newer) events, without error.
+    let ev = lagging.next().await.expect("event still flows");
+    assert!(ev.is_ok());
+}
+
+#[tokio::test]
+async fn events_other_families() {
+    let d = TestDriver::new();
+    let mut w = ok(EventsSvc::watch(
+        &d,
+        req(pb::WatchRequest {
+            families: vec![
+                pb::EventFamily::Network as i32,
+                pb::EventFamily::StoragePool as i32,
+                pb::EventFamily::Secret as i32,
+                pb::EventFamily::NodeDevice as i32,
+            ],
+            ..Default::default()
+        }),
+    )
+    .await);
+    ok(NetSvc::destroy(&d, req(by_name("default"))).await);
+    ok(NetSvc::create(&d, req(by_name("default"))).await);
+    ok(PoolSvc::destroy(&d, req(by_name("default-pool"))).await);
+    let sec = "<secret ephemeral='no' private='no'><uuid>11111111-2222-3333-4444-555555555555</uuid></secret>";
+    ok(SecretSvc::define_xml(
+        &d,
+        req(pb::DefineXmlRequest {
+            xml: sec.into(),
+            validate: false,
+        }),
+    )
+    .await);
+    ok(NodeDevSvc::destroy(
+        &d,
+        req(pb::NodeDeviceRef {
+            name: "scsi_host11".into(),
+        }),
+    )
+    .await);
+    // Domain events are filtered out.
+    ok(DomainSvc::suspend(&d, req(by_name("test"))).await);
+    let mut kinds = Vec::new();
+    for _ in 0..5 {
+        let ev = w.next().await.expect("event").expect("ok");
+        kinds.push(match ev.kind {
+            Some(pb::event::Kind::NetworkLifecycle(n)) => format!("net:{}", n.r#type),
+            Some(pb::event::Kind::PoolLifecycle(p)) => format!("pool:{}", p.r#type),
+            Some(pb::event::Kind::SecretLifecycle(s)) => format!("secret:{}", s.r#type),
+            Some(pb::event::Kind::NodedevLifecycle(n)) => {
+                format!("nodedev:{}:{}", n.device, n.r#type)
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "net:3",
+            "net:2",
+            "pool:3",
+            "secret:0",
+            "nodedev:scsi_host11:1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn config_only_changes_wait_for_next_boot() {
+    let d = TestDriver::new();
+    let disk = "<disk type='file' device='disk'><source file='/c.img'/><target dev='vdc'/></disk>";
+    ok(DomainSvc::attach_device(
+        &d,
+        req(pb::DeviceRequest {
+            domain: Some(by_name("test")),
+            device_xml: disk.into(),
+            impact: Some(pb::Impact {
+                config: true,
+                ..Default::default()
+            }),
+            force: false,
+        }),
+    )
+    .await);
+    let xml = |inactive| pb::GetXmlDescRequest {
+        object: Some(by_name("test")),
+        inactive,
+        ..Default::default()
+    };
+    assert!(
+        !ok(DomainSvc::get_xml_desc(&d, req(xml(false))).await)
+            .xml
+            .contains("vdc")
+    );
+    assert!(
+        ok(DomainSvc::get_xml_desc(&d, req(xml(true))).await)
+            .xml
+            .contains("vdc")
+    );
+    ok(DomainSvc::destroy(
+        &d,
+        req(pb::DestroyRequest {
+            domain: Some(by_name("test")),
+            graceful: false,
+        }),
+    )
+    .await);
+    assert!(
+        ok(DomainSvc::get_xml_desc(&d, req(xml(false))).await)
+            .xml
+            .contains("vdc")
+    );
+    // Live changes need a running domain.
+    let e = err(DomainSvc::attach_device(
+        &d,
+        req(pb::DeviceRequest {
+            domain: Some(by_name("test")),
+            device_xml: disk.into(),
+            impact: Some(pb::Impact {
+                live: true,
+                ..Default::default()
+            }),
+            force: false,
+        }),
+    )
+    .await);
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: domain is not running"
+    );
+}
+
+#[tokio::test]
+async fn reboot_reset_and_lifecycle_actions() {
+    let d = TestDriver::new();
+    ok(DomainSvc::reboot(
+        &d,
+        req(pb::RebootRequest {
+            domain: Some(by_name("test")),
+            mode: 0,
+        }),
+    )
+    .await);
+    assert_eq!(
+        state(&d, "test").await,
+        (DomainState::Running as i32, "booted".into())
+    );
+    ok(DomainSvc::reset(&d, req(by_name("test"))).await);
+    // on_poweroff='restart' keeps the guest running after shutdown.
+    let xml = "<domain type='test'><name>r</name><memory>1024</memory><os><type>hvm</type></os><on_poweroff>restart</on_poweroff></domain>";
+    ok(DomainSvc::create_xml(
+        &d,
+        req(pb::CreateXmlRequest {
+            xml: xml.into(),
+            ..Default::default()
+        }),
+    )
+    .await);
+    ok(DomainSvc::shutdown(
+        &d,
+        req(pb::ShutdownRequest {
+            domain: Some(by_name("r")),
+            mode: 0,
+        }),
+    )
+    .await);
+    assert_eq!(state(&d, "r").await.0, DomainState::Running as i32);
+    ok(DomainSvc::destroy(
+        &d,
+        req(pb::DestroyRequest {
+            domain: Some(by_name("r")),
+            graceful: false,
+        }),
+    )
+    .await);
+    let e = err(DomainSvc::reboot(
+        &d,
+        req(pb::RebootRequest {
+            domain: Some(by_name("r")),
+            mode: 0,
+        }),
+    )
+    .await);
+    assert_eq!(e.code, ErrorCode::NoDomain);
+}
+
+#[tokio::test]
+async fn npiv_vhba_create_and_destroy() {
+    let d = TestDriver::new();
+    let xml = "<device><parent>scsi_host1</parent><capability type='scsi_host'><capability type='fc_host'><wwnn>2000000098769876</wwnn><wwpn>1000000098769876</wwpn></capability></capability></device>";
+    let s = ok(NodeDevSvc::create_xml(
+        &d,
+        req(pb::DefineXmlRequest {
+            xml: xml.into(),
+            validate: false,
+        }),
+    )
+    .await);
+    assert_eq!(
+        (s.name.as_str(), s.parent.as_str()),
+        ("scsi_host12", "scsi_host1")
+    );
+    let e = err(NodeDevSvc::create_xml(
+        &d,
+        req(pb::DefineXmlRequest {
+            xml: xml.replace("scsi_host1<", "computer<"),
+            validate: false,
+        }),
+    )
+    .await);
+    assert_eq!(e.code, ErrorCode::InvalidArg);
+    ok(NodeDevSvc::destroy(
+        &d,
+        req(pb::NodeDeviceRef {
+            name: "scsi_host12".into(),
+        }),
+    )
+    .await);
+    let e = err(NodeDevSvc::destroy(
+        &d,
+        req(pb::NodeDeviceRef {
+            name: "computer".into(),
+        }),
+    )
+    .await);
+    assert_eq!(e.code, ErrorCode::InvalidArg);
+}
