@@ -722,6 +722,23 @@ pub enum Command {
     /// network filter information in XML
     NwfilterBindingDumpxml(BindingArg),
 
+    /// show or set domain's description or title
+    Desc {
+        #[command(flatten)]
+        domain: DomArg,
+        /// modify/get the title instead of description
+        #[arg(long)]
+        title: bool,
+        /// message
+        #[arg(long = "new-desc", value_name = "TEXT", conflicts_with = "words")]
+        new_desc: Option<String>,
+        /// message (the rest of the words)
+        #[arg(value_name = "TEXT", num_args = 0..)]
+        words: Vec<String>,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+
     /// Network Events
     NetEvent(NetEventArgs),
     /// Storage Pool Events
@@ -958,6 +975,9 @@ pub struct ListArgs {
     /// mark inactive domains with managed save state
     #[arg(long)]
     pub managed_save: bool,
+    /// show domain title
+    #[arg(long)]
+    pub title: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -154,15 +154,19 @@ pub fn sort_domains(doms: &mut [DomainSummary]) {
 }
 
 /// The text of `list` for already sorted domains.
-pub fn list_text(doms: &[DomainSummary], a: &ListArgs, header: bool) -> String {
+/// `titles`, when `--title` is given, holds each domain's title in order.
+pub fn list_text(doms: &[DomainSummary], a: &ListArgs, header: bool, titles: &[String]) -> String {
     let table = a.table || !(a.name || a.uuid || a.id);
     if table {
         let mut cols = vec!["Id", "Name", "State"];
+        if a.title {
+            cols.push("Title");
+        }
         if a.uuid {
             cols.push("UUID");
         }
         let mut t = Table::new(&cols);
-        for d in doms {
+        for (i, d) in doms.iter().enumerate() {
             let id = if d.id >= 0 {
                 d.id.to_string()
             } else {
@@ -175,6 +179,9 @@ pub fn list_text(doms: &[DomainSummary], a: &ListArgs, header: bool) -> String {
                     state_str(d.state)
                 };
             let mut row = vec![id, d.name.clone(), state.to_owned()];
+            if a.title {
+                row.push(titles.get(i).cloned().unwrap_or_default());
+            }
             if a.uuid {
                 row.push(d.uuid.clone());
             }
@@ -245,7 +252,26 @@ pub async fn list(ctl: &Ctl, a: &ListArgs) -> CmdResult {
         .await
         .map_err(|e| CmdError::ctx("Failed to list domains", e))?;
     sort_domains(&mut doms);
-    ctl.print(&list_text(&doms, a, !ctl.quiet));
+    let mut titles = Vec::new();
+    if a.title {
+        let mut c = ctl.conn.domain();
+        for d in &doms {
+            let req = v1::GetMetadataRequest {
+                domain: Some(dom_ref(d)),
+                r#type: v1::MetadataType::Title as i32,
+                ..Default::default()
+            };
+            // No title is an error in libvirt (VIR_ERR_NO_DOMAIN_METADATA);
+            // virsh shows an empty cell.
+            let title = c
+                .get_metadata(req)
+                .await
+                .map(|r| r.into_inner().value)
+                .unwrap_or_default();
+            titles.push(title);
+        }
+    }
+    ctl.print(&list_text(&doms, a, !ctl.quiet, &titles));
     Ok(())
 }
 
@@ -611,7 +637,7 @@ mod tests {
         };
         // virsh -c test:///default "define d.xml; list --all"
         assert_eq!(
-            list_text(&test_domains(), &a, true),
+            list_text(&test_domains(), &a, true, &[]),
             " Id   Name   State\n-----------------------\n 1    test   running\n -    vm1    shut off\n"
         );
     }
@@ -626,16 +652,19 @@ mod tests {
             uuid,
             ..Default::default()
         };
-        assert_eq!(list_text(&d, &mk(true, false, false), true), "1\n");
+        assert_eq!(list_text(&d, &mk(true, false, false), true, &[]), "1\n");
         assert_eq!(
-            list_text(&d, &mk(true, true, false), true),
+            list_text(&d, &mk(true, true, false), true, &[]),
             "1 test\n- vm1\n"
         );
         assert_eq!(
-            list_text(&d, &mk(true, true, true), true),
+            list_text(&d, &mk(true, true, true), true, &[]),
             "6695eb01-f6a4-8304-79aa-97f2502e193f 1 test\n207aa170-806b-4dbd-9ef3-0e8749c3a862 - vm1\n"
         );
-        assert_eq!(list_text(&d, &mk(false, true, false), true), "test\nvm1\n");
+        assert_eq!(
+            list_text(&d, &mk(false, true, false), true, &[]),
+            "test\nvm1\n"
+        );
     }
 
     #[test]
@@ -652,10 +681,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            list_text(&d, &a, true),
+            list_text(&d, &a, true, &[]),
             " Id   Name   State     UUID\n\
              -------------------------------------------------------------\n \
              1    test   running   6695eb01-f6a4-8304-79aa-97f2502e193f\n"
+        );
+    }
+
+    #[test]
+    fn list_with_title_matches_virsh() {
+        let d = vec![summary(
+            1,
+            "test",
+            DomainState::Running,
+            "6695eb01-f6a4-8304-79aa-97f2502e193f",
+        )];
+        let a = ListArgs {
+            table: true,
+            title: true,
+            uuid: true,
+            ..Default::default()
+        };
+        // virsh -c test:///default "desc test --title 'My Title'; list --table --title --uuid"
+        assert_eq!(
+            list_text(&d, &a, true, &["My Title".to_owned()]),
+            " Id   Name   State     Title      UUID\n\
+             ------------------------------------------------------------------------\n \
+             1    test   running   My Title   6695eb01-f6a4-8304-79aa-97f2502e193f\n"
+        );
+        let no_title = ListArgs {
+            title: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            list_text(&d, &no_title, true, &[String::new()]),
+            " Id   Name   State     Title\n------------------------------\n 1    test   running   \n"
         );
     }
 

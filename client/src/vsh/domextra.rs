@@ -340,6 +340,64 @@ pub async fn domifaddr(
     Ok(())
 }
 
+/// `desc`: show or set the description (or `--title`). virsh prints
+/// these messages without a newline and lets its after-command blank line
+/// end them.
+pub async fn desc(
+    ctl: &Ctl,
+    key: &str,
+    title: bool,
+    text: Option<&str>,
+    imp: v1::Impact,
+) -> CmdResult {
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let (ty, what) = if title {
+        (v1::MetadataType::Title, "title")
+    } else {
+        (v1::MetadataType::Description, "description")
+    };
+    let mut c = ctl.conn.domain();
+    if let Some(text) = text {
+        let req = v1::SetMetadataRequest {
+            domain: Some(by_uuid(d.uuid)),
+            r#type: ty as i32,
+            value: text.to_owned(),
+            impact: Some(imp),
+            ..Default::default()
+        };
+        c.set_metadata(req).await.map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to set new domain {what}"),
+                crate::Error::from(e),
+            )
+        })?;
+        ctl.extra(&format!("Domain {what} updated successfully"));
+        return Ok(());
+    }
+    let req = v1::GetMetadataRequest {
+        domain: Some(by_uuid(d.uuid)),
+        r#type: ty as i32,
+        uri: String::new(),
+        impact: Some(imp),
+    };
+    let value = match c.get_metadata(req).await {
+        Ok(r) => r.into_inner().value,
+        Err(status) => {
+            let e = crate::Error::from(status);
+            if e.code() != crate::ErrorCode::NoDomainMetadata {
+                return Err(e.into());
+            }
+            String::new()
+        }
+    };
+    if value.is_empty() {
+        ctl.extra(&format!("No {what} for domain: {}", d.name));
+    } else {
+        ctl.print(&value);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

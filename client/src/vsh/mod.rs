@@ -710,6 +710,17 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::NwfilterBindingDelete(b) => nwfilter::binding_delete(ctl, b.get()).await,
         C::NwfilterBindingDumpxml(b) => nwfilter::binding_dumpxml(ctl, b.get()).await,
 
+        C::Desc {
+            domain,
+            title,
+            new_desc,
+            words,
+            impact,
+        } => {
+            let imp = domextra::impact(impact.config, impact.live, impact.current)?;
+            let text = new_desc.or_else(|| (!words.is_empty()).then(|| words.join(" ")));
+            domextra::desc(ctl, domain.get(), title, text.as_deref(), imp).await
+        }
         C::NetEvent(a) => event::family_event(ctl, event::Family::Network, &a.into()).await,
         C::PoolEvent(a) => event::family_event(ctl, event::Family::Pool, &a.into()).await,
         C::NodedevEvent(a) => event::family_event(ctl, event::Family::NodeDevice, &a.into()).await,
