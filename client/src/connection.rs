@@ -64,6 +64,9 @@ pub struct Connection {
 impl Connection {
     /// Open a (lazy) connection to `gateway` for `uri`; `None` leaves the
     /// choice of URI to the gateway's default.
+    ///
+    /// Call it from within a Tokio runtime: the channel spawns its
+    /// connection task there (tonic's default executor).
     pub fn open(gateway: &ListenAddr, uri: Option<&str>) -> Result<Self> {
         Self::open_with(gateway, uri, &ChannelOptions::default())
     }
