@@ -173,7 +173,7 @@ pub enum Command {
         /// leave the guest paused after creation
         #[arg(long)]
         paused: bool,
-        /// automatically destroy the guest when virsh disconnects
+        /// automatically destroy the guest when vsh disconnects
         #[arg(long)]
         autodestroy: bool,
         /// validate the XML against the schema
@@ -213,7 +213,7 @@ pub enum Command {
         /// leave the guest paused after creation
         #[arg(long)]
         paused: bool,
-        /// automatically destroy the guest when virsh disconnects
+        /// automatically destroy the guest when vsh disconnects
         #[arg(long)]
         autodestroy: bool,
         /// avoid file system cache when loading
