@@ -94,7 +94,12 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
     });
     push(&mut a, "-machine", machine);
     push(&mut a, "-accel", def.virt_type().accel().into());
-    push(&mut a, "-cpu", def.cpu_model());
+    let cpu = match def.cpu_mode().as_str() {
+        "maximum" => "max,migratable=on".to_owned(),
+        "host-passthrough" => "host,migratable=on".to_owned(),
+        _ => def.cpu_model(),
+    };
+    push(&mut a, "-cpu", cpu);
     let kib = def.max_memory_kib();
     push(&mut a, "-m", format!("size={kib}k"));
     push(
@@ -108,10 +113,16 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
     );
     push(&mut a, "-overcommit", "mem-lock=off".into());
     let (cur, max) = (def.vcpus(), def.max_vcpus());
+    let topology = match def.cpu_topology() {
+        Some((sockets, dies, clusters, cores, threads)) => format!(
+            "sockets={sockets},dies={dies},clusters={clusters},cores={cores},threads={threads}"
+        ),
+        None => format!("sockets={max},cores=1,threads=1"),
+    };
     let smp = if cur == max {
-        format!("{max},sockets={max},cores=1,threads=1")
+        format!("{max},{topology}")
     } else {
-        format!("{cur},maxcpus={max},sockets={max},cores=1,threads=1")
+        format!("{cur},maxcpus={max},{topology}")
     };
     push(&mut a, "-smp", smp);
     push(&mut a, "-uuid", def.uuid());

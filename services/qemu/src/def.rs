@@ -144,19 +144,9 @@ impl DomainDef {
         normalize_memory(&mut root)?;
         normalize_vcpu(&mut root)?;
         normalize_os(&mut root)?;
-        if root.child("cpu").is_none() {
-            // libvirt's default guest CPU for x86 qemu/kvm guests.
-            root.children.push(Node::Element(
-                Element::new("cpu")
-                    .with_attr("mode", "custom")
-                    .with_attr("match", "exact")
-                    .with_attr("check", "none")
-                    .with_child(
-                        Element::new("model")
-                            .with_attr("fallback", "forbid")
-                            .with_text("qemu64"),
-                    ),
-            ));
+        normalize_cpu(root.child_or_insert("cpu"));
+        for sec in root.elements_mut().filter(|e| e.name == "seclabel") {
+            normalize_seclabel(sec);
         }
         let clock = root.child_or_insert("clock");
         if clock.attr("offset").is_none() {
@@ -284,6 +274,27 @@ impl DomainDef {
             .unwrap_or_else(|| "destroy".into())
     }
 
+    pub fn cpu_mode(&self) -> String {
+        self.root
+            .child("cpu")
+            .and_then(|c| c.attr("mode"))
+            .unwrap_or("custom")
+            .to_owned()
+    }
+
+    /// `<cpu><topology>`: (sockets, dies, clusters, cores, threads).
+    pub fn cpu_topology(&self) -> Option<(u32, u32, u32, u32, u32)> {
+        let t = self.root.child("cpu")?.child("topology")?;
+        let n = |k: &str| t.attr(k).and_then(|v| v.parse().ok()).unwrap_or(1);
+        Some((
+            n("sockets"),
+            n("dies"),
+            n("clusters"),
+            n("cores"),
+            n("threads"),
+        ))
+    }
+
     pub fn cpu_model(&self) -> String {
         self.root
             .child("cpu")
@@ -342,6 +353,16 @@ fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
     };
     replace_child(root, kib_element("memory", memory));
     replace_child(root, kib_element("currentMemory", current));
+    if let Some(max) = root.child("maxMemory").cloned() {
+        let kib = scale_to_kib(parse_u64(&max, "./maxMemory[1]")?, max.attr("unit"))?;
+        let mut el = Element::new("maxMemory");
+        if let Some(slots) = max.attr("slots") {
+            el.set_attr("slots", slots);
+        }
+        el.set_attr("unit", "KiB");
+        el.set_text(kib.to_string());
+        replace_child(root, el);
+    }
     Ok(())
 }
 
@@ -381,11 +402,75 @@ fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
     Ok(())
 }
 
+/// libvirt's x86 CPU defaults: no CPU at all, or only topology/NUMA, is
+/// `qemu64` (custom, exact, check none); a named model is checked
+/// partially and may fall back; host modes are not checked.
+fn normalize_cpu(cpu: &mut Element) {
+    let has_model = cpu.child("model").is_some();
+    let mode = cpu.attr("mode").unwrap_or("custom").to_owned();
+    cpu.set_attr("mode", mode.clone());
+    if mode == "custom" {
+        if cpu.attr("match").is_none() {
+            cpu.set_attr("match", "exact");
+        }
+        if cpu.attr("check").is_none() {
+            cpu.set_attr("check", if has_model { "partial" } else { "none" });
+        }
+        if has_model {
+            if let Some(model) = cpu.child_mut("model")
+                && model.attr("fallback").is_none()
+            {
+                model.set_attr("fallback", "allow");
+            }
+        } else {
+            cpu.children.insert(
+                0,
+                Node::Element(
+                    Element::new("model")
+                        .with_attr("fallback", "forbid")
+                        .with_text("qemu64"),
+                ),
+            );
+        }
+    } else if cpu.attr("check").is_none() {
+        cpu.set_attr("check", "none");
+    }
+    cpu.order_attrs(&["mode", "match", "check", "migratable"]);
+    if let Some(topo) = cpu.child_mut("topology") {
+        for key in ["dies", "clusters"] {
+            if topo.attr(key).is_none() {
+                topo.set_attr(key, "1");
+            }
+        }
+        topo.order_attrs(&["sockets", "dies", "clusters", "cores", "threads"]);
+    }
+}
+
+/// `relabel` defaults by type, and `type='none'` names its model.
+fn normalize_seclabel(sec: &mut Element) {
+    match sec.attr("type") {
+        Some("none") => {
+            if sec.attr("model").is_none() {
+                sec.set_attr("model", "none");
+            }
+        }
+        Some(t) => {
+            if sec.attr("relabel").is_none() {
+                let relabel = if t == "static" { "no" } else { "yes" };
+                sec.set_attr("relabel", relabel);
+            }
+        }
+        None => {}
+    }
+    sec.order_attrs(&["type", "model", "relabel"]);
+}
+
 fn normalize_os(root: &mut Element) -> Result<(), ConfError> {
     let os = root
         .child_mut("os")
         .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;
-    let has_boot = os.child("boot").is_some() || os.child("kernel").is_some();
+    // Direct kernel boot still gets <boot dev='hd'/>, as in libvirt.
+    let has_boot = os.child("boot").is_some();
     let ty = os
         .child_mut("type")
         .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;
