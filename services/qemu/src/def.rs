@@ -448,19 +448,13 @@ fn normalize_cpu(cpu: &mut Element) {
 
 /// `relabel` defaults by type, and `type='none'` names its model.
 fn normalize_seclabel(sec: &mut Element) {
-    match sec.attr("type") {
-        Some("none") => {
-            if sec.attr("model").is_none() {
-                sec.set_attr("model", "none");
-            }
+    let ty = sec.attr("type").map(str::to_owned);
+    match ty.as_deref() {
+        Some("none") if sec.attr("model").is_none() => sec.set_attr("model", "none"),
+        Some(t) if t != "none" && sec.attr("relabel").is_none() => {
+            sec.set_attr("relabel", if t == "static" { "no" } else { "yes" });
         }
-        Some(t) => {
-            if sec.attr("relabel").is_none() {
-                let relabel = if t == "static" { "no" } else { "yes" };
-                sec.set_attr("relabel", relabel);
-            }
-        }
-        None => {}
+        _ => {}
     }
     sec.order_attrs(&["type", "model", "relabel"]);
 }
