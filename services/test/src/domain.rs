@@ -473,18 +473,19 @@ fn modify(
     d: &mut DomainObj,
     live: bool,
     config: bool,
-    mut f: impl FnMut(&mut DomainDef) -> VResult<()>,
+    mut f: impl FnMut(&mut DomainDef, bool) -> VResult<()>,
 ) -> VResult<()> {
+    // `f` learns whether it edits the live definition.
     if live {
-        f(&mut d.def)?;
+        f(&mut d.def, true)?;
     }
     if config {
         if d.is_active() {
             let mut cfg = d.config().clone();
-            f(&mut cfg)?;
+            f(&mut cfg, false)?;
             d.new_def = Some(cfg);
         } else {
-            f(&mut d.def)?;
+            f(&mut d.def, false)?;
         }
     }
     Ok(())
@@ -534,7 +535,7 @@ fn device_op(host: &Host, r: pb::DeviceRequest, op: DevOp) -> VResult<()> {
             format!("device not found: {what}"),
         )
     };
-    modify(d, live, config, |def| match op {
+    modify(d, live, config, |def, live_target| match op {
         DevOp::Attach => {
             if dev.name == "disk" {
                 let target = dev
@@ -548,7 +549,23 @@ fn device_op(host: &Host, r: pb::DeviceRequest, op: DevOp) -> VResult<()> {
                     ));
                 }
             }
-            def.attach_device(dev.clone()).map_err(conf_err)
+            let mut dev = dev.clone();
+            if live_target && dev.name == "disk" && dev.child("alias").is_none() {
+                // A hot-plugged virtio disk gets its alias as in libvirt.
+                let target = dev.child("target");
+                let bus = target.and_then(|t| t.attr("bus")).unwrap_or("virtio");
+                let idx = target
+                    .and_then(|t| t.attr("dev"))
+                    .filter(|n| n.starts_with("vd"))
+                    .and_then(virtmesh_conf::devices::disk_index);
+                if let (Some(idx), "virtio") = (idx, bus) {
+                    dev.children.push(virtmesh_conf::Node::Element(
+                        virtmesh_conf::Element::new("alias")
+                            .with_attr("name", format!("virtio-disk{idx}")),
+                    ));
+                }
+            }
+            def.attach_device(dev).map_err(conf_err)
         }
         DevOp::Detach => {
             if def.detach_device(&dev) {
@@ -602,7 +619,7 @@ fn set_vcpus(host: &Host, r: pb::SetVcpusRequest) -> VResult<()> {
             "cannot change maximum vCPU count of a running domain",
         ));
     }
-    modify(d, live, config, |def| {
+    modify(d, live, config, |def, _live| {
         if r.maximum {
             def.set_max_vcpus(r.count);
         } else {
@@ -629,7 +646,7 @@ fn set_memory(host: &Host, r: pb::SetMemoryRequest) -> VResult<()> {
             "cannot resize the maximum memory on an active domain",
         ));
     }
-    modify(d, live, config, |def| {
+    modify(d, live, config, |def, _live| {
         if r.maximum {
             def.set_max_memory_kib(r.memory_kib);
         } else {
@@ -693,7 +710,7 @@ fn set_metadata(host: &Host, r: pb::SetMetadataRequest) -> VResult<()> {
     let idx = find(&st, r.domain.as_ref())?;
     let d = &mut st.domains[idx];
     let (live, config) = impact(d, r.impact.as_ref())?;
-    modify(d, live, config, |def| {
+    modify(d, live, config, |def, _live| {
         match ty {
             MetadataType::Title => {
                 if r.value.contains('\n') {

@@ -304,8 +304,9 @@ pub fn build(text: &str, dir: Option<&Path>) -> VResult<State> {
                         obj.new_def = Some(obj.def.clone());
                     }
                     obj.state = state;
-                    // "booted" for running, "user" for paused: reason 1.
-                    obj.reason = 1;
+                    // libvirt reports domains loaded from the node document
+                    // with reason "unknown".
+                    obj.reason = 0;
                 }
                 st.domains.push(obj);
             }

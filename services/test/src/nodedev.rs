@@ -72,16 +72,29 @@ fn list(host: &Host, r: pb::ListNodeDevicesRequest) -> VResult<Vec<pb::NodeDevic
         .collect())
 }
 
+/// virRandomGenerateWWN: QEMU's OUI (Qumranet) and random digits.
+fn random_wwn() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    let mut hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    hex.truncate(9);
+    format!("5001a4a{hex}")
+}
+
 /// testNodeDeviceCreateXML: a vHBA named after the next free SCSI host
 /// number under its fc_host parent.
 fn create_xml(host: &Host, r: pb::DefineXmlRequest) -> VResult<pb::NodeDeviceSummary> {
     let def = NodeDeviceDef::parse_new(&r.xml).map_err(|e| err::conf(e, ErrorDomain::Nodedev))?;
-    let (wwnn, wwpn) = def.wwn().ok_or_else(|| {
-        err::conf(
-            virtmesh_conf::ConfError::xml("no fc_host capability with wwnn/wwpn"),
-            ErrorDomain::Nodedev,
-        )
-    })?;
+    // Missing WWNs are generated, as libvirt does for vHBAs.
+    let has_fc = def.caps().iter().any(|c| c == "fc_host");
+    let (wwnn, wwpn) = def
+        .wwn()
+        .or_else(|| has_fc.then(|| (random_wwn(), random_wwn())))
+        .ok_or_else(|| {
+            err::conf(
+                virtmesh_conf::ConfError::xml("no fc_host capability with wwnn/wwpn"),
+                ErrorDomain::Nodedev,
+            )
+        })?;
     let mut st = host.lock();
     let parent = def
         .parent()

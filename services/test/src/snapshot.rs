@@ -90,9 +90,10 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
     let idx = find(&st, r.domain.as_ref())?;
     let d = &mut st.domains[idx];
     if d.snapshots.iter().any(|s| s.name == name) {
-        return Err(err::op_invalid(format!(
-            "domain snapshot '{name}' already exists"
-        )));
+        return Err(err::op_failed(
+            ErrorDomain::DomainSnapshot,
+            format!("domain moment {name} already exists"),
+        ));
     }
     let snap = Snapshot {
         name: name.clone(),

@@ -55,7 +55,7 @@ fn not_active(p: &PoolObj) -> VirtError {
 }
 
 fn already_active(p: &PoolObj) -> VirtError {
-    err::op_invalid(format!("storage pool '{}' is already active", p.def.name))
+    err::op_invalid(format!("storage pool '{}' is active", p.def.name))
 }
 
 /// (pool index, volume index) of a volume reference.

@@ -1222,7 +1222,7 @@ async fn pools_and_volumes() {
     let e = err(PoolSvc::create(&d, req(by_name("default-pool"))).await);
     assert_eq!(
         e.message,
-        "Requested operation is not valid: storage pool 'default-pool' is already active"
+        "Requested operation is not valid: storage pool 'default-pool' is active"
     );
     ok(PoolSvc::destroy(&d, req(by_name("default-pool"))).await);
     let e = err(PoolSvc::destroy(&d, req(by_name("default-pool"))).await);
