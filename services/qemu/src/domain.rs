@@ -83,8 +83,8 @@ fn list_filter(req: &pb::ListDomainsRequest, v: &crate::driver::DomView) -> bool
     };
     pair(f.active, f.inactive, v.is_active())
         && pair(f.persistent, f.transient, v.persistent)
-        // No autostart, managed save or snapshots yet: all are "no".
-        && pair(f.autostart, f.no_autostart, false)
+        && pair(f.autostart, f.no_autostart, v.autostart)
+        // No managed save or snapshots yet: both are "no".
         && pair(req.managed_save, req.no_managed_save, false)
         && pair(req.has_snapshot, req.no_snapshot, false)
         && state_ok
@@ -260,19 +260,24 @@ impl Domain for DomainService {
         &self,
         request: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::Autostart>, Status> {
-        // Autostart is not implemented, so no domain has it.
         ok(self
             .driver
             .lookup(Some(request.get_ref()))
-            .map(|_| pb::Autostart { autostart: false }))
+            .map(|v| pb::Autostart {
+                autostart: v.autostart,
+            }))
     }
 
     async fn set_autostart(
         &self,
-        _: Request<pb::SetAutostartRequest>,
+        request: Request<pb::SetAutostartRequest>,
     ) -> Result<Response<()>, Status> {
-        unimpl("SetAutostart")
+        let req = request.into_inner();
+        ok(self
+            .driver
+            .set_autostart(req.object.as_ref(), req.autostart))
     }
+
     async fn attach_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
         unimpl("AttachDevice")
     }

@@ -171,6 +171,39 @@ impl ConfigStore {
         }
     }
 
+    fn autostart_link(&self, name: &str) -> PathBuf {
+        self.dir.join("autostart").join(format!("{name}.xml"))
+    }
+
+    /// Whether `name` starts with the service (libvirt's
+    /// `autostart/<name>.xml` link to the config).
+    pub fn autostart(&self, name: &str) -> bool {
+        std::fs::symlink_metadata(self.autostart_link(name)).is_ok()
+    }
+
+    pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), StateError> {
+        let link = self.autostart_link(name);
+        let remove = |path: &Path| match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Remove {
+                path: path.display().to_string(),
+                source,
+            }),
+        };
+        if !on {
+            return remove(&link);
+        }
+        if let Some(dir) = link.parent() {
+            mkdir(dir)?;
+        }
+        remove(&link)?;
+        std::os::unix::fs::symlink(format!("../{name}.xml"), &link).map_err(|e| StateError::Lock {
+            path: link.display().to_string(),
+            message: format!("cannot create autostart link: {e}"),
+        })
+    }
+
     /// Every stored config; a file that no longer parses is reported by
     /// path and skipped by the caller, so one bad file does not hide the
     /// others.
@@ -238,6 +271,12 @@ mod tests {
         let all = store.load_all();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].1.as_ref().expect("parses"), &def);
+        assert!(!store.autostart("vm1"));
+        store.set_autostart("vm1", true).expect("autostart on");
+        store.set_autostart("vm1", true).expect("twice is fine");
+        assert!(store.autostart("vm1"));
+        store.set_autostart("vm1", false).expect("autostart off");
+        assert!(!store.autostart("vm1"));
         store.remove("vm1").expect("remove");
         store.remove("vm1").expect("removing twice is fine");
         assert!(store.load_all().is_empty());

@@ -681,3 +681,73 @@ async fn connect_calls_and_unimplemented_answers() {
     drop(conn);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostart_starts_a_guest_once_per_boot() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc1").await;
+    let mut c = svc.domains();
+    c.define_xml(pb::DefineXmlRequest {
+        xml: guest_xml("as1", "kvm"),
+        validate: false,
+    })
+    .await
+    .expect("define");
+    c.set_autostart(pb::SetAutostartRequest {
+        object: Some(by_name("as1")),
+        autostart: true,
+    })
+    .await
+    .expect("autostart");
+    assert!(
+        c.get_autostart(by_name("as1"))
+            .await
+            .expect("get")
+            .into_inner()
+            .autostart
+    );
+    assert!(
+        c.lookup(by_name("as1"))
+            .await
+            .expect("lookup")
+            .into_inner()
+            .autostart
+    );
+    drop(c);
+    svc.stop().await;
+    assert!(host.our_qemus().is_empty(), "autostart is not a start");
+
+    // A host reboot empties the run directory's marker.
+    std::fs::remove_file(host.run_dir().join("autostarted")).expect("marker");
+    let svc = Service::start(&host, "svc2").await;
+    let mut c = svc.domains();
+    assert_eq!(
+        state_of(&mut c, "as1").await,
+        (DomainState::Running, "booted".into())
+    );
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("as1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    drop(c);
+    svc.stop().await;
+
+    // Same boot: a service restart leaves the guest shut off.
+    let svc = Service::start(&host, "svc3").await;
+    let mut c = svc.domains();
+    assert_eq!(state_of(&mut c, "as1").await.0, DomainState::Shutoff);
+    c.undefine(pb::UndefineRequest {
+        domain: Some(by_name("as1")),
+        ..Default::default()
+    })
+    .await
+    .expect("undefine");
+    assert!(!host.config().state_dir.join("autostart/as1.xml").exists());
+    drop(c);
+    svc.stop().await;
+}

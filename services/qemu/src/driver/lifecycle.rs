@@ -56,6 +56,7 @@ impl QemuDriver {
                     state: DomainState::Shutoff,
                     reason: SHUTOFF_UNKNOWN,
                     removed: false,
+                    autostart: false,
                 }),
             });
             list.push(dom.clone());

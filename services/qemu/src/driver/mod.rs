@@ -7,6 +7,7 @@
 //! serialised by its async `job` lock, like libvirt's domain jobs. Lock
 //! order: job, then list, then domain state.
 
+mod autostart;
 mod lifecycle;
 mod monitor;
 mod recovery;
@@ -193,6 +194,7 @@ struct DomState {
     reason: i32,
     /// Gone from the list (undefined, or a transient domain stopped).
     removed: bool,
+    autostart: bool,
 }
 
 struct Dom {
@@ -246,6 +248,7 @@ pub struct DomView {
     /// The persistent config, when there is one.
     pub config: Option<DomainDef>,
     pub pid: Option<i32>,
+    pub autostart: bool,
 }
 
 impl DomView {
@@ -256,7 +259,7 @@ impl DomView {
             id: self.id,
             state: self.state as i32,
             persistent: self.persistent,
-            autostart: false,
+            autostart: self.autostart,
             has_managed_save: false,
             has_snapshot: false,
         }
@@ -283,6 +286,7 @@ fn view(uuid: &str, st: &DomState) -> Option<DomView> {
         def,
         config: st.config.clone(),
         pid: st.live.as_ref().map(|l| l.pid),
+        autostart: st.autostart,
     })
 }
 
@@ -309,7 +313,9 @@ impl QemuDriver {
         for (path, def) in driver.inner.store.load_all() {
             match def {
                 Ok(def) => {
-                    driver.insert(def.uuid(), def.name(), Some(def));
+                    let autostart = driver.inner.store.autostart(&def.name());
+                    let dom = driver.insert(def.uuid(), def.name(), Some(def));
+                    dom.lock().autostart = autostart;
                 }
                 Err(e) => tracing::error!("ignoring config {}: {e}", path.display()),
             }
@@ -320,6 +326,7 @@ impl QemuDriver {
                 Err(e) => tracing::error!("ignoring live status: {e}"),
             }
         }
+        driver.autostart_once().await;
         Ok(driver)
     }
 
@@ -346,6 +353,7 @@ impl QemuDriver {
                 state: DomainState::Shutoff,
                 reason: SHUTOFF_UNKNOWN,
                 removed: false,
+                autostart: false,
             }),
         });
         self.list_lock().push(dom.clone());
@@ -444,6 +452,7 @@ impl QemuDriver {
                         state: DomainState::Shutoff,
                         reason: SHUTOFF_UNKNOWN,
                         removed: false,
+                        autostart: false,
                     }),
                 });
                 list.push(dom.clone());
@@ -478,8 +487,13 @@ impl QemuDriver {
         if st.config.is_none() {
             return Err(err::invalid_op("cannot undefine transient domain"));
         }
+        self.inner
+            .store
+            .set_autostart(&st.name, false)
+            .map_err(err::state)?;
         self.inner.store.remove(&st.name).map_err(err::state)?;
         st.config = None;
+        st.autostart = false;
         match &st.live {
             Some(live) => {
                 let _ = self.save_status(&dom.uuid, &st.name, live, false);
