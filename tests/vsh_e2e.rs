@@ -25,11 +25,17 @@ fn default_host_shows_test_running() {
         .find(|l| l.contains(" test "))
         .unwrap_or_else(|| panic!("no row for domain test in:\n{list}"));
     assert!(row.contains("running"), "{row}");
-    assert!(list.lines().next().unwrap_or_default().contains("Name"), "{list}");
+    assert!(
+        list.lines().next().unwrap_or_default().contains("Name"),
+        "{list}"
+    );
     assert_eq!(mesh.vsh_ok(&["domstate", "test"]).trim(), "running");
     assert_eq!(mesh.vsh_ok(&["uri"]).trim(), "test:///default");
     let xml = mesh.vsh_ok(&["dumpxml", "test"]);
-    assert!(xml.contains("<uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>"), "{xml}");
+    assert!(
+        xml.contains("<uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>"),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -39,13 +45,20 @@ fn domain_lifecycle_and_state_survive_between_vsh_runs() {
     let out = mesh.vsh_ok(&["define", file.to_str().unwrap_or_default()]);
     assert!(out.contains("Domain 'e2e-vm' defined"), "{out}");
     assert_eq!(mesh.vsh_ok(&["domstate", "e2e-vm"]).trim(), "shut off");
-    assert!(mesh.vsh_ok(&["start", "e2e-vm"]).contains("Domain 'e2e-vm' started"));
+    assert!(
+        mesh.vsh_ok(&["start", "e2e-vm"])
+            .contains("Domain 'e2e-vm' started")
+    );
     assert_eq!(mesh.vsh_ok(&["domstate", "e2e-vm"]).trim(), "running");
 
     // Starting it again fails; virsh itself says so before calling libvirt.
     let again = mesh.vsh(&["start", "e2e-vm"]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("error: Domain is already active"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("error: Domain is already active"),
+        "{}",
+        stderr(&again)
+    );
 
     mesh.vsh_ok(&["suspend", "e2e-vm"]);
     assert_eq!(mesh.vsh_ok(&["domstate", "e2e-vm"]).trim(), "paused");
@@ -55,7 +68,10 @@ fn domain_lifecycle_and_state_survive_between_vsh_runs() {
     assert!(info.contains("Max memory:     131072 KiB"), "{info}");
     mesh.vsh_ok(&["destroy", "e2e-vm"]);
     assert_eq!(mesh.vsh_ok(&["domstate", "e2e-vm"]).trim(), "shut off");
-    assert!(mesh.vsh_ok(&["undefine", "e2e-vm"]).contains("Domain 'e2e-vm' has been undefined"));
+    assert!(
+        mesh.vsh_ok(&["undefine", "e2e-vm"])
+            .contains("Domain 'e2e-vm' has been undefined")
+    );
 
     let gone = mesh.vsh(&["dominfo", "e2e-vm"]);
     assert_eq!(gone.status.code(), Some(1));
@@ -70,15 +86,25 @@ fn domain_lifecycle_and_state_survive_between_vsh_runs() {
 fn secondary_families_through_vsh() {
     let mesh = Mesh::start();
     let nets = mesh.vsh_ok(&["net-list", "--all"]);
-    assert!(nets.lines().any(|l| l.contains("default") && l.contains("active")), "{nets}");
-    assert!(mesh.vsh_ok(&["net-dumpxml", "default"]).contains("<bridge name='virbr0'"));
+    assert!(
+        nets.lines()
+            .any(|l| l.contains("default") && l.contains("active")),
+        "{nets}"
+    );
+    assert!(
+        mesh.vsh_ok(&["net-dumpxml", "default"])
+            .contains("<bridge name='virbr0'")
+    );
     let pools = mesh.vsh_ok(&["pool-list", "--all"]);
     assert!(pools.contains("default-pool"), "{pools}");
     let ifaces = mesh.vsh_ok(&["iface-list", "--all"]);
     assert!(ifaces.contains("eth1"), "{ifaces}");
     let devs = mesh.vsh_ok(&["nodedev-list"]);
     for d in ["computer", "scsi_host1", "scsi_host2", "scsi_host11"] {
-        assert!(devs.lines().any(|l| l.trim() == d), "{d} missing from {devs}");
+        assert!(
+            devs.lines().any(|l| l.trim() == d),
+            "{d} missing from {devs}"
+        );
     }
 
     let net = mesh.write(
@@ -93,16 +119,26 @@ fn secondary_families_through_vsh() {
     mesh.vsh_ok(&["net-undefine", "e2e-net"]);
     let missing = mesh.vsh(&["net-info", "e2e-net"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("Network not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("Network not found"),
+        "{}",
+        stderr(&missing)
+    );
 
     let secret = mesh.write(
         "secret.xml",
         "<secret ephemeral='no' private='no'><uuid>0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f</uuid><usage type='volume'><volume>/var/lib/e2e.img</volume></usage></secret>",
     );
     mesh.vsh_ok(&["secret-define", secret.to_str().unwrap_or_default()]);
-    mesh.vsh_ok(&["secret-set-value", "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f", "--base64", "aGVsbG8="]);
+    mesh.vsh_ok(&[
+        "secret-set-value",
+        "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f",
+        "--base64",
+        "aGVsbG8=",
+    ]);
     assert_eq!(
-        mesh.vsh_ok(&["secret-get-value", "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"]).trim(),
+        mesh.vsh_ok(&["secret-get-value", "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"])
+            .trim(),
         "aGVsbG8="
     );
 
@@ -128,9 +164,82 @@ fn bad_input_gets_libvirt_errors() {
     );
     let out = mesh.vsh(&["define", clash.to_str().unwrap_or_default()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("already exists with uuid"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already exists with uuid"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = mesh.vsh(&["-c", "nosuch:///system", "list"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("nosuch:///system"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nosuch:///system"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn events_reach_a_watcher_through_the_gateway() {
+    use std::io::{BufRead, BufReader};
+    let mesh = Mesh::start();
+    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_vsh"))
+        .args([
+            "--gateway",
+            &mesh.gateway.addr,
+            "event",
+            "--all",
+            "--loop",
+            "--timeout",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("vsh event");
+    let stdout = watcher.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The watch is registered asynchronously; poke until the first event
+    // shows the stream is live, then run the lifecycle.
+    let file = mesh.write("ev.xml", &DOMAIN_XML.replace("e2e-vm", "ev-vm"));
+    let path = file.to_str().unwrap_or_default();
+    let mut first = None;
+    for _ in 0..50 {
+        mesh.vsh_ok(&["define", path]);
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            first = Some(line);
+            break;
+        }
+    }
+    assert_eq!(
+        first.as_deref(),
+        Some("event 'lifecycle' for domain 'ev-vm': Defined Added")
+    );
+    mesh.vsh_ok(&["start", "ev-vm"]);
+    mesh.vsh_ok(&["destroy", "ev-vm"]);
+    mesh.vsh_ok(&["undefine", "ev-vm"]);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(line) if line.contains("Defined Updated") => {}
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(
+        seen,
+        [
+            "event 'lifecycle' for domain 'ev-vm': Started Booted",
+            "event 'lifecycle' for domain 'ev-vm': Stopped Destroyed",
+            "event 'lifecycle' for domain 'ev-vm': Undefined Removed",
+        ]
+    );
 }
