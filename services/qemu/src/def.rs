@@ -237,6 +237,46 @@ impl DomainDef {
             .unwrap_or(1)
     }
 
+    pub fn set_current_memory_kib(&mut self, kib: u64) {
+        replace_child(&mut self.root, kib_element("currentMemory", kib));
+    }
+
+    /// The maximum; the current size is capped to it, as libvirt does.
+    pub fn set_max_memory_kib(&mut self, kib: u64) {
+        replace_child(&mut self.root, kib_element("memory", kib));
+        if self.current_memory_kib() > kib {
+            self.set_current_memory_kib(kib);
+        }
+    }
+
+    /// Set the current vCPU count (≤ the maximum, checked by the caller).
+    pub fn set_vcpus(&mut self, current: u32) {
+        let max = self.max_vcpus();
+        if let Some(v) = self.root.child_mut("vcpu") {
+            if current == max {
+                v.remove_attr("current");
+            } else {
+                v.set_attr("current", current.to_string());
+                v.order_attrs(&["placement", "cpuset", "current"]);
+            }
+        }
+    }
+
+    /// Set the maximum vCPU count; the current one is capped to it.
+    pub fn set_max_vcpus(&mut self, max: u32) {
+        let current = self.vcpus().min(max);
+        if let Some(v) = self.root.child_mut("vcpu") {
+            v.set_text(max.to_string());
+        }
+        self.set_vcpus(current);
+    }
+
+    pub fn has_balloon(&self) -> bool {
+        self.devices()
+            .iter()
+            .any(|d| d.name == "memballoon" && d.attr("model") == Some("virtio"))
+    }
+
     pub fn max_vcpus(&self) -> u32 {
         self.root
             .child("vcpu")
@@ -526,6 +566,34 @@ mod tests {
             def.to_xml(Some(3))
                 .starts_with("<domain type='kvm' id='3'>")
         );
+    }
+
+    #[test]
+    fn memory_and_vcpu_setters_keep_invariants() {
+        let mut def = DomainDef::parse(MINIMAL).expect("valid");
+        def.set_current_memory_kib(131072);
+        assert_eq!(
+            (def.max_memory_kib(), def.current_memory_kib()),
+            (262144, 131072)
+        );
+        def.set_max_memory_kib(65536);
+        assert_eq!(
+            (def.max_memory_kib(), def.current_memory_kib()),
+            (65536, 65536)
+        );
+        def.set_max_vcpus(4);
+        assert_eq!((def.max_vcpus(), def.vcpus()), (4, 1));
+        assert!(
+            def.to_xml(None)
+                .contains("<vcpu placement='static' current='1'>4</vcpu>")
+        );
+        def.set_vcpus(4);
+        assert!(
+            def.to_xml(None)
+                .contains("<vcpu placement='static'>4</vcpu>")
+        );
+        def.set_max_vcpus(2);
+        assert_eq!((def.max_vcpus(), def.vcpus()), (2, 2));
     }
 
     #[test]

@@ -287,11 +287,38 @@ impl Domain for DomainService {
     async fn update_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
         unimpl("UpdateDevice")
     }
-    async fn set_vcpus(&self, _: Request<pb::SetVcpusRequest>) -> Result<Response<()>, Status> {
-        unimpl("SetVcpus")
+    async fn set_vcpus(
+        &self,
+        request: Request<pb::SetVcpusRequest>,
+    ) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        if req.guest {
+            return unimpl("SetVcpus(guest)");
+        }
+        ok(self
+            .driver
+            .set_vcpus(
+                req.domain.as_ref(),
+                req.count,
+                req.impact.as_ref(),
+                req.maximum,
+            )
+            .await)
     }
-    async fn set_memory(&self, _: Request<pb::SetMemoryRequest>) -> Result<Response<()>, Status> {
-        unimpl("SetMemory")
+    async fn set_memory(
+        &self,
+        request: Request<pb::SetMemoryRequest>,
+    ) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        ok(self
+            .driver
+            .set_memory(
+                req.domain.as_ref(),
+                req.memory_kib,
+                req.impact.as_ref(),
+                req.maximum,
+            )
+            .await)
     }
     async fn get_metadata(
         &self,

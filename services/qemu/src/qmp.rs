@@ -222,6 +222,17 @@ impl Command for QueryBalloon {
     type Output = BalloonInfo;
 }
 
+/// `balloon`: ask the guest to use `value` bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Balloon {
+    pub value: u64,
+}
+
+impl Command for Balloon {
+    const NAME: &'static str = "balloon";
+    type Output = Empty;
+}
+
 /// What the reader task hands to the driver.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorMsg {

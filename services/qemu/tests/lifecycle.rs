@@ -330,6 +330,53 @@ async fn kvm_guest_define_start_suspend_resume_destroy_undefine() {
     for f in ["state.state", "cpu.time", "balloon.current", "vcpu.current"] {
         assert!(fields.contains(&f), "{f} missing from {fields:?}");
     }
+    // Memory through the balloon (live), vCPUs in the config.
+    c.set_memory(pb::SetMemoryRequest {
+        domain: Some(by_name("lc1")),
+        memory_kib: 65536,
+        ..Default::default()
+    })
+    .await
+    .expect("setmem");
+    let info = c.get_info(by_name("lc1")).await.expect("info").into_inner();
+    assert_eq!((info.max_mem_kib, info.memory_kib), (131072, 65536));
+    let too_much = c
+        .set_memory(pb::SetMemoryRequest {
+            domain: Some(by_name("lc1")),
+            memory_kib: 1 << 30,
+            ..Default::default()
+        })
+        .await
+        .expect_err("above max");
+    assert_eq!(libvirt_error(&too_much).code, ErrorCode::InvalidArg);
+    let config = pb::Impact {
+        config: true,
+        ..Default::default()
+    };
+    c.set_vcpus(pb::SetVcpusRequest {
+        domain: Some(by_name("lc1")),
+        count: 2,
+        impact: Some(config),
+        maximum: true,
+        guest: false,
+    })
+    .await
+    .expect("setvcpus --maximum --config");
+    let inactive = c
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("lc1")),
+            inactive: true,
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(
+        inactive.contains("<vcpu placement='static' current='1'>2</vcpu>"),
+        "{inactive}"
+    );
+
     // Nothing saved or snapshotted: honest empty answers, not errors.
     let saved = c
         .has_managed_save(by_name("lc1"))

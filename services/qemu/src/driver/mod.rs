@@ -14,6 +14,7 @@ mod recovery;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod tune;
 
 use crate::argv::{self, ArgvOptions};
 use crate::def::DomainDef;

@@ -17,12 +17,7 @@ impl QemuDriver {
     fn live_parts(&self, dom: &Dom) -> Option<(Arc<Qmp>, i32, bool)> {
         let st = dom.lock();
         let l = st.live.as_ref().filter(|l| !l.starting)?;
-        let balloon = l
-            .def
-            .devices()
-            .iter()
-            .any(|d| d.name == "memballoon" && d.attr("model") == Some("virtio"));
-        Some((l.qmp.clone(), l.pid, balloon))
+        Some((l.qmp.clone(), l.pid, l.def.has_balloon()))
     }
 
     /// The balloon's size in KiB, when the guest has one.
