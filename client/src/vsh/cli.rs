@@ -127,8 +127,32 @@ obj_arg!(
     "network filter name or uuid"
 );
 
+/// Every vsh command. The commands live in one flattened enum per family:
+/// clap's derive builds each enum's arguments in one function, and a single
+/// enum of every command needs a stack frame of megabytes in debug builds.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Host(HostCmd),
+    #[command(flatten)]
+    Domain(DomainCmd),
+    #[command(flatten)]
+    Snapshot(SnapshotCmd),
+    #[command(flatten)]
+    Network(NetworkCmd),
+    #[command(flatten)]
+    Storage(StorageCmd),
+    #[command(flatten)]
+    Device(DeviceCmd),
+    #[command(flatten)]
+    Secret(SecretCmd),
+    #[command(flatten)]
+    Event(EventCmd),
+}
+
+/// Connection and host commands.
+#[derive(Debug, Subcommand)]
+pub enum HostCmd {
     /// print the hypervisor canonical URI
     Uri,
     /// show version
@@ -139,7 +163,30 @@ pub enum Command {
     Capabilities,
     /// node information
     Nodeinfo,
+    /// print the hypervisor sysinfo
+    Sysinfo,
+    /// connection vcpu maximum
+    Maxvcpus {
+        /// domain type
+        #[arg(long = "type", value_name = "TYPE")]
+        r#type: Option<String>,
+    },
+    /// NUMA free memory (host total)
+    Freecell,
+    /// Convert native config to domain XML
+    DomxmlFromNative {
+        /// source config data format
+        #[arg(value_name = "FORMAT")]
+        format: String,
+        /// config data file to import from
+        #[arg(value_name = "CONFIG")]
+        config: String,
+    },
+}
 
+/// Domain commands.
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
     /// list domains
     List(ListArgs),
     /// domain information
@@ -290,244 +337,105 @@ pub enum Command {
         #[arg(long = "xml", value_name = "XML", conflicts_with = "file")]
         xml: Option<String>,
     },
-
-    /// list networks
-    NetList(NetListArgs),
-    /// define an inactive persistent virtual network from an XML file
-    NetDefine {
+    /// show or set domain's description or title
+    Desc {
+        #[command(flatten)]
+        domain: DomArg,
+        /// modify/get the title instead of description
+        #[arg(long)]
+        title: bool,
+        /// message
+        #[arg(long = "new-desc", value_name = "TEXT", conflicts_with = "words")]
+        new_desc: Option<String>,
+        /// message (the rest of the words)
+        #[arg(value_name = "TEXT", num_args = 0..)]
+        words: Vec<String>,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// change memory allocation
+    Setmem {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        size: SizeArg,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// change number of virtual CPUs
+    Setvcpus {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        count: CountArg,
+        /// set maximum limit on next boot
+        #[arg(long)]
+        maximum: bool,
+        /// modify cpu state in the guest
+        #[arg(long)]
+        guest: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
+    /// attach device from an XML file
+    AttachDevice {
+        #[command(flatten)]
+        domain: DomArg,
         #[command(flatten)]
         file: FileArg,
-        /// validate the XML against the schema
+        /// make live change persistent
         #[arg(long)]
-        validate: bool,
+        persistent: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
     },
-    /// create a network from an XML file
-    NetCreate {
+    /// detach device from an XML file
+    DetachDevice {
+        #[command(flatten)]
+        domain: DomArg,
         #[command(flatten)]
         file: FileArg,
-        /// validate the XML against the schema
+        /// make live change persistent
         #[arg(long)]
-        validate: bool,
-    },
-    /// start a (previously defined) inactive network
-    NetStart(NetArg),
-    /// destroy (stop) a network
-    NetDestroy(NetArg),
-    /// undefine a persistent network
-    NetUndefine(NetArg),
-    /// network information in XML
-    NetDumpxml {
+        persistent: bool,
         #[command(flatten)]
-        network: NetArg,
-        /// show inactive defined XML
-        #[arg(long)]
-        inactive: bool,
+        impact: ImpactArgs,
     },
-    /// network information
-    NetInfo(NetArg),
-    /// autostart a network
-    NetAutostart {
+    /// get device block stats for a domain
+    Domblkstat {
         #[command(flatten)]
-        network: NetArg,
-        /// disable autostarting
-        #[arg(long)]
-        disable: bool,
-    },
-
-    /// list pools
-    PoolList(PoolListArgs),
-    /// define an inactive persistent storage pool from an XML file
-    PoolDefine {
+        domain: DomArg,
         #[command(flatten)]
-        file: FileArg,
-        /// validate the XML against the schema
-        #[arg(long)]
-        validate: bool,
+        device: DevArg,
     },
-    /// create a pool from an XML file
-    PoolCreate {
+    /// get network interface stats for a domain
+    Domifstat {
         #[command(flatten)]
-        file: FileArg,
-        /// validate the XML against the schema
-        #[arg(long)]
-        validate: bool,
-    },
-    /// start a (previously defined) inactive pool
-    PoolStart(PoolArg),
-    /// destroy (stop) a pool
-    PoolDestroy(PoolArg),
-    /// undefine an inactive pool
-    PoolUndefine(PoolArg),
-    /// refresh a pool
-    PoolRefresh(PoolArg),
-    /// pool information in XML
-    PoolDumpxml {
-        #[command(flatten)]
-        pool: PoolArg,
-        /// show inactive defined XML
-        #[arg(long)]
-        inactive: bool,
-    },
-    /// storage pool information
-    PoolInfo(PoolArg),
-    /// autostart a pool
-    PoolAutostart {
-        #[command(flatten)]
-        pool: PoolArg,
-        /// disable autostarting
-        #[arg(long)]
-        disable: bool,
-    },
-
-    /// list vols
-    VolList {
-        #[command(flatten)]
-        pool: PoolArg,
-        /// display extended details for volumes
-        #[arg(long)]
-        details: bool,
-    },
-    /// create a vol from an XML file
-    VolCreate {
-        #[command(flatten)]
-        pool: PoolArg,
-        #[command(flatten)]
-        file: FileArg,
-        /// preallocate metadata (for qcow2 instead of full allocation)
-        #[arg(long)]
-        prealloc_metadata: bool,
-        /// validate the XML against the schema
-        #[arg(long)]
-        validate: bool,
-    },
-    /// vol information in XML
-    VolDumpxml {
-        #[command(flatten)]
-        vol: VolArg,
-        /// pool name or uuid
-        #[arg(long = "pool", value_name = "POOL")]
-        pool: Option<String>,
-    },
-    /// delete a vol
-    VolDelete {
-        #[command(flatten)]
-        vol: VolArg,
-        /// pool name or uuid
-        #[arg(long = "pool", value_name = "POOL")]
-        pool: Option<String>,
-    },
-    /// storage vol information
-    VolInfo {
-        #[command(flatten)]
-        vol: VolArg,
-        /// pool name or uuid
-        #[arg(long = "pool", value_name = "POOL")]
-        pool: Option<String>,
-    },
-
-    /// list physical host interfaces
-    IfaceList {
-        /// list inactive interfaces
-        #[arg(long)]
-        inactive: bool,
-        /// list inactive & active interfaces
-        #[arg(long)]
-        all: bool,
-    },
-    /// interface information in XML
-    IfaceDumpxml {
+        domain: DomArg,
         #[command(flatten)]
         interface: IfaceArg,
-        /// show inactive defined XML
-        #[arg(long)]
-        inactive: bool,
     },
-
-    /// enumerate devices on this host
-    NodedevList {
-        /// capability names, separated by comma
-        #[arg(long = "cap", value_name = "CAP")]
-        cap: Option<String>,
-        /// list inactive devices
-        #[arg(long)]
-        inactive: bool,
-        /// list inactive & active devices
-        #[arg(long)]
-        all: bool,
-    },
-    /// node device details in XML
-    NodedevDumpxml(DevArg),
-
-    /// list secrets
-    SecretList {
-        /// list ephemeral secrets
-        #[arg(long)]
-        ephemeral: bool,
-        /// list non-ephemeral secrets
-        #[arg(long)]
-        no_ephemeral: bool,
-        /// list private secrets
-        #[arg(long)]
-        private: bool,
-        /// list non-private secrets
-        #[arg(long)]
-        no_private: bool,
-    },
-    /// define or modify a secret from an XML file
-    SecretDefine {
+    /// get memory statistics for a domain
+    Dommemstat(DomArg),
+    /// Get network interfaces' addresses for a running domain
+    Domifaddr {
         #[command(flatten)]
-        file: FileArg,
-        /// validate the XML against the schema
+        domain: DomArg,
+        /// network interface name
+        #[arg(long = "interface", value_name = "INTERFACE")]
+        interface: Option<String>,
+        /// always display names and MACs of interfaces
         #[arg(long)]
-        validate: bool,
+        full: bool,
+        /// address source: 'lease', 'agent', or 'arp'
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
     },
-    /// secret attributes in XML
-    SecretDumpxml(SecretArg),
-    /// undefine a secret
-    SecretUndefine(SecretArg),
-    /// set a secret value
-    SecretSetValue {
-        #[command(flatten)]
-        secret: SecretArg,
-        /// read secret from file
-        #[arg(long = "file", value_name = "FILE", conflicts_with = "base64")]
-        file: Option<String>,
-        /// read the secret from file without converting from base64
-        #[arg(long, conflicts_with = "base64")]
-        plain: bool,
-        /// base64-encoded secret value
-        #[arg(long = "base64", value_name = "BASE64")]
-        base64: Option<String>,
-    },
-    /// Output a secret value
-    SecretGetValue {
-        #[command(flatten)]
-        secret: SecretArg,
-        /// get value without converting to base64
-        #[arg(long)]
-        plain: bool,
-    },
+}
 
-    /// list network filters
-    NwfilterList,
-    /// define or update a network filter from an XML file
-    NwfilterDefine {
-        #[command(flatten)]
-        file: FileArg,
-        /// validate the XML against the schema
-        #[arg(long)]
-        validate: bool,
-    },
-    /// undefine a network filter
-    NwfilterUndefine(NwfilterArg),
-    /// network filter information in XML
-    NwfilterDumpxml(NwfilterArg),
-    /// list network filter bindings
-    NwfilterBindingList,
-
-    /// Domain Events
-    Event(EventArgs),
-
+/// Domain snapshot commands.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
     /// Create a snapshot from a set of args
     SnapshotCreateAs {
         #[command(flatten)]
@@ -644,7 +552,259 @@ pub enum Command {
         #[arg(long)]
         metadata: bool,
     },
+}
 
+/// Virtual network commands.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// list networks
+    NetList(NetListArgs),
+    /// define an inactive persistent virtual network from an XML file
+    NetDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// create a network from an XML file
+    NetCreate {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// start a (previously defined) inactive network
+    NetStart(NetArg),
+    /// destroy (stop) a network
+    NetDestroy(NetArg),
+    /// undefine a persistent network
+    NetUndefine(NetArg),
+    /// network information in XML
+    NetDumpxml {
+        #[command(flatten)]
+        network: NetArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// network information
+    NetInfo(NetArg),
+    /// autostart a network
+    NetAutostart {
+        #[command(flatten)]
+        network: NetArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// convert a network name to network UUID
+    NetUuid(NetArg),
+    /// convert a network UUID to network name
+    NetName(NetArg),
+}
+
+/// Storage pool and volume commands.
+#[derive(Debug, Subcommand)]
+pub enum StorageCmd {
+    /// list pools
+    PoolList(PoolListArgs),
+    /// define an inactive persistent storage pool from an XML file
+    PoolDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// create a pool from an XML file
+    PoolCreate {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// start a (previously defined) inactive pool
+    PoolStart(PoolArg),
+    /// destroy (stop) a pool
+    PoolDestroy(PoolArg),
+    /// undefine an inactive pool
+    PoolUndefine(PoolArg),
+    /// refresh a pool
+    PoolRefresh(PoolArg),
+    /// pool information in XML
+    PoolDumpxml {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// storage pool information
+    PoolInfo(PoolArg),
+    /// autostart a pool
+    PoolAutostart {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// disable autostarting
+        #[arg(long)]
+        disable: bool,
+    },
+    /// list vols
+    VolList {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// display extended details for volumes
+        #[arg(long)]
+        details: bool,
+    },
+    /// create a vol from an XML file
+    VolCreate {
+        #[command(flatten)]
+        pool: PoolArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// preallocate metadata (for qcow2 instead of full allocation)
+        #[arg(long)]
+        prealloc_metadata: bool,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// vol information in XML
+    VolDumpxml {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// delete a vol
+    VolDelete {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// upload file contents to a volume
+    VolUpload {
+        #[command(flatten)]
+        vol: VolArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+        /// volume offset to upload to
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// amount of data to upload
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+        /// preserve sparseness of volume
+        #[arg(long)]
+        sparse: bool,
+    },
+    /// download volume contents to a file
+    VolDownload {
+        #[command(flatten)]
+        vol: VolArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+        /// volume offset to download from
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// amount of data to download
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+        /// preserve sparseness of volume
+        #[arg(long)]
+        sparse: bool,
+    },
+    /// storage vol information
+    VolInfo {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// convert a pool name to pool UUID
+    PoolUuid(PoolArg),
+    /// convert a pool UUID to pool name
+    PoolName(PoolArg),
+    /// build a pool
+    PoolBuild(PoolArg),
+    /// delete a pool
+    PoolDelete(PoolArg),
+    /// returns the volume path for a given volume name or key
+    VolPath {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// returns the volume name for a given volume key or path
+    VolName(VolArg),
+    /// returns the volume key for a given volume name or path
+    VolKey {
+        #[command(flatten)]
+        vol: VolArg,
+        /// pool name or uuid
+        #[arg(long = "pool", value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// returns the storage pool for a given volume key or path
+    VolPool {
+        #[command(flatten)]
+        vol: VolArg,
+        /// return the pool uuid rather than pool name
+        #[arg(long)]
+        uuid: bool,
+    },
+}
+
+/// Host interface and node device commands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// list physical host interfaces
+    IfaceList {
+        /// list inactive interfaces
+        #[arg(long)]
+        inactive: bool,
+        /// list inactive & active interfaces
+        #[arg(long)]
+        all: bool,
+    },
+    /// interface information in XML
+    IfaceDumpxml {
+        #[command(flatten)]
+        interface: IfaceArg,
+        /// show inactive defined XML
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// enumerate devices on this host
+    NodedevList {
+        /// capability names, separated by comma
+        #[arg(long = "cap", value_name = "CAP")]
+        cap: Option<String>,
+        /// list inactive devices
+        #[arg(long)]
+        inactive: bool,
+        /// list inactive & active devices
+        #[arg(long)]
+        all: bool,
+    },
+    /// node device details in XML
+    NodedevDumpxml(DevArg),
     /// define an inactive persistent physical host interface or modify an existing persistent one from an XML file
     IfaceDefine {
         #[command(flatten)]
@@ -669,7 +829,6 @@ pub enum Command {
     IfaceCommit,
     /// rollback to previous saved configuration created via iface-begin
     IfaceRollback,
-
     /// create a device defined by an XML file on the node
     NodedevCreate {
         #[command(flatten)]
@@ -708,7 +867,76 @@ pub enum Command {
     NodedevReattach(DevArg),
     /// reset node device
     NodedevReset(DevArg),
+}
 
+/// Secret and network filter commands.
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// list secrets
+    SecretList {
+        /// list ephemeral secrets
+        #[arg(long)]
+        ephemeral: bool,
+        /// list non-ephemeral secrets
+        #[arg(long)]
+        no_ephemeral: bool,
+        /// list private secrets
+        #[arg(long)]
+        private: bool,
+        /// list non-private secrets
+        #[arg(long)]
+        no_private: bool,
+    },
+    /// define or modify a secret from an XML file
+    SecretDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// secret attributes in XML
+    SecretDumpxml(SecretArg),
+    /// undefine a secret
+    SecretUndefine(SecretArg),
+    /// set a secret value
+    SecretSetValue {
+        #[command(flatten)]
+        secret: SecretArg,
+        /// read secret from file
+        #[arg(long = "file", value_name = "FILE", conflicts_with = "base64")]
+        file: Option<String>,
+        /// read the secret from file without converting from base64
+        #[arg(long, conflicts_with = "base64")]
+        plain: bool,
+        /// base64-encoded secret value
+        #[arg(long = "base64", value_name = "BASE64")]
+        base64: Option<String>,
+    },
+    /// Output a secret value
+    SecretGetValue {
+        #[command(flatten)]
+        secret: SecretArg,
+        /// get value without converting to base64
+        #[arg(long)]
+        plain: bool,
+    },
+    /// list network filters
+    NwfilterList,
+    /// define or update a network filter from an XML file
+    NwfilterDefine {
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
+    },
+    /// undefine a network filter
+    NwfilterUndefine(NwfilterArg),
+    /// network filter information in XML
+    NwfilterDumpxml(NwfilterArg),
+    /// list network filter bindings
+    NwfilterBindingList,
     /// create a network filter binding from an XML file
     NwfilterBindingCreate {
         #[command(flatten)]
@@ -721,24 +949,13 @@ pub enum Command {
     NwfilterBindingDelete(BindingArg),
     /// network filter information in XML
     NwfilterBindingDumpxml(BindingArg),
+}
 
-    /// show or set domain's description or title
-    Desc {
-        #[command(flatten)]
-        domain: DomArg,
-        /// modify/get the title instead of description
-        #[arg(long)]
-        title: bool,
-        /// message
-        #[arg(long = "new-desc", value_name = "TEXT", conflicts_with = "words")]
-        new_desc: Option<String>,
-        /// message (the rest of the words)
-        #[arg(value_name = "TEXT", num_args = 0..)]
-        words: Vec<String>,
-        #[command(flatten)]
-        impact: ImpactArgs,
-    },
-
+/// Event commands.
+#[derive(Debug, Subcommand)]
+pub enum EventCmd {
+    /// Domain Events
+    Event(EventArgs),
     /// Network Events
     NetEvent(NetEventArgs),
     /// Storage Pool Events
@@ -747,142 +964,6 @@ pub enum Command {
     NodedevEvent(NodedevEventArgs),
     /// Secret Events
     SecretEvent(SecretEventArgs),
-
-    /// print the hypervisor sysinfo
-    Sysinfo,
-    /// connection vcpu maximum
-    Maxvcpus {
-        /// domain type
-        #[arg(long = "type", value_name = "TYPE")]
-        r#type: Option<String>,
-    },
-    /// NUMA free memory (host total)
-    Freecell,
-    /// Convert native config to domain XML
-    DomxmlFromNative {
-        /// source config data format
-        #[arg(value_name = "FORMAT")]
-        format: String,
-        /// config data file to import from
-        #[arg(value_name = "CONFIG")]
-        config: String,
-    },
-    /// change memory allocation
-    Setmem {
-        #[command(flatten)]
-        domain: DomArg,
-        #[command(flatten)]
-        size: SizeArg,
-        #[command(flatten)]
-        impact: ImpactArgs,
-    },
-    /// change number of virtual CPUs
-    Setvcpus {
-        #[command(flatten)]
-        domain: DomArg,
-        #[command(flatten)]
-        count: CountArg,
-        /// set maximum limit on next boot
-        #[arg(long)]
-        maximum: bool,
-        /// modify cpu state in the guest
-        #[arg(long)]
-        guest: bool,
-        #[command(flatten)]
-        impact: ImpactArgs,
-    },
-    /// attach device from an XML file
-    AttachDevice {
-        #[command(flatten)]
-        domain: DomArg,
-        #[command(flatten)]
-        file: FileArg,
-        /// make live change persistent
-        #[arg(long)]
-        persistent: bool,
-        #[command(flatten)]
-        impact: ImpactArgs,
-    },
-    /// detach device from an XML file
-    DetachDevice {
-        #[command(flatten)]
-        domain: DomArg,
-        #[command(flatten)]
-        file: FileArg,
-        /// make live change persistent
-        #[arg(long)]
-        persistent: bool,
-        #[command(flatten)]
-        impact: ImpactArgs,
-    },
-    /// get device block stats for a domain
-    Domblkstat {
-        #[command(flatten)]
-        domain: DomArg,
-        #[command(flatten)]
-        device: DevArg,
-    },
-    /// get network interface stats for a domain
-    Domifstat {
-        #[command(flatten)]
-        domain: DomArg,
-        #[command(flatten)]
-        interface: IfaceArg,
-    },
-    /// get memory statistics for a domain
-    Dommemstat(DomArg),
-    /// Get network interfaces' addresses for a running domain
-    Domifaddr {
-        #[command(flatten)]
-        domain: DomArg,
-        /// network interface name
-        #[arg(long = "interface", value_name = "INTERFACE")]
-        interface: Option<String>,
-        /// always display names and MACs of interfaces
-        #[arg(long)]
-        full: bool,
-        /// address source: 'lease', 'agent', or 'arp'
-        #[arg(long, value_name = "SOURCE")]
-        source: Option<String>,
-    },
-    /// convert a network name to network UUID
-    NetUuid(NetArg),
-    /// convert a network UUID to network name
-    NetName(NetArg),
-    /// convert a pool name to pool UUID
-    PoolUuid(PoolArg),
-    /// convert a pool UUID to pool name
-    PoolName(PoolArg),
-    /// build a pool
-    PoolBuild(PoolArg),
-    /// delete a pool
-    PoolDelete(PoolArg),
-    /// returns the volume path for a given volume name or key
-    VolPath {
-        #[command(flatten)]
-        vol: VolArg,
-        /// pool name or uuid
-        #[arg(long = "pool", value_name = "POOL")]
-        pool: Option<String>,
-    },
-    /// returns the volume name for a given volume key or path
-    VolName(VolArg),
-    /// returns the volume key for a given volume name or path
-    VolKey {
-        #[command(flatten)]
-        vol: VolArg,
-        /// pool name or uuid
-        #[arg(long = "pool", value_name = "POOL")]
-        pool: Option<String>,
-    },
-    /// returns the storage pool for a given volume key or path
-    VolPool {
-        #[command(flatten)]
-        vol: VolArg,
-        /// return the pool uuid rather than pool name
-        #[arg(long)]
-        uuid: bool,
-    },
 }
 
 /// Flags of snapshot-create and snapshot-create-as.
@@ -1140,7 +1221,9 @@ mod tests {
     fn positional_and_named_forms_agree() {
         for args in [&["start", "vm1"][..], &["start", "--domain", "vm1"][..]] {
             match parse(args).map(|c| c.command) {
-                Ok(Command::Start { domain, .. }) => assert_eq!(domain.get(), "vm1"),
+                Ok(Command::Domain(DomainCmd::Start { domain, .. })) => {
+                    assert_eq!(domain.get(), "vm1")
+                }
                 other => panic!("unexpected parse: {other:?}"),
             }
         }
@@ -1169,14 +1252,14 @@ mod tests {
         assert!(cli.quiet);
         assert!(matches!(
             cli.command,
-            Command::List(ListArgs { all: true, .. })
+            Command::Domain(DomainCmd::List(ListArgs { all: true, .. }))
         ));
     }
 
     #[test]
     fn vol_create_takes_pool_then_file() {
         match parse(&["vol-create", "default-pool", "v.xml"]).map(|c| c.command) {
-            Ok(Command::VolCreate { pool, file, .. }) => {
+            Ok(Command::Storage(StorageCmd::VolCreate { pool, file, .. })) => {
                 assert_eq!(pool.get(), "default-pool");
                 assert_eq!(file.get(), "v.xml");
             }
@@ -1187,7 +1270,7 @@ mod tests {
     #[test]
     fn vol_dumpxml_with_pool_option() {
         match parse(&["vol-dumpxml", "--pool", "p", "v"]).map(|c| c.command) {
-            Ok(Command::VolDumpxml { vol, pool }) => {
+            Ok(Command::Storage(StorageCmd::VolDumpxml { vol, pool })) => {
                 assert_eq!(vol.get(), "v");
                 assert_eq!(pool.as_deref(), Some("p"));
             }
@@ -1198,7 +1281,7 @@ mod tests {
     #[test]
     fn event_options() {
         match parse(&["event", "--loop", "--all", "--timeout", "3"]).map(|c| c.command) {
-            Ok(Command::Event(e)) => {
+            Ok(Command::Event(EventCmd::Event(e))) => {
                 assert!(e.r#loop && e.all);
                 assert_eq!(e.timeout, Some(3));
             }

@@ -29,7 +29,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::connection::Connection;
-use cli::{Cli, Command};
+use cli::{
+    Cli, Command, DeviceCmd, DomainCmd, EventCmd, HostCmd, NetworkCmd, SecretCmd, SnapshotCmd,
+    StorageCmd,
+};
 use table::Table;
 
 /// What a command run needs: the connection and the output mode.
@@ -228,7 +231,7 @@ async fn run(clis: Vec<Cli>) -> ExitCode {
 /// means the connection failed (already reported).
 async fn run_one(ctl: &mut Option<Ctl>, cli: Cli) -> Result<ExitCode, ExitCode> {
     // `event --list` needs no hypervisor, as in virsh.
-    if let Command::Event(e) = &cli.command
+    if let Command::Event(cli::EventCmd::Event(e)) = &cli.command
         && e.list
     {
         let names: String = event::EVENT_NAMES
@@ -404,26 +407,30 @@ fn connect_failed(e: &crate::Error) -> ExitCode {
 async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
     use Command as C;
     match cmd {
-        C::Uri => host::uri(ctl).await,
-        C::Version => host::version(ctl).await,
-        C::Hostname => host::hostname(ctl).await,
-        C::Capabilities => host::capabilities(ctl).await,
-        C::Nodeinfo => host::nodeinfo(ctl).await,
+        C::Host(HostCmd::Uri) => host::uri(ctl).await,
+        C::Host(HostCmd::Version) => host::version(ctl).await,
+        C::Host(HostCmd::Hostname) => host::hostname(ctl).await,
+        C::Host(HostCmd::Capabilities) => host::capabilities(ctl).await,
+        C::Host(HostCmd::Nodeinfo) => host::nodeinfo(ctl).await,
 
-        C::List(a) => domain::list(ctl, &a).await,
-        C::Dominfo(d) => domain::dominfo(ctl, d.get()).await,
-        C::Domstate { domain, reason } => domain::domstate(ctl, domain.get(), reason).await,
-        C::Domid(d) => domain::domid(ctl, d.get()).await,
-        C::Domname(d) => domain::domname(ctl, d.get()).await,
-        C::Domuuid(d) => domain::domuuid(ctl, d.get()).await,
-        C::Define { file, validate } => domain::define(ctl, file.get(), validate).await,
-        C::Create {
+        C::Domain(DomainCmd::List(a)) => domain::list(ctl, &a).await,
+        C::Domain(DomainCmd::Dominfo(d)) => domain::dominfo(ctl, d.get()).await,
+        C::Domain(DomainCmd::Domstate { domain, reason }) => {
+            domain::domstate(ctl, domain.get(), reason).await
+        }
+        C::Domain(DomainCmd::Domid(d)) => domain::domid(ctl, d.get()).await,
+        C::Domain(DomainCmd::Domname(d)) => domain::domname(ctl, d.get()).await,
+        C::Domain(DomainCmd::Domuuid(d)) => domain::domuuid(ctl, d.get()).await,
+        C::Domain(DomainCmd::Define { file, validate }) => {
+            domain::define(ctl, file.get(), validate).await
+        }
+        C::Domain(DomainCmd::Create {
             file,
             paused,
             autodestroy,
             validate,
-        } => domain::create(ctl, file.get(), paused, autodestroy, validate).await,
-        C::Undefine {
+        }) => domain::create(ctl, file.get(), paused, autodestroy, validate).await,
+        C::Domain(DomainCmd::Undefine {
             domain,
             managed_save,
             snapshots_metadata,
@@ -432,7 +439,7 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             keep_nvram,
             tpm,
             keep_tpm,
-        } => {
+        }) => {
             let req = virtmesh_proto::v1::UndefineRequest {
                 domain: None,
                 managed_save,
@@ -445,13 +452,13 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             domain::undefine(ctl, domain.get(), req).await
         }
-        C::Start {
+        C::Domain(DomainCmd::Start {
             domain,
             paused,
             autodestroy,
             bypass_cache,
             force_boot,
-        } => {
+        }) => {
             let req = virtmesh_proto::v1::CreateRequest {
                 domain: None,
                 start_paused: paused,
@@ -461,19 +468,25 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             domain::start(ctl, domain.get(), req).await
         }
-        C::Shutdown { domain, mode } => domain::shutdown(ctl, domain.get(), mode.as_deref()).await,
-        C::Destroy { domain, graceful } => domain::destroy(ctl, domain.get(), graceful).await,
-        C::Suspend(d) => domain::suspend(ctl, d.get()).await,
-        C::Resume(d) => domain::resume(ctl, d.get()).await,
-        C::Reboot { domain, mode } => domain::reboot(ctl, domain.get(), mode.as_deref()).await,
-        C::Reset(d) => domain::reset(ctl, d.get()).await,
-        C::Dumpxml {
+        C::Domain(DomainCmd::Shutdown { domain, mode }) => {
+            domain::shutdown(ctl, domain.get(), mode.as_deref()).await
+        }
+        C::Domain(DomainCmd::Destroy { domain, graceful }) => {
+            domain::destroy(ctl, domain.get(), graceful).await
+        }
+        C::Domain(DomainCmd::Suspend(d)) => domain::suspend(ctl, d.get()).await,
+        C::Domain(DomainCmd::Resume(d)) => domain::resume(ctl, d.get()).await,
+        C::Domain(DomainCmd::Reboot { domain, mode }) => {
+            domain::reboot(ctl, domain.get(), mode.as_deref()).await
+        }
+        C::Domain(DomainCmd::Reset(d)) => domain::reset(ctl, d.get()).await,
+        C::Domain(DomainCmd::Dumpxml {
             domain,
             inactive,
             security_info,
             update_cpu,
             migratable,
-        } => {
+        }) => {
             let req = virtmesh_proto::v1::GetXmlDescRequest {
                 object: None,
                 inactive,
@@ -483,68 +496,122 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             domain::dumpxml(ctl, domain.get(), req).await
         }
-        C::Autostart { domain, disable } => domain::autostart(ctl, domain.get(), disable).await,
-        C::DomxmlToNative { format, file, xml } => {
+        C::Domain(DomainCmd::Autostart { domain, disable }) => {
+            domain::autostart(ctl, domain.get(), disable).await
+        }
+        C::Domain(DomainCmd::DomxmlToNative { format, file, xml }) => {
             let path = file.or(xml).unwrap_or_default();
             domain::domxml_to_native(ctl, &format, &path).await
         }
 
-        C::NetList(a) => network::list(ctl, &a).await,
-        C::NetDefine { file, validate } => network::define(ctl, file.get(), validate, false).await,
-        C::NetCreate { file, validate } => network::define(ctl, file.get(), validate, true).await,
-        C::NetStart(n) => network::start(ctl, n.get()).await,
-        C::NetDestroy(n) => network::destroy(ctl, n.get()).await,
-        C::NetUndefine(n) => network::undefine(ctl, n.get()).await,
-        C::NetDumpxml { network, inactive } => network::dumpxml(ctl, network.get(), inactive).await,
-        C::NetInfo(n) => network::info(ctl, n.get()).await,
-        C::NetAutostart { network, disable } => {
+        C::Network(NetworkCmd::NetList(a)) => network::list(ctl, &a).await,
+        C::Network(NetworkCmd::NetDefine { file, validate }) => {
+            network::define(ctl, file.get(), validate, false).await
+        }
+        C::Network(NetworkCmd::NetCreate { file, validate }) => {
+            network::define(ctl, file.get(), validate, true).await
+        }
+        C::Network(NetworkCmd::NetStart(n)) => network::start(ctl, n.get()).await,
+        C::Network(NetworkCmd::NetDestroy(n)) => network::destroy(ctl, n.get()).await,
+        C::Network(NetworkCmd::NetUndefine(n)) => network::undefine(ctl, n.get()).await,
+        C::Network(NetworkCmd::NetDumpxml { network, inactive }) => {
+            network::dumpxml(ctl, network.get(), inactive).await
+        }
+        C::Network(NetworkCmd::NetInfo(n)) => network::info(ctl, n.get()).await,
+        C::Network(NetworkCmd::NetAutostart { network, disable }) => {
             network::autostart(ctl, network.get(), disable).await
         }
 
-        C::PoolList(a) => storage::pool_list(ctl, &a).await,
-        C::PoolDefine { file, validate } => {
+        C::Storage(StorageCmd::PoolList(a)) => storage::pool_list(ctl, &a).await,
+        C::Storage(StorageCmd::PoolDefine { file, validate }) => {
             storage::pool_define(ctl, file.get(), validate, false).await
         }
-        C::PoolCreate { file, validate } => {
+        C::Storage(StorageCmd::PoolCreate { file, validate }) => {
             storage::pool_define(ctl, file.get(), validate, true).await
         }
-        C::PoolStart(p) => storage::pool_start(ctl, p.get()).await,
-        C::PoolDestroy(p) => storage::pool_destroy(ctl, p.get()).await,
-        C::PoolUndefine(p) => storage::pool_undefine(ctl, p.get()).await,
-        C::PoolRefresh(p) => storage::pool_refresh(ctl, p.get()).await,
-        C::PoolDumpxml { pool, inactive } => storage::pool_dumpxml(ctl, pool.get(), inactive).await,
-        C::PoolInfo(p) => storage::pool_info(ctl, p.get()).await,
-        C::PoolAutostart { pool, disable } => {
+        C::Storage(StorageCmd::PoolStart(p)) => storage::pool_start(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolDestroy(p)) => storage::pool_destroy(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolUndefine(p)) => storage::pool_undefine(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolRefresh(p)) => storage::pool_refresh(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolDumpxml { pool, inactive }) => {
+            storage::pool_dumpxml(ctl, pool.get(), inactive).await
+        }
+        C::Storage(StorageCmd::PoolInfo(p)) => storage::pool_info(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolAutostart { pool, disable }) => {
             storage::pool_autostart(ctl, pool.get(), disable).await
         }
-        C::VolList { pool, details } => storage::vol_list(ctl, pool.get(), details).await,
-        C::VolCreate {
+        C::Storage(StorageCmd::VolList { pool, details }) => {
+            storage::vol_list(ctl, pool.get(), details).await
+        }
+        C::Storage(StorageCmd::VolCreate {
             pool,
             file,
             prealloc_metadata,
             validate,
-        } => storage::vol_create(ctl, pool.get(), file.get(), prealloc_metadata, validate).await,
-        C::VolDumpxml { vol, pool } => storage::vol_dumpxml(ctl, pool.as_deref(), vol.get()).await,
-        C::VolDelete { vol, pool } => storage::vol_delete(ctl, pool.as_deref(), vol.get()).await,
-        C::VolInfo { vol, pool } => storage::vol_info(ctl, pool.as_deref(), vol.get()).await,
+        }) => storage::vol_create(ctl, pool.get(), file.get(), prealloc_metadata, validate).await,
+        C::Storage(StorageCmd::VolDumpxml { vol, pool }) => {
+            storage::vol_dumpxml(ctl, pool.as_deref(), vol.get()).await
+        }
+        C::Storage(StorageCmd::VolDelete { vol, pool }) => {
+            storage::vol_delete(ctl, pool.as_deref(), vol.get()).await
+        }
+        C::Storage(StorageCmd::VolUpload {
+            vol,
+            file,
+            pool,
+            offset,
+            length,
+            sparse,
+        }) => {
+            storage::vol_upload(
+                ctl,
+                pool.as_deref(),
+                vol.get(),
+                file.get(),
+                (offset, length),
+                sparse,
+            )
+            .await
+        }
+        C::Storage(StorageCmd::VolDownload {
+            vol,
+            file,
+            pool,
+            offset,
+            length,
+            sparse,
+        }) => {
+            storage::vol_download(
+                ctl,
+                pool.as_deref(),
+                vol.get(),
+                file.get(),
+                (offset, length),
+                sparse,
+            )
+            .await
+        }
+        C::Storage(StorageCmd::VolInfo { vol, pool }) => {
+            storage::vol_info(ctl, pool.as_deref(), vol.get()).await
+        }
 
-        C::IfaceList { inactive, all } => iface::list(ctl, inactive, all).await,
-        C::IfaceDumpxml {
+        C::Device(DeviceCmd::IfaceList { inactive, all }) => iface::list(ctl, inactive, all).await,
+        C::Device(DeviceCmd::IfaceDumpxml {
             interface,
             inactive,
-        } => iface::dumpxml(ctl, interface.get(), inactive).await,
+        }) => iface::dumpxml(ctl, interface.get(), inactive).await,
 
-        C::NodedevList { cap, inactive, all } => {
+        C::Device(DeviceCmd::NodedevList { cap, inactive, all }) => {
             nodedev::list(ctl, cap.as_deref(), inactive, all).await
         }
-        C::NodedevDumpxml(d) => nodedev::dumpxml(ctl, d.get()).await,
+        C::Device(DeviceCmd::NodedevDumpxml(d)) => nodedev::dumpxml(ctl, d.get()).await,
 
-        C::SecretList {
+        C::Secret(SecretCmd::SecretList {
             ephemeral,
             no_ephemeral,
             private,
             no_private,
-        } => {
+        }) => {
             let req = virtmesh_proto::v1::ListSecretsRequest {
                 ephemeral,
                 no_ephemeral,
@@ -553,32 +620,38 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             secret::list(ctl, req).await
         }
-        C::SecretDefine { file, validate } => secret::define(ctl, file.get(), validate).await,
-        C::SecretDumpxml(s) => secret::dumpxml(ctl, s.get()).await,
-        C::SecretUndefine(s) => secret::undefine(ctl, s.get()).await,
-        C::SecretSetValue {
+        C::Secret(SecretCmd::SecretDefine { file, validate }) => {
+            secret::define(ctl, file.get(), validate).await
+        }
+        C::Secret(SecretCmd::SecretDumpxml(s)) => secret::dumpxml(ctl, s.get()).await,
+        C::Secret(SecretCmd::SecretUndefine(s)) => secret::undefine(ctl, s.get()).await,
+        C::Secret(SecretCmd::SecretSetValue {
             secret,
             file,
             plain,
             base64,
-        } => secret::set_value(ctl, secret.get(), file.as_deref(), plain, base64.as_deref()).await,
-        C::SecretGetValue { secret, plain } => secret::get_value(ctl, secret.get(), plain).await,
+        }) => secret::set_value(ctl, secret.get(), file.as_deref(), plain, base64.as_deref()).await,
+        C::Secret(SecretCmd::SecretGetValue { secret, plain }) => {
+            secret::get_value(ctl, secret.get(), plain).await
+        }
 
-        C::NwfilterList => nwfilter::list(ctl).await,
-        C::NwfilterDefine { file, validate } => nwfilter::define(ctl, file.get(), validate).await,
-        C::NwfilterUndefine(f) => nwfilter::undefine(ctl, f.get()).await,
-        C::NwfilterDumpxml(f) => nwfilter::dumpxml(ctl, f.get()).await,
-        C::NwfilterBindingList => nwfilter::binding_list(ctl).await,
+        C::Secret(SecretCmd::NwfilterList) => nwfilter::list(ctl).await,
+        C::Secret(SecretCmd::NwfilterDefine { file, validate }) => {
+            nwfilter::define(ctl, file.get(), validate).await
+        }
+        C::Secret(SecretCmd::NwfilterUndefine(f)) => nwfilter::undefine(ctl, f.get()).await,
+        C::Secret(SecretCmd::NwfilterDumpxml(f)) => nwfilter::dumpxml(ctl, f.get()).await,
+        C::Secret(SecretCmd::NwfilterBindingList) => nwfilter::binding_list(ctl).await,
 
-        C::Event(a) => event::event(ctl, &a).await,
+        C::Event(EventCmd::Event(a)) => event::event(ctl, &a).await,
 
-        C::SnapshotCreateAs {
+        C::Snapshot(SnapshotCmd::SnapshotCreateAs {
             domain,
             name,
             description,
             print_xml,
             flags,
-        } => {
+        }) => {
             let f = snapshot::CreateFlags {
                 no_metadata: flags.no_metadata,
                 halt: flags.halt,
@@ -596,13 +669,13 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             )
             .await
         }
-        C::SnapshotCreate {
+        C::Snapshot(SnapshotCmd::SnapshotCreate {
             domain,
             xmlfile,
             redefine,
             current,
             flags,
-        } => {
+        }) => {
             let f = snapshot::CreateFlags {
                 redefine,
                 current,
@@ -613,7 +686,7 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             snapshot::create_from(ctl, domain.get(), xmlfile.as_deref(), f).await
         }
-        C::SnapshotList {
+        C::Snapshot(SnapshotCmd::SnapshotList {
             domain,
             parent,
             roots,
@@ -626,7 +699,7 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             disk_only,
             topological,
             name,
-        } => {
+        }) => {
             let req = virtmesh_proto::v1::SnapshotListRequest {
                 domain: None,
                 roots,
@@ -641,28 +714,30 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             snapshot::list(ctl, domain.get(), req, parent, name).await
         }
-        C::SnapshotCurrent { domain, name } => snapshot::current(ctl, domain.get(), name).await,
-        C::SnapshotDumpxml { domain, snapshot } => {
+        C::Snapshot(SnapshotCmd::SnapshotCurrent { domain, name }) => {
+            snapshot::current(ctl, domain.get(), name).await
+        }
+        C::Snapshot(SnapshotCmd::SnapshotDumpxml { domain, snapshot }) => {
             snapshot::dumpxml(ctl, domain.get(), snapshot.get()).await
         }
-        C::SnapshotRevert {
+        C::Snapshot(SnapshotCmd::SnapshotRevert {
             domain,
             snapshotname,
             current,
-        } => {
+        }) => {
             if snapshotname.is_none() && !current {
                 return Err(CmdError::msg("--snapshotname or --current is required"));
             }
             snapshot::revert(ctl, domain.get(), snapshotname.as_deref()).await
         }
-        C::SnapshotDelete {
+        C::Snapshot(SnapshotCmd::SnapshotDelete {
             domain,
             snapshotname,
             current,
             children,
             children_only,
             metadata,
-        } => {
+        }) => {
             if snapshotname.is_none() && !current {
                 return Err(CmdError::msg("--snapshotname or --current is required"));
             }
@@ -677,76 +752,108 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             .await
         }
 
-        C::IfaceDefine { file, validate } => iface::define(ctl, file.get(), validate).await,
-        C::IfaceUndefine(i) => iface::lifecycle(ctl, i.get(), iface::Op::Undefine).await,
-        C::IfaceStart(i) => iface::lifecycle(ctl, i.get(), iface::Op::Start).await,
-        C::IfaceDestroy(i) => iface::lifecycle(ctl, i.get(), iface::Op::Destroy).await,
-        C::IfaceMac(i) => iface::mac_or_name(ctl, i.get(), true).await,
-        C::IfaceName(i) => iface::mac_or_name(ctl, i.get(), false).await,
-        C::IfaceBegin => iface::transaction(ctl, iface::Txn::Begin).await,
-        C::IfaceCommit => iface::transaction(ctl, iface::Txn::Commit).await,
-        C::IfaceRollback => iface::transaction(ctl, iface::Txn::Rollback).await,
+        C::Device(DeviceCmd::IfaceDefine { file, validate }) => {
+            iface::define(ctl, file.get(), validate).await
+        }
+        C::Device(DeviceCmd::IfaceUndefine(i)) => {
+            iface::lifecycle(ctl, i.get(), iface::Op::Undefine).await
+        }
+        C::Device(DeviceCmd::IfaceStart(i)) => {
+            iface::lifecycle(ctl, i.get(), iface::Op::Start).await
+        }
+        C::Device(DeviceCmd::IfaceDestroy(i)) => {
+            iface::lifecycle(ctl, i.get(), iface::Op::Destroy).await
+        }
+        C::Device(DeviceCmd::IfaceMac(i)) => iface::mac_or_name(ctl, i.get(), true).await,
+        C::Device(DeviceCmd::IfaceName(i)) => iface::mac_or_name(ctl, i.get(), false).await,
+        C::Device(DeviceCmd::IfaceBegin) => iface::transaction(ctl, iface::Txn::Begin).await,
+        C::Device(DeviceCmd::IfaceCommit) => iface::transaction(ctl, iface::Txn::Commit).await,
+        C::Device(DeviceCmd::IfaceRollback) => iface::transaction(ctl, iface::Txn::Rollback).await,
 
-        C::NodedevCreate { file, validate } => {
+        C::Device(DeviceCmd::NodedevCreate { file, validate }) => {
             nodedev::create(ctl, file.get(), validate, false).await
         }
-        C::NodedevDefine { file, validate } => {
+        C::Device(DeviceCmd::NodedevDefine { file, validate }) => {
             nodedev::create(ctl, file.get(), validate, true).await
         }
-        C::NodedevDestroy(d) => nodedev::op(ctl, d.get(), nodedev::Op::Destroy).await,
-        C::NodedevUndefine(d) => nodedev::op(ctl, d.get(), nodedev::Op::Undefine).await,
-        C::NodedevStart(d) => nodedev::op(ctl, d.get(), nodedev::Op::Start).await,
-        C::NodedevAutostart { device, disable } => {
+        C::Device(DeviceCmd::NodedevDestroy(d)) => {
+            nodedev::op(ctl, d.get(), nodedev::Op::Destroy).await
+        }
+        C::Device(DeviceCmd::NodedevUndefine(d)) => {
+            nodedev::op(ctl, d.get(), nodedev::Op::Undefine).await
+        }
+        C::Device(DeviceCmd::NodedevStart(d)) => {
+            nodedev::op(ctl, d.get(), nodedev::Op::Start).await
+        }
+        C::Device(DeviceCmd::NodedevAutostart { device, disable }) => {
             nodedev::autostart(ctl, device.get(), disable).await
         }
-        C::NodedevInfo(d) => nodedev::info(ctl, d.get()).await,
-        C::NodedevDetach(d) => nodedev::op(ctl, d.get(), nodedev::Op::Detach).await,
-        C::NodedevReattach(d) => nodedev::op(ctl, d.get(), nodedev::Op::Reattach).await,
-        C::NodedevReset(d) => nodedev::op(ctl, d.get(), nodedev::Op::Reset).await,
+        C::Device(DeviceCmd::NodedevInfo(d)) => nodedev::info(ctl, d.get()).await,
+        C::Device(DeviceCmd::NodedevDetach(d)) => {
+            nodedev::op(ctl, d.get(), nodedev::Op::Detach).await
+        }
+        C::Device(DeviceCmd::NodedevReattach(d)) => {
+            nodedev::op(ctl, d.get(), nodedev::Op::Reattach).await
+        }
+        C::Device(DeviceCmd::NodedevReset(d)) => {
+            nodedev::op(ctl, d.get(), nodedev::Op::Reset).await
+        }
 
-        C::NwfilterBindingCreate { file, validate } => {
+        C::Secret(SecretCmd::NwfilterBindingCreate { file, validate }) => {
             nwfilter::binding_create(ctl, file.get(), validate).await
         }
-        C::NwfilterBindingDelete(b) => nwfilter::binding_delete(ctl, b.get()).await,
-        C::NwfilterBindingDumpxml(b) => nwfilter::binding_dumpxml(ctl, b.get()).await,
+        C::Secret(SecretCmd::NwfilterBindingDelete(b)) => {
+            nwfilter::binding_delete(ctl, b.get()).await
+        }
+        C::Secret(SecretCmd::NwfilterBindingDumpxml(b)) => {
+            nwfilter::binding_dumpxml(ctl, b.get()).await
+        }
 
-        C::Desc {
+        C::Domain(DomainCmd::Desc {
             domain,
             title,
             new_desc,
             words,
             impact,
-        } => {
+        }) => {
             let imp = domextra::impact(impact.config, impact.live, impact.current)?;
             let text = new_desc.or_else(|| (!words.is_empty()).then(|| words.join(" ")));
             domextra::desc(ctl, domain.get(), title, text.as_deref(), imp).await
         }
-        C::NetEvent(a) => event::family_event(ctl, event::Family::Network, &a.into()).await,
-        C::PoolEvent(a) => event::family_event(ctl, event::Family::Pool, &a.into()).await,
-        C::NodedevEvent(a) => event::family_event(ctl, event::Family::NodeDevice, &a.into()).await,
-        C::SecretEvent(a) => event::family_event(ctl, event::Family::Secret, &a.into()).await,
+        C::Event(EventCmd::NetEvent(a)) => {
+            event::family_event(ctl, event::Family::Network, &a.into()).await
+        }
+        C::Event(EventCmd::PoolEvent(a)) => {
+            event::family_event(ctl, event::Family::Pool, &a.into()).await
+        }
+        C::Event(EventCmd::NodedevEvent(a)) => {
+            event::family_event(ctl, event::Family::NodeDevice, &a.into()).await
+        }
+        C::Event(EventCmd::SecretEvent(a)) => {
+            event::family_event(ctl, event::Family::Secret, &a.into()).await
+        }
 
-        C::Sysinfo => host::sysinfo(ctl).await,
-        C::Maxvcpus { r#type } => host::maxvcpus(ctl, r#type.as_deref()).await,
-        C::Freecell => host::freecell(ctl).await,
-        C::DomxmlFromNative { format, config } => {
+        C::Host(HostCmd::Sysinfo) => host::sysinfo(ctl).await,
+        C::Host(HostCmd::Maxvcpus { r#type }) => host::maxvcpus(ctl, r#type.as_deref()).await,
+        C::Host(HostCmd::Freecell) => host::freecell(ctl).await,
+        C::Host(HostCmd::DomxmlFromNative { format, config }) => {
             host::domxml_from_native(ctl, &format, &config).await
         }
-        C::Setmem {
+        C::Domain(DomainCmd::Setmem {
             domain,
             size,
             impact,
-        } => {
+        }) => {
             let imp = domextra::impact(impact.config, impact.live, impact.current)?;
             domextra::setmem(ctl, domain.get(), size.get(), imp).await
         }
-        C::Setvcpus {
+        C::Domain(DomainCmd::Setvcpus {
             domain,
             count,
             maximum,
             guest,
             impact,
-        } => {
+        }) => {
             let imp = domextra::impact(impact.config, impact.live, impact.current)?;
             let count = count.get().parse::<u32>().map_err(|_| {
                 CmdError::msg(format!(
@@ -756,12 +863,12 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             })?;
             domextra::setvcpus(ctl, domain.get(), count, imp, maximum, guest).await
         }
-        C::AttachDevice {
+        C::Domain(DomainCmd::AttachDevice {
             domain,
             file,
             persistent,
             impact,
-        } => {
+        }) => {
             // --persistent is virsh's "--live --config" for running domains.
             let imp = domextra::impact(
                 impact.config || persistent,
@@ -770,12 +877,12 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             )?;
             domextra::device(ctl, domain.get(), file.get(), imp, true).await
         }
-        C::DetachDevice {
+        C::Domain(DomainCmd::DetachDevice {
             domain,
             file,
             persistent,
             impact,
-        } => {
+        }) => {
             let imp = domextra::impact(
                 impact.config || persistent,
                 impact.live || persistent,
@@ -783,19 +890,19 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             )?;
             domextra::device(ctl, domain.get(), file.get(), imp, false).await
         }
-        C::Domblkstat { domain, device } => {
+        C::Domain(DomainCmd::Domblkstat { domain, device }) => {
             domextra::domblkstat(ctl, domain.get(), device.get()).await
         }
-        C::Domifstat { domain, interface } => {
+        C::Domain(DomainCmd::Domifstat { domain, interface }) => {
             domextra::domifstat(ctl, domain.get(), interface.get()).await
         }
-        C::Dommemstat(d) => domextra::dommemstat(ctl, d.get()).await,
-        C::Domifaddr {
+        C::Domain(DomainCmd::Dommemstat(d)) => domextra::dommemstat(ctl, d.get()).await,
+        C::Domain(DomainCmd::Domifaddr {
             domain,
             interface,
             full,
             source,
-        } => {
+        }) => {
             domextra::domifaddr(
                 ctl,
                 domain.get(),
@@ -805,20 +912,24 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             )
             .await
         }
-        C::NetUuid(n) => network::uuid(ctl, n.get()).await,
-        C::NetName(n) => network::name(ctl, n.get()).await,
-        C::PoolUuid(p) => storage::pool_uuid(ctl, p.get()).await,
-        C::PoolName(p) => storage::pool_name(ctl, p.get()).await,
-        C::PoolBuild(p) => storage::pool_build(ctl, p.get()).await,
-        C::PoolDelete(p) => storage::pool_delete(ctl, p.get()).await,
-        C::VolPath { vol, pool } => {
+        C::Network(NetworkCmd::NetUuid(n)) => network::uuid(ctl, n.get()).await,
+        C::Network(NetworkCmd::NetName(n)) => network::name(ctl, n.get()).await,
+        C::Storage(StorageCmd::PoolUuid(p)) => storage::pool_uuid(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolName(p)) => storage::pool_name(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolBuild(p)) => storage::pool_build(ctl, p.get()).await,
+        C::Storage(StorageCmd::PoolDelete(p)) => storage::pool_delete(ctl, p.get()).await,
+        C::Storage(StorageCmd::VolPath { vol, pool }) => {
             storage::vol_field(ctl, pool.as_deref(), vol.get(), storage::VolField::Path).await
         }
-        C::VolName(v) => storage::vol_field(ctl, None, v.get(), storage::VolField::Name).await,
-        C::VolKey { vol, pool } => {
+        C::Storage(StorageCmd::VolName(v)) => {
+            storage::vol_field(ctl, None, v.get(), storage::VolField::Name).await
+        }
+        C::Storage(StorageCmd::VolKey { vol, pool }) => {
             storage::vol_field(ctl, pool.as_deref(), vol.get(), storage::VolField::Key).await
         }
-        C::VolPool { vol, uuid } => storage::vol_pool(ctl, vol.get(), uuid).await,
+        C::Storage(StorageCmd::VolPool { vol, uuid }) => {
+            storage::vol_pool(ctl, vol.get(), uuid).await
+        }
     }
 }
 

@@ -559,6 +559,118 @@ pub async fn vol_info(ctl: &Ctl, pool: Option<&str>, vol: &str) -> CmdResult {
     Ok(())
 }
 
+/// Size of the data messages of an upload: big enough to amortise the
+/// per-message cost, well under gRPC's default 4 MiB message limit.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// `vol-upload VOL FILE`: stream a local file into a volume.
+pub async fn vol_upload(
+    ctl: &Ctl,
+    pool: Option<&str>,
+    vol: &str,
+    file: &str,
+    range: (u64, u64),
+    sparse: bool,
+) -> CmdResult {
+    use tokio::io::AsyncReadExt;
+    let v = lookup_vol(ctl, pool, vol).await?;
+    let mut f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| CmdError::msg(format!("cannot read {file}: {}", super::util::strerror(&e))))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::VolUploadChunk>(4);
+    let start = v1::VolUploadChunk {
+        msg: Some(v1::vol_upload_chunk::Msg::Start(v1::VolTransferStart {
+            volume: Some(vol_ref_of(&v)),
+            offset: range.0,
+            length: range.1,
+            sparse,
+        })),
+    };
+    // The reader runs beside the call: the request stream is fed while the
+    // server's progress replies are drained below.
+    let path = file.to_owned();
+    let reader = tokio::spawn(async move {
+        if tx.send(start).await.is_err() {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; UPLOAD_CHUNK];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            let chunk = v1::VolUploadChunk {
+                msg: Some(v1::vol_upload_chunk::Msg::Data(buf[..n].to_vec())),
+            };
+            if tx.send(chunk).await.is_err() {
+                // The call ended (failed); its error is reported below.
+                return Ok(());
+            }
+        }
+    });
+    let fail = |e: crate::Error| CmdError::ctx(format!("cannot upload to volume {vol}"), e);
+    let resp = ctl
+        .conn
+        .storage_vol()
+        .upload(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|e| fail(crate::Error::from(e)))?;
+    collect(resp).await.map_err(fail)?;
+    match reader.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(CmdError::msg(format!(
+            "cannot read {path}: {}",
+            super::util::strerror(&e)
+        ))),
+        Err(_) => Err(CmdError::msg(format!("cannot read {path}"))),
+    }
+}
+
+/// `vol-download VOL FILE`: stream a volume into a local file.
+pub async fn vol_download(
+    ctl: &Ctl,
+    pool: Option<&str>,
+    vol: &str,
+    file: &str,
+    range: (u64, u64),
+    sparse: bool,
+) -> CmdResult {
+    use tokio::io::AsyncWriteExt;
+    let v = lookup_vol(ctl, pool, vol).await?;
+    let req = v1::VolDownloadRequest {
+        range: Some(v1::VolTransferStart {
+            volume: Some(vol_ref_of(&v)),
+            offset: range.0,
+            length: range.1,
+            sparse,
+        }),
+    };
+    let fail = |e: crate::Error| CmdError::ctx(format!("cannot download from volume {vol}"), e);
+    let mut stream = ctl
+        .conn
+        .storage_vol()
+        .download(req)
+        .await
+        .map_err(|e| fail(crate::Error::from(e)))?
+        .into_inner();
+    let write_err = |e: std::io::Error| {
+        CmdError::msg(format!(
+            "cannot create {file}: {}",
+            super::util::strerror(&e)
+        ))
+    };
+    let mut out = tokio::fs::File::create(file).await.map_err(write_err)?;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|e| fail(crate::Error::from(e)))?
+    {
+        out.write_all(&chunk.data).await.map_err(write_err)?;
+    }
+    out.flush().await.map_err(write_err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
