@@ -85,6 +85,15 @@ pub struct DomainDef {
     root: Element,
 }
 
+/// The namespace URI an element declares for its own prefix.
+fn namespace_of(el: &Element) -> Option<&str> {
+    let attr = match el.name.split_once(':') {
+        Some((prefix, _)) => format!("xmlns:{prefix}"),
+        None => "xmlns".to_owned(),
+    };
+    el.attr(&attr)
+}
+
 fn parse_u64(el: &Element, what: &str) -> Result<u64, ConfError> {
     let text = el.text();
     text.trim().parse::<u64>().map_err(|_| {
@@ -269,6 +278,49 @@ impl DomainDef {
             v.set_text(max.to_string());
         }
         self.set_vcpus(current);
+    }
+
+    /// `<title>` or `<description>` text.
+    pub fn text_meta(&self, name: &str) -> Option<String> {
+        self.root.child_text(name)
+    }
+
+    /// Set or (with `None`/empty) remove `<title>` or `<description>`.
+    pub fn set_text_meta(&mut self, name: &str, value: Option<&str>) {
+        self.root.remove_children(name);
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            self.root
+                .children
+                .push(Node::Element(Element::new(name).with_text(v)));
+            self.root.sort_children(TOP_ORDER);
+        }
+    }
+
+    /// The `<metadata>` child in namespace `uri`.
+    pub fn metadata_element(&self, uri: &str) -> Option<&Element> {
+        self.root
+            .child("metadata")?
+            .elements()
+            .find(|e| namespace_of(e) == Some(uri))
+    }
+
+    /// Replace (or with `None` remove) the `<metadata>` child in namespace
+    /// `uri`; a new one is named `key:<local name>` and declares `uri`.
+    pub fn set_metadata_element(&mut self, uri: &str, key: &str, value: Option<Element>) {
+        let meta = self.root.child_or_insert("metadata");
+        meta.children
+            .retain(|n| !matches!(n, Node::Element(e) if namespace_of(e) == Some(uri)));
+        if let Some(mut el) = value {
+            let local = el.name.rsplit(':').next().unwrap_or_default().to_owned();
+            el.name = format!("{key}:{local}");
+            el.attrs.retain(|(k, _)| !k.starts_with("xmlns"));
+            el.attrs.insert(0, (format!("xmlns:{key}"), uri.to_owned()));
+            meta.children.push(Node::Element(el));
+        }
+        if meta.children.is_empty() {
+            self.root.remove_children("metadata");
+        }
+        self.root.sort_children(TOP_ORDER);
     }
 
     pub fn has_balloon(&self) -> bool {
@@ -594,6 +646,30 @@ mod tests {
         );
         def.set_max_vcpus(2);
         assert_eq!((def.max_vcpus(), def.vcpus()), (2, 2));
+    }
+
+    #[test]
+    fn metadata_set_get_remove() {
+        let mut def = DomainDef::parse(MINIMAL).expect("valid");
+        def.set_text_meta("title", Some("A title"));
+        assert_eq!(def.text_meta("title").as_deref(), Some("A title"));
+        let xml = def.to_xml(None);
+        assert!(xml.find("<title>").expect("title") < xml.find("<memory").expect("memory"));
+        def.set_text_meta("title", None);
+        assert_eq!(def.text_meta("title"), None);
+        let el = virtmesh_conf::xml::parse("<foo bar='1'>x</foo>").expect("xml");
+        def.set_metadata_element("http://app/", "app", Some(el));
+        let got = def
+            .metadata_element("http://app/")
+            .expect("present")
+            .to_xml();
+        assert_eq!(
+            got,
+            "<app:foo xmlns:app='http://app/' bar='1'>x</app:foo>\n"
+        );
+        def.set_metadata_element("http://app/", "app", None);
+        assert!(def.metadata_element("http://app/").is_none());
+        assert!(!def.to_xml(None).contains("<metadata"));
     }
 
     #[test]

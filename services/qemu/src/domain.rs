@@ -322,15 +322,18 @@ impl Domain for DomainService {
     }
     async fn get_metadata(
         &self,
-        _: Request<pb::GetMetadataRequest>,
+        request: Request<pb::GetMetadataRequest>,
     ) -> Result<Response<pb::Metadata>, Status> {
-        unimpl("GetMetadata")
+        ok(self
+            .driver
+            .get_metadata(request.get_ref())
+            .map(|value| pb::Metadata { value }))
     }
     async fn set_metadata(
         &self,
-        _: Request<pb::SetMetadataRequest>,
+        request: Request<pb::SetMetadataRequest>,
     ) -> Result<Response<()>, Status> {
-        unimpl("SetMetadata")
+        ok(self.driver.set_metadata(request.get_ref()).await)
     }
     async fn block_stats(
         &self,

@@ -97,6 +97,14 @@ impl EventHub {
         }));
     }
 
+    pub fn metadata(&self, uuid: &str, name: &str, metadata_type: i32, nsuri: &str) {
+        self.send(Kind::DomainMetadata(pb::DomainMetadataChange {
+            domain: object_id(uuid, name),
+            metadata_type,
+            nsuri: nsuri.to_owned(),
+        }));
+    }
+
     pub fn reboot(&self, uuid: &str, name: &str) {
         self.send(Kind::DomainReboot(pb::DomainReboot {
             domain: object_id(uuid, name),
@@ -113,6 +121,7 @@ fn wanted(req: &pb::WatchRequest, ev: &pb::Event) -> bool {
     let domain = match &ev.kind {
         Some(Kind::DomainLifecycle(e)) => e.domain.as_ref(),
         Some(Kind::DomainReboot(e)) => e.domain.as_ref(),
+        Some(Kind::DomainMetadata(e)) => e.domain.as_ref(),
         _ => return false,
     };
     let families_ok = req.families.is_empty()

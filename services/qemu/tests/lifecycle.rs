@@ -377,6 +377,65 @@ async fn kvm_guest_define_start_suspend_resume_destroy_undefine() {
         "{inactive}"
     );
 
+    // Metadata on the live guest and its config.
+    let both = pb::Impact {
+        live: true,
+        config: true,
+        ..Default::default()
+    };
+    c.set_metadata(pb::SetMetadataRequest {
+        domain: Some(by_name("lc1")),
+        r#type: pb::MetadataType::Title as i32,
+        value: "lifecycle guest".into(),
+        impact: Some(both),
+        ..Default::default()
+    })
+    .await
+    .expect("set title");
+    c.set_metadata(pb::SetMetadataRequest {
+        domain: Some(by_name("lc1")),
+        r#type: pb::MetadataType::Element as i32,
+        value: "<owner>ci</owner>".into(),
+        key: "vm".into(),
+        uri: "http://virtmesh.example/vm".into(),
+        impact: Some(both),
+    })
+    .await
+    .expect("set element");
+    let get = |ty: pb::MetadataType, config: bool| pb::GetMetadataRequest {
+        domain: Some(by_name("lc1")),
+        r#type: ty as i32,
+        uri: "http://virtmesh.example/vm".into(),
+        impact: Some(pb::Impact {
+            config,
+            ..Default::default()
+        }),
+    };
+    for config in [false, true] {
+        let title = c
+            .get_metadata(get(pb::MetadataType::Title, config))
+            .await
+            .expect("title")
+            .into_inner()
+            .value;
+        assert_eq!(title, "lifecycle guest");
+        let el = c
+            .get_metadata(get(pb::MetadataType::Element, config))
+            .await
+            .expect("element")
+            .into_inner()
+            .value;
+        assert_eq!(
+            el,
+            "<vm:owner xmlns:vm='http://virtmesh.example/vm'>ci</vm:owner>"
+        );
+    }
+    let none = c
+        .get_metadata(get(pb::MetadataType::Description, false))
+        .await
+        .expect_err("no description");
+    assert_eq!(libvirt_error(&none).code, ErrorCode::NoDomainMetadata);
+
     // Nothing saved or snapshotted: honest empty answers, not errors.
     let saved = c
         .has_managed_save(by_name("lc1"))

@@ -9,6 +9,7 @@
 
 mod autostart;
 mod lifecycle;
+mod metadata;
 mod monitor;
 mod recovery;
 mod stats;

@@ -5,12 +5,12 @@ use super::*;
 
 /// Which definitions a change applies to, resolved as libvirt's
 /// virDomainObjUpdateModificationImpact does.
-struct Targets {
-    live: bool,
-    config: bool,
+pub(super) struct Targets {
+    pub(super) live: bool,
+    pub(super) config: bool,
 }
 
-fn targets(impact: Option<&pb::Impact>, st: &DomState) -> Result<Targets> {
+pub(super) fn targets(impact: Option<&pb::Impact>, st: &DomState) -> Result<Targets> {
     let i = impact.copied().unwrap_or_default();
     let active = st.live.as_ref().is_some_and(|l| !l.starting);
     let (live, config) = if !i.live && !i.config {
