@@ -599,6 +599,14 @@ pub enum NetworkCmd {
         #[arg(long)]
         disable: bool,
     },
+    /// print lease info for a given network
+    NetDhcpLeases {
+        #[command(flatten)]
+        network: NetArg,
+        /// MAC address
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+    },
     /// convert a network name to network UUID
     NetUuid(NetArg),
     /// convert a network UUID to network name

@@ -912,6 +912,9 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             )
             .await
         }
+        C::Network(NetworkCmd::NetDhcpLeases { network, mac }) => {
+            network::dhcp_leases(ctl, network.get(), mac.as_deref()).await
+        }
         C::Network(NetworkCmd::NetUuid(n)) => network::uuid(ctl, n.get()).await,
         C::Network(NetworkCmd::NetName(n)) => network::name(ctl, n.get()).await,
         C::Storage(StorageCmd::PoolUuid(p)) => storage::pool_uuid(ctl, p.get()).await,
