@@ -36,10 +36,10 @@ pub async fn list(ctl: &Ctl, cap: Option<&str>, inactive: bool, all: bool) -> Cm
         .node_device()
         .list(req)
         .await
-        .map_err(|e| CmdError::ctx("Failed to count node devices", crate::Error::from(e)))?;
+        .map_err(|e| CmdError::ctx("Failed to list node devices", crate::Error::from(e)))?;
     let devs = collect(resp)
         .await
-        .map_err(|e| CmdError::ctx("Failed to count node devices", e))?;
+        .map_err(|e| CmdError::ctx("Failed to list node devices", e))?;
     ctl.print(&list_text(&devs));
     Ok(())
 }
