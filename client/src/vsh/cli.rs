@@ -5,6 +5,28 @@
 use clap::{Args, Parser, Subcommand};
 use virtmesh_rpc::ListenAddr;
 
+/// Where the gateway is when `--gateway` is not given.
+pub const DEFAULT_GATEWAY: &str = "127.0.0.1:16509";
+
+impl Cli {
+    /// `--gateway`, else `$VIRTMESH_GATEWAY` (an empty value counts as
+    /// unset, so `VIRTMESH_GATEWAY=` restores the default), else
+    /// [`DEFAULT_GATEWAY`].
+    pub fn gateway_addr(&self, env: impl Fn(&str) -> Option<String>) -> Result<ListenAddr, String> {
+        if let Some(gw) = &self.gateway {
+            return Ok(gw.clone());
+        }
+        match env("VIRTMESH_GATEWAY").filter(|v| !v.is_empty()) {
+            Some(v) => v
+                .parse()
+                .map_err(|e| format!("invalid $VIRTMESH_GATEWAY: {e}")),
+            None => DEFAULT_GATEWAY
+                .parse()
+                .map_err(|e| format!("invalid default gateway: {e}")),
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vsh",
@@ -22,14 +44,10 @@ pub struct Cli {
     #[arg(short = 'c', long = "connect", value_name = "URI")]
     pub connect: Option<String>,
 
-    /// virtmesh gateway address: HOST:PORT or unix:PATH
-    #[arg(
-        long,
-        env = "VIRTMESH_GATEWAY",
-        default_value = "127.0.0.1:16509",
-        value_name = "ADDR"
-    )]
-    pub gateway: ListenAddr,
+    /// virtmesh gateway address: HOST:PORT or unix:PATH [default:
+    /// $VIRTMESH_GATEWAY, else 127.0.0.1:16509]
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<ListenAddr>,
 
     /// quiet mode: no table headers, no informational messages
     #[arg(short = 'q', long)]
@@ -1256,12 +1274,31 @@ mod tests {
         ])
         .expect("valid command line");
         assert_eq!(cli.connect.as_deref(), Some("test:///default"));
-        assert_eq!(cli.gateway, ListenAddr::Unix("/run/gw.sock".into()));
+        assert_eq!(
+            cli.gateway_addr(|_| None).ok(),
+            Some(ListenAddr::Unix("/run/gw.sock".into()))
+        );
         assert!(cli.quiet);
         assert!(matches!(
             cli.command,
             Command::Domain(DomainCmd::List(ListArgs { all: true, .. }))
         ));
+    }
+
+    #[test]
+    fn gateway_from_env_or_default() {
+        let cli = parse(&["uri"]).expect("valid command line");
+        let default = ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 16509)));
+        assert_eq!(cli.gateway_addr(|_| None).ok(), Some(default.clone()));
+        assert_eq!(
+            cli.gateway_addr(|_| Some(String::new())).ok(),
+            Some(default)
+        );
+        assert_eq!(
+            cli.gateway_addr(|_| Some("unix:/x".into())).ok(),
+            Some(ListenAddr::Unix("/x".into()))
+        );
+        assert!(cli.gateway_addr(|_| Some("bogus".into())).is_err());
     }
 
     #[test]

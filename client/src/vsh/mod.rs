@@ -198,7 +198,11 @@ fn parse_all(args: &[String]) -> Result<Vec<Cli>, ExitCode> {
 /// stops everything before the first command.
 async fn connect(cli: &Cli) -> Result<Ctl, ExitCode> {
     let uri = default_uri(cli.connect.clone(), |k| std::env::var(k).ok());
-    let conn = Connection::open(&cli.gateway, uri.as_deref()).map_err(|e| connect_failed(&e))?;
+    let gateway = cli.gateway_addr(|k| std::env::var(k).ok()).map_err(|msg| {
+        eprintln!("error: {msg}");
+        ExitCode::FAILURE
+    })?;
+    let conn = Connection::open(&gateway, uri.as_deref()).map_err(|e| connect_failed(&e))?;
     match conn.verify().await {
         Ok(_) => {}
         // A driver without Connect.Open still serves everything else; only
