@@ -117,9 +117,11 @@ pub fn default_uri(
     connect: Option<String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Option<String> {
+    // An empty variable counts as unset, as libvirt treats it.
+    let set = |k: &str| env(k).filter(|u| !u.is_empty());
     connect
-        .or_else(|| env("VIRTMESH_DEFAULT_URI"))
-        .or_else(|| env("LIBVIRT_DEFAULT_URI"))
+        .or_else(|| set("VIRTMESH_DEFAULT_URI"))
+        .or_else(|| set("LIBVIRT_DEFAULT_URI"))
         .filter(|u| !u.is_empty())
 }
 
@@ -1010,6 +1012,14 @@ mod tests {
             Some("test:///default")
         );
         assert_eq!(default_uri(None, |_| None), None);
+        let empty_virtmesh = |k: &str| match k {
+            "VIRTMESH_DEFAULT_URI" => Some(String::new()),
+            _ => Some("test:///default".to_owned()),
+        };
+        assert_eq!(
+            default_uri(None, empty_virtmesh).as_deref(),
+            Some("test:///default")
+        );
     }
 
     #[test]
