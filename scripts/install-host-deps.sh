@@ -1,8 +1,9 @@
 #!/bin/sh
-# Host packages the virtmesh tests need (HOST.md): QEMU 10.0.2 from
-# bookworm-backports. bookworm's own qemu-system-x86 (7.2) conflicts with
-# the backports qemu-utils the machines ship, so the suite is added and the
-# package installed from it. Idempotent: safe to run on every CI run.
+# Host packages the virtmesh tests need (HOST.md): dnsmasq, nftables and
+# iproute2 for the network driver, and QEMU 10.0.2 from bookworm-backports.
+# bookworm's own qemu-system-x86 (7.2) conflicts with the backports
+# qemu-utils the machines ship, so the suite is added and QEMU installed
+# from it. Idempotent: safe to run on every CI run.
 set -eu
 
 SOURCES=/etc/apt/sources.list.d/backports.sources
@@ -10,6 +11,17 @@ SOURCES=/etc/apt/sources.list.d/backports.sources
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-host-deps.sh: must run as root (apt-get)" >&2
     exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# The network driver's tools, from bookworm itself. Done first because the
+# QEMU part below ends the script early when QEMU is already there.
+if ! command -v dnsmasq >/dev/null 2>&1 \
+    || ! command -v nft >/dev/null 2>&1 \
+    || ! command -v ip >/dev/null 2>&1; then
+    apt-get update
+    apt-get install -y dnsmasq-base nftables iproute2
 fi
 
 if ! grep -qs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/* ; then
@@ -28,6 +40,5 @@ if command -v qemu-system-x86_64 >/dev/null 2>&1 \
     exit 0
 fi
 
-export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y -t bookworm-backports qemu-system-x86

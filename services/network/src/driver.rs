@@ -1,0 +1,943 @@
+//! The driver core: network objects, their lifecycle on the host,
+//! persistence and recovery.
+//!
+//! Locking: `nets` is a short-held std mutex, never held across an await.
+//! Every operation that changes anything (define, start, destroy, update,
+//! …) runs under the single async `job` lock: networks change rarely, and
+//! one job at a time keeps bridge-name allocation, the host plumbing and
+//! the files consistent without finer locks. Lock order: job, then nets.
+
+use crate::bridge::{BridgeError, Netlink};
+use crate::def::{self, ForwardMode, NetDef};
+use crate::dnsmasq::{self, DnsmasqPaths};
+use crate::error::{self as err, Result};
+use crate::events::EventHub;
+use crate::firewall;
+use crate::leases;
+use crate::status::{self, LiveStatus, StateError, Store};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use virtmesh_conf::network::NetworkDef;
+use virtmesh_proto::v1::{self as pb, NetworkEventType as Ev, object_ref::Key};
+use virtmesh_rpc::VirtError;
+
+/// Where the driver keeps things.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Persistent configs, autostart marks, dnsmasq configs and leases
+    /// (default /var/lib/virtmesh/network; libvirt's /var/lib/libvirt).
+    pub state_dir: PathBuf,
+    /// Live status and dnsmasq pid files (default /run/virtmesh/network;
+    /// libvirt's /run/libvirt).
+    pub run_dir: PathBuf,
+}
+
+impl NetworkConfig {
+    /// The defaults (DESIGN.md §6): as root, /var/lib/virtmesh/network and
+    /// /run/virtmesh/network; otherwise under $XDG_DATA_HOME (or
+    /// ~/.local/share) and $XDG_RUNTIME_DIR. An explicit `--state-dir`
+    /// keeps everything in one place: the run directory goes beneath it.
+    pub fn system(state_dir: Option<PathBuf>) -> NetworkConfig {
+        if let Some(state_dir) = state_dir {
+            return NetworkConfig {
+                run_dir: state_dir.join("run"),
+                state_dir,
+            };
+        }
+        if is_root() {
+            return NetworkConfig {
+                state_dir: PathBuf::from("/var/lib/virtmesh/network"),
+                run_dir: PathBuf::from("/run/virtmesh/network"),
+            };
+        }
+        let env_dir = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let data = env_dir("XDG_DATA_HOME")
+            .or_else(|| env_dir("HOME").map(|h| h.join(".local/share")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("virtmesh/network");
+        let run = env_dir("XDG_RUNTIME_DIR")
+            .map(|r| r.join("virtmesh/network"))
+            .unwrap_or_else(|| data.join("run"));
+        NetworkConfig {
+            state_dir: data,
+            run_dir: run,
+        }
+    }
+}
+
+/// Whether we run as root: /proc/self belongs to the effective uid.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// An active network: its live definition and what its start created.
+#[derive(Debug, Clone)]
+struct Live {
+    def: NetDef,
+    status: LiveStatus,
+}
+
+#[derive(Debug, Clone)]
+struct Net {
+    uuid: String,
+    name: String,
+    /// The persistent config; `None` for a transient network.
+    config: Option<NetDef>,
+    live: Option<Live>,
+    autostart: bool,
+}
+
+impl Net {
+    fn summary(&self) -> pb::NetworkSummary {
+        pb::NetworkSummary {
+            uuid: self.uuid.clone(),
+            name: self.name.clone(),
+            active: self.live.is_some(),
+            persistent: self.config.is_some(),
+            autostart: self.autostart,
+        }
+    }
+
+    /// The definition that describes the network now: the live one when
+    /// active, else the config.
+    fn current(&self) -> Option<&NetDef> {
+        self.live.as_ref().map(|l| &l.def).or(self.config.as_ref())
+    }
+}
+
+struct Inner {
+    /// Held for the driver's life: one driver per state directory.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    cfg: NetworkConfig,
+    store: Store,
+    netlink: Netlink,
+    nets: Mutex<Vec<Net>>,
+    job: tokio::sync::Mutex<()>,
+    events: EventHub,
+}
+
+/// The network driver. Cheap to clone; every clone is the same driver.
+#[derive(Clone)]
+pub struct NetworkDriver {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NetworkDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkDriver")
+            .field("state_dir", &self.inner.cfg.state_dir)
+            .field("run_dir", &self.inner.cfg.run_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot lock '{path}': {message}")]
+    Lock { path: String, message: String },
+    #[error(transparent)]
+    Netlink(#[from] BridgeError),
+}
+
+fn state_err(e: StateError) -> VirtError {
+    err::system(e)
+}
+
+/// Take the state directory for this driver. A second driver on the same
+/// directory would fight over the same bridges and dnsmasq; it fails
+/// clearly instead. The lock file is close-on-exec, so dnsmasq never
+/// inherits it.
+fn lock_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, DriverError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join(".lock");
+    let e = |message: String| DriverError::Lock {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|x| e(x.to_string()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            e("another virtmesh-network is using this state directory".into())
+        } else {
+            e(errno.to_string())
+        }
+    })
+}
+
+impl NetworkDriver {
+    /// Open the driver: load configs, find the networks a previous instance
+    /// left running (without disturbing them), then start the autostart
+    /// networks. Must run inside a tokio runtime, on a thread in the
+    /// network namespace the driver is to manage.
+    pub async fn new(cfg: NetworkConfig) -> Result<NetworkDriver, DriverError> {
+        for d in [
+            cfg.state_dir.clone(),
+            cfg.state_dir.join("dnsmasq"),
+            cfg.run_dir.clone(),
+            cfg.run_dir.join("network"),
+        ] {
+            status::mkdir(&d)?;
+        }
+        let lock = lock_dir(&cfg.state_dir)?;
+        let store = Store {
+            state_dir: cfg.state_dir.clone(),
+            run_dir: cfg.run_dir.clone(),
+        };
+        let mut nets = Vec::new();
+        for (path, text) in store.load_configs() {
+            let parsed = text.and_then(|t| NetDef::parse(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(def) => nets.push(Net {
+                    uuid: def.uuid.clone(),
+                    name: def.name.clone(),
+                    autostart: store.is_autostart(&def.name),
+                    config: Some(def),
+                    live: None,
+                }),
+                Err(e) => tracing::error!("skipping network config {}: {e}", path.display()),
+            }
+        }
+        let driver = NetworkDriver {
+            inner: Arc::new(Inner {
+                _lock: lock,
+                netlink: Netlink::open()?,
+                cfg,
+                store,
+                nets: Mutex::new(nets),
+                job: tokio::sync::Mutex::new(()),
+                events: EventHub::default(),
+            }),
+        };
+        driver.recover().await;
+        driver.autostart().await;
+        Ok(driver)
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.inner.cfg
+    }
+
+    pub fn events(&self) -> EventHub {
+        self.inner.events.clone()
+    }
+
+    fn nets(&self) -> MutexGuard<'_, Vec<Net>> {
+        self.inner.nets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn paths(&self, name: &str) -> DnsmasqPaths {
+        DnsmasqPaths::new(&self.inner.cfg.state_dir, &self.inner.cfg.run_dir, name)
+    }
+
+    /// Find a network by reference; returns a snapshot.
+    fn find(&self, r: Option<&pb::ObjectRef>) -> Result<Net> {
+        let key = r
+            .and_then(|r| r.key.as_ref())
+            .ok_or_else(err::missing_ref)?;
+        let nets = self.nets();
+        match key {
+            Key::Uuid(u) => {
+                let want = virtmesh_conf::error::parse_uuid_str(u)
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| u.clone());
+                nets.iter()
+                    .find(|n| n.uuid.eq_ignore_ascii_case(&want))
+                    .cloned()
+                    .ok_or_else(|| err::no_network_uuid(u))
+            }
+            Key::Name(name) => nets
+                .iter()
+                .find(|n| &n.name == name)
+                .cloned()
+                .ok_or_else(|| err::no_network_name(name)),
+            Key::Id(_) => Err(err::invalid_arg("networks have no numeric id")),
+        }
+    }
+
+    fn with_net<T>(&self, uuid: &str, f: impl FnOnce(&mut Net) -> T) -> Option<T> {
+        let mut nets = self.nets();
+        nets.iter_mut().find(|n| n.uuid == uuid).map(f)
+    }
+
+    fn remove_net(&self, uuid: &str) {
+        self.nets().retain(|n| n.uuid != uuid);
+    }
+
+    pub fn lookup(&self, r: Option<&pb::ObjectRef>) -> Result<pb::NetworkSummary> {
+        Ok(self.find(r)?.summary())
+    }
+
+    pub fn list(&self, f: &pb::ListFilter) -> Vec<pb::NetworkSummary> {
+        // Within a pair, neither or both set means no filter (libvirt).
+        let pass = |yes: bool, no: bool, v: bool| yes == no || (yes && v) || (no && !v);
+        let mut out: Vec<pb::NetworkSummary> = self
+            .nets()
+            .iter()
+            .map(Net::summary)
+            .filter(|s| {
+                pass(f.active, f.inactive, s.active)
+                    && pass(f.persistent, f.transient, s.persistent)
+                    && pass(f.autostart, f.no_autostart, s.autostart)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn xml_desc(&self, r: Option<&pb::ObjectRef>, inactive: bool) -> Result<String> {
+        let net = self.find(r)?;
+        let def = if inactive {
+            net.config.as_ref().or(net.live.as_ref().map(|l| &l.def))
+        } else {
+            net.current()
+        };
+        def.map(NetDef::to_xml)
+            .ok_or_else(|| err::internal("network has no definition"))
+    }
+
+    pub fn info(&self, r: Option<&pb::ObjectRef>) -> Result<pb::NetworkInfo> {
+        let net = self.find(r)?;
+        let s = net.summary();
+        Ok(pb::NetworkInfo {
+            uuid: s.uuid,
+            name: s.name,
+            active: s.active,
+            persistent: s.persistent,
+            autostart: s.autostart,
+            bridge: net
+                .current()
+                .and_then(|d| d.bridge.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn bridge_name(&self, r: Option<&pb::ObjectRef>) -> Result<String> {
+        let net = self.find(r)?;
+        net.current().and_then(|d| d.bridge.clone()).ok_or_else(|| {
+            err::internal(format!(
+                "network '{}' does not have a bridge name.",
+                net.name
+            ))
+        })
+    }
+
+    pub fn get_autostart(&self, r: Option<&pb::ObjectRef>) -> Result<bool> {
+        Ok(self.find(r)?.autostart)
+    }
+
+    pub async fn set_autostart(&self, r: Option<&pb::ObjectRef>, on: bool) -> Result<()> {
+        let _job = self.inner.job.lock().await;
+        let net = self.find(r)?;
+        if net.config.is_none() {
+            return Err(err::invalid_op(
+                "cannot set autostart for transient network",
+            ));
+        }
+        self.inner
+            .store
+            .set_autostart(&net.name, on)
+            .map_err(state_err)?;
+        self.with_net(&net.uuid, |n| n.autostart = on);
+        Ok(())
+    }
+
+    /// Whether a bridge name is used by a network other than `uuid`.
+    fn bridge_used_by_other(&self, bridge: &str, uuid: &str) -> bool {
+        self.nets().iter().any(|n| {
+            n.uuid != uuid
+                && [n.config.as_ref(), n.live.as_ref().map(|l| &l.def)]
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d.bridge.as_deref() == Some(bridge))
+        })
+    }
+
+    /// Parse, check against existing networks (libvirt's
+    /// virNetworkObjAssignDef rules) and fill defaults.
+    async fn prepare(&self, xml: &str, check_live: bool) -> Result<NetDef> {
+        let parsed = NetworkDef::parse(xml).map_err(err::conf)?;
+        let had_uuid = virtmesh_conf::xml::parse(xml)
+            .ok()
+            .is_some_and(|root| root.child("uuid").is_some());
+        let mut parsed = parsed;
+        let same_name = self
+            .nets()
+            .iter()
+            .find(|n| n.name == parsed.name())
+            .cloned();
+        if !had_uuid && let Some(existing) = &same_name {
+            // A redefinition without a UUID keeps the network's UUID.
+            let mut root = parsed.element().clone();
+            root.set_child_text("uuid", existing.uuid.clone());
+            parsed = NetworkDef::from_element(root).map_err(err::conf)?;
+        }
+        let uuid = parsed.uuid();
+        let name = parsed.name();
+        let by_uuid = self.nets().iter().find(|n| n.uuid == uuid).cloned();
+        match (by_uuid, same_name) {
+            (Some(existing), _) if existing.name != name => {
+                return Err(err::operation_failed(format!(
+                    "network '{}' is already defined with uuid {uuid}",
+                    existing.name
+                )));
+            }
+            (Some(existing), _) if check_live && existing.live.is_some() => {
+                return Err(err::invalid_op(&format!(
+                    "network is already active as '{}'",
+                    existing.name
+                )));
+            }
+            (None, Some(existing)) => {
+                return Err(err::operation_failed(format!(
+                    "network '{name}' already exists with uuid {}",
+                    existing.uuid
+                )));
+            }
+            _ => {}
+        }
+        // Bridge names taken: other networks' and the host's links.
+        let host_links = self.inner.netlink.link_names().await.unwrap_or_default();
+        let keep_bridge = self
+            .nets()
+            .iter()
+            .find(|n| n.uuid == uuid)
+            .and_then(|n| n.current().and_then(|d| d.bridge.clone()));
+        let filled = def::fill_defaults(parsed, &|b: &str| {
+            self.bridge_used_by_other(b, &uuid)
+                || (host_links.iter().any(|l| l == b) && keep_bridge.as_deref() != Some(b))
+        })?;
+        let def = NetDef::from_def(filled);
+        if let Some(b) = &def.bridge
+            && def.mode.has_own_bridge()
+            && self.bridge_used_by_other(b, &uuid)
+        {
+            return Err(err::internal(format!("bridge name '{b}' already in use.")));
+        }
+        Ok(def)
+    }
+
+    pub async fn define_xml(&self, xml: &str) -> Result<pb::NetworkSummary> {
+        let _job = self.inner.job.lock().await;
+        let def = self.prepare(xml, false).await?;
+        self.inner
+            .store
+            .save_config(&def.name, &def.to_xml())
+            .map_err(state_err)?;
+        let (uuid, name) = (def.uuid.clone(), def.name.clone());
+        let updated = self.with_net(&uuid, |n| n.config = Some(def.clone()));
+        if updated.is_none() {
+            self.nets().push(Net {
+                uuid: uuid.clone(),
+                name: name.clone(),
+                config: Some(def),
+                live: None,
+                autostart: false,
+            });
+        }
+        self.inner
+            .events
+            .lifecycle(&uuid, &name, Ev::NetworkEventDefined);
+        self.lookup_uuid(&uuid)
+    }
+
+    fn lookup_uuid(&self, uuid: &str) -> Result<pb::NetworkSummary> {
+        self.find(Some(&pb::ObjectRef {
+            key: Some(Key::Uuid(uuid.to_owned())),
+        }))
+        .map(|n| n.summary())
+    }
+
+    pub async fn create_xml(&self, xml: &str) -> Result<pb::NetworkSummary> {
+        let _job = self.inner.job.lock().await;
+        let def = self.prepare(xml, true).await?;
+        let (uuid, name) = (def.uuid.clone(), def.name.clone());
+        let existed = self.with_net(&uuid, |_| ()).is_some();
+        if !existed {
+            self.nets().push(Net {
+                uuid: uuid.clone(),
+                name: name.clone(),
+                config: None,
+                live: None,
+                autostart: false,
+            });
+        }
+        let persistent = self
+            .with_net(&uuid, |n| n.config.is_some())
+            .unwrap_or(false);
+        match self.start_def(def, persistent).await {
+            Ok(live) => {
+                self.with_net(&uuid, |n| n.live = Some(live));
+            }
+            Err(e) => {
+                if !existed {
+                    self.remove_net(&uuid);
+                }
+                return Err(e);
+            }
+        }
+        self.inner
+            .events
+            .lifecycle(&uuid, &name, Ev::NetworkEventStarted);
+        self.lookup_uuid(&uuid)
+    }
+
+    pub async fn undefine(&self, r: Option<&pb::ObjectRef>) -> Result<()> {
+        let _job = self.inner.job.lock().await;
+        let net = self.find(r)?;
+        if net.config.is_none() {
+            return Err(err::invalid_op("network is not persistent"));
+        }
+        status::remove_file(&self.inner.store.config(&net.name)).map_err(state_err)?;
+        self.inner
+            .store
+            .set_autostart(&net.name, false)
+            .map_err(state_err)?;
+        if net.live.is_some() {
+            // An active network stays up, now transient (libvirt).
+            self.with_net(&net.uuid, |n| {
+                n.config = None;
+                n.autostart = false;
+                if let Some(l) = &mut n.live {
+                    l.status.persistent = false;
+                }
+            });
+            if let Some(st) = self
+                .with_net(&net.uuid, |n| n.live.as_ref().map(|l| l.status.clone()))
+                .flatten()
+            {
+                status::save_status(&self.inner.store.status(&net.name), &st).map_err(state_err)?;
+            }
+        } else {
+            self.remove_net(&net.uuid);
+        }
+        self.inner
+            .events
+            .lifecycle(&net.uuid, &net.name, Ev::NetworkEventUndefined);
+        Ok(())
+    }
+
+    pub async fn create(&self, r: Option<&pb::ObjectRef>) -> Result<pb::NetworkSummary> {
+        let _job = self.inner.job.lock().await;
+        let net = self.find(r)?;
+        self.start_net(&net).await?;
+        self.lookup_uuid(&net.uuid)
+    }
+
+    /// Start a persistent, inactive network (job lock held).
+    async fn start_net(&self, net: &Net) -> Result<()> {
+        if net.live.is_some() {
+            return Err(err::already_active());
+        }
+        let def = net
+            .config
+            .clone()
+            .ok_or_else(|| err::internal("network has no config"))?;
+        let live = self.start_def(def, true).await?;
+        self.with_net(&net.uuid, |n| n.live = Some(live));
+        self.inner
+            .events
+            .lifecycle(&net.uuid, &net.name, Ev::NetworkEventStarted);
+        Ok(())
+    }
+
+    pub async fn destroy(&self, r: Option<&pb::ObjectRef>) -> Result<()> {
+        let _job = self.inner.job.lock().await;
+        let net = self.find(r)?;
+        let Some(live) = net.live.clone() else {
+            return Err(err::not_active());
+        };
+        self.undo(&live.status).await;
+        status::remove_file(&self.inner.store.status(&net.name)).map_err(state_err)?;
+        if net.config.is_some() {
+            self.with_net(&net.uuid, |n| n.live = None);
+        } else {
+            self.remove_net(&net.uuid);
+        }
+        self.inner
+            .events
+            .lifecycle(&net.uuid, &net.name, Ev::NetworkEventStopped);
+        Ok(())
+    }
+
+    pub async fn dhcp_leases(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        mac: Option<&str>,
+    ) -> Result<Vec<pb::DhcpLease>> {
+        let net = self.find(r)?;
+        let Some(live) = net.live else {
+            return Err(err::not_active());
+        };
+        let path = self.paths(&net.name).leases;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(err::system(format!(
+                    "cannot read leases file '{}': {e}",
+                    path.display()
+                )));
+            }
+        };
+        Ok(leases::parse(&text, &live.def, mac))
+    }
+
+    /// Write the dnsmasq files of a definition.
+    fn write_dnsmasq_files(&self, def: &NetDef, paths: &DnsmasqPaths) -> Result<()> {
+        let write = |p: &std::path::Path, text: String| {
+            virtmesh_util::fs::write_atomic(p, text.as_bytes()).map_err(err::system)
+        };
+        write(&paths.hostsfile, dnsmasq::hostsfile(def))?;
+        if def.want_dns() {
+            write(&paths.addnhosts, dnsmasq::addnhosts(def))?;
+        }
+        write(&paths.conf, dnsmasq::conf(def, paths))
+    }
+
+    fn save_live(&self, st: &LiveStatus) -> Result<()> {
+        status::save_status(&self.inner.store.status(&st.name), st).map_err(state_err)
+    }
+
+    /// Bring a definition up on the host. Each thing created is recorded
+    /// in the live status (saved at once, so even a crash midway leaves a
+    /// record); on failure, exactly the recorded things are undone.
+    async fn start_def(&self, def: NetDef, persistent: bool) -> Result<Live> {
+        let mut st = LiveStatus {
+            uuid: def.uuid.clone(),
+            name: def.name.clone(),
+            persistent,
+            xml: def.to_xml(),
+            ..LiveStatus::default()
+        };
+        match self.plumb(&def, &mut st).await {
+            Ok(()) => {
+                self.save_live(&st)?;
+                Ok(Live { def, status: st })
+            }
+            Err(e) => {
+                tracing::warn!("network {}: start failed: {e}; undoing", def.name);
+                self.undo(&st).await;
+                let _ = status::remove_file(&self.inner.store.status(&def.name));
+                Err(e)
+            }
+        }
+    }
+
+    async fn plumb(&self, def: &NetDef, st: &mut LiveStatus) -> Result<()> {
+        match &def.mode {
+            ForwardMode::Bridge => {
+                // An existing host bridge: nothing to create, but it must
+                // exist for guests to use it.
+                if let Some(b) = &def.bridge
+                    && self
+                        .inner
+                        .netlink
+                        .link_index(b)
+                        .await
+                        .map_err(err::system)?
+                        .is_none()
+                {
+                    return Err(err::system(format!(
+                        "Cannot get interface flags on '{b}': No such device"
+                    )));
+                }
+                return Ok(());
+            }
+            ForwardMode::Other(mode) => {
+                // macvtap/hostdev pools need no plumbing at start; their
+                // interfaces are handed out per port (not implemented yet).
+                tracing::info!(
+                    "network {}: forward mode {mode}: nothing to plumb",
+                    def.name
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+        let bridge = def
+            .bridge
+            .clone()
+            .ok_or_else(|| err::internal(format!("network '{}' has no bridge name", def.name)))?;
+        let nl = &self.inner.netlink;
+        let index = nl
+            .create_bridge(&bridge, def.stp, def.delay, def.mtu, def.mac.as_deref())
+            .await
+            .map_err(|e| err::system(format!("Unable to create bridge {bridge}: {e}")))?;
+        st.bridge = Some((bridge.clone(), index));
+        self.save_live(st)?;
+        for ip in &def.ips {
+            nl.add_address(index, ip.address, ip.prefix)
+                .await
+                .map_err(|e| {
+                    err::system(format!(
+                        "Failed to add IP address to bridge '{bridge}': {e}"
+                    ))
+                })?;
+        }
+        nl.set_up(index)
+            .await
+            .map_err(|e| err::system(format!("Failed to set bridge '{bridge}' up: {e}")))?;
+        for r in &def.routes {
+            nl.add_route(r.address, r.prefix, r.gateway, r.metric)
+                .await
+                .map_err(err::system)?;
+        }
+        if matches!(def.mode, ForwardMode::Nat | ForwardMode::Route) {
+            enable_forwarding(def)?;
+        }
+        for v6 in [false, true] {
+            let Some((table, rules)) = firewall::ruleset(def, v6) else {
+                continue;
+            };
+            if firewall::binary().is_none() {
+                return Err(err::firewall(
+                    "the nft binary is missing (install nftables)",
+                ));
+            }
+            firewall::add(&table, &rules).await.map_err(err::firewall)?;
+            st.tables.push(table);
+            self.save_live(st)?;
+        }
+        if def.needs_dnsmasq() {
+            if dnsmasq::binary().is_none() {
+                return Err(err::system(
+                    "Cannot find 'dnsmasq' binary (install dnsmasq-base)",
+                ));
+            }
+            let paths = self.paths(&def.name);
+            self.write_dnsmasq_files(def, &paths)?;
+            let pid = dnsmasq::start(&paths).await.map_err(err::system)?;
+            st.dnsmasq_pid = Some(pid);
+            self.save_live(st)?;
+        }
+        Ok(())
+    }
+
+    /// Undo what a live status records, in reverse order of creation.
+    /// Failures are logged: the rest is still undone.
+    async fn undo(&self, st: &LiveStatus) {
+        let paths = self.paths(&st.name);
+        if let Some(pid) = st.dnsmasq_pid {
+            dnsmasq::stop(pid, &paths.conf).await;
+            let _ = status::remove_file(&paths.pidfile);
+        }
+        for t in st.tables.iter().rev() {
+            if let Err(e) = firewall::remove(t).await {
+                tracing::error!("network {}: {e}", st.name);
+            }
+        }
+        if let Some((name, index)) = &st.bridge
+            && let Err(e) = self.inner.netlink.delete_link(name, *index).await
+        {
+            tracing::error!("network {}: {e}", st.name);
+        }
+    }
+
+    /// Find the networks a previous instance left running. A network whose
+    /// bridge is still there is active again, untouched; one whose bridge
+    /// vanished is cleaned up (its other remains removed) and inactive.
+    async fn recover(&self) {
+        for (path, st) in self.inner.store.load_statuses() {
+            let st = match st {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("ignoring live status {}: {e}", path.display());
+                    continue;
+                }
+            };
+            let def = match NetDef::parse(&st.xml) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!("live status of {}: {e}", st.name);
+                    continue;
+                }
+            };
+            let bridge_ok = match &st.bridge {
+                Some((name, index)) => {
+                    matches!(self.inner.netlink.link_index(name).await, Ok(Some(i)) if i == *index)
+                }
+                None => true,
+            };
+            if !bridge_ok {
+                tracing::info!(
+                    "network {}: bridge gone while the service was down",
+                    st.name
+                );
+                self.undo(&st).await;
+                let _ = status::remove_file(&path);
+                if !st.persistent {
+                    continue;
+                }
+                continue;
+            }
+            let mut st = st;
+            let paths = self.paths(&st.name);
+            let dnsmasq_ok = st
+                .dnsmasq_pid
+                .is_some_and(|p| dnsmasq::is_ours(p, &paths.conf));
+            if def.needs_dnsmasq() && !dnsmasq_ok {
+                // The bridge is there but dnsmasq died: serve again.
+                match dnsmasq::start(&paths).await {
+                    Ok(pid) => st.dnsmasq_pid = Some(pid),
+                    Err(e) => tracing::error!("network {}: cannot restart dnsmasq: {e}", st.name),
+                }
+                let _ = self.save_live(&st);
+            }
+            let live = Live {
+                def: def.clone(),
+                status: st.clone(),
+            };
+            let found = self.with_net(&st.uuid, |n| n.live = Some(live.clone()));
+            if found.is_none() {
+                self.nets().push(Net {
+                    uuid: st.uuid.clone(),
+                    name: st.name.clone(),
+                    config: None,
+                    live: Some(live),
+                    autostart: false,
+                });
+            }
+            tracing::info!("network {}: recovered", st.name);
+        }
+    }
+
+    async fn autostart(&self) {
+        let _job = self.inner.job.lock().await;
+        let todo: Vec<Net> = self
+            .nets()
+            .iter()
+            .filter(|n| n.autostart && n.live.is_none() && n.config.is_some())
+            .cloned()
+            .collect();
+        for net in todo {
+            if let Err(e) = self.start_net(&net).await {
+                tracing::error!("autostart of network {} failed: {e}", net.name);
+            }
+        }
+    }
+
+    /// virNetworkUpdate for the DHCP sections.
+    pub async fn update(&self, req: &pb::NetworkUpdateRequest) -> Result<()> {
+        use pb::{NetworkUpdateCommand as C, NetworkUpdateSection as S};
+        let _job = self.inner.job.lock().await;
+        let net = self.find(req.network.as_ref())?;
+        let section = S::try_from(req.section).unwrap_or(S::NetworkSectionNone);
+        let command = C::try_from(req.command).unwrap_or(C::None);
+        if !matches!(
+            section,
+            S::NetworkSectionIpDhcpHost | S::NetworkSectionIpDhcpRange
+        ) {
+            return Err(err::net(
+                virtmesh_rpc::ErrorCode::NoSupport,
+                format!(
+                    "this function is not supported by the connection driver: can't update '{}' section of network '{}'",
+                    section.as_str_name(),
+                    net.name
+                ),
+            ));
+        }
+        // Neither flag: the live definition when active, else the config.
+        let (live, config) = match (req.live, req.config) {
+            (false, false) => (net.live.is_some(), net.live.is_none()),
+            (l, c) => (l, c),
+        };
+        if live && net.live.is_none() {
+            return Err(err::not_active());
+        }
+        if config && net.config.is_none() {
+            return Err(err::invalid_op(
+                "cannot change persistent config of a transient network",
+            ));
+        }
+        let item = virtmesh_conf::xml::parse(&req.xml).map_err(|e| err::conf(e.into()))?;
+        let apply = |def: &NetDef| -> Result<NetDef> {
+            let root = crate::update::apply(
+                def.def.element(),
+                &def.name,
+                section,
+                command,
+                req.parent_index,
+                &item,
+            )?;
+            Ok(NetDef::from_def(
+                NetworkDef::from_element(root).map_err(err::conf)?,
+            ))
+        };
+        let new_config = match (&net.config, config) {
+            (Some(c), true) => Some(apply(c)?),
+            _ => None,
+        };
+        let new_live = match (&net.live, live) {
+            (Some(l), true) => Some(apply(&l.def)?),
+            _ => None,
+        };
+        if let Some(def) = &new_live
+            && let Some(l) = &net.live
+        {
+            let mut st = l.status.clone();
+            st.xml = def.to_xml();
+            if def.needs_dnsmasq() && st.dnsmasq_pid.is_some() {
+                let paths = self.paths(&def.name);
+                self.write_dnsmasq_files(def, &paths)?;
+                let pid = st.dnsmasq_pid.unwrap_or_default();
+                if section == S::NetworkSectionIpDhcpHost && dnsmasq::is_ours(pid, &paths.conf) {
+                    // New static hosts: dnsmasq re-reads the hostsfile on SIGHUP.
+                    dnsmasq::reload(pid)
+                        .map_err(|e| err::system(format!("cannot signal dnsmasq {pid}: {e}")))?;
+                } else {
+                    // A changed range is in the conf file: restart dnsmasq.
+                    dnsmasq::stop(pid, &paths.conf).await;
+                    let pid = dnsmasq::start(&paths).await.map_err(err::system)?;
+                    st.dnsmasq_pid = Some(pid);
+                }
+            }
+            self.save_live(&st)?;
+            let def = def.clone();
+            self.with_net(&net.uuid, |n| n.live = Some(Live { def, status: st }));
+        }
+        if let Some(def) = new_config {
+            self.inner
+                .store
+                .save_config(&def.name, &def.to_xml())
+                .map_err(state_err)?;
+            self.with_net(&net.uuid, |n| n.config = Some(def));
+        }
+        Ok(())
+    }
+}
+
+/// Routed and NAT networks need the kernel to forward: libvirt turns
+/// forwarding on (and never off, since others may rely on it). Written
+/// with std::fs on purpose: /proc/sys/net belongs to the network namespace
+/// of the writing thread, which must be the driver's own, not a pool
+/// thread's.
+fn enable_forwarding(def: &NetDef) -> Result<()> {
+    let mut knobs = Vec::new();
+    if def.ips.iter().any(|i| !i.is_v6()) {
+        knobs.push("/proc/sys/net/ipv4/ip_forward");
+    }
+    if def.ips.iter().any(|i| i.is_v6()) {
+        knobs.push("/proc/sys/net/ipv6/conf/all/forwarding");
+    }
+    for k in knobs {
+        let on = std::fs::read_to_string(k).is_ok_and(|v| v.trim() == "1");
+        if !on {
+            std::fs::write(k, b"1\n")
+                .map_err(|e| err::system(format!("cannot enable {k}: {e}")))?;
+        }
+    }
+    Ok(())
+}

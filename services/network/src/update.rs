@@ -1,0 +1,242 @@
+//! virNetworkUpdate on the element tree, for `<ip><dhcp><host>` and
+//! `<ip><dhcp><range>`: add first/last, delete, modify, with libvirt's
+//! messages when an entry is missing or already there.
+
+use crate::error::{self as err, Result};
+use std::net::IpAddr;
+use virtmesh_conf::xml::{Element, Node};
+use virtmesh_proto::v1::{NetworkUpdateCommand as C, NetworkUpdateSection as S};
+
+/// Whether an `<ip>` element is of the family of `addr`.
+fn same_family(ip: &Element, addr: Option<IpAddr>) -> bool {
+    let v6 =
+        ip.attr("family") == Some("ipv6") || ip.attr("address").is_some_and(|a| a.contains(':'));
+    match addr {
+        Some(a) => a.is_ipv6() == v6,
+        // Without an address to go by, libvirt picks the IPv4 one.
+        None => !v6,
+    }
+}
+
+fn item_addr(item: &Element) -> Option<IpAddr> {
+    item.attr("ip")
+        .or_else(|| item.attr("start"))
+        .and_then(|a| a.parse().ok())
+}
+
+/// Two host entries describe the same host: any identifying attribute in
+/// common (what libvirt refuses on add, and matches on modify).
+fn host_overlaps(a: &Element, b: &Element) -> bool {
+    ["mac", "name", "ip", "id"]
+        .iter()
+        .any(|k| a.attr(k).is_some() && a.attr(k) == b.attr(k))
+}
+
+/// The host entry `b` is exactly `a` (what delete requires).
+fn host_equal(a: &Element, b: &Element) -> bool {
+    ["mac", "name", "ip", "id"]
+        .iter()
+        .all(|k| a.attr(k) == b.attr(k))
+}
+
+fn range_equal(a: &Element, b: &Element) -> bool {
+    a.attr("start") == b.attr("start") && a.attr("end") == b.attr("end")
+}
+
+pub fn apply(
+    root: &Element,
+    name: &str,
+    section: S,
+    command: C,
+    parent_index: i32,
+    item: &Element,
+) -> Result<Element> {
+    let (tag, what) = match section {
+        S::NetworkSectionIpDhcpHost => ("host", "dhcp host"),
+        S::NetworkSectionIpDhcpRange => ("range", "dhcp range"),
+        _ => return Err(err::internal("unsupported section")),
+    };
+    if item.name != tag {
+        return Err(err::net(
+            virtmesh_rpc::ErrorCode::XmlError,
+            format!(
+                "XML error: can't update '{tag}' section of network '{name}' - unrecognized element <{}>",
+                item.name
+            ),
+        ));
+    }
+    let mut root = root.clone();
+    let addr = item_addr(item);
+    // The <ip> element: by index, or the first of the item's family.
+    let ip_pos: Vec<usize> = root
+        .children
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match n {
+            Node::Element(e) if e.name == "ip" => Some(i),
+            _ => None,
+        })
+        .collect();
+    let chosen = if parent_index >= 0 {
+        usize::try_from(parent_index)
+            .ok()
+            .and_then(|i| ip_pos.get(i))
+            .copied()
+    } else {
+        ip_pos
+            .iter()
+            .copied()
+            .find(|i| matches!(&root.children[*i], Node::Element(e) if same_family(e, addr)))
+    };
+    let Some(pos) = chosen else {
+        return Err(err::invalid_op(&format!(
+            "couldn't update dhcp {tag} entry - no <ip> element found in network '{name}'"
+        )));
+    };
+    let Node::Element(ip) = &mut root.children[pos] else {
+        return Err(err::internal("ip element vanished"));
+    };
+    let dhcp = ip.child_or_insert("dhcp");
+    // Drop formatting placeholders; the formatter re-indents.
+    dhcp.children.retain(|n| matches!(n, Node::Element(_)));
+    let matches_item = |e: &Element, exact: bool| {
+        e.name == tag
+            && match (tag, exact) {
+                ("host", true) => host_equal(e, item),
+                ("host", false) => host_overlaps(e, item),
+                _ => range_equal(e, item),
+            }
+    };
+    let found = dhcp
+        .children
+        .iter()
+        .position(|n| matches!(n, Node::Element(e) if matches_item(e, command == C::Delete)));
+    match command {
+        C::AddFirst | C::AddLast => {
+            if found.is_some() {
+                return Err(err::invalid_op(&format!(
+                    "there is an existing {what} entry in network '{name}' that matches \"{}\"",
+                    item.to_xml().trim()
+                )));
+            }
+            let node = Node::Element(item.clone());
+            if command == C::AddFirst {
+                // First of its kind: before the first entry with this tag.
+                let at = dhcp
+                    .children
+                    .iter()
+                    .position(|n| matches!(n, Node::Element(e) if e.name == tag))
+                    .unwrap_or(dhcp.children.len());
+                dhcp.children.insert(at, node);
+            } else {
+                // Last of its kind: after the last entry with this tag,
+                // keeping ranges before hosts as libvirt formats them.
+                let at = dhcp
+                    .children
+                    .iter()
+                    .rposition(|n| matches!(n, Node::Element(e) if e.name == tag))
+                    .map(|i| i + 1)
+                    .unwrap_or_else(|| {
+                        if tag == "range" {
+                            0
+                        } else {
+                            dhcp.children
+                                .iter()
+                                .rposition(|n| matches!(n, Node::Element(e) if e.name == "range"))
+                                .map(|i| i + 1)
+                                .unwrap_or(0)
+                        }
+                    });
+                dhcp.children.insert(at, node);
+            }
+        }
+        C::Delete => {
+            let Some(i) = found else {
+                return Err(err::invalid_op(&format!(
+                    "couldn't locate a matching {what} entry in network '{name}'"
+                )));
+            };
+            dhcp.children.remove(i);
+        }
+        C::Modify => {
+            if tag == "range" {
+                return Err(err::unsupported(
+                    "the 'modify' command is not supported for dhcp range",
+                ));
+            }
+            let Some(i) = found else {
+                return Err(err::invalid_op(&format!(
+                    "couldn't locate an existing dhcp host entry with \"mac='{}'\" in network '{name}'",
+                    item.attr("mac").or(item.attr("name")).unwrap_or("")
+                )));
+            };
+            dhcp.children[i] = Node::Element(item.clone());
+        }
+        C::None => {
+            return Err(err::invalid_arg("unrecognized network update command"));
+        }
+    }
+    if dhcp.children.is_empty() {
+        ip.children
+            .retain(|n| !matches!(n, Node::Element(e) if e.name == "dhcp"));
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virtmesh_conf::network::NetworkDef;
+
+    const NET: &str = "<network><name>u</name><uuid>6522b7b1-97b1-5d83-b3c9-46f981b0c334</uuid><bridge name='virbr9'/><ip address='10.2.0.1' prefix='24'><dhcp><range start='10.2.0.10' end='10.2.0.20'/></dhcp></ip></network>";
+
+    fn host(x: &str) -> Element {
+        virtmesh_conf::xml::parse(x).expect("parse")
+    }
+
+    #[test]
+    fn add_modify_delete_host() {
+        let def = NetworkDef::parse(NET).expect("net");
+        let h = host("<host mac='52:54:00:00:00:01' ip='10.2.0.5' name='a'/>");
+        let r = apply(
+            def.element(),
+            "u",
+            S::NetworkSectionIpDhcpHost,
+            C::AddLast,
+            -1,
+            &h,
+        )
+        .expect("add");
+        let xml = NetworkDef::from_element(r.clone()).expect("canon").to_xml();
+        assert!(xml.contains("<range start='10.2.0.10' end='10.2.0.20'/>\n      <host mac='52:54:00:00:00:01' ip='10.2.0.5' name='a'/>"), "{xml}");
+        let again = apply(&r, "u", S::NetworkSectionIpDhcpHost, C::AddLast, -1, &h);
+        assert!(again.is_err());
+        let m = host("<host mac='52:54:00:00:00:01' ip='10.2.0.6' name='a'/>");
+        let r = apply(&r, "u", S::NetworkSectionIpDhcpHost, C::Modify, -1, &m).expect("modify");
+        let e =
+            apply(&r, "u", S::NetworkSectionIpDhcpHost, C::Delete, -1, &h).expect_err("inexact");
+        assert!(e.message.contains("couldn't locate"), "{}", e.message);
+        let r = apply(&r, "u", S::NetworkSectionIpDhcpHost, C::Delete, -1, &m).expect("delete");
+        let xml = NetworkDef::from_element(r).expect("canon").to_xml();
+        assert!(!xml.contains("<host"), "{xml}");
+    }
+
+    #[test]
+    fn add_range_first() {
+        let def = NetworkDef::parse(NET).expect("net");
+        let rg = host("<range start='10.2.0.100' end='10.2.0.110'/>");
+        let r = apply(
+            def.element(),
+            "u",
+            S::NetworkSectionIpDhcpRange,
+            C::AddFirst,
+            0,
+            &rg,
+        )
+        .expect("add");
+        let xml = NetworkDef::from_element(r).expect("canon").to_xml();
+        let a = xml.find("10.2.0.100").expect("new");
+        let b = xml.find("10.2.0.10'").expect("old");
+        assert!(a < b, "{xml}");
+    }
+}
