@@ -151,6 +151,15 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
     // decides (on_poweroff, fake reboot), as libvirt does.
     a.push("-no-shutdown".into());
     push(&mut a, "-boot", "strict=on".into());
+    for (opt, name) in [
+        ("-kernel", "kernel"),
+        ("-initrd", "initrd"),
+        ("-append", "cmdline"),
+    ] {
+        if let Some(v) = def.os_text(name) {
+            push(&mut a, opt, v);
+        }
+    }
     a.extend(crate::devices::argv(&def.devices(), def.is_q35()));
     push(
         &mut a,

@@ -184,11 +184,13 @@ impl DomainDef {
             .and_then(|t| t.attr("machine"))
             .is_some_and(|m| m.contains("q35"));
         let devices = root.child_or_insert("devices");
-        if devices.elements().all(|d| d.name == "emulator") {
+        crate::devices::normalize_serials(devices);
+        if devices.elements().all(crate::devices::needs_no_pci) {
             devices
                 .children
                 .extend(crate::devices::defaults(q35).into_iter().map(Node::Element));
         }
+        devices.sort_children(crate::devices::DEVICE_ORDER);
         root.sort_children(TOP_ORDER);
         Ok(DomainDef { root })
     }
@@ -364,6 +366,15 @@ impl DomainDef {
         self.root
             .child_text("on_poweroff")
             .unwrap_or_else(|| "destroy".into())
+    }
+
+    /// Text of an `<os>` child (`kernel`, `initrd`, `cmdline`).
+    pub fn os_text(&self, name: &str) -> Option<String> {
+        self.root
+            .child("os")?
+            .child_text(name)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
     }
 
     pub fn cpu_mode(&self) -> String {

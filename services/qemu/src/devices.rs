@@ -113,6 +113,101 @@ pub fn defaults(q35: bool) -> Vec<Element> {
     v
 }
 
+/// libvirt's order of device kinds inside `<devices>`.
+pub const DEVICE_ORDER: &[&str] = &[
+    "emulator",
+    "disk",
+    "controller",
+    "lease",
+    "filesystem",
+    "interface",
+    "smartcard",
+    "serial",
+    "parallel",
+    "console",
+    "channel",
+    "input",
+    "tpm",
+    "graphics",
+    "sound",
+    "audio",
+    "video",
+    "hostdev",
+    "redirdev",
+    "redirfilter",
+    "hub",
+    "watchdog",
+    "memballoon",
+    "rng",
+    "panic",
+    "shmem",
+    "memory",
+    "iommu",
+    "vsock",
+    "crypto",
+    "pstore",
+    "*",
+];
+
+/// Devices that take no PCI address: with only these, the implicit set's
+/// fixed addresses are exactly what libvirt would allocate.
+pub fn needs_no_pci(dev: &Element) -> bool {
+    matches!(dev.name.as_str(), "emulator" | "serial" | "console")
+}
+
+/// libvirt's serial defaults (`isa-serial` target and model, ports in
+/// order) and the console that mirrors the first serial port.
+pub fn normalize_serials(devices: &mut Element) {
+    let mut first: Option<Element> = None;
+    let mut port = 0u32;
+    for ser in devices.elements_mut().filter(|e| e.name == "serial") {
+        let target = ser.child_or_insert("target");
+        if target.attr("type").is_none() {
+            target.set_attr("type", "isa-serial");
+        }
+        match target.attr("port").and_then(|p| p.parse::<u32>().ok()) {
+            Some(p) => port = p + 1,
+            None => {
+                target.set_attr("port", port.to_string());
+                port += 1;
+            }
+        }
+        target.order_attrs(&["type", "port"]);
+        if target.child("model").is_none() {
+            target.children.push(virtmesh_conf::Node::Element(
+                Element::new("model").with_attr("name", "isa-serial"),
+            ));
+        }
+        if first.is_none() {
+            first = Some(ser.clone());
+        }
+    }
+    let has_console = devices.elements().any(|e| e.name == "console");
+    if let (Some(ser), false) = (first, has_console) {
+        let mut console = Element::new("console");
+        console.attrs = ser.attrs.clone();
+        for child in ser
+            .elements()
+            .filter(|c| c.name != "target" && c.name != "alias" && c.name != "address")
+        {
+            console
+                .children
+                .push(virtmesh_conf::Node::Element(child.clone()));
+        }
+        let port = ser
+            .child("target")
+            .and_then(|t| t.attr("port"))
+            .unwrap_or("0")
+            .to_owned();
+        console.children.push(virtmesh_conf::Node::Element(
+            Element::new("target")
+                .with_attr("type", "serial")
+                .with_attr("port", port),
+        ));
+        devices.children.push(virtmesh_conf::Node::Element(console));
+    }
+}
+
 /// Whether the driver can run a guest with `dev` (phase 1: the default set).
 pub fn supported(dev: &Element) -> bool {
     let attr = |k: &str| dev.attr(k).unwrap_or_default();
@@ -128,6 +223,9 @@ pub fn supported(dev: &Element) -> bool {
         "audio" => attr("type") == "none",
         "watchdog" => attr("model") == "itco",
         "memballoon" => matches!(attr("model"), "virtio" | "none"),
+        "serial" => matches!(attr("type"), "file" | "null" | "pty"),
+        // The console of an x86 guest is its first serial port.
+        "console" => dev.child("target").and_then(|t| t.attr("type")) == Some("serial"),
         _ => false,
     }
 }
@@ -210,6 +308,35 @@ pub fn argv(devices: &[&Element], q35: bool) -> Vec<String> {
         };
         a.push("-device".to_owned());
         a.push(device_json(driver, Vec::new(), "usb", c, q35));
+    }
+    for (i, ser) in of("serial").enumerate() {
+        let port = ser
+            .child("target")
+            .and_then(|t| t.attr("port"))
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(u32::try_from(i).unwrap_or(0));
+        let id = format!("charserial{i}");
+        let source = ser.child("source");
+        let chardev = match ser.attr("type").unwrap_or_default() {
+            "file" => {
+                let path = source.and_then(|s| s.attr("path")).unwrap_or_default();
+                let mut c = format!("file,id={id},path={}", path.replace(',', ",,"));
+                if source.and_then(|s| s.attr("append")) == Some("on") {
+                    c.push_str(",append=on");
+                }
+                c
+            }
+            other => format!("{other},id={id}"),
+        };
+        a.push("-chardev".to_owned());
+        a.push(chardev);
+        a.push("-device".to_owned());
+        a.push(crate::argv::json_object(&[
+            ("driver", "isa-serial".into()),
+            ("chardev", id.into()),
+            ("id", format!("serial{i}").into()),
+            ("index", port.into()),
+        ]));
     }
     for au in of("audio") {
         let id = au.attr("id").unwrap_or("1");

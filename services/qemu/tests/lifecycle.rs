@@ -857,3 +857,155 @@ async fn autostart_starts_a_guest_once_per_boot() {
     drop(c);
     svc.stop().await;
 }
+
+/// A 104-byte multiboot guest for `-kernel`: it prints
+/// `VIRTMESH-GUEST-UP` on COM1, enables the ACPI power button (PM1 at
+/// SeaBIOS's 0x600), waits for it and powers off (S5). Enough to prove
+/// direct kernel boot, the serial console and ACPI shutdown end to end
+/// without shipping a kernel. Built from (`as --32`, `objcopy -O binary`):
+//
+//     .code32
+//     .set LOAD, 0x100000
+//     .globl _start
+//     _start:
+//     header:
+//       .long 0x1BADB002
+//       .long 0x00010000
+//       .long -(0x1BADB002 + 0x00010000)
+//       .long LOAD + (header - _start)
+//       .long LOAD
+//       .long 0
+//       .long 0
+//       .long LOAD + (entry - _start)
+//     entry:
+//       cli
+//       mov $(LOAD + (msg - _start)), %esi
+//     1:
+//       lodsb
+//       test %al, %al
+//       jz 2f
+//       mov $0x3f8, %dx
+//       out %al, (%dx)
+//       jmp 1b
+//     2:
+//       mov $0x602, %dx
+//       mov $0x0100, %ax
+//       out %ax, (%dx)
+//     3:
+//       mov $0x600, %dx
+//       in (%dx), %ax
+//       test $0x0100, %ax
+//       jz 3b
+//       mov $0x604, %dx
+//       mov $0x2000, %ax
+//       out %ax, (%dx)
+//     4:
+//       hlt
+//       jmp 4b
+//     msg:
+//       .asciz "VIRTMESH-GUEST-UP\n"
+const TINY_GUEST: &[u8] = &[
+    0x02, 0xb0, 0xad, 0x1b, 0x00, 0x00, 0x01, 0x00, 0xfe, 0x4f, 0x51, 0xe4, 0x00, 0x00, 0x10, 0x00,
+    0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0x00, 0x10, 0x00,
+    0xfa, 0xbe, 0x55, 0x00, 0x10, 0x00, 0xac, 0x84, 0xc0, 0x74, 0x07, 0x66, 0xba, 0xf8, 0x03, 0xee,
+    0xeb, 0xf4, 0x66, 0xba, 0x02, 0x06, 0x66, 0xb8, 0x00, 0x01, 0x66, 0xef, 0x66, 0xba, 0x00, 0x06,
+    0x66, 0xed, 0x66, 0xa9, 0x00, 0x01, 0x74, 0xf4, 0x66, 0xba, 0x04, 0x06, 0x66, 0xb8, 0x00, 0x20,
+    0x66, 0xef, 0xf4, 0xeb, 0xfd, 0x56, 0x49, 0x52, 0x54, 0x4d, 0x45, 0x53, 0x48, 0x2d, 0x47, 0x55,
+    0x45, 0x53, 0x54, 0x2d, 0x55, 0x50, 0x0a, 0x00,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcg_guest_boots_and_powers_off_on_acpi_shutdown() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let kernel = host.dir.path().join("guest.bin");
+    std::fs::write(&kernel, TINY_GUEST).expect("guest image");
+    let serial = host.dir.path().join("serial.log");
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+    let mut events = EventsClient::new(svc.channel.clone())
+        .watch(pb::WatchRequest {
+            families: vec![],
+            object_uuid: String::new(),
+            object_name: "acpi1".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let xml = format!(
+        "<domain type='qemu'>\n  <name>acpi1</name>\n  <memory unit='MiB'>64</memory>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n  </os>\n  <features>\n    <acpi/>\n  </features>\n  <devices>\n    <serial type='file'>\n      <source path='{}'/>\n    </serial>\n  </devices>\n</domain>\n",
+        kernel.display(),
+        serial.display()
+    );
+    c.define_xml(pb::DefineXmlRequest {
+        xml,
+        validate: false,
+    })
+    .await
+    .expect("define");
+    let desc = c
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("acpi1")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(
+        desc.contains("<console type='file'>"),
+        "console mirrors serial0: {desc}"
+    );
+    c.create(pb::CreateRequest {
+        domain: Some(by_name("acpi1")),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::fs::read_to_string(&serial).unwrap_or_default();
+        if out.contains("VIRTMESH-GUEST-UP") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no marker on the serial console: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    c.shutdown(pb::ShutdownRequest {
+        domain: Some(by_name("acpi1")),
+        mode: 0,
+    })
+    .await
+    .expect("shutdown");
+    use DomainEventType as T;
+    assert_eq!(
+        next_events(&mut events, 4).await,
+        vec![
+            (T::DomainEventDefined, "added".into()),
+            (T::DomainEventStarted, "booted".into()),
+            (T::DomainEventShutdown, "guest".into()),
+            (T::DomainEventStopped, "shutdown".into()),
+        ]
+    );
+    assert_eq!(
+        state_of(&mut c, "acpi1").await,
+        (DomainState::Shutoff, "shutdown".into())
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host.our_qemus().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        host.our_qemus().is_empty(),
+        "QEMU exits after the guest powers off"
+    );
+    drop((c, events));
+    svc.stop().await;
+}

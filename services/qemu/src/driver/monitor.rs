@@ -52,7 +52,10 @@ impl QemuDriver {
                     }
                 }
                 EventKind::Shutdown { guest, reason } => {
-                    if live.destroying {
+                    // During destroy the SIGTERM's SHUTDOWN is ours; after
+                    // a guest poweroff, the one our SIGTERM causes repeats
+                    // what was already reported.
+                    if live.destroying || live.got_shutdown {
                         return;
                     }
                     if guest && live.fake_reboot {

@@ -108,6 +108,12 @@ async fn state_follows_qmp_events() {
         .expect("write");
     assert_eq!(next(&mut rx).await, "6/guest");
     assert_eq!(state(&driver), (DomainState::Shutdown, "user"));
+    // Our SIGTERM's own SHUTDOWN repeats nothing.
+    qemu.write_all(
+        b"{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-signal\"}}\n",
+    )
+    .await
+    .expect("write");
     drop(qemu);
     assert_eq!(next(&mut rx).await, "5/shutdown");
     assert_eq!(state(&driver), (DomainState::Shutoff, "shutdown"));
