@@ -435,6 +435,8 @@ pub enum DomainCmd {
     },
     /// get memory statistics for a domain
     Dommemstat(DomArg),
+    /// get statistics about one or multiple domains
+    Domstats(DomstatsArgs),
     /// Get network interfaces' addresses for a running domain
     Domifaddr {
         #[command(flatten)]
@@ -1007,6 +1009,94 @@ pub struct SnapCreateArgs {
     /// require atomic operation
     #[arg(long)]
     pub atomic: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct DomstatsArgs {
+    /// list of domains to get stats for
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// report domain state
+    #[arg(long)]
+    pub state: bool,
+    /// report domain physical cpu usage
+    #[arg(long)]
+    pub cpu_total: bool,
+    /// report domain balloon statistics
+    #[arg(long)]
+    pub balloon: bool,
+    /// report domain virtual cpu information
+    #[arg(long)]
+    pub vcpu: bool,
+    /// report domain network interface information
+    #[arg(long)]
+    pub interface: bool,
+    /// report domain block device statistics
+    #[arg(long)]
+    pub block: bool,
+    /// report domain perf event statistics
+    #[arg(long)]
+    pub perf: bool,
+    /// report domain IOThread information
+    #[arg(long)]
+    pub iothread: bool,
+    /// report domain memory usage
+    #[arg(long)]
+    pub memory: bool,
+    /// report domain dirty rate information
+    #[arg(long)]
+    pub dirtyrate: bool,
+    /// report hypervisor-specific statistics
+    #[arg(long)]
+    pub vm: bool,
+    /// list only active domains
+    #[arg(long)]
+    pub list_active: bool,
+    /// list only inactive domains
+    #[arg(long)]
+    pub list_inactive: bool,
+    /// list only persistent domains
+    #[arg(long)]
+    pub list_persistent: bool,
+    /// list only transient domains
+    #[arg(long)]
+    pub list_transient: bool,
+    /// list only running domains
+    #[arg(long)]
+    pub list_running: bool,
+    /// list only paused domains
+    #[arg(long)]
+    pub list_paused: bool,
+    /// list only shutoff domains
+    #[arg(long)]
+    pub list_shutoff: bool,
+    /// list only domains in other states
+    #[arg(long)]
+    pub list_other: bool,
+}
+
+impl DomstatsArgs {
+    /// The VIR_DOMAIN_STATS_* groups asked for, by virsh's option names;
+    /// none means every group the driver has.
+    pub fn groups(&self) -> Vec<String> {
+        [
+            (self.state, "state"),
+            (self.cpu_total, "cpu-total"),
+            (self.balloon, "balloon"),
+            (self.vcpu, "vcpu"),
+            (self.interface, "interface"),
+            (self.block, "block"),
+            (self.perf, "perf"),
+            (self.iothread, "iothread"),
+            (self.memory, "memory"),
+            (self.dirtyrate, "dirtyrate"),
+            (self.vm, "vm"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, g)| (*g).to_owned())
+        .collect()
+    }
 }
 
 /// virsh's `--config/--live/--current`.

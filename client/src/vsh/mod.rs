@@ -902,6 +902,23 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::Domain(DomainCmd::Domifstat { domain, interface }) => {
             domextra::domifstat(ctl, domain.get(), interface.get()).await
         }
+        C::Domain(DomainCmd::Domstats(a)) => {
+            let filter = virtmesh_proto::v1::ListDomainsRequest {
+                filter: Some(virtmesh_proto::v1::ListFilter {
+                    active: a.list_active,
+                    inactive: a.list_inactive,
+                    persistent: a.list_persistent,
+                    transient: a.list_transient,
+                    ..Default::default()
+                }),
+                running: a.list_running,
+                paused: a.list_paused,
+                shutoff: a.list_shutoff,
+                other: a.list_other,
+                ..Default::default()
+            };
+            domextra::domstats(ctl, &a.domains, a.groups(), filter).await
+        }
         C::Domain(DomainCmd::Dommemstat(d)) => domextra::dommemstat(ctl, d.get()).await,
         C::Domain(DomainCmd::Domifaddr {
             domain,
