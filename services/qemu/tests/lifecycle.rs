@@ -965,18 +965,39 @@ async fn tcg_guest_boots_and_powers_off_on_acpi_shutdown() {
     .await
     .expect("start");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = std::fs::read_to_string(&serial).unwrap_or_default();
-        if out.contains("VIRTMESH-GUEST-UP") {
-            break;
+    let marker_count = |n: usize| {
+        let serial = serial.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let out = std::fs::read_to_string(&serial).unwrap_or_default();
+                if out.matches("VIRTMESH-GUEST-UP").count() >= n {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "marker #{n} missing on the serial console: {out:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no marker on the serial console: {out:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    marker_count(1).await;
+
+    // libvirt's fake reboot: the guest powers off on the ACPI button, the
+    // driver resets and continues it, and it boots again.
+    c.reboot(pb::RebootRequest {
+        domain: Some(by_name("acpi1")),
+        mode: 0,
+    })
+    .await
+    .expect("reboot");
+    marker_count(2).await;
+    assert_eq!(
+        state_of(&mut c, "acpi1").await.0,
+        DomainState::Running,
+        "a reboot is not a stop"
+    );
 
     c.shutdown(pb::ShutdownRequest {
         domain: Some(by_name("acpi1")),

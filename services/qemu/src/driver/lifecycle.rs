@@ -157,6 +157,7 @@ impl QemuDriver {
             destroying: false,
             got_shutdown: false,
             fake_reboot: false,
+            rebooting: false,
             pause_reason: None,
         };
         let saved = {

@@ -183,6 +183,9 @@ struct Live {
     destroying: bool,
     got_shutdown: bool,
     fake_reboot: bool,
+    /// Between the guest's poweroff and the `cont` after the reset of a
+    /// fake reboot: the STOP and RESUME of that cycle are not news.
+    rebooting: bool,
     /// The reason the next STOP event gets (set by Suspend).
     pause_reason: Option<i32>,
 }

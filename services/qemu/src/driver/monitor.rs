@@ -31,7 +31,9 @@ impl QemuDriver {
         match msg {
             MonitorMsg::Event(ev) => match ev.kind() {
                 EventKind::Stop => {
-                    if live.starting {
+                    // Our own pauses: start-up, and the stop QEMU makes
+                    // after a poweroff we turn into a fake reboot.
+                    if live.starting || live.rebooting {
                         return;
                     }
                     let reason = live.pause_reason.take().unwrap_or(PAUSED_UNKNOWN);
@@ -42,6 +44,11 @@ impl QemuDriver {
                     }
                 }
                 EventKind::Resume => {
+                    if live.rebooting {
+                        // The `cont` after the reset: the reboot is done.
+                        live.rebooting = false;
+                        return;
+                    }
                     if live.starting {
                         return;
                     }
@@ -62,6 +69,7 @@ impl QemuDriver {
                         // libvirt's fake reboot: the guest powered off at our
                         // request; reset and continue instead of stopping.
                         live.fake_reboot = false;
+                        live.rebooting = true;
                         let qmp = live.qmp.clone();
                         tokio::spawn(async move {
                             if let Err(e) = qmp.execute(qmp::SystemReset {}).await {

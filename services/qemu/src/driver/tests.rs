@@ -49,6 +49,7 @@ async fn fake_running(persistent: bool) -> (tempfile::TempDir, QemuDriver, UnixS
         destroying: false,
         got_shutdown: false,
         fake_reboot: false,
+        rebooting: false,
         pause_reason: None,
     });
     st.state = DomainState::Running;
