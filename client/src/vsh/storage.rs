@@ -87,7 +87,10 @@ pub fn pool_list_text(pools: &[StoragePoolSummary], a: &PoolListArgs, header: bo
 }
 
 /// `pool-list --details`, from each pool's info.
-pub fn pool_details_text(infos: &[v1::StoragePoolInfo], header: bool) -> String {
+pub fn pool_details_text(
+    pools: &[(StoragePoolSummary, Option<v1::StoragePoolInfo>)],
+    header: bool,
+) -> String {
     let mut t = Table::new(&[
         "Name",
         "State",
@@ -97,21 +100,33 @@ pub fn pool_details_text(infos: &[v1::StoragePoolInfo], header: bool) -> String 
         "Allocation",
         "Available",
     ]);
-    for i in infos {
-        let (cap, alloc, avail) = if has_sizes(i.state) {
-            (
+    for (p, info) in pools {
+        let (state, cap, alloc, avail) = match info {
+            Some(i) if has_sizes(i.state) => (
+                pool_state_str(i.state),
                 capacity_2(i.capacity),
                 capacity_2(i.allocation),
                 capacity_2(i.available),
-            )
-        } else {
-            ("-".to_owned(), "-".to_owned(), "-".to_owned())
+            ),
+            Some(i) => (
+                pool_state_str(i.state),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ),
+            // virsh keeps listing when one pool's info fails.
+            None => (
+                "unknown",
+                "unknown".to_owned(),
+                "unknown".to_owned(),
+                "unknown".to_owned(),
+            ),
         };
         t.push([
-            i.name.clone(),
-            pool_state_str(i.state).to_owned(),
-            yes_no(i.autostart).to_owned(),
-            yes_no(i.persistent).to_owned(),
+            p.name.clone(),
+            state.to_owned(),
+            yes_no(p.autostart).to_owned(),
+            yes_no(p.persistent).to_owned(),
             cap,
             alloc,
             avail,
@@ -268,17 +283,19 @@ pub async fn pool_list(ctl: &Ctl, a: &PoolListArgs) -> CmdResult {
         ctl.print(&pool_list_text(&pools, a, !ctl.quiet));
         return Ok(());
     }
-    let mut infos = Vec::with_capacity(pools.len());
+    let mut rows = Vec::with_capacity(pools.len());
     let mut c = ctl.conn.storage_pool();
-    for p in &pools {
-        let info = c
-            .get_info(by_uuid(p.uuid.clone()))
-            .await
-            .map_err(|e| CmdError::ctx("Failed to list pools", crate::Error::from(e)))?
-            .into_inner();
-        infos.push(info);
+    for p in pools {
+        let info = match c.get_info(by_uuid(p.uuid.clone())).await {
+            Ok(r) => Some(r.into_inner()),
+            Err(_) => {
+                ctl.error_now("Could not retrieve pool information");
+                None
+            }
+        };
+        rows.push((p, info));
     }
-    ctl.print(&pool_details_text(&infos, !ctl.quiet));
+    ctl.print(&pool_details_text(&rows, !ctl.quiet));
     Ok(())
 }
 
@@ -718,18 +735,36 @@ mod tests {
 
     #[test]
     fn pool_details_match_virsh() {
-        let infos = [
-            pool_info("default-pool", StoragePoolState::StoragePoolRunning),
-            pool_info("pool1", StoragePoolState::StoragePoolInactive),
+        let summary = |name: &str, active: bool| StoragePoolSummary {
+            uuid: String::new(),
+            name: name.into(),
+            active,
+            persistent: true,
+            autostart: false,
+        };
+        let rows = [
+            (
+                summary("default-pool", true),
+                Some(pool_info(
+                    "default-pool",
+                    StoragePoolState::StoragePoolRunning,
+                )),
+            ),
+            (
+                summary("pool1", false),
+                Some(pool_info("pool1", StoragePoolState::StoragePoolInactive)),
+            ),
         ];
         // virsh -c test:///default "pool-define p.xml; pool-list --all --details"
         assert_eq!(
-            pool_details_text(&infos, true),
+            pool_details_text(&rows, true),
             " Name           State      Autostart   Persistent   Capacity     Allocation   Available\n\
              ------------------------------------------------------------------------------------------\n \
              default-pool   running    no          yes          100.00 GiB   0.00 B       100.00 GiB\n \
              pool1          inactive   no          yes          -            -            -\n"
         );
+        let broken = [(summary("p", true), None)];
+        assert!(pool_details_text(&broken, false).contains(" p   unknown   no   yes   unknown"));
     }
 
     #[test]
