@@ -422,7 +422,7 @@ impl QemuDriver {
             let st = d.lock();
             !st.removed && (st.name == name || d.uuid.eq_ignore_ascii_case(&uuid))
         });
-        let (dom, event) = match existing {
+        let (dom, event, is_new) = match existing {
             Some(d) => {
                 let st = d.lock();
                 if !d.uuid.eq_ignore_ascii_case(&uuid) {
@@ -443,8 +443,15 @@ impl QemuDriver {
                         ),
                     ));
                 }
+                // Making a running transient domain persistent is an
+                // addition for libvirt, not an update.
+                let ev = if st.config.is_some() {
+                    Lifecycle::DefinedUpdated
+                } else {
+                    Lifecycle::DefinedAdded
+                };
                 drop(st);
-                (d.clone(), Lifecycle::DefinedUpdated)
+                (d.clone(), ev, false)
             }
             None => {
                 let dom = Arc::new(Dom {
@@ -461,11 +468,11 @@ impl QemuDriver {
                     }),
                 });
                 list.push(dom.clone());
-                (dom, Lifecycle::DefinedAdded)
+                (dom, Lifecycle::DefinedAdded, true)
             }
         };
         if let Err(e) = self.inner.store.save(&def) {
-            if event == Lifecycle::DefinedAdded {
+            if is_new {
                 list.retain(|d| !Arc::ptr_eq(d, &dom));
             }
             return Err(err::state(e));

@@ -32,15 +32,26 @@ impl QemuDriver {
             match Qmp::connect(&status.monitor, self.sink(&dom.uuid, generation)).await {
                 Ok(q) => Some((Arc::new(q), generation)),
                 Err(e) => {
-                    tracing::warn!("guest {}: cannot reconnect: {e}", status.name);
+                    // A guest we cannot drive is a guest nobody manages:
+                    // like libvirt, stop it rather than leak it.
+                    tracing::error!(
+                        "guest {} (pid {}) is running but its monitor is unusable ({e}); stopping it",
+                        status.name,
+                        status.pid
+                    );
+                    let _ = process::signal(status.pid, Signal::SIGTERM);
+                    if !process::wait_gone(status.pid, DESTROY_GRACE).await {
+                        let _ = process::signal(status.pid, Signal::SIGKILL);
+                        process::wait_gone(status.pid, KILL_WAIT).await;
+                    }
                     None
                 }
             }
         } else {
+            tracing::info!("guest {} exited while the service was down", status.name);
             None
         };
         let Some((qmp, generation)) = qmp else {
-            tracing::info!("guest {} exited while the service was down", status.name);
             return self.mark_gone(&dom, &paths);
         };
         let run = qmp.execute(qmp::QueryStatus {}).await;
