@@ -435,6 +435,25 @@ pub enum DomainCmd {
     },
     /// get memory statistics for a domain
     Dommemstat(DomArg),
+    /// list all domain blocks
+    Domblklist {
+        #[command(flatten)]
+        domain: DomArg,
+        /// get inactive rather than running configuration
+        #[arg(long)]
+        inactive: bool,
+        /// additionally display the type and device value
+        #[arg(long)]
+        details: bool,
+    },
+    /// list all domain virtual interfaces
+    Domiflist {
+        #[command(flatten)]
+        domain: DomArg,
+        /// get inactive rather than running configuration
+        #[arg(long)]
+        inactive: bool,
+    },
     /// get statistics about one or multiple domains
     Domstats(DomstatsArgs),
     /// Get network interfaces' addresses for a running domain

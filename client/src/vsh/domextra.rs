@@ -463,6 +463,87 @@ pub async fn domstats(
     Ok(())
 }
 
+/// `domblklist [--details]` from a domain's XML.
+pub fn blklist_text(root: &super::xml::Element, details: bool, header: bool) -> String {
+    let cols: &[&str] = if details {
+        &["Type", "Device", "Target", "Source"]
+    } else {
+        &["Target", "Source"]
+    };
+    let mut t = super::table::Table::new(cols);
+    let disks = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("disk"));
+    for disk in disks {
+        let target = disk.child_attr("target", &["dev"]).unwrap_or_default();
+        let source = disk
+            .child_attr("source", &["file", "dev", "dir", "name", "volume", "path"])
+            .unwrap_or("-");
+        if details {
+            t.push([
+                disk.attr("type").unwrap_or_default(),
+                disk.attr("device").unwrap_or_default(),
+                target,
+                source,
+            ]);
+        } else {
+            t.push([target, source]);
+        }
+    }
+    t.render(header)
+}
+
+/// `domiflist` from a domain's XML.
+pub fn iflist_text(root: &super::xml::Element, header: bool) -> String {
+    let mut t = super::table::Table::new(&["Interface", "Type", "Source", "Model", "MAC"]);
+    let ifaces = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("interface"));
+    for i in ifaces {
+        t.push([
+            i.child_attr("target", &["dev"]).unwrap_or("-"),
+            i.attr("type").unwrap_or_default(),
+            i.child_attr("source", &["bridge", "dev", "network", "name", "path"])
+                .unwrap_or("-"),
+            i.child_attr("model", &["type"]).unwrap_or("-"),
+            i.child_attr("mac", &["address"]).unwrap_or("-"),
+        ]);
+    }
+    t.render(header)
+}
+
+async fn domain_xml(ctl: &Ctl, key: &str, inactive: bool) -> Result<super::xml::Element, CmdError> {
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let req = v1::GetXmlDescRequest {
+        object: Some(by_uuid(d.uuid)),
+        inactive,
+        ..Default::default()
+    };
+    let xml = ctl
+        .conn
+        .domain()
+        .get_xml_desc(req)
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .xml;
+    super::xml::parse(&xml).map_err(|e| CmdError::msg(format!("failed to parse domain XML: {e}")))
+}
+
+pub async fn domblklist(ctl: &Ctl, key: &str, inactive: bool, details: bool) -> CmdResult {
+    let root = domain_xml(ctl, key, inactive).await?;
+    ctl.print(&blklist_text(&root, details, !ctl.quiet));
+    Ok(())
+}
+
+pub async fn domiflist(ctl: &Ctl, key: &str, inactive: bool) -> CmdResult {
+    let root = domain_xml(ctl, key, inactive).await?;
+    ctl.print(&iflist_text(&root, !ctl.quiet));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,6 +575,33 @@ mod tests {
             value: Some(v1::typed_param::Value::Double(0.5)),
         };
         assert_eq!(typed_param_value(&d), "0.500000");
+    }
+
+    const TEST_XML: &str = "<domain type='test' id='1'>\n  <name>test</name>\n  <devices>\n    \
+        <disk type='file' device='disk'>\n      <source file='/guest/diskimage1'/>\n      \
+        <target dev='vda' bus='virtio'/>\n    </disk>\n    <interface type='network'>\n      \
+        <mac address='aa:bb:cc:dd:ee:ff'/>\n      <source network='default'/>\n      \
+        <target dev='testnet0'/>\n    </interface>\n  </devices>\n</domain>\n";
+
+    #[test]
+    fn blklist_and_iflist_match_virsh() {
+        let root = crate::vsh::xml::parse(TEST_XML).expect("valid XML");
+        // `virsh -c test:///default domblklist test [--details]`, `domiflist test`
+        assert_eq!(
+            blklist_text(&root, false, true),
+            " Target   Source\n-----------------------------\n vda      /guest/diskimage1\n"
+        );
+        assert_eq!(
+            blklist_text(&root, true, true),
+            " Type   Device   Target   Source\n---------------------------------------------\n \
+             file   disk     vda      /guest/diskimage1\n"
+        );
+        assert_eq!(
+            iflist_text(&root, true),
+            " Interface   Type      Source    Model   MAC\n\
+             ------------------------------------------------------------\n \
+             testnet0    network   default   -       aa:bb:cc:dd:ee:ff\n"
+        );
     }
 
     #[test]

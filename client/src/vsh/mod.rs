@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod storage;
 pub mod table;
 pub mod util;
+pub mod xml;
 
 use std::fmt;
 use std::io::Write;
@@ -918,6 +919,14 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
                 ..Default::default()
             };
             domextra::domstats(ctl, &a.domains, a.groups(), filter).await
+        }
+        C::Domain(DomainCmd::Domblklist {
+            domain,
+            inactive,
+            details,
+        }) => domextra::domblklist(ctl, domain.get(), inactive, details).await,
+        C::Domain(DomainCmd::Domiflist { domain, inactive }) => {
+            domextra::domiflist(ctl, domain.get(), inactive).await
         }
         C::Domain(DomainCmd::Dommemstat(d)) => domextra::dommemstat(ctl, d.get()).await,
         C::Domain(DomainCmd::Domifaddr {
