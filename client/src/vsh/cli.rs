@@ -435,6 +435,10 @@ pub enum DomainCmd {
     },
     /// get memory statistics for a domain
     Dommemstat(DomArg),
+    /// managed save of a domain state
+    Managedsave(DomArg),
+    /// Remove managed save of a domain
+    ManagedsaveRemove(DomArg),
     /// list all domain blocks
     Domblklist {
         #[command(flatten)]

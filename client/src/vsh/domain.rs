@@ -595,6 +595,55 @@ pub async fn domxml_to_native(ctl: &Ctl, format: &str, file: &str) -> CmdResult 
     Ok(())
 }
 
+pub async fn managedsave(ctl: &Ctl, key: &str) -> CmdResult {
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    ctl.conn
+        .domain()
+        .managed_save(dom_ref(&d))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to save domain '{key}' state"),
+                crate::Error::from(e),
+            )
+        })?;
+    // The leading newline ends virsh's job-progress line.
+    ctl.extra(&format!("\nDomain '{key}' state saved by libvirt\n"));
+    Ok(())
+}
+
+pub async fn managedsave_remove(ctl: &Ctl, key: &str) -> CmdResult {
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let mut c = ctl.conn.domain();
+    let has = c
+        .has_managed_save(dom_ref(&d))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                "Failed to check for domain managed save image",
+                crate::Error::from(e),
+            )
+        })?
+        .into_inner()
+        .has_managed_save;
+    // Both messages lack a newline in virsh; the blank line after the
+    // command ends them.
+    if !has {
+        ctl.extra(&format!(
+            "Domain '{key}' has no manage save image; removal skipped"
+        ));
+        return Ok(());
+    }
+    c.managed_save_remove(dom_ref(&d)).await.map_err(|e| {
+        CmdError::ctx(
+            format!("Failed to remove managed save image for domain '{key}'"),
+            crate::Error::from(e),
+        )
+    })?;
+    ctl.extra(&format!("Removed managedsave image for domain '{key}'"));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

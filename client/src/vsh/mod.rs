@@ -928,6 +928,10 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::Domain(DomainCmd::Domiflist { domain, inactive }) => {
             domextra::domiflist(ctl, domain.get(), inactive).await
         }
+        C::Domain(DomainCmd::Managedsave(d)) => domain::managedsave(ctl, d.get()).await,
+        C::Domain(DomainCmd::ManagedsaveRemove(d)) => {
+            domain::managedsave_remove(ctl, d.get()).await
+        }
         C::Domain(DomainCmd::Dommemstat(d)) => domextra::dommemstat(ctl, d.get()).await,
         C::Domain(DomainCmd::Domifaddr {
             domain,
