@@ -368,6 +368,47 @@ impl DomainDef {
             .unwrap_or_else(|| "destroy".into())
     }
 
+    /// Record where serial port `alias` (`serialN`) of a running guest
+    /// went, as libvirt's live XML shows it: the pty in `<source path>`,
+    /// and `tty` on the console that mirrors it.
+    pub fn set_serial_pty(&mut self, alias: &str, path: &str) {
+        let Some(index) = alias
+            .strip_prefix("serial")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let Some(devices) = self.root.child_mut("devices") else {
+            return;
+        };
+        let mut port = None;
+        if let Some(ser) = devices
+            .elements_mut()
+            .filter(|e| e.name == "serial")
+            .nth(index)
+        {
+            if ser.attr("type") != Some("pty") {
+                return;
+            }
+            ser.child_or_insert("source").set_attr("path", path);
+            ser.sort_children(&["source", "target", "*"]);
+            port = ser
+                .child("target")
+                .and_then(|t| t.attr("port"))
+                .map(str::to_owned);
+        }
+        let port = port.unwrap_or_else(|| index.to_string());
+        for con in devices.elements_mut().filter(|e| {
+            e.name == "console"
+                && e.attr("type") == Some("pty")
+                && e.child("target").and_then(|t| t.attr("port")) == Some(port.as_str())
+        }) {
+            con.set_attr("tty", path);
+            con.child_or_insert("source").set_attr("path", path);
+            con.sort_children(&["source", "target", "*"]);
+        }
+    }
+
     /// Text of an `<os>` child (`kernel`, `initrd`, `cmdline`).
     pub fn os_text(&self, name: &str) -> Option<String> {
         self.root

@@ -378,9 +378,27 @@ impl Domain for DomainService {
     }
     async fn open_console(
         &self,
-        _: Request<Streaming<pb::ConsoleInput>>,
+        request: Request<Streaming<pb::ConsoleInput>>,
     ) -> Result<Response<Self::OpenConsoleStream>, Status> {
-        unimpl("OpenConsole")
+        let mut input = request.into_inner();
+        let open = match input.message().await? {
+            Some(pb::ConsoleInput {
+                msg: Some(pb::console_input::Msg::Open(open)),
+            }) => open,
+            _ => {
+                return Err(VirtError::new(
+                    virtmesh_rpc::ErrorCode::InvalidArg,
+                    virtmesh_rpc::ErrorDomain::Qemu,
+                    "invalid argument: the first console message must name the domain",
+                )
+                .into());
+            }
+        };
+        let (pty, cancel) =
+            self.driver
+                .console_pty(open.domain.as_ref(), &open.dev_name, open.force)?;
+        let stream = crate::console::session(&pty, input, cancel)?;
+        Ok(Response::new(stream))
     }
     async fn managed_save(&self, _: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
         unimpl("ManagedSave")

@@ -9,6 +9,7 @@
 
 pub mod argv;
 pub mod connect;
+pub mod console;
 pub mod def;
 pub mod devices;
 pub mod domain;

@@ -222,6 +222,35 @@ impl Command for QueryBalloon {
     type Output = BalloonInfo;
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QueryChardev {}
+
+/// `query-chardev`'s ChardevInfo.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ChardevInfo {
+    pub label: String,
+    /// e.g. `pty:/dev/pts/3`, `file`, `unix:...`.
+    pub filename: String,
+}
+
+impl Command for QueryChardev {
+    const NAME: &'static str = "query-chardev";
+    type Output = Vec<ChardevInfo>;
+}
+
+/// The ptys of the guest's serial ports: (`serialN`, `/dev/pts/M`).
+pub async fn serial_ptys(qmp: &Qmp) -> Result<Vec<(String, std::path::PathBuf)>, QmpError> {
+    let infos = qmp.execute(QueryChardev {}).await?;
+    Ok(infos
+        .into_iter()
+        .filter_map(|c| {
+            let index = c.label.strip_prefix("charserial")?;
+            let path = c.filename.strip_prefix("pty:")?;
+            Some((format!("serial{index}"), std::path::PathBuf::from(path)))
+        })
+        .collect())
+}
+
 /// `balloon`: ask the guest to use `value` bytes.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Balloon {

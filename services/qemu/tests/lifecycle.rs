@@ -1030,3 +1030,106 @@ async fn tcg_guest_boots_and_powers_off_on_acpi_shutdown() {
     drop((c, events));
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_streams_the_guest_serial_pty() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let kernel = host.dir.path().join("guest.bin");
+    std::fs::write(&kernel, TINY_GUEST).expect("guest image");
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+    let xml = format!(
+        "<domain type='qemu'>\n  <name>con1</name>\n  <memory unit='MiB'>64</memory>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n  </os>\n  <features>\n    <acpi/>\n  </features>\n  <devices>\n    <serial type='pty'/>\n  </devices>\n</domain>\n",
+        kernel.display()
+    );
+    c.define_xml(pb::DefineXmlRequest {
+        xml,
+        validate: false,
+    })
+    .await
+    .expect("define");
+    // Paused, so nothing is printed before the console is open.
+    c.create(pb::CreateRequest {
+        domain: Some(by_name("con1")),
+        start_paused: true,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let live = c
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("con1")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(live.contains("<source path='/dev/pts/"), "{live}");
+
+    let open = |force: bool| {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let first = pb::ConsoleInput {
+            msg: Some(pb::console_input::Msg::Open(pb::ConsoleOpen {
+                domain: Some(by_name("con1")),
+                dev_name: String::new(),
+                force,
+            })),
+        };
+        tx.try_send(first).expect("queue open");
+        (tx, tokio_stream::wrappers::ReceiverStream::new(rx))
+    };
+    let (keys, input) = open(false);
+    let mut output = c.open_console(input).await.expect("console").into_inner();
+    let (_keys2, input2) = open(false);
+    let busy = c
+        .open_console(input2)
+        .await
+        .expect_err("one client at a time");
+    assert!(busy.message().contains("Active console session"), "{busy}");
+
+    // QEMU notices a newly opened pty within a second and drops what is
+    // written before; reboot (a marker per boot) until one comes through.
+    c.resume(by_name("con1")).await.expect("resume");
+    let mut seen = String::new();
+    'wait: for attempt in 0..6 {
+        if attempt > 0 {
+            c.reboot(pb::RebootRequest {
+                domain: Some(by_name("con1")),
+                mode: 0,
+            })
+            .await
+            .expect("reboot");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline.into(), output.next()).await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.expect("output").data));
+            if seen.contains("VIRTMESH-GUEST-UP") {
+                break 'wait;
+            }
+        }
+    }
+    assert!(seen.contains("VIRTMESH-GUEST-UP"), "console said {seen:?}");
+    keys.send(pb::ConsoleInput {
+        msg: Some(pb::console_input::Msg::Data(b"typed\r".to_vec())),
+    })
+    .await
+    .expect("keys reach the service");
+
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("con1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = output.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the console ends with the guest");
+    drop((c, keys, output));
+    svc.stop().await;
+}

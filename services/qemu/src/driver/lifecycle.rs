@@ -145,11 +145,19 @@ impl QemuDriver {
         if let Err(e) = qmp.execute(qmp::QmpCapabilities {}).await {
             return Err(fail(err::qmp(e), spawned.pid).await);
         }
+        let ptys = match qmp::serial_ptys(&qmp).await {
+            Ok(p) => p,
+            Err(e) => return Err(fail(err::qmp(e), spawned.pid).await),
+        };
+        let mut live_def = def.clone();
+        for (alias, path) in &ptys {
+            live_def.set_serial_pty(alias, &path.display().to_string());
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let live = Live {
             id,
             pid: spawned.pid,
-            def: def.clone(),
+            def: live_def,
             qmp: qmp.clone(),
             paths: paths.clone(),
             generation,
@@ -159,6 +167,8 @@ impl QemuDriver {
             fake_reboot: false,
             rebooting: false,
             pause_reason: None,
+            ptys,
+            console: None,
         };
         let saved = {
             let mut st = dom.lock();

@@ -8,6 +8,7 @@
 //! order: job, then list, then domain state.
 
 mod autostart;
+mod console;
 mod lifecycle;
 mod metadata;
 mod monitor;
@@ -188,6 +189,11 @@ struct Live {
     rebooting: bool,
     /// The reason the next STOP event gets (set by Suspend).
     pause_reason: Option<i32>,
+    /// Serial ports on ptys: (`serialN`, `/dev/pts/M`).
+    ptys: Vec<(String, PathBuf)>,
+    /// The open console session, if any: firing (or dropping) the sender
+    /// ends it; a closed sender means the session is over.
+    console: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct DomState {

@@ -55,6 +55,8 @@ impl QemuDriver {
             return self.mark_gone(&dom, &paths);
         };
         let run = qmp.execute(qmp::QueryStatus {}).await;
+        // The live XML saved at start already names the ptys.
+        let ptys = qmp::serial_ptys(&qmp).await.unwrap_or_default();
         self.inner
             .next_id
             .fetch_max(status.id + 1, Ordering::Relaxed);
@@ -72,6 +74,8 @@ impl QemuDriver {
             fake_reboot: false,
             rebooting: false,
             pause_reason: None,
+            ptys,
+            console: None,
         });
         match run {
             Ok(s) if s.running => {

@@ -51,6 +51,8 @@ async fn fake_running(persistent: bool) -> (tempfile::TempDir, QemuDriver, UnixS
         fake_reboot: false,
         rebooting: false,
         pause_reason: None,
+        ptys: Vec::new(),
+        console: None,
     });
     st.state = DomainState::Running;
     st.reason = RUNNING_BOOTED;
