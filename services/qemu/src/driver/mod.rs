@@ -331,12 +331,19 @@ impl QemuDriver {
                 Err(e) => tracing::error!("ignoring config {}: {e}", path.display()),
             }
         }
+        // In parallel: one guest with a stuck monitor must not delay the
+        // others (each waits up to the QMP greeting timeout).
+        let mut reconnects = tokio::task::JoinSet::new();
         for status in state::list_statuses(&driver.inner.cfg.run_dir) {
             match status {
-                Ok(status) => driver.reconnect(status).await,
+                Ok(status) => {
+                    let d = driver.clone();
+                    reconnects.spawn(async move { d.reconnect(status).await });
+                }
                 Err(e) => tracing::error!("ignoring live status: {e}"),
             }
         }
+        while reconnects.join_next().await.is_some() {}
         driver.autostart_once().await;
         Ok(driver)
     }
