@@ -435,6 +435,17 @@ pub enum DomainCmd {
     },
     /// get memory statistics for a domain
     Dommemstat(DomArg),
+    /// connect to the guest console
+    Console {
+        #[command(flatten)]
+        domain: DomArg,
+        /// character device name
+        #[arg(long = "devname", value_name = "DEVNAME")]
+        devname: Option<String>,
+        /// force console connection (disconnect already connected sessions)
+        #[arg(long)]
+        force: bool,
+    },
     /// managed save of a domain state
     Managedsave(DomArg),
     /// Remove managed save of a domain

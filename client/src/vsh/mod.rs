@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod cmdline;
+pub mod console;
 pub mod domain;
 pub mod domextra;
 pub mod event;
@@ -928,6 +929,11 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::Domain(DomainCmd::Domiflist { domain, inactive }) => {
             domextra::domiflist(ctl, domain.get(), inactive).await
         }
+        C::Domain(DomainCmd::Console {
+            domain,
+            devname,
+            force,
+        }) => console::console(ctl, domain.get(), devname.as_deref(), force).await,
         C::Domain(DomainCmd::Managedsave(d)) => domain::managedsave(ctl, d.get()).await,
         C::Domain(DomainCmd::ManagedsaveRemove(d)) => {
             domain::managedsave_remove(ctl, d.get()).await
