@@ -88,10 +88,7 @@ pub fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
         .ok_or_else(|| err::missing("domain"))?;
     let found = match key {
         Key::Name(n) => st.domains.iter().position(|d| d.name() == *n),
-        Key::Uuid(u) => st
-            .domains
-            .iter()
-            .position(|d| d.uuid().eq_ignore_ascii_case(u.trim())),
+        Key::Uuid(u) => st.domains.iter().position(|d| crate::uuid_eq(&d.uuid(), u)),
         Key::Id(id) => st.domains.iter().position(|d| d.is_active() && d.id == *id),
     };
     found.ok_or_else(|| {
@@ -734,6 +731,9 @@ fn set_metadata(host: &Host, r: pb::SetMetadataRequest) -> VResult<()> {
 fn block_stats(host: &Host, r: pb::BlockStatsRequest) -> VResult<pb::BlockStatsReply> {
     let st = host.lock();
     let d = &st.domains[find(&st, r.domain.as_ref())?];
+    if r.disk.is_empty() {
+        return Err(err::unsupported("summary statistics are not supported yet"));
+    }
     if !d
         .def
         .disks()

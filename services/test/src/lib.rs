@@ -73,6 +73,18 @@ impl std::fmt::Debug for TestDriver {
     }
 }
 
+/// Whether a stored UUID and a client's UUID string name the same object;
+/// libvirt accepts UUIDs in any case and with or without dashes.
+pub(crate) fn uuid_eq(stored: &str, given: &str) -> bool {
+    match (
+        virtmesh_conf::error::parse_uuid_str(stored),
+        virtmesh_conf::error::parse_uuid_str(given.trim()),
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// A boxed server stream, the shape every List call returns.
 pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 

@@ -25,7 +25,7 @@ pub fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
         Key::Uuid(u) => st
             .networks
             .iter()
-            .position(|x| x.def.uuid().eq_ignore_ascii_case(u.trim())),
+            .position(|x| crate::uuid_eq(&x.def.uuid(), u)),
         Key::Id(_) => None,
     };
     found.ok_or_else(|| {

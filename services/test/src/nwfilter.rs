@@ -26,7 +26,7 @@ fn find(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
         Key::Uuid(u) => st
             .nwfilters
             .iter()
-            .position(|f| f.uuid().eq_ignore_ascii_case(u.trim())),
+            .position(|f| crate::uuid_eq(&f.uuid(), u)),
         Key::Id(_) => None,
     };
     found.ok_or_else(|| {

@@ -41,7 +41,7 @@ fn find(st: &State, r: Option<&pb::SecretRef>) -> VResult<usize> {
         Key::Uuid(u) => st
             .secrets
             .iter()
-            .position(|s| s.def.uuid.eq_ignore_ascii_case(u.trim()))
+            .position(|s| crate::uuid_eq(&s.def.uuid, u))
             .ok_or_else(|| {
                 secret_err(
                     ErrorCode::NoSecret,

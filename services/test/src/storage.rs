@@ -34,10 +34,7 @@ pub fn find_pool(st: &State, r: Option<&pb::ObjectRef>) -> VResult<usize> {
         .ok_or_else(|| err::missing("pool"))?;
     let found = match key {
         Key::Name(n) => st.pools.iter().position(|p| p.def.name == *n),
-        Key::Uuid(u) => st
-            .pools
-            .iter()
-            .position(|p| p.def.uuid.eq_ignore_ascii_case(u.trim())),
+        Key::Uuid(u) => st.pools.iter().position(|p| crate::uuid_eq(&p.def.uuid, u)),
         Key::Id(_) => None,
     };
     found.ok_or_else(|| {

@@ -1946,3 +1946,47 @@ async fn npiv_vhba_create_and_destroy() {
     .await);
     assert_eq!(e.code, ErrorCode::InvalidArg);
 }
+
+#[tokio::test]
+async fn uuids_in_any_form() {
+    let d = TestDriver::new();
+    for u in [
+        "6695EB01-F6A4-8304-79AA-97F2502E193F",
+        "6695eb01f6a4830479aa97f2502e193f",
+    ] {
+        let s = ok(DomainSvc::lookup(
+            &d,
+            req(pb::ObjectRef {
+                key: Some(Key::Uuid(u.into())),
+            }),
+        )
+        .await);
+        assert_eq!(s.name, "test");
+    }
+    let e = err(DomainSvc::lookup(
+        &d,
+        req(pb::ObjectRef {
+            key: Some(Key::Uuid("not-a-uuid".into())),
+        }),
+    )
+    .await);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            ErrorCode::NoDomain,
+            "Domain not found: no domain with matching uuid 'not-a-uuid'"
+        )
+    );
+    let e = err(DomainSvc::block_stats(
+        &d,
+        req(pb::BlockStatsRequest {
+            domain: Some(by_name("test")),
+            disk: String::new(),
+        }),
+    )
+    .await);
+    assert_eq!(
+        e.message,
+        "Operation not supported: summary statistics are not supported yet"
+    );
+}
