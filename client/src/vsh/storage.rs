@@ -676,16 +676,25 @@ pub async fn vol_download(
             super::util::strerror(&e)
         ))
     };
+    // Like virsh, a file this command created is removed again when the
+    // download fails; an existing one is truncated and left.
+    let created = !std::path::Path::new(file).exists();
     let mut out = tokio::fs::File::create(file).await.map_err(write_err)?;
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .map_err(|e| fail(crate::Error::from(e)))?
-    {
-        out.write_all(&chunk.data).await.map_err(write_err)?;
+    let copied = async {
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|e| fail(crate::Error::from(e)))?
+        {
+            out.write_all(&chunk.data).await.map_err(write_err)?;
+        }
+        out.flush().await.map_err(write_err)
     }
-    out.flush().await.map_err(write_err)?;
-    Ok(())
+    .await;
+    if copied.is_err() && created {
+        let _ = tokio::fs::remove_file(file).await;
+    }
+    copied
 }
 
 #[cfg(test)]
