@@ -69,6 +69,12 @@ cat > "$work/nd.xml" <<'EOF2'
   </capability>
 </device>
 EOF2
+cat > "$work/cpu.xml" <<'EOF2'
+<cpu>
+  <arch>i686</arch>
+  <model>pentium3</model>
+</cpu>
+EOF2
 cat > "$work/dev.xml" <<'EOF2'
 <interface type='network'>
   <mac address='52:54:00:11:22:33'/>

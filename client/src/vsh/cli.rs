@@ -191,6 +191,46 @@ pub enum HostCmd {
     },
     /// NUMA free memory (host total)
     Freecell,
+    /// domain capabilities
+    Domcapabilities {
+        /// virtualization type (/domain/@type)
+        #[arg(long, value_name = "TYPE")]
+        virttype: Option<String>,
+        /// path to emulator binary (/domain/devices/emulator)
+        #[arg(long, value_name = "PATH")]
+        emulator: Option<String>,
+        /// domain architecture (/domain/os/type/@arch)
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
+        /// machine type (/domain/os/type/@machine)
+        #[arg(long, value_name = "MACHINE")]
+        machine: Option<String>,
+    },
+    /// CPU models
+    CpuModels {
+        /// architecture
+        #[arg(value_name = "ARCH")]
+        arch: String,
+    },
+    /// compare host CPU with a CPU described by an XML file
+    CpuCompare {
+        #[command(flatten)]
+        file: FileArg,
+        /// report error if CPUs are incompatible
+        #[arg(long)]
+        error: bool,
+    },
+    /// compute baseline CPU
+    CpuBaseline {
+        #[command(flatten)]
+        file: FileArg,
+        /// Show features that are part of the CPU model type
+        #[arg(long)]
+        features: bool,
+        /// Do not include features that block migration
+        #[arg(long)]
+        migratable: bool,
+    },
     /// Convert native config to domain XML
     DomxmlFromNative {
         /// source config data format

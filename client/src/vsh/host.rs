@@ -189,6 +189,139 @@ fn element_text(block: &str, tag: &str) -> Option<String> {
     block.contains(&format!("<{tag}/>")).then(String::new)
 }
 
+pub async fn domcapabilities(ctl: &Ctl, req: v1::DomainCapabilitiesRequest) -> CmdResult {
+    let r = ctl
+        .conn
+        .host()
+        .get_domain_capabilities(req)
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&r.into_inner().xml);
+    Ok(())
+}
+
+pub async fn cpu_models(ctl: &Ctl, arch: &str) -> CmdResult {
+    let req = v1::CpuModelNamesRequest {
+        arch: arch.to_owned(),
+    };
+    let r = ctl
+        .conn
+        .host()
+        .get_cpu_model_names(req)
+        .await
+        .map_err(crate::Error::from)?;
+    let text: String = r
+        .into_inner()
+        .models
+        .iter()
+        .map(|m| format!("{m}\n"))
+        .collect();
+    ctl.print(&text);
+    Ok(())
+}
+
+/// The `<cpu>…</cpu>` elements of a document (a bare CPU definition, a
+/// domain XML or capabilities), as cpu-baseline and cpu-compare take them.
+/// Self-closing `<cpu …/>` elements (topology entries) are not CPU
+/// definitions and are skipped.
+pub fn cpu_elements(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("<cpu") {
+        let after = &rest[start + 4..];
+        let opens_element = after.starts_with('>') || after.starts_with(char::is_whitespace);
+        let tag_end = after.find('>').unwrap_or(after.len());
+        let self_closing = after[..tag_end].ends_with('/');
+        if !opens_element || self_closing {
+            rest = &rest[start + 4..];
+            continue;
+        }
+        match rest[start..].find("</cpu>") {
+            Some(end) => {
+                out.push(rest[start..start + end + "</cpu>".len()].to_owned());
+                rest = &rest[start + end + "</cpu>".len()..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// cpu-compare's verdict lines.
+pub fn compare_text(result: v1::CpuCompareResult, file: &str) -> Result<String, String> {
+    match result {
+        v1::CpuCompareResult::CpuCompareIdentical => Ok(format!(
+            "CPU described in {file} is identical to host CPU\n"
+        )),
+        v1::CpuCompareResult::CpuCompareSuperset => Ok(format!(
+            "Host CPU is a superset of CPU described in {file}\n"
+        )),
+        v1::CpuCompareResult::CpuCompareIncompatible => Err(format!(
+            "CPU described in {file} is incompatible with host CPU\n"
+        )),
+        v1::CpuCompareResult::CpuCompareError => Err(String::new()),
+    }
+}
+
+pub async fn cpu_compare(ctl: &Ctl, file: &str, fail_incompatible: bool) -> CmdResult {
+    let doc = super::util::read_file(file).map_err(super::CmdError::msg)?;
+    let cpu = cpu_elements(&doc)
+        .into_iter()
+        .next()
+        .ok_or_else(|| super::CmdError::msg(format!("File '{file}' does not contain any <cpu> element or valid domain XML, host capabilities XML or domain capabilities XML")))?;
+    let req = v1::CompareCpuRequest {
+        cpu_xml: cpu,
+        fail_incompatible,
+    };
+    let fail = |e: crate::Error| {
+        super::CmdError::ctx(format!("Failed to compare host CPU with {file}"), e)
+    };
+    let r = ctl
+        .conn
+        .host()
+        .compare_cpu(req)
+        .await
+        .map_err(|e| fail(crate::Error::from(e)))?
+        .into_inner();
+    let result =
+        v1::CpuCompareResult::try_from(r.result).unwrap_or(v1::CpuCompareResult::CpuCompareError);
+    match compare_text(result, file) {
+        Ok(text) => {
+            ctl.print(&text);
+            Ok(())
+        }
+        // virsh prints the verdict, then fails.
+        Err(text) if !text.is_empty() => {
+            ctl.print(&text);
+            Err(super::CmdError::silent())
+        }
+        Err(_) => Err(super::CmdError::msg(format!(
+            "Failed to compare host CPU with {file}"
+        ))),
+    }
+}
+
+pub async fn cpu_baseline(ctl: &Ctl, file: &str, features: bool, migratable: bool) -> CmdResult {
+    let doc = super::util::read_file(file).map_err(super::CmdError::msg)?;
+    let cpus = cpu_elements(&doc);
+    if cpus.is_empty() {
+        return Err(super::CmdError::msg(format!("no CPU found in {file}")));
+    }
+    let req = v1::BaselineCpuRequest {
+        cpu_xmls: cpus,
+        expand_features: features,
+        migratable,
+    };
+    let r = ctl
+        .conn
+        .host()
+        .baseline_cpu(req)
+        .await
+        .map_err(crate::Error::from)?;
+    ctl.print(&r.into_inner().xml);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +366,37 @@ mod tests {
             version_text(11_003_000, "QEMU", 0)
                 .ends_with("Cannot extract running QEMU hypervisor version\n")
         );
+    }
+
+    #[test]
+    fn cpu_elements_are_found() {
+        let bare = "<cpu>\n  <arch>i686</arch>\n  <model>pentium3</model>\n</cpu>\n";
+        assert_eq!(cpu_elements(bare), vec![bare.trim_end().to_owned()]);
+        let caps = "<capabilities><host><cpu><arch>x86_64</arch></cpu><topology><cpus num='1'>\
+                    <cpu id='0' socket_id='0'/></cpus></topology></host></capabilities>";
+        assert_eq!(
+            cpu_elements(caps),
+            vec!["<cpu><arch>x86_64</arch></cpu>".to_owned()]
+        );
+        let domain = "<domain><cpu mode='custom'><model>qemu64</model></cpu><cputune/></domain>";
+        assert_eq!(
+            cpu_elements(domain),
+            vec!["<cpu mode='custom'><model>qemu64</model></cpu>".to_owned()]
+        );
+        assert!(cpu_elements("<domain/>").is_empty());
+    }
+
+    #[test]
+    fn compare_verdicts() {
+        assert_eq!(
+            compare_text(v1::CpuCompareResult::CpuCompareIdentical, "cpu.xml"),
+            Ok("CPU described in cpu.xml is identical to host CPU\n".to_owned())
+        );
+        assert_eq!(
+            compare_text(v1::CpuCompareResult::CpuCompareSuperset, "cpu.xml"),
+            Ok("Host CPU is a superset of CPU described in cpu.xml\n".to_owned())
+        );
+        assert!(compare_text(v1::CpuCompareResult::CpuCompareIncompatible, "cpu.xml").is_err());
     }
 
     #[test]

@@ -843,6 +843,29 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
 
         C::Host(HostCmd::Sysinfo) => host::sysinfo(ctl).await,
         C::Host(HostCmd::Maxvcpus { r#type }) => host::maxvcpus(ctl, r#type.as_deref()).await,
+        C::Host(HostCmd::Domcapabilities {
+            virttype,
+            emulator,
+            arch,
+            machine,
+        }) => {
+            let req = virtmesh_proto::v1::DomainCapabilitiesRequest {
+                emulator: emulator.unwrap_or_default(),
+                arch: arch.unwrap_or_default(),
+                machine: machine.unwrap_or_default(),
+                virt_type: virttype.unwrap_or_default(),
+            };
+            host::domcapabilities(ctl, req).await
+        }
+        C::Host(HostCmd::CpuModels { arch }) => host::cpu_models(ctl, &arch).await,
+        C::Host(HostCmd::CpuCompare { file, error }) => {
+            host::cpu_compare(ctl, file.get(), error).await
+        }
+        C::Host(HostCmd::CpuBaseline {
+            file,
+            features,
+            migratable,
+        }) => host::cpu_baseline(ctl, file.get(), features, migratable).await,
         C::Host(HostCmd::Freecell) => host::freecell(ctl).await,
         C::Host(HostCmd::DomxmlFromNative { format, config }) => {
             host::domxml_from_native(ctl, &format, &config).await
