@@ -15,6 +15,7 @@ mod events;
 mod host;
 mod hostcaps;
 mod interface;
+mod netupdate;
 mod network;
 mod node_file;
 mod nodedev;

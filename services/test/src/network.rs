@@ -326,7 +326,13 @@ impl Network for TestDriver {
         &self,
         request: Request<pb::NetworkUpdateRequest>,
     ) -> Result<Response<()>, Status> {
-        self.call(request, |_, _| Err(err::unimplemented("NetworkUpdate")))
+        self.call(request, |h, r| {
+            let mut st = h.lock();
+            let idx = find(&st, r.network.as_ref())?;
+            let updated = crate::netupdate::apply(&st.networks[idx].def, &r)?;
+            st.networks[idx].def = updated;
+            Ok(())
+        })
     }
 
     async fn get_dhcp_leases(

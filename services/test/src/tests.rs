@@ -1990,3 +1990,101 @@ async fn uuids_in_any_form() {
         "Operation not supported: summary statistics are not supported yet"
     );
 }
+
+#[tokio::test]
+async fn network_update_sections() {
+    use pb::{NetworkUpdateCommand as C, NetworkUpdateSection as S};
+    let d = TestDriver::new();
+    let upd = |c: C, s: S, xml: &str| pb::NetworkUpdateRequest {
+        network: Some(by_name("default")),
+        command: c as i32,
+        section: s as i32,
+        parent_index: -1,
+        xml: xml.into(),
+        live: false,
+        config: false,
+    };
+    let host = "<host mac='52:54:00:00:00:01' ip='192.168.122.10'/>";
+    ok(NetSvc::update(&d, req(upd(C::AddLast, S::NetworkSectionIpDhcpHost, host))).await);
+    let xml = ok(NetSvc::get_xml_desc(
+        &d,
+        req(pb::GetXmlDescRequest {
+            object: Some(by_name("default")),
+            ..Default::default()
+        }),
+    )
+    .await)
+    .xml;
+    assert!(xml.contains("      <range start='192.168.122.2' end='192.168.122.254'/>\n      <host mac='52:54:00:00:00:01' ip='192.168.122.10'/>\n"));
+    let e = err(NetSvc::update(&d, req(upd(C::AddLast, S::NetworkSectionIpDhcpHost, host))).await);
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: there is an existing dhcp host entry in network 'default' that matches \"<host mac='52:54:00:00:00:01' name='(null)' ip='192.168.122.10'/>\""
+    );
+    ok(NetSvc::update(
+        &d,
+        req(upd(
+            C::Modify,
+            S::NetworkSectionIpDhcpHost,
+            "<host mac='52:54:00:00:00:01' ip='192.168.122.11'/>",
+        )),
+    )
+    .await);
+    ok(NetSvc::update(
+        &d,
+        req(upd(
+            C::Delete,
+            S::NetworkSectionIpDhcpHost,
+            "<host mac='52:54:00:00:00:01'/>",
+        )),
+    )
+    .await);
+    let e = err(NetSvc::update(
+        &d,
+        req(upd(
+            C::Delete,
+            S::NetworkSectionIpDhcpHost,
+            "<host mac='52:54:00:00:00:09'/>",
+        )),
+    )
+    .await);
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: couldn't locate a matching dhcp host entry in network 'default'"
+    );
+    ok(NetSvc::update(
+        &d,
+        req(upd(
+            C::AddLast,
+            S::NetworkSectionDnsHost,
+            "<host ip='192.168.122.5'><hostname>foo</hostname></host>",
+        )),
+    )
+    .await);
+    let xml = ok(NetSvc::get_xml_desc(
+        &d,
+        req(pb::GetXmlDescRequest {
+            object: Some(by_name("default")),
+            ..Default::default()
+        }),
+    )
+    .await)
+    .xml;
+    assert!(xml.contains("  <bridge name='virbr0' stp='on' delay='0'/>\n  <dns>\n    <host ip='192.168.122.5'>\n      <hostname>foo</hostname>\n    </host>\n  </dns>\n  <ip "));
+    let e = err(NetSvc::update(
+        &d,
+        req(upd(
+            C::AddLast,
+            S::NetworkSectionBridge,
+            "<bridge name='x'/>",
+        )),
+    )
+    .await);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            ErrorCode::OperationUnsupported,
+            "Operation not supported: can't update 'bridge' section of network 'default'"
+        )
+    );
+}
