@@ -79,6 +79,19 @@ pub fn expand_machine(machine: Option<&str>) -> String {
     }
 }
 
+/// Turns the `machine` attribute as given into the canonical machine type.
+pub type MachineResolver<'a> = dyn Fn(Option<&str>) -> Result<String, ConfError> + 'a;
+
+/// The `<emulator>` a document names, if any, before full parsing (the
+/// driver needs it to know whose capabilities apply).
+pub fn emulator_of(xml: &str) -> Option<String> {
+    let root = virtmesh_conf::xml::parse(xml).ok()?;
+    root.child("devices")?
+        .child_text("emulator")
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+}
+
 /// A validated definition in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainDef {
@@ -125,6 +138,14 @@ fn replace_child(root: &mut Element, el: Element) {
 impl DomainDef {
     /// Parse, validate and fill defaults.
     pub fn parse(xml: &str) -> Result<DomainDef, ConfError> {
+        Self::parse_with(xml, &|m| Ok(expand_machine(m)))
+    }
+
+    /// Parse with `machine` deciding what `<type machine=...>` means (an
+    /// alias or nothing resolved, or an error for an unknown machine): the
+    /// driver answers from the probed emulator, [`DomainDef::parse`] from
+    /// QEMU 10.0's table.
+    pub fn parse_with(xml: &str, machine: &MachineResolver<'_>) -> Result<DomainDef, ConfError> {
         let mut root = parse_root(xml, "domain")?;
         // The id is runtime state, never configuration.
         root.remove_attr("id");
@@ -152,7 +173,7 @@ impl DomainDef {
         root.set_child_text("uuid", uuid.to_string());
         normalize_memory(&mut root)?;
         normalize_vcpu(&mut root)?;
-        normalize_os(&mut root)?;
+        normalize_os(&mut root, machine)?;
         normalize_cpu(root.child_or_insert("cpu"));
         for sec in root.elements_mut().filter(|e| e.name == "seclabel") {
             normalize_seclabel(sec);
@@ -169,6 +190,11 @@ impl DomainDef {
             let el = root.child_or_insert(name);
             if el.text().trim().is_empty() {
                 el.set_text(default);
+            }
+            if name != "on_crash" && el.text().trim() == "preserve" {
+                return Err(ConfError::unsupported(
+                    "qemu driver doesn't support the 'preserve' action for 'on_reboot'/'on_poweroff'",
+                ));
             }
         }
         let devices = root.child_or_insert("devices");
@@ -499,6 +525,11 @@ fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
     replace_child(root, kib_element("currentMemory", current));
     if let Some(max) = root.child("maxMemory").cloned() {
         let kib = scale_to_kib(parse_u64(&max, "./maxMemory[1]")?, max.attr("unit"))?;
+        if kib < memory {
+            return Err(ConfError::xml(
+                "maximum memory size must be equal or greater than the actual memory size",
+            ));
+        }
         let mut el = Element::new("maxMemory");
         if let Some(slots) = max.attr("slots") {
             el.set_attr("slots", slots);
@@ -603,7 +634,7 @@ fn normalize_seclabel(sec: &mut Element) {
     sec.order_attrs(&["type", "model", "relabel"]);
 }
 
-fn normalize_os(root: &mut Element) -> Result<(), ConfError> {
+fn normalize_os(root: &mut Element, machine: &MachineResolver<'_>) -> Result<(), ConfError> {
     let os = root
         .child_mut("os")
         .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;
@@ -622,11 +653,11 @@ fn normalize_os(root: &mut Element) -> Result<(), ConfError> {
     let arch = ty.attr("arch").unwrap_or("x86_64").to_owned();
     if arch != "x86_64" {
         return Err(ConfError::unsupported(format!(
-            "No guest options available for arch '{arch}'"
+            "Emulator '{DEFAULT_EMULATOR}' does not support arch '{arch}'"
         )));
     }
     ty.set_attr("arch", arch);
-    let machine = expand_machine(ty.attr("machine"));
+    let machine = machine(ty.attr("machine"))?;
     ty.set_attr("machine", machine);
     ty.order_attrs(&["arch", "machine"]);
     if !has_boot {

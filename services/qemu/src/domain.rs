@@ -129,6 +129,7 @@ impl Domain for DomainService {
         ok(self
             .driver
             .define(&request.get_ref().xml)
+            .await
             .map(|v| v.summary()))
     }
 

@@ -101,3 +101,10 @@ pub fn process(e: ProcessError) -> VirtError {
 pub fn state(e: StateError) -> VirtError {
     qemu(ErrorCode::SystemError, e.to_string())
 }
+
+pub fn probe(e: crate::probe::ProbeError) -> VirtError {
+    match e {
+        crate::probe::ProbeError::Missing { .. } => qemu(ErrorCode::SystemError, e.to_string()),
+        other => internal(other),
+    }
+}

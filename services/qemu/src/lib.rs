@@ -16,6 +16,8 @@ pub mod domain;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod host;
+pub mod probe;
 pub mod process;
 pub mod qmp;
 pub mod state;
@@ -25,20 +27,24 @@ pub use driver::{QemuConfig, QemuDriver};
 use tonic::service::Routes;
 use virtmesh_proto::v1::{
     connect_server::ConnectServer, domain_server::DomainServer, events_server::EventsServer,
+    host_server::HostServer,
 };
 
 /// The gRPC services this crate serves (for health reporting).
 pub const SERVED: &[&str] = &[
     "virtmesh.v1.Connect",
+    "virtmesh.v1.Host",
     "virtmesh.v1.Domain",
     "virtmesh.v1.Events",
 ];
 
-/// The driver's gRPC routes: Domain, Connect and Events.
+/// The driver's gRPC routes: Domain, Connect, Host and Events.
 pub fn routes(driver: QemuDriver) -> Routes {
     let connect = connect::ConnectService::new(driver.config().emulator.clone());
     let events = events::EventsService::new(driver.events());
+    let host = host::HostService::new(driver.clone());
     Routes::new(DomainServer::new(domain::DomainService::new(driver)))
         .add_service(ConnectServer::new(connect))
+        .add_service(HostServer::new(host))
         .add_service(EventsServer::new(events))
 }

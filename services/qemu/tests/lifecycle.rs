@@ -652,8 +652,29 @@ async fn transient_guest_and_failed_start_reports_qemu_stderr() {
     let svc = Service::start(&host, "svc").await;
     let mut c = svc.domains();
 
-    // QEMU's own complaint reaches the client.
-    let bad = guest_xml("bad1", "kvm").replace("machine='q35'", "machine='no-such-machine'");
+    // The machine type is checked against QEMU's own list at define time,
+    // with libvirt's error.
+    let unknown = guest_xml("bad0", "kvm").replace("machine='q35'", "machine='pc-q35-0.1-bogus'");
+    let e = c
+        .define_xml(pb::DefineXmlRequest {
+            xml: unknown,
+            validate: false,
+        })
+        .await
+        .expect_err("unknown machine");
+    let e = libvirt_error(&e);
+    assert_eq!(e.code, ErrorCode::ConfigUnsupported);
+    assert_eq!(
+        e.message,
+        "unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support machine type 'pc-q35-0.1-bogus'"
+    );
+
+    // QEMU's own complaint reaches the client (libvirt checks CPU models
+    // earlier; here QEMU is the one that refuses).
+    let bad = guest_xml("bad1", "kvm").replace(
+        "  <os>",
+        "  <cpu mode='custom' match='exact'>\n    <model fallback='forbid'>Pentium-9000</model>\n  </cpu>\n  <os>",
+    );
     c.define_xml(pb::DefineXmlRequest {
         xml: bad,
         validate: false,
@@ -666,9 +687,9 @@ async fn transient_guest_and_failed_start_reports_qemu_stderr() {
             ..Default::default()
         })
         .await
-        .expect_err("bogus machine");
+        .expect_err("bogus CPU model");
     assert!(
-        failed.message().contains("no-such-machine"),
+        failed.message().contains("Pentium-9000"),
         "QEMU's stderr is missing: {}",
         failed.message()
     );
@@ -772,6 +793,34 @@ async fn connect_calls_and_unimplemented_answers() {
             .into_inner();
         assert_eq!(native.config, expected);
     }
+
+    let mut hostc = virtmesh_proto::v1::host_client::HostClient::new(svc.channel.clone());
+    let free = hostc
+        .get_free_memory(())
+        .await
+        .expect("free memory")
+        .into_inner();
+    assert!(free.bytes > 0);
+    if Path::new(EMULATOR).exists() {
+        let caps = hostc
+            .get_capabilities(())
+            .await
+            .expect("capabilities")
+            .into_inner()
+            .xml;
+        assert!(
+            caps.contains("<machine canonical='pc-q35-10.0' maxCpus='4096'>q35</machine>"),
+            "{caps}"
+        );
+        let models = hostc
+            .get_cpu_model_names(pb::CpuModelNamesRequest::default())
+            .await
+            .expect("cpu models")
+            .into_inner()
+            .models;
+        assert!(models.iter().any(|m| m == "qemu64"), "{models:?}");
+    }
+    drop(hostc);
 
     let e = svc
         .domains()

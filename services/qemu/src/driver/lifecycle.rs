@@ -25,7 +25,7 @@ impl QemuDriver {
 
     /// virDomainCreateXML: a transient domain, started at once.
     pub async fn create_xml(&self, xml: &str, paused: bool) -> Result<DomView> {
-        let def = DomainDef::parse(xml).map_err(err::conf)?;
+        let def = self.parse_checked(xml).await?;
         let (uuid, name) = (def.uuid(), def.name());
         let dom = {
             let mut list = self.list_lock();
@@ -102,16 +102,7 @@ impl QemuDriver {
                 pidfile: Some(paths.pidfile.clone()),
             },
         );
-        let emulator = {
-            let e = def.emulator();
-            // A definition naming the default emulator runs the configured
-            // one (tests and odd hosts point it elsewhere).
-            if e == crate::def::DEFAULT_EMULATOR {
-                self.inner.cfg.emulator.clone()
-            } else {
-                PathBuf::from(e)
-            }
-        };
+        let emulator = self.emulator_path(&def.emulator());
         let log_start = std::fs::metadata(&paths.log).map(|m| m.len()).unwrap_or(0);
         let spawned = match process::spawn(&emulator, &args, &paths.log, &paths.monitor).await {
             Ok(s) => s,

@@ -221,6 +221,8 @@ impl Dom {
 }
 
 struct Inner {
+    /// Probed capabilities per emulator (see `probe`).
+    caps: tokio::sync::Mutex<std::collections::HashMap<PathBuf, Arc<crate::probe::QemuCaps>>>,
     /// Held for the driver's life (see `state::lock_dir`).
     _lock: state::StateLock,
     cfg: QemuConfig,
@@ -312,6 +314,7 @@ impl QemuDriver {
             .await
             .map_err(err::state)?;
         let inner = Arc::new(Inner {
+            caps: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             _lock: lock,
             store: ConfigStore::new(cfg.state_dir.clone()),
             cfg,
@@ -424,9 +427,72 @@ impl QemuDriver {
             .collect()
     }
 
+    /// The binary a definition's `<emulator>` means: the default one is
+    /// the configured emulator (tests and odd hosts point it elsewhere).
+    pub(super) fn emulator_path(&self, named: &str) -> PathBuf {
+        if named == crate::def::DEFAULT_EMULATOR {
+            self.inner.cfg.emulator.clone()
+        } else {
+            PathBuf::from(named)
+        }
+    }
+
+    /// The capabilities of `emulator`, probed once and cached.
+    pub async fn caps_for(
+        &self,
+        emulator: &std::path::Path,
+    ) -> Result<Arc<crate::probe::QemuCaps>> {
+        let mut cache = self.inner.caps.lock().await;
+        if let Some(c) = cache.get(emulator) {
+            return Ok(c.clone());
+        }
+        let caps = Arc::new(
+            crate::probe::probe(emulator, &self.inner.cfg.run_dir)
+                .await
+                .map_err(err::probe)?,
+        );
+        cache.insert(emulator.to_path_buf(), caps.clone());
+        Ok(caps)
+    }
+
+    /// Parse a definition and check it against what its emulator can do,
+    /// as libvirt's post-parse validation does: the machine type (aliases
+    /// resolved by QEMU's own table) and its vCPU limit.
+    pub(super) async fn parse_checked(&self, xml: &str) -> Result<DomainDef> {
+        let named =
+            crate::def::emulator_of(xml).unwrap_or_else(|| crate::def::DEFAULT_EMULATOR.to_owned());
+        // Malformed XML is reported as such, before any probing.
+        DomainDef::parse(xml).map_err(err::conf)?;
+        let caps = self.caps_for(&self.emulator_path(&named)).await?;
+        let resolve = |m: Option<&str>| {
+            caps.canonical_machine(m)
+                .map(|mi| mi.name.clone())
+                .ok_or_else(|| {
+                    virtmesh_conf::ConfError::unsupported(format!(
+                        "Emulator '{named}' does not support machine type '{}'",
+                        m.unwrap_or_default()
+                    ))
+                })
+        };
+        let def = DomainDef::parse_with(xml, &resolve).map_err(err::conf)?;
+        if let Some(limit) = caps
+            .canonical_machine(Some(&def.machine()))
+            .map(|m| m.cpu_max)
+            && def.max_vcpus() > limit
+        {
+            return Err(err::qemu(
+                ErrorCode::ConfigUnsupported,
+                format!(
+                    "unsupported configuration: Maximum CPUs greater than specified machine type limit {limit}"
+                ),
+            ));
+        }
+        Ok(def)
+    }
+
     /// virDomainDefineXML.
-    pub fn define(&self, xml: &str) -> Result<DomView> {
-        let def = DomainDef::parse(xml).map_err(err::conf)?;
+    pub async fn define(&self, xml: &str) -> Result<DomView> {
+        let def = self.parse_checked(xml).await?;
         let (uuid, name) = (def.uuid(), def.name());
         // Checked and inserted under the list lock, so two concurrent
         // defines of one name cannot both win.

@@ -17,15 +17,10 @@ async fn fake_running(persistent: bool) -> (tempfile::TempDir, QemuDriver, UnixS
     })
     .await
     .expect("driver");
-    let (uuid, def) = if persistent {
-        let v = driver.define(XML).expect("define");
-        (v.uuid, v.def)
-    } else {
-        let def = DomainDef::parse(XML).expect("valid");
-        let uuid = def.uuid();
-        driver.insert(uuid.clone(), "sm".into(), None);
-        (uuid, def)
-    };
+    // Inserted directly: there is no emulator to probe here.
+    let def = DomainDef::parse(XML).expect("valid");
+    let uuid = def.uuid();
+    driver.insert(uuid.clone(), "sm".into(), persistent.then(|| def.clone()));
     let (ours, mut theirs) = UnixStream::pair().expect("socketpair");
     theirs
         .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
