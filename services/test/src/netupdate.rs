@@ -66,7 +66,7 @@ fn attr_eq(a: &Element, b: &Element, key: &str) -> bool {
 }
 
 /// The `<ip>` an IP-related update applies to.
-fn ip_for<'a>(root: &'a mut Element, parent_index: i32, v6: bool) -> VResult<&'a mut Element> {
+fn ip_for(root: &mut Element, parent_index: i32, v6: bool) -> VResult<&mut Element> {
     let ips: Vec<usize> = root
         .children
         .iter()
