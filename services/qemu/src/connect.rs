@@ -1,7 +1,6 @@
 //! The Connect service: URI, versions, host facts from /proc, and
 //! DomainXMLToNative from the same command-line builder a start uses.
 
-use crate::def::DomainDef;
 use crate::error::{self as err, unimplemented};
 use tonic::{Request, Response, Status};
 use virtmesh_proto::v1::{self as pb, connect_server::Connect};
@@ -13,12 +12,14 @@ const DEFAULT_URI: &str = "qemu:///system";
 
 #[derive(Debug, Clone)]
 pub struct ConnectService {
+    driver: crate::driver::QemuDriver,
     emulator: std::path::PathBuf,
 }
 
 impl ConnectService {
-    pub fn new(emulator: std::path::PathBuf) -> Self {
-        ConnectService { emulator }
+    pub fn new(driver: crate::driver::QemuDriver) -> Self {
+        let emulator = driver.config().emulator.clone();
+        ConnectService { driver, emulator }
     }
 }
 
@@ -216,7 +217,8 @@ impl Connect for ConnectService {
             )
             .into());
         }
-        let def = DomainDef::parse(&req.domain_xml).map_err(err::conf)?;
+        // Checked as a define would be, so the preview is what would run.
+        let def = self.driver.parse_checked(&req.domain_xml).await?;
         Ok(Response::new(pb::NativeConfig {
             native_format: req.native_format,
             config: crate::argv::native(&def),

@@ -40,7 +40,7 @@ pub const SERVED: &[&str] = &[
 
 /// The driver's gRPC routes: Domain, Connect, Host and Events.
 pub fn routes(driver: QemuDriver) -> Routes {
-    let connect = connect::ConnectService::new(driver.config().emulator.clone());
+    let connect = connect::ConnectService::new(driver.clone());
     let events = events::EventsService::new(driver.events());
     let host = host::HostService::new(driver.clone());
     Routes::new(DomainServer::new(domain::DomainService::new(driver)))

@@ -458,7 +458,7 @@ impl QemuDriver {
     /// Parse a definition and check it against what its emulator can do,
     /// as libvirt's post-parse validation does: the machine type (aliases
     /// resolved by QEMU's own table) and its vCPU limit.
-    pub(super) async fn parse_checked(&self, xml: &str) -> Result<DomainDef> {
+    pub(crate) async fn parse_checked(&self, xml: &str) -> Result<DomainDef> {
         let named =
             crate::def::emulator_of(xml).unwrap_or_else(|| crate::def::DEFAULT_EMULATOR.to_owned());
         // Malformed XML is reported as such, before any probing.
