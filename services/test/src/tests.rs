@@ -2088,3 +2088,46 @@ async fn network_update_sections() {
         )
     );
 }
+
+#[tokio::test]
+async fn host_cpu_calls() {
+    let d = TestDriver::new();
+    let caps = ok(HostSvc::get_domain_capabilities(
+        &d,
+        req(pb::DomainCapabilitiesRequest::default()),
+    )
+    .await);
+    assert!(
+        caps.xml
+            .starts_with("<domainCapabilities>\n  <domain>test</domain>\n  <arch>i686</arch>\n")
+    );
+    let models = ok(HostSvc::get_cpu_model_names(
+        &d,
+        req(pb::CpuModelNamesRequest {
+            arch: "i686".into(),
+        }),
+    )
+    .await);
+    assert_eq!(models.models.len(), 150);
+    assert_eq!(models.models[0], "486");
+    let base = ok(HostSvc::baseline_cpu(
+        &d,
+        req(pb::BaselineCpuRequest {
+            cpu_xmls: vec![
+                "<cpu><arch>i686</arch><model>pentium3</model><feature name='sse2'/></cpu>".into(),
+            ],
+            ..Default::default()
+        }),
+    )
+    .await);
+    assert_eq!(
+        base.xml,
+        "<cpu mode='custom' match='exact'>\n  <model fallback='forbid'>pentium3</model>\n  <feature policy='require' name='sse2'/>\n</cpu>\n"
+    );
+    assert_eq!(
+        ok(HostSvc::get_free_memory(&d, req(())).await).bytes,
+        3 * 1024 * 1024
+    );
+    let e = err(HostSvc::compare_cpu(&d, req(pb::CompareCpuRequest::default())).await);
+    assert_eq!(e.code, ErrorCode::NoSupport);
+}
