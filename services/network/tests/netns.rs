@@ -1,0 +1,679 @@
+//! The network driver on real plumbing, inside network namespaces these
+//! tests create (`ip netns add vmnet-<pid>-<n>`, deleted on drop): the
+//! driver runs on a thread that entered the namespace (its netlink socket,
+//! the processes it spawns and /proc/sys/net all follow that thread) and
+//! serves on a unix socket; the tests drive it with the generated client
+//! and look at the namespace with `ip -n` and `ip netns exec … nft`.
+//! Nothing here touches the host's links, addresses or ruleset.
+//!
+//! Needs root, iproute2, dnsmasq and nft; without them the tests say why
+//! and pass, unless VIRTMESH_REQUIRE_HOST=1, where that is a failure.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use virtmesh_network::{NetworkConfig, NetworkDriver, dnsmasq, firewall};
+use virtmesh_proto::v1::{
+    self as pb, NetworkEventType, event::Kind, events_client::EventsClient,
+    network_client::NetworkClient, object_ref::Key,
+};
+use virtmesh_rpc::client::{ChannelOptions, channel};
+use virtmesh_rpc::serve::{Listener, serve};
+use virtmesh_rpc::{ErrorCode, ListenAddr, VirtError};
+
+/// Whether this host can run the tests; prints why not, and panics when
+/// the environment demands a capable host.
+fn host_ready() -> bool {
+    let mut missing = Vec::new();
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    });
+    if !root {
+        missing.push("not root (network namespaces need CAP_SYS_ADMIN)".to_owned());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        missing.push("`ip` (iproute2) is not installed".into());
+    }
+    if dnsmasq::binary().is_none() {
+        missing.push("dnsmasq is not installed (scripts/install-host-deps.sh)".into());
+    }
+    if firewall::binary().is_none() {
+        missing.push("nft is not installed (scripts/install-host-deps.sh)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = missing.join("; ");
+    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
+        panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace and a temporary state directory. On drop: kill
+/// every process whose command line names the directory (our dnsmasq,
+/// whatever the test left), then delete the namespace.
+struct Ns {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Ns {
+    fn new() -> Ns {
+        let name = format!(
+            "vmnet-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip netns add");
+        assert!(ok.success(), "ip netns add {name} failed");
+        Ns {
+            name,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self) -> NetworkConfig {
+        NetworkConfig {
+            state_dir: self.dir.path().join("state"),
+            run_dir: self.dir.path().join("run"),
+        }
+    }
+
+    /// `ip -n NS ARGS…` → (success, stdout).
+    fn ip(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run ip");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// `ip netns exec NS CMD…` → stdout.
+    fn exec(&self, cmd: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .expect("run ip netns exec");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ruleset(&self) -> String {
+        self.exec(&["nft", "list", "ruleset"])
+    }
+
+    fn link_exists(&self, name: &str) -> bool {
+        self.ip(&["link", "show", "dev", name]).0
+    }
+
+    fn dnsmasq_pid(&self, net: &str) -> Option<i32> {
+        let paths =
+            dnsmasq::DnsmasqPaths::new(&self.config().state_dir, &self.config().run_dir, net);
+        dnsmasq::read_pid(&paths.pidfile)
+            .ok()
+            .filter(|p| dnsmasq::is_ours(*p, &paths.conf))
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let needle = self.dir.path().to_string_lossy().into_owned();
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(&needle) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+/// A driver served from inside the namespace, on its own thread.
+struct Served {
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    socket: PathBuf,
+}
+
+impl Served {
+    fn start(ns: &Ns, tag: &str) -> Served {
+        let socket = ns.dir.path().join(format!("network-{tag}.sock"));
+        let netns = PathBuf::from("/run/netns").join(&ns.name);
+        let cfg = ns.config();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let sock = socket.clone();
+        let thread = std::thread::spawn(move || {
+            let fail = |e: String| {
+                let _ = ready_tx.send(Err(e));
+            };
+            let f = match std::fs::File::open(&netns) {
+                Ok(f) => f,
+                Err(e) => return fail(format!("open {}: {e}", netns.display())),
+            };
+            if let Err(e) = nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET) {
+                return fail(format!("setns: {e}"));
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("runtime: {e}")),
+            };
+            let fail = |e: String| {
+                let _ = ready_tx.send(Err(e));
+            };
+            rt.block_on(async {
+                let driver = match NetworkDriver::new(cfg).await {
+                    Ok(d) => d,
+                    Err(e) => return fail(format!("driver: {e}")),
+                };
+                let listener = match Listener::bind(&ListenAddr::Unix(sock)).await {
+                    Ok(l) => l,
+                    Err(e) => return fail(format!("bind: {e}")),
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut graceful = stop_rx.clone();
+                let mut hard = stop_rx;
+                // Graceful shutdown waits for open streams (an Events
+                // watch never ends); a test that failed with one open
+                // must not hang, so give up on grace after a moment.
+                tokio::select! {
+                    _ = serve(virtmesh_network::routes(driver), listener, async move {
+                        let _ = graceful.wait_for(|s| *s).await;
+                    }) => {}
+                    _ = async move {
+                        let _ = hard.wait_for(|s| *s).await;
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    } => {}
+                }
+            });
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("driver in {} did not start: {e}", ns.name),
+            Err(e) => panic!("driver in {} did not start: {e}", ns.name),
+        }
+        Served {
+            stop: Some(stop),
+            thread: Some(thread),
+            socket,
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        channel(
+            &ListenAddr::Unix(self.socket.clone()),
+            &ChannelOptions::default(),
+        )
+    }
+
+    fn client(&self) -> NetworkClient<Channel> {
+        NetworkClient::new(self.channel())
+    }
+
+    /// Stop serving, as a killed service would (nothing is torn down).
+    fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn by_name(name: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        key: Some(Key::Name(name.to_owned())),
+    }
+}
+
+fn define_req(xml: &str) -> pb::DefineXmlRequest {
+    pb::DefineXmlRequest {
+        xml: xml.to_owned(),
+        validate: false,
+    }
+}
+
+const NAT: &str = "<network>
+  <name>tnat</name>
+  <forward mode='nat'/>
+  <bridge name='vmbr-nat' stp='off' delay='0'/>
+  <ip address='10.231.1.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='10.231.1.100' end='10.231.1.150'/>
+      <host mac='52:54:00:00:01:01' name='fixed' ip='10.231.1.10'/>
+    </dhcp>
+  </ip>
+</network>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat_network_with_dhcp_starts_and_stops_cleanly() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let mut events = EventsClient::new(served.channel())
+        .watch(pb::WatchRequest {
+            families: vec![pb::EventFamily::Network as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let s = net
+        .define_xml(define_req(NAT))
+        .await
+        .expect("define")
+        .into_inner();
+    assert!(!s.active && s.persistent);
+    let xml = net
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("tnat")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(
+        xml.contains("<mac address='52:54:00:"),
+        "a MAC is generated: {xml}"
+    );
+
+    net.create(by_name("tnat")).await.expect("start");
+    let (_, addr) = ns.ip(&["addr", "show", "dev", "vmbr-nat"]);
+    assert!(
+        addr.contains("inet 10.231.1.1/24"),
+        "bridge address: {addr}"
+    );
+    let (_, link) = ns.ip(&["-d", "link", "show", "dev", "vmbr-nat"]);
+    assert!(
+        link.contains("bridge") && link.contains("UP"),
+        "bridge up: {link}"
+    );
+    let pid = ns.dnsmasq_pid("tnat").expect("dnsmasq runs");
+    let rules = ns.ruleset();
+    assert!(rules.contains("table ip virtmesh_vmbr_nat"), "{rules}");
+    assert!(rules.contains("masquerade to :1024-65535"), "{rules}");
+    assert_eq!(
+        ns.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
+
+    // Starting again is libvirt's error.
+    let e = net.create(by_name("tnat")).await.expect_err("twice");
+    let e = VirtError::from_status(&e);
+    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: network is already active"
+    );
+
+    let info = net
+        .get_info(by_name("tnat"))
+        .await
+        .expect("info")
+        .into_inner();
+    assert!(info.active);
+    assert_eq!(info.bridge, "vmbr-nat");
+
+    // A live DHCP host is added to the hostsfile; dnsmasq reloads in place.
+    net.update(pb::NetworkUpdateRequest {
+        network: Some(by_name("tnat")),
+        command: pb::NetworkUpdateCommand::AddLast as i32,
+        section: pb::NetworkUpdateSection::NetworkSectionIpDhcpHost as i32,
+        parent_index: -1,
+        xml: "<host mac='52:54:00:00:01:02' name='added' ip='10.231.1.11'/>".into(),
+        live: true,
+        config: true,
+    })
+    .await
+    .expect("update");
+    let hosts = std::fs::read_to_string(ns.config().state_dir.join("dnsmasq/tnat.hostsfile"))
+        .expect("hostsfile");
+    assert!(
+        hosts.contains("52:54:00:00:01:02,10.231.1.11,added"),
+        "{hosts}"
+    );
+    assert_eq!(ns.dnsmasq_pid("tnat"), Some(pid), "SIGHUP, not a restart");
+    let leases: Vec<pb::DhcpLease> = net
+        .get_dhcp_leases(pb::DhcpLeasesRequest {
+            network: Some(by_name("tnat")),
+            mac: String::new(),
+        })
+        .await
+        .expect("leases")
+        .into_inner()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("lease stream");
+    assert!(leases.is_empty(), "no guest, no lease: {leases:?}");
+
+    net.destroy(by_name("tnat")).await.expect("destroy");
+    assert!(!ns.link_exists("vmbr-nat"), "bridge removed");
+    assert!(!dnsmasq::is_ours(
+        pid,
+        &ns.config().state_dir.join("dnsmasq/tnat.conf")
+    ));
+    let rules = ns.ruleset();
+    assert!(!rules.contains("virtmesh_"), "our table is gone: {rules}");
+    let e = VirtError::from_status(&net.destroy(by_name("tnat")).await.expect_err("again"));
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: network is not active"
+    );
+
+    net.undefine(by_name("tnat")).await.expect("undefine");
+    let e = VirtError::from_status(&net.lookup(by_name("tnat")).await.expect_err("gone"));
+    assert_eq!(e.code, ErrorCode::NoNetwork);
+    assert_eq!(
+        e.message,
+        "Network not found: no network with matching name 'tnat'"
+    );
+
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event");
+        if let Some(Kind::NetworkLifecycle(l)) = ev.kind {
+            seen.push(l.r#type);
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            NetworkEventType::NetworkEventDefined as i32,
+            NetworkEventType::NetworkEventStarted as i32,
+            NetworkEventType::NetworkEventStopped as i32,
+            NetworkEventType::NetworkEventUndefined as i32,
+        ]
+    );
+    drop(events);
+    served.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_network_rejects_forwarding() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let xml = "<network><name>tiso</name><bridge name='vmbr-iso'/>
+        <ip address='10.231.2.1' prefix='24'><dhcp><range start='10.231.2.10' end='10.231.2.20'/></dhcp></ip>
+        <ip family='ipv6' address='fd00:231:2::1' prefix='64'/></network>";
+    net.define_xml(define_req(xml)).await.expect("define");
+    net.create(by_name("tiso")).await.expect("start");
+    let (_, addr) = ns.ip(&["addr", "show", "dev", "vmbr-iso"]);
+    assert!(addr.contains("inet 10.231.2.1/24"), "{addr}");
+    assert!(addr.contains("inet6 fd00:231:2::1/64"), "{addr}");
+    assert!(ns.dnsmasq_pid("tiso").is_some(), "dnsmasq runs");
+    let conf =
+        std::fs::read_to_string(ns.config().state_dir.join("dnsmasq/tiso.conf")).expect("conf");
+    assert!(conf.contains("dhcp-option=3\nno-resolv\n"), "{conf}");
+    let rules = ns.ruleset();
+    assert!(rules.contains("table ip virtmesh_vmbr_iso"), "{rules}");
+    assert!(rules.contains("table ip6 virtmesh_vmbr_iso"), "{rules}");
+    assert!(
+        rules.contains("oifname \"vmbr-iso\" counter packets 0 bytes 0 reject"),
+        "{rules}"
+    );
+    assert!(!rules.contains("masquerade"), "{rules}");
+    net.destroy(by_name("tiso")).await.expect("destroy");
+    assert!(!ns.link_exists("vmbr-iso"));
+    assert!(!ns.ruleset().contains("virtmesh_"));
+    assert!(ns.dnsmasq_pid("tiso").is_none());
+    served.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_and_open_networks() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let routed = "<network><name>troute</name><forward mode='route'/><bridge name='vmbr-rt'/>
+        <ip address='10.231.3.1' prefix='24'/></network>";
+    net.define_xml(define_req(routed))
+        .await
+        .expect("define routed");
+    net.create(by_name("troute")).await.expect("start routed");
+    let rules = ns.ruleset();
+    assert!(rules.contains("table ip virtmesh_vmbr_rt"), "{rules}");
+    assert!(
+        rules.contains("oifname \"vmbr-rt\" ip daddr 10.231.3.0/24"),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains("masquerade") && !rules.contains("ct state"),
+        "{rules}"
+    );
+    assert_eq!(
+        ns.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
+
+    // Open: a bridge and dnsmasq, but no firewall rules at all.
+    let open = "<network><name>topen</name><forward mode='open'/><bridge name='vmbr-open'/>
+        <ip address='10.231.4.1' prefix='24'/></network>";
+    net.create_xml(define_req(open))
+        .await
+        .expect("create transient open");
+    assert!(ns.link_exists("vmbr-open"));
+    assert!(!ns.ruleset().contains("virtmesh_vmbr_open"));
+    let list: Vec<pb::NetworkSummary> = net
+        .list(pb::ListFilter {
+            transient: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("stream");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, "topen");
+    assert!(list[0].active);
+
+    // A transient network is gone once destroyed.
+    net.destroy(by_name("topen")).await.expect("destroy open");
+    assert!(net.lookup(by_name("topen")).await.is_err());
+    assert!(!ns.link_exists("vmbr-open"));
+    net.destroy(by_name("troute"))
+        .await
+        .expect("destroy routed");
+    assert!(!ns.link_exists("vmbr-rt"));
+    assert!(!ns.ruleset().contains("virtmesh_"));
+    served.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_link_fails_start_and_is_left_alone() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let (ok, _) = ns.ip(&[
+        "link",
+        "add",
+        "vmbr-taken",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vmbr-peer",
+    ]);
+    assert!(ok, "create the squatting veth");
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let xml = "<network><name>tclash</name><forward mode='nat'/><bridge name='vmbr-taken'/>
+        <ip address='10.231.5.1' prefix='24'><dhcp><range start='10.231.5.10' end='10.231.5.20'/></dhcp></ip></network>";
+    net.define_xml(define_req(xml)).await.expect("define");
+    let e = VirtError::from_status(
+        &net.create(by_name("tclash"))
+            .await
+            .expect_err("start must fail"),
+    );
+    assert!(
+        e.message.contains("Unable to create bridge vmbr-taken")
+            && e.message.contains("File exists"),
+        "clear error: {}",
+        e.message
+    );
+    assert!(
+        ns.link_exists("vmbr-taken"),
+        "the link that was there is NOT removed"
+    );
+    assert!(ns.link_exists("vmbr-peer"));
+    assert!(
+        !ns.ruleset().contains("virtmesh_"),
+        "nothing of ours is left"
+    );
+    assert!(ns.dnsmasq_pid("tclash").is_none());
+    let s = net
+        .lookup(by_name("tclash"))
+        .await
+        .expect("lookup")
+        .into_inner();
+    assert!(!s.active);
+    served.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_driver_finds_running_network_and_autostarts() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    net.define_xml(define_req(NAT)).await.expect("define");
+    net.create(by_name("tnat")).await.expect("start");
+    let auto = "<network><name>tauto</name><bridge name='vmbr-auto'/><ip address='10.231.6.1' prefix='24'/></network>";
+    net.define_xml(define_req(auto)).await.expect("define auto");
+    net.set_autostart(pb::SetAutostartRequest {
+        object: Some(by_name("tauto")),
+        autostart: true,
+    })
+    .await
+    .expect("autostart");
+    let pid = ns.dnsmasq_pid("tnat").expect("dnsmasq");
+    let (_, before) = ns.ip(&["-o", "link", "show", "dev", "vmbr-nat"]);
+    drop(net);
+    served.shutdown();
+
+    // The network keeps running while no driver is there.
+    assert!(ns.link_exists("vmbr-nat"));
+    assert_eq!(ns.dnsmasq_pid("tnat"), Some(pid));
+
+    let served = Served::start(&ns, "b");
+    let mut net = served.client();
+    let s = net
+        .lookup(by_name("tnat"))
+        .await
+        .expect("lookup")
+        .into_inner();
+    assert!(s.active, "recovered as active");
+    assert_eq!(ns.dnsmasq_pid("tnat"), Some(pid), "dnsmasq undisturbed");
+    let (_, after) = ns.ip(&["-o", "link", "show", "dev", "vmbr-nat"]);
+    assert_eq!(
+        before.split(':').next(),
+        after.split(':').next(),
+        "same ifindex"
+    );
+    let a = net
+        .lookup(by_name("tauto"))
+        .await
+        .expect("lookup auto")
+        .into_inner();
+    assert!(a.active && a.autostart, "autostarted: {a:?}");
+    assert!(ns.link_exists("vmbr-auto"));
+
+    net.destroy(by_name("tnat")).await.expect("destroy");
+    net.destroy(by_name("tauto")).await.expect("destroy auto");
+    assert!(!ns.link_exists("vmbr-nat") && !ns.link_exists("vmbr-auto"));
+    assert!(!ns.ruleset().contains("virtmesh_"));
+    served.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_mode_uses_an_existing_bridge_without_plumbing() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let (ok, _) = ns.ip(&["link", "add", "vmbr-host", "type", "bridge"]);
+    assert!(ok, "create the host bridge");
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let xml =
+        "<network><name>thost</name><forward mode='bridge'/><bridge name='vmbr-host'/></network>";
+    net.define_xml(define_req(xml)).await.expect("define");
+    let out = net
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("thost")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    assert!(!out.contains("<mac"), "no MAC for a host bridge: {out}");
+    net.create(by_name("thost")).await.expect("start");
+    assert!(ns.dnsmasq_pid("thost").is_none());
+    assert!(!ns.ruleset().contains("virtmesh_"));
+    net.destroy(by_name("thost")).await.expect("destroy");
+    assert!(ns.link_exists("vmbr-host"), "the host's bridge stays");
+    served.shutdown();
+}
