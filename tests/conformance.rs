@@ -48,7 +48,9 @@ impl Case {
 }
 
 fn cases(kind: &str) -> Vec<Case> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance").join(kind);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/conformance")
+        .join(kind);
     let mut out: Vec<Case> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|e| e.ok())
@@ -68,12 +70,13 @@ fn normalise(text: &str, input: &str) -> String {
     if !input.contains("<uuid>") {
         s = replace_first_between(&s, "<uuid>", "</uuid>", "@UUID@");
     }
-    if input.starts_with("<network") && !input.contains("<mac ") {
-        if let Some(start) = s.find("<mac address='") {
-            let from = start + "<mac address='".len();
-            if let Some(len) = s[from..].find('\'') {
-                s.replace_range(from..from + len, "@MAC@");
-            }
+    if input.starts_with("<network")
+        && !input.contains("<mac ")
+        && let Some(start) = s.find("<mac address='")
+    {
+        let from = start + "<mac address='".len();
+        if let Some(len) = s[from..].find('\'') {
+            s.replace_range(from..from + len, "@MAC@");
         }
     }
     s
@@ -108,9 +111,16 @@ impl Tally {
             (Some(expected), _) => {
                 self.valid += 1;
                 match outcome {
-                    Ok(got) if normalise(&got, input) == normalise(&expected, input) => self.valid_pass += 1,
+                    Ok(got) if normalise(&got, input) == normalise(&expected, input) => {
+                        self.valid_pass += 1
+                    }
                     Ok(_) => self.failures.push(format!("{}: output differs", case.name)),
-                    Err(e) => self.failures.push(format!("{}: rejected: {} {}", case.name, e.code.name(), e.message)),
+                    Err(e) => self.failures.push(format!(
+                        "{}: rejected: {} {}",
+                        case.name,
+                        e.code.name(),
+                        e.message
+                    )),
                 }
             }
             (None, Some(error)) => {
@@ -119,7 +129,9 @@ impl Tally {
                 let code = lines.next().unwrap_or_default().trim();
                 let message = lines.next().unwrap_or_default().trim_end();
                 match outcome {
-                    Ok(_) => self.failures.push(format!("{}: accepted, libvirt says {code}", case.name)),
+                    Ok(_) => self
+                        .failures
+                        .push(format!("{}: accepted, libvirt says {code}", case.name)),
                     Err(e) => {
                         if e.code.name() == code {
                             self.invalid_code += 1;
@@ -127,7 +139,11 @@ impl Tally {
                                 self.invalid_exact += 1;
                             }
                         } else {
-                            self.failures.push(format!("{}: {} instead of {code}", case.name, e.code.name()));
+                            self.failures.push(format!(
+                                "{}: {} instead of {code}",
+                                case.name,
+                                e.code.name()
+                            ));
                         }
                     }
                 }
@@ -137,7 +153,13 @@ impl Tally {
     }
 
     fn report(&self, kind: &str, rates: &mut Vec<(String, f64)>) {
-        let pct = |a: usize, b: usize| if b == 0 { 100.0 } else { a as f64 * 100.0 / b as f64 };
+        let pct = |a: usize, b: usize| {
+            if b == 0 {
+                100.0
+            } else {
+                a as f64 * 100.0 / b as f64
+            }
+        };
         println!(
             "conformance {kind:<16} valid {:>3}/{:<3} ({:5.1}%)   invalid: code {:>3}/{:<3} ({:5.1}%), exact message {:>3} ({:5.1}%)",
             self.valid_pass,
@@ -155,7 +177,10 @@ impl Tally {
             }
         }
         rates.push((format!("{kind} valid"), pct(self.valid_pass, self.valid)));
-        rates.push((format!("{kind} invalid (code)"), pct(self.invalid_code, self.invalid)));
+        rates.push((
+            format!("{kind} invalid (code)"),
+            pct(self.invalid_code, self.invalid),
+        ));
     }
 }
 
@@ -187,11 +212,17 @@ fn xml_req(uuid: &str) -> pb::GetXmlDescRequest {
 async fn run_domains(ch: Channel, tally: &mut Tally) {
     let mut c = pb::domain_client::DomainClient::new(ch);
     for case in cases("domain-generic") {
-        let Some(input) = case.read("input.xml") else { continue };
+        let Some(input) = case.read("input.xml") else {
+            continue;
+        };
         let outcome = match c.define_xml(define(&input)).await {
             Ok(d) => {
                 let uuid = d.into_inner().uuid;
-                let xml = c.get_xml_desc(xml_req(&uuid)).await.map(|x| x.into_inner().xml).map_err(status);
+                let xml = c
+                    .get_xml_desc(xml_req(&uuid))
+                    .await
+                    .map(|x| x.into_inner().xml)
+                    .map_err(status);
                 let _ = c
                     .undefine(pb::UndefineRequest {
                         domain: Some(uuid_ref(&uuid)),
@@ -209,11 +240,17 @@ async fn run_domains(ch: Channel, tally: &mut Tally) {
 async fn run_networks(ch: Channel, tally: &mut Tally) {
     let mut c = pb::network_client::NetworkClient::new(ch);
     for case in cases("network") {
-        let Some(input) = case.read("input.xml") else { continue };
+        let Some(input) = case.read("input.xml") else {
+            continue;
+        };
         let outcome = match c.define_xml(define(&input)).await {
             Ok(n) => {
                 let uuid = n.into_inner().uuid;
-                let xml = c.get_xml_desc(xml_req(&uuid)).await.map(|x| x.into_inner().xml).map_err(status);
+                let xml = c
+                    .get_xml_desc(xml_req(&uuid))
+                    .await
+                    .map(|x| x.into_inner().xml)
+                    .map_err(status);
                 let _ = c.undefine(uuid_ref(&uuid)).await;
                 xml
             }
@@ -225,12 +262,21 @@ async fn run_networks(ch: Channel, tally: &mut Tally) {
 
 async fn run_pools(ch: Channel, tally: &mut Tally) {
     let mut c = pb::storage_pool_client::StoragePoolClient::new(ch);
-    for case in cases("storage").into_iter().filter(|c| !c.name.starts_with("vol-") && !c.name.starts_with("inv-vol")) {
-        let Some(input) = case.read("input.xml") else { continue };
+    for case in cases("storage")
+        .into_iter()
+        .filter(|c| !c.name.starts_with("vol-") && !c.name.starts_with("inv-vol"))
+    {
+        let Some(input) = case.read("input.xml") else {
+            continue;
+        };
         let outcome = match c.define_xml(define(&input)).await {
             Ok(p) => {
                 let uuid = p.into_inner().uuid;
-                let xml = c.get_xml_desc(xml_req(&uuid)).await.map(|x| x.into_inner().xml).map_err(status);
+                let xml = c
+                    .get_xml_desc(xml_req(&uuid))
+                    .await
+                    .map(|x| x.into_inner().xml)
+                    .map_err(status);
                 let _ = c.undefine(uuid_ref(&uuid)).await;
                 xml
             }
@@ -246,7 +292,9 @@ async fn run_secrets(ch: Channel, tally: &mut Tally) {
         key: Some(pb::secret_ref::Key::Uuid(u.to_owned())),
     };
     for case in cases("secret") {
-        let Some(input) = case.read("input.xml") else { continue };
+        let Some(input) = case.read("input.xml") else {
+            continue;
+        };
         let mut created = Vec::new();
         for setup in case.setups() {
             if let Ok(s) = c.define_xml(define(&setup)).await {
@@ -257,7 +305,10 @@ async fn run_secrets(ch: Channel, tally: &mut Tally) {
             Ok(s) => {
                 let uuid = s.into_inner().uuid;
                 created.push(uuid.clone());
-                c.get_xml_desc(by_uuid(&uuid)).await.map(|x| x.into_inner().xml).map_err(status)
+                c.get_xml_desc(by_uuid(&uuid))
+                    .await
+                    .map(|x| x.into_inner().xml)
+                    .map_err(status)
             }
             Err(e) => Err(status(e)),
         };
@@ -271,7 +322,9 @@ async fn run_secrets(ch: Channel, tally: &mut Tally) {
 async fn run_nwfilters(ch: Channel, tally: &mut Tally) {
     let mut c = pb::nw_filter_client::NwFilterClient::new(ch);
     for case in cases("nwfilter") {
-        let Some(input) = case.read("input.xml") else { continue };
+        let Some(input) = case.read("input.xml") else {
+            continue;
+        };
         let mut created = Vec::new();
         for setup in case.setups() {
             if let Ok(f) = c.define_xml(define(&setup)).await {
@@ -282,7 +335,10 @@ async fn run_nwfilters(ch: Channel, tally: &mut Tally) {
             Ok(f) => {
                 let uuid = f.into_inner().uuid;
                 created.push(uuid.clone());
-                c.get_xml_desc(uuid_ref(&uuid)).await.map(|x| x.into_inner().xml).map_err(status)
+                c.get_xml_desc(uuid_ref(&uuid))
+                    .await
+                    .map(|x| x.into_inner().xml)
+                    .map_err(status)
             }
             Err(e) => Err(status(e)),
         };
@@ -299,7 +355,9 @@ async fn libvirt_conformance_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = ListenAddr::Unix(dir.path().join("test.sock"));
     let routes = virtmesh_test_driver::routes(virtmesh_test_driver::TestDriver::new());
-    let routes = standard_routes(routes, virtmesh_test_driver::SERVED).await.expect("routes");
+    let routes = standard_routes(routes, virtmesh_test_driver::SERVED)
+        .await
+        .expect("routes");
     let listener = Listener::bind(&addr).await.expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(routes, listener, async {
@@ -327,7 +385,14 @@ async fn libvirt_conformance_corpus() {
     let _ = stop_tx.send(());
     let _ = server.await;
     for (what, floor) in FLOORS {
-        let rate = rates.iter().find(|(w, _)| w == what).map(|(_, r)| *r).unwrap_or(0.0);
-        assert!(rate >= *floor, "{what}: pass rate {rate:.1}% fell below its floor {floor}%");
+        let rate = rates
+            .iter()
+            .find(|(w, _)| w == what)
+            .map(|(_, r)| *r)
+            .unwrap_or(0.0);
+        assert!(
+            rate >= *floor,
+            "{what}: pass rate {rate:.1}% fell below its floor {floor}%"
+        );
     }
 }

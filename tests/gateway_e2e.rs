@@ -24,12 +24,21 @@ fn by_name(name: &str) -> ObjectRef {
 async fn a_dead_service_fails_fast_and_a_restart_restores_it() {
     let mut mesh = Mesh::start();
     let mut domains = client(&mesh);
-    let found = domains.lookup(by_name("test")).await.expect("lookup through the gateway");
-    assert_eq!(found.into_inner().uuid, "6695eb01-f6a4-8304-79aa-97f2502e193f");
+    let found = domains
+        .lookup(by_name("test"))
+        .await
+        .expect("lookup through the gateway");
+    assert_eq!(
+        found.into_inner().uuid,
+        "6695eb01-f6a4-8304-79aa-97f2502e193f"
+    );
 
     mesh.test.kill();
     let started = Instant::now();
-    let status = domains.lookup(by_name("test")).await.expect_err("service is down");
+    let status = domains
+        .lookup(by_name("test"))
+        .await
+        .expect_err("service is down");
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     let err = VirtError::from_status(&status);
@@ -80,7 +89,10 @@ async fn starting_a_running_domain_is_operation_invalid() {
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     let err = VirtError::from_status(&status);
     assert_eq!(err.code, ErrorCode::OperationInvalid);
-    assert_eq!(err.message, "Requested operation is not valid: domain is already running");
+    assert_eq!(
+        err.message,
+        "Requested operation is not valid: domain is already running"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,10 @@ use std::process::Command;
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let bin = grpcurl().expect("grpcurl present");
-    let out = Command::new(bin).args(args).output().expect("running grpcurl");
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .expect("running grpcurl");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -27,7 +30,10 @@ fn grpcurl_lists_describes_and_calls_through_the_gateway() {
     let (ok, services, err) = run(&["-plaintext", gw, "list"]);
     assert!(ok, "{err}");
     for name in virtmesh_proto::SERVICE_NAMES {
-        assert!(services.lines().any(|l| l == *name), "{name} not listed:\n{services}");
+        assert!(
+            services.lines().any(|l| l == *name),
+            "{name} not listed:\n{services}"
+        );
     }
     assert!(services.contains("grpc.health.v1.Health"), "{services}");
 
@@ -56,5 +62,8 @@ fn grpcurl_lists_describes_and_calls_through_the_gateway() {
     assert!(!ok);
     assert!(err.contains("NotFound"), "{err}");
     assert!(err.contains("VIR_ERR_NO_DOMAIN"), "{err}");
-    assert!(err.contains("no domain with matching name 'nosuch'"), "{err}");
+    assert!(
+        err.contains("no domain with matching name 'nosuch'"),
+        "{err}"
+    );
 }

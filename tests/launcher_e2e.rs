@@ -30,8 +30,15 @@ fn up_starts_the_mesh_and_stops_it_on_sigterm() {
             break;
         }
     }
-    assert!(seen.iter().any(|l| l == &format!("gateway: listening on {listen}")), "{seen:?}");
-    assert!(seen.iter().any(|l| l.starts_with("test: listening on ")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l == &format!("gateway: listening on {listen}")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("test: listening on ")),
+        "{seen:?}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_vsh"))
         .args(["--gateway", &listen, "list", "--all"])

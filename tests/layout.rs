@@ -4,7 +4,12 @@
 
 use std::path::Path;
 
-const ALLOWED: &[&str] = &["virtmesh-proto", "virtmesh-conf", "virtmesh-util", "virtmesh-rpc"];
+const ALLOWED: &[&str] = &[
+    "virtmesh-proto",
+    "virtmesh-conf",
+    "virtmesh-util",
+    "virtmesh-rpc",
+];
 
 fn deps_of(manifest: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(manifest).expect("reading manifest");
@@ -45,7 +50,14 @@ fn services_depend_only_on_shared_crates() {
 fn the_rule_catches_a_forbidden_dependency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = dir.path().join("Cargo.toml");
-    std::fs::write(&manifest, "[dependencies]\nvirtmesh-gateway = { path = \"x\" }\n").expect("write");
+    std::fs::write(
+        &manifest,
+        "[dependencies]\nvirtmesh-gateway = { path = \"x\" }\n",
+    )
+    .expect("write");
     let deps = deps_of(&manifest);
-    assert!(deps.iter().any(|d| d.starts_with("virtmesh") && !ALLOWED.contains(&d.as_str())));
+    assert!(
+        deps.iter()
+            .any(|d| d.starts_with("virtmesh") && !ALLOWED.contains(&d.as_str()))
+    );
 }

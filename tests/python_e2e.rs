@@ -37,7 +37,8 @@ fn python_stubs_define_start_and_list() {
         .filter(|p| p.extension().is_some_and(|x| x == "proto"))
         .collect();
     let mut protoc = Command::new(&python);
-    protoc.args(["-m", "grpc_tools.protoc", "-I"])
+    protoc
+        .args(["-m", "grpc_tools.protoc", "-I"])
         .arg(root.join("proto"))
         .arg(format!("--python_out={}", stubs.display()))
         .arg(format!("--grpc_python_out={}", stubs.display()))
@@ -46,7 +47,11 @@ fn python_stubs_define_start_and_list() {
         protoc.env("PYTHONPATH", s);
     }
     let out = protoc.output().expect("running grpc_tools.protoc");
-    assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "protoc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut client = Command::new(&python);
     client

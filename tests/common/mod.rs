@@ -27,13 +27,20 @@ impl Proc {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{bin}: no stdout pipe");
+        };
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         loop {
             line.clear();
-            let n = reader.read_line(&mut line).expect("reading ready line");
-            assert!(n > 0, "{bin} exited before it was ready");
+            if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("{bin} exited before it was ready: {status:?}");
+            }
             if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
                 let addr = addr.to_owned();
                 // Keep draining stdout so the child never blocks on a full pipe.
@@ -70,11 +77,19 @@ pub struct Mesh {
 impl Mesh {
     pub fn start() -> Mesh {
         let dir = tempfile::tempdir().expect("tempdir");
-        let test = Proc::start(env!("CARGO_BIN_EXE_virtmesh-test"), &["--listen", "127.0.0.1:0"]);
+        let test = Proc::start(
+            env!("CARGO_BIN_EXE_virtmesh-test"),
+            &["--listen", "127.0.0.1:0"],
+        );
         let config = write_config(dir.path(), &test.addr);
         let gateway = Proc::start(
             env!("CARGO_BIN_EXE_virtmesh-gateway"),
-            &["--config", config.to_str().expect("utf-8 path"), "--listen", "127.0.0.1:0"],
+            &[
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--listen",
+                "127.0.0.1:0",
+            ],
         );
         Mesh { dir, test, gateway }
     }
@@ -153,7 +168,9 @@ pub fn require(what: &str, present: bool) -> bool {
 
 /// Tools installed by scripts/test.sh live under target/tools.
 pub fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("tools")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("tools")
 }
 
 pub fn grpcurl() -> Option<PathBuf> {

@@ -32,7 +32,9 @@ impl FromStr for ListenAddr {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(ListenAddr::Tcp(addr));
         }
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| InvalidAddr(s.to_owned()))?;
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| InvalidAddr(s.to_owned()))?;
         let port = port.parse().map_err(|_| InvalidAddr(s.to_owned()))?;
         let valid_host = !host.is_empty()
             && host

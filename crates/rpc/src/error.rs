@@ -180,20 +180,22 @@ impl VirtError {
         VirtError::new(
             ErrorCode::NoSupport,
             domain,
-            format!("this function is not supported by the connection driver: {call} is not implemented by the {driver} driver"),
+            format!(
+                "this function is not supported by the connection driver: {call} is not implemented by the {driver} driver"
+            ),
         )
     }
 
     /// The client-side view of a status received from a peer or gateway.
     /// Statuses without our detail (transport errors) map to VIR_ERR_RPC.
     pub fn from_status(status: &tonic::Status) -> Self {
-        if let Some(info) = status.get_details_error_info() {
-            if let (Some(code), Some(domain)) = (
+        if let Some(info) = status.get_details_error_info()
+            && let (Some(code), Some(domain)) = (
                 ErrorCode::from_name(&info.reason),
                 ErrorDomain::from_name(&info.domain),
-            ) {
-                return VirtError::new(code, domain, status.message());
-            }
+            )
+        {
+            return VirtError::new(code, domain, status.message());
         }
         let code = match status.code() {
             Code::Unimplemented => ErrorCode::NoSupport,

@@ -49,7 +49,10 @@ pub async fn standard_routes(routes: Routes, served: &[&str]) -> Result<Routes, 
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    Ok(routes.add_service(health).add_service(v1).add_service(v1alpha))
+    Ok(routes
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha))
 }
 
 /// A bound listener, so that callers learn the real address (port 0 gives
