@@ -1,6 +1,7 @@
 #!/bin/sh
 # Host packages the virtmesh tests need (HOST.md): dnsmasq, nftables and
-# iproute2 for the network driver, and QEMU 10.0.2 from bookworm-backports.
+# iproute2 for the network driver (and busybox, whose udhcpc plays the
+# DHCP client in its tests), and QEMU 10.0.2 from bookworm-backports.
 # bookworm's own qemu-system-x86 (7.2) conflicts with the backports
 # qemu-utils the machines ship, so the suite is added and QEMU installed
 # from it. Idempotent: safe to run on every CI run.
@@ -19,9 +20,10 @@ export DEBIAN_FRONTEND=noninteractive
 # QEMU part below ends the script early when QEMU is already there.
 if ! command -v dnsmasq >/dev/null 2>&1 \
     || ! command -v nft >/dev/null 2>&1 \
-    || ! command -v ip >/dev/null 2>&1; then
+    || ! command -v ip >/dev/null 2>&1 \
+    || ! command -v busybox >/dev/null 2>&1; then
     apt-get update
-    apt-get install -y dnsmasq-base nftables iproute2
+    apt-get install -y dnsmasq-base nftables iproute2 busybox
 fi
 
 if ! grep -qs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/* ; then

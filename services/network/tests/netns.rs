@@ -677,3 +677,96 @@ async fn bridge_mode_uses_an_existing_bridge_without_plumbing() {
     assert!(ns.link_exists("vmbr-host"), "the host's bridge stays");
     served.shutdown();
 }
+
+/// A guest in a namespace of its own, cabled to the network's bridge by a
+/// veth pair, takes a lease from our dnsmasq with busybox's udhcpc; the
+/// lease then shows in GetDHCPLeases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_namespace_gets_a_dhcp_lease() {
+    if !host_ready() {
+        return;
+    }
+    if Command::new("busybox").arg("true").status().is_err() {
+        let why = "busybox (udhcpc) is not installed (scripts/install-host-deps.sh)";
+        if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
+            panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
+        }
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let ns = Ns::new();
+    let guest = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let xml = "<network><name>tlease</name><forward mode='nat'/><bridge name='vmbr-lease' stp='off'/>
+        <ip address='10.231.7.1' prefix='24'><dhcp><range start='10.231.7.100' end='10.231.7.110'/></dhcp></ip></network>";
+    net.define_xml(define_req(xml)).await.expect("define");
+    net.create(by_name("tlease")).await.expect("start");
+    let cable = [
+        vec![
+            "link",
+            "add",
+            "vmg0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vmg1",
+            "netns",
+            &guest.name,
+        ],
+        vec!["link", "set", "vmg0", "master", "vmbr-lease", "up"],
+    ];
+    for args in &cable {
+        assert!(ns.ip(args).0, "ip {args:?}");
+    }
+    assert!(
+        guest
+            .ip(&["link", "set", "vmg1", "address", "52:54:00:00:07:01", "up"])
+            .0
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &guest.name])
+        .args([
+            "busybox", "udhcpc", "-i", "vmg1", "-n", "-q", "-f", "-t", "10", "-T", "1",
+        ])
+        .args(["-x", "hostname:guest1", "-s", "/bin/true"])
+        .output()
+        .expect("run udhcpc");
+    assert!(
+        out.status.success(),
+        "udhcpc got no lease: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // dnsmasq writes its lease file right after the ACK; allow a moment.
+    let mut leases = Vec::new();
+    for _ in 0..50 {
+        leases = net
+            .get_dhcp_leases(pb::DhcpLeasesRequest {
+                network: Some(by_name("tlease")),
+                mac: "52:54:00:00:07:01".into(),
+            })
+            .await
+            .expect("leases")
+            .into_inner()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect("lease stream");
+        if !leases.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(leases.len(), 1, "one lease: {leases:?}");
+    let l = &leases[0];
+    assert_eq!(l.iface, "vmbr-lease");
+    assert_eq!(l.family, "ipv4");
+    assert_eq!(l.prefix, 24);
+    assert_eq!(l.hostname, "guest1");
+    assert!(l.ipaddr.starts_with("10.231.7.1"), "in range: {}", l.ipaddr);
+    assert!(l.expiry_time > 0);
+    net.destroy(by_name("tlease")).await.expect("destroy");
+    assert!(!ns.link_exists("vmbr-lease"));
+    served.shutdown();
+}
