@@ -239,12 +239,41 @@ mod tests {
             return;
         };
         let (mut xml_total, mut xml_ok, mut argv_total, mut argv_ok) = (0, 0, 0, 0);
+        let (mut err_total, mut err_ok) = (0, 0);
         for e in entries.filter_map(Result::ok) {
             let dir = e.path();
             let Ok(input) = std::fs::read_to_string(dir.join("input.xml")) else {
                 continue;
             };
             let def = DomainDef::parse(&input);
+            // Rejected at define: same libvirt error name and message.
+            if let (Err(e), Ok(text), false) = (
+                &def,
+                std::fs::read_to_string(dir.join("error.txt")),
+                dir.join("output.xml").exists(),
+            ) {
+                let (code, message) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+                let ours = crate::error::conf(e.clone());
+                err_total += 1;
+                if ours.code.name() == code.trim() && ours.message == message.trim_end() {
+                    err_ok += 1;
+                } else if std::env::var("CORPUS_DIFF").is_ok() {
+                    println!(
+                        "ERR {}: ours {} {:?} libvirt {code} {message:?}",
+                        dir.display(),
+                        ours.code.name(),
+                        ours.message
+                    );
+                }
+            } else if def.is_ok()
+                && !dir.join("output.xml").exists()
+                && std::env::var("CORPUS_DIFF").is_ok()
+            {
+                println!("ERR {}: accepted, libvirt rejects", dir.display());
+            }
+            if !dir.join("output.xml").exists() && dir.join("error.txt").exists() {
+                err_total += usize::from(def.is_ok());
+            }
             if let Ok(out) = std::fs::read_to_string(dir.join("output.xml")) {
                 xml_total += 1;
                 if def.as_ref().is_ok_and(|d| d.to_xml(None) == out) {
@@ -290,7 +319,7 @@ mod tests {
             }
         }
         println!(
-            "domain-qemu corpus: output.xml {xml_ok}/{xml_total}, qemu.argv {argv_ok}/{argv_total}"
+            "domain-qemu corpus: output.xml {xml_ok}/{xml_total}, qemu.argv {argv_ok}/{argv_total}, define errors {err_ok}/{err_total}"
         );
     }
 

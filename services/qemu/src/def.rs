@@ -174,6 +174,26 @@ impl DomainDef {
         normalize_memory(&mut root)?;
         normalize_vcpu(&mut root)?;
         normalize_os(&mut root, machine)?;
+        if root
+            .child("memtune")
+            .is_some_and(|m| m.child("min_guarantee").is_some())
+        {
+            return Err(ConfError::unsupported(
+                "Parameter 'min_guarantee' not supported by QEMU.",
+            ));
+        }
+        let bios_serial = root
+            .child("os")
+            .and_then(|o| o.child("bios"))
+            .is_some_and(|b| b.attr("useserial") == Some("yes"));
+        let has_serial = root
+            .child("devices")
+            .is_some_and(|d| d.children_named("serial").next().is_some());
+        if bios_serial && !has_serial {
+            return Err(ConfError::xml(
+                "need at least one serial port to use BIOS serial output",
+            ));
+        }
         normalize_cpu(root.child_or_insert("cpu"));
         for sec in root.elements_mut().filter(|e| e.name == "seclabel") {
             normalize_seclabel(sec);
@@ -194,6 +214,11 @@ impl DomainDef {
             if name != "on_crash" && el.text().trim() == "preserve" {
                 return Err(ConfError::unsupported(
                     "qemu driver doesn't support the 'preserve' action for 'on_reboot'/'on_poweroff'",
+                ));
+            }
+            if el.text().trim() == "rename-restart" {
+                return Err(ConfError::unsupported(
+                    "qemu driver doesn't support the 'rename-restart' action for 'on_reboot'/'on_poweroff'/'on_crash'",
                 ));
             }
         }
