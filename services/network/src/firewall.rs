@@ -36,25 +36,38 @@ pub fn table_name(bridge: &str) -> String {
     format!("virtmesh_{clean}")
 }
 
+/// A protocol and destination port.
+type Port = (&'static str, u16);
+
 /// The rules of one family's table, or `None` when this mode adds none
-/// in that family (open and bridge modes, or no address of the family).
+/// in that family. As libvirt does, a network with a bridge of its own
+/// always gets the IPv4 rules (a guest must not route around an IPv6-only
+/// network through it) and gets IPv6 rules when it has an IPv6 address.
 pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
     let bridge = def.bridge.as_deref()?;
-    if matches!(
-        def.mode,
-        ForwardMode::Open | ForwardMode::Bridge | ForwardMode::Other(_)
-    ) {
+    if !def.mode.has_own_bridge() || def.mode == ForwardMode::Open {
         return None;
     }
     let ips: Vec<&IpDef> = def.ips.iter().filter(|i| i.is_v6() == v6).collect();
-    if ips.is_empty() {
+    if v6 && ips.is_empty() {
         return None;
     }
-    let (family, ipk, dns_in, dhcp_in, dhcp_out) = if v6 {
-        ("ip6", "ip6", 53, 547, 546)
+    let (family, ipk) = if v6 { ("ip6", "ip6") } else { ("ip", "ip") };
+    // libvirt's DNS/DHCP holes, in its order (LIBVIRT_INP / LIBVIRT_OUT).
+    let (input, output): (&[Port], &[Port]) = if v6 {
+        (
+            &[("udp", 547), ("udp", 53), ("tcp", 53)],
+            &[("udp", 546), ("udp", 53), ("tcp", 53)],
+        )
     } else {
-        ("ip", "ip", 53, 67, 68)
+        (
+            &[("udp", 53), ("tcp", 53), ("udp", 67), ("tcp", 67)],
+            &[("udp", 53), ("tcp", 53), ("udp", 68), ("tcp", 68)],
+        )
     };
+    // TFTP (IPv4 only) comes first when an address serves it.
+    let tftp = !v6 && ips.iter().any(|i| i.tftp_root.is_some());
+    let tftp_rule: &[Port] = if tftp { &[("udp", 69)] } else { &[] };
     let table = Table {
         family: family.to_owned(),
         name: table_name(bridge),
@@ -68,22 +81,16 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
     let in_dev = def
         .forward_dev
         .as_ref()
-        .map(|d| format!(" iifname \"{d}\""))
+        .map(|d| format!("iifname \"{d}\" "))
         .unwrap_or_default();
     let mut r = String::new();
     // `write!` into a String cannot fail.
     let _ = writeln!(r, "table {family} {} {{", table.name);
-    // Input/output: guests reach dnsmasq on the bridge (LIBVIRT_INP/OUT).
     let _ = writeln!(
         r,
         "  chain input {{\n    type filter hook input priority filter; policy accept;"
     );
-    for (proto, port) in [
-        ("udp", dns_in),
-        ("tcp", dns_in),
-        ("udp", dhcp_in),
-        ("tcp", dhcp_in),
-    ] {
+    for (proto, port) in tftp_rule.iter().chain(input) {
         let _ = writeln!(r, "    iifname {br} {proto} dport {port} counter accept");
     }
     let _ = writeln!(r, "  }}");
@@ -91,12 +98,7 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
         r,
         "  chain output {{\n    type filter hook output priority filter; policy accept;"
     );
-    for (proto, port) in [
-        ("udp", dns_in),
-        ("tcp", dns_in),
-        ("udp", dhcp_out),
-        ("tcp", dhcp_out),
-    ] {
+    for (proto, port) in tftp_rule.iter().chain(output) {
         let _ = writeln!(r, "    oifname {br} {proto} dport {port} counter accept");
     }
     let _ = writeln!(r, "  }}");
@@ -106,27 +108,25 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
         "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
     );
     let _ = writeln!(r, "    iifname {br} oifname {br} counter accept");
+    // IPv6 is NATed only with <nat ipv6='yes'>; otherwise it is routed.
     let nat_v = def.mode == ForwardMode::Nat && (!v6 || def.nat_ipv6);
-    for ip in &ips {
-        let net = ip.cidr();
-        match def.mode {
-            ForwardMode::Nat if nat_v => {
-                let _ = writeln!(
-                    r,
-                    "   {in_dev} oifname {br} {ipk} daddr {net} ct state related,established counter accept"
-                );
-            }
-            ForwardMode::Nat | ForwardMode::Route => {
-                let _ = writeln!(
-                    r,
-                    "   {in_dev} oifname {br} {ipk} daddr {net} counter accept"
-                );
-            }
-            _ => {}
+    let forwards = matches!(def.mode, ForwardMode::Nat | ForwardMode::Route);
+    if forwards {
+        for ip in &ips {
+            let net = ip.cidr();
+            let ct = if nat_v {
+                " ct state related,established"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                r,
+                "    {in_dev}oifname {br} {ipk} daddr {net}{ct} counter accept"
+            );
         }
     }
     let _ = writeln!(r, "    oifname {br} counter reject");
-    if matches!(def.mode, ForwardMode::Nat | ForwardMode::Route) {
+    if forwards {
         for ip in &ips {
             let _ = writeln!(
                 r,
@@ -137,7 +137,7 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
     }
     let _ = writeln!(r, "    iifname {br} counter reject");
     let _ = writeln!(r, "  }}");
-    if nat_v {
+    if nat_v && !ips.is_empty() {
         let _ = writeln!(
             r,
             "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
@@ -145,6 +145,7 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
         let (lo, hi) = def.nat_ports;
         for ip in &ips {
             let net = ip.cidr();
+            // Multicast and broadcast stay untranslated.
             if v6 {
                 let _ = writeln!(r, "    ip6 saddr {net} ip6 daddr ff02::/16 counter return");
             } else {
@@ -154,17 +155,12 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
                     "    ip saddr {net} ip daddr 255.255.255.255 counter return"
                 );
             }
-            let to = match def.nat_addr.filter(|_| !v6) {
-                Some((a, b)) if a == b => format!("snat to {a}"),
-                Some((a, b)) => format!("snat to {a}-{b}"),
-                None => "masquerade".to_owned(),
+            let (to, ports) = match def.nat_addr.filter(|_| !v6) {
+                Some((a, b)) if a == b => (format!("snat to {a}"), format!(":{lo}-{hi}")),
+                Some((a, b)) => (format!("snat to {a}-{b}"), format!(":{lo}-{hi}")),
+                None => ("masquerade".to_owned(), format!(" to :{lo}-{hi}")),
             };
             for proto in ["tcp", "udp"] {
-                let ports = if to == "masquerade" {
-                    format!(" to :{lo}-{hi}")
-                } else {
-                    format!(":{lo}-{hi}")
-                };
                 let _ = writeln!(
                     r,
                     "    meta l4proto {proto} {ipk} saddr {net} {ipk} daddr != {net}{out_dev} counter {to}{ports}"
@@ -179,6 +175,22 @@ pub fn ruleset(def: &NetDef, v6: bool) -> Option<(Table, String)> {
     }
     let _ = writeln!(r, "}}");
     Some((table, r))
+}
+
+/// The rule lines of a generated table (no table/chain/type lines).
+pub fn rule_lines(rules: &str) -> Vec<String> {
+    rules
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && *l != "}"
+                && !l.starts_with("table ")
+                && !l.starts_with("chain ")
+                && !l.starts_with("type ")
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use virtmesh_network::def::{NetDef, fill_defaults};
 use virtmesh_network::dnsmasq::{self, DnsmasqPaths};
 use virtmesh_network::error::conf as conf_error;
+use virtmesh_network::firewall;
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/network");
@@ -165,4 +166,68 @@ fn defined_xml_and_errors_match_libvirt() {
     }
     let rate = report("network XML conformance", pass, total, &failures);
     assert!(rate >= 0.9, "network XML conformance below 90%");
+}
+
+/// The firewall rules against the corpus' nft.diff. libvirt ran with its
+/// iptables backend there (chains LIBVIRT_* in the shared filter/nat
+/// tables); we load nftables tables of our own, but each rule's text is
+/// the same: per family, the multiset of rule lines must be equal.
+/// iptables-only leftovers are not rules of ours: the mangle CHECKSUM
+/// fix-up (libvirt's nftables backend drops it too). iptables-nft prints
+/// an IPv6 masquerade without its target ("… counter"), so such a line
+/// matches ours by prefix.
+#[test]
+fn firewall_rules_match_libvirt() {
+    let (mut pass, mut total, mut failures) = (0, 0, Vec::new());
+    for case in cases() {
+        let Some(diff) = read(&case.join("nft.diff")) else {
+            continue;
+        };
+        total += 1;
+        let name = case
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let input = read(&case.join("input.xml")).unwrap_or_default();
+        let Ok(def) = define(&input) else {
+            failures.push(format!("{name}: define failed"));
+            continue;
+        };
+        let mut ok = true;
+        for (v6, family) in [(false, "ip"), (true, "ip6")] {
+            let want: Vec<String> = diff
+                .lines()
+                .filter_map(|l| l.strip_prefix("+ "))
+                .filter(|l| l.split(' ').next() == Some(family))
+                .filter(|l| !l.contains(" mangle "))
+                .filter_map(|l| l.split_once(": ").map(|(_, r)| r.to_owned()))
+                .collect();
+            let mut got: Vec<String> = firewall::ruleset(&def, v6)
+                .map(|(_, r)| firewall::rule_lines(&r))
+                .unwrap_or_default();
+            let mut missing = Vec::new();
+            for w in &want {
+                let pos = got.iter().position(|g| {
+                    g == w || (w.ends_with(" counter") && g.starts_with(&format!("{w} ")))
+                });
+                match pos {
+                    Some(i) => {
+                        got.remove(i);
+                    }
+                    None => missing.push(w.clone()),
+                }
+            }
+            if !missing.is_empty() || !got.is_empty() {
+                ok = false;
+                failures.push(format!(
+                    "{name} {family}: missing {missing:?}, extra {got:?}"
+                ));
+            }
+        }
+        if ok {
+            pass += 1;
+        }
+    }
+    let rate = report("firewall rule conformance", pass, total, &failures);
+    assert!(rate >= 0.9, "firewall rule conformance below 90%");
 }
