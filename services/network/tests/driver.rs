@@ -167,10 +167,8 @@ async fn define_lookup_list_undefine_persist() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].uuid, UUID);
     assert!(!all[0].autostart && !all[0].active);
-    assert_eq!(d.xml_desc(name("a").as_ref(), true).expect("xml"), {
-        let x = std::fs::read_to_string(dir.path().join("state/a.xml")).expect("file");
-        x
-    });
+    let stored = std::fs::read_to_string(dir.path().join("state/a.xml")).expect("file");
+    assert_eq!(d.xml_desc(name("a").as_ref(), true).expect("xml"), stored);
 }
 
 #[tokio::test]
