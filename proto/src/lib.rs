@@ -8,7 +8,8 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of every virtmesh proto, for reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/virtmesh_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/virtmesh_descriptor.bin"));
 
 /// Fully qualified names of the public services, in the order the gateway
 /// lists them.
