@@ -498,7 +498,7 @@ impl NetworkDriver {
         let _job = self.inner.job.lock().await;
         let net = self.find(r)?;
         if net.config.is_none() {
-            return Err(err::invalid_op("network is not persistent"));
+            return Err(err::invalid_op("can't undefine transient network"));
         }
         status::remove_file(&self.inner.store.config(&net.name)).map_err(state_err)?;
         self.inner
@@ -522,6 +522,14 @@ impl NetworkDriver {
             }
         } else {
             self.remove_net(&net.uuid);
+            // Gone for good: its dnsmasq files and leases go too, as
+            // libvirt's networkRemoveInactive removes them.
+            let p = self.paths(&net.name);
+            for f in [&p.conf, &p.hostsfile, &p.addnhosts, &p.leases] {
+                if let Err(e) = status::remove_file(f) {
+                    tracing::warn!("network {}: {e}", net.name);
+                }
+            }
         }
         self.inner
             .events
@@ -776,11 +784,11 @@ impl NetworkDriver {
                     "network {}: bridge gone while the service was down",
                     st.name
                 );
+                // Remove whatever else of it remains (dnsmasq, tables); a
+                // persistent network is simply inactive now, a transient
+                // one is gone.
                 self.undo(&st).await;
                 let _ = status::remove_file(&path);
-                if !st.persistent {
-                    continue;
-                }
                 continue;
             }
             let mut st = st;

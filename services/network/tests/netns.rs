@@ -770,3 +770,76 @@ async fn guest_namespace_gets_a_dhcp_lease() {
     assert!(!ns.link_exists("vmbr-lease"));
     served.shutdown();
 }
+
+/// A network whose bridge vanished while no driver ran is found stopped
+/// by the next driver, which removes the rest of it (dnsmasq, our table)
+/// and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_driver_cleans_up_a_network_whose_bridge_vanished() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    net.define_xml(define_req(NAT)).await.expect("define");
+    net.create(by_name("tnat")).await.expect("start");
+    let pid = ns.dnsmasq_pid("tnat").expect("dnsmasq");
+    drop(net);
+    served.shutdown();
+
+    assert!(
+        ns.ip(&["link", "del", "vmbr-nat"]).0,
+        "someone removes the bridge"
+    );
+    let served = Served::start(&ns, "b");
+    let mut net = served.client();
+    let s = net
+        .lookup(by_name("tnat"))
+        .await
+        .expect("lookup")
+        .into_inner();
+    assert!(!s.active && s.persistent, "found stopped: {s:?}");
+    let conf = ns.config().state_dir.join("dnsmasq/tnat.conf");
+    assert!(!dnsmasq::is_ours(pid, &conf), "its dnsmasq is stopped");
+    assert!(!ns.ruleset().contains("virtmesh_"), "its table is removed");
+    // And it starts again normally.
+    net.create(by_name("tnat")).await.expect("start again");
+    assert!(ns.link_exists("vmbr-nat"));
+    net.destroy(by_name("tnat")).await.expect("destroy");
+    served.shutdown();
+}
+
+/// A start that fails midway (here: a table of our name exists already,
+/// made by someone else) undoes what it did (the bridge) and leaves the
+/// other party's table alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_midway_undoes_only_its_own_work() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    ns.exec(&["nft", "add", "table", "ip", "virtmesh_vmbr_mid"]);
+    assert!(ns.ruleset().contains("table ip virtmesh_vmbr_mid"));
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let xml = "<network><name>tmid</name><forward mode='nat'/><bridge name='vmbr-mid'/>
+        <ip address='10.231.8.1' prefix='24'><dhcp><range start='10.231.8.10' end='10.231.8.20'/></dhcp></ip></network>";
+    net.define_xml(define_req(xml)).await.expect("define");
+    let e = VirtError::from_status(&net.create(by_name("tmid")).await.expect_err("must fail"));
+    assert!(e.message.contains("already exists"), "{}", e.message);
+    assert!(!ns.link_exists("vmbr-mid"), "our bridge is undone");
+    assert!(ns.dnsmasq_pid("tmid").is_none());
+    assert!(
+        ns.ruleset().contains("table ip virtmesh_vmbr_mid"),
+        "the table we did not create stays"
+    );
+    assert!(
+        !net.lookup(by_name("tmid"))
+            .await
+            .expect("lookup")
+            .into_inner()
+            .active
+    );
+    served.shutdown();
+}
