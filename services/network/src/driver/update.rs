@@ -1,0 +1,117 @@
+//! virNetworkUpdate and the DHCP leases of an active network.
+
+use super::*;
+
+impl NetworkDriver {
+    pub async fn dhcp_leases(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        mac: Option<&str>,
+    ) -> Result<Vec<pb::DhcpLease>> {
+        let net = self.find(r)?;
+        let Some(live) = net.live else {
+            return Err(err::not_active());
+        };
+        let path = self.paths(&net.name).leases;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(err::system(format!(
+                    "cannot read leases file '{}': {e}",
+                    path.display()
+                )));
+            }
+        };
+        Ok(leases::parse(&text, &live.def, mac))
+    }
+
+    /// virNetworkUpdate for the DHCP sections.
+    pub async fn update(&self, req: &pb::NetworkUpdateRequest) -> Result<()> {
+        use pb::{NetworkUpdateCommand as C, NetworkUpdateSection as S};
+        let _job = self.inner.job.lock().await;
+        let net = self.find(req.network.as_ref())?;
+        let section = S::try_from(req.section).unwrap_or(S::NetworkSectionNone);
+        let command = C::try_from(req.command).unwrap_or(C::None);
+        if !matches!(
+            section,
+            S::NetworkSectionIpDhcpHost | S::NetworkSectionIpDhcpRange
+        ) {
+            return Err(err::net(
+                virtmesh_rpc::ErrorCode::NoSupport,
+                format!(
+                    "this function is not supported by the connection driver: can't update '{}' section of network '{}'",
+                    section.as_str_name(),
+                    net.name
+                ),
+            ));
+        }
+        // Neither flag: the live definition when active, else the config.
+        let (live, config) = match (req.live, req.config) {
+            (false, false) => (net.live.is_some(), net.live.is_none()),
+            (l, c) => (l, c),
+        };
+        if live && net.live.is_none() {
+            return Err(err::not_active());
+        }
+        if config && net.config.is_none() {
+            return Err(err::invalid_op(
+                "cannot change persistent config of a transient network",
+            ));
+        }
+        let item = virtmesh_conf::xml::parse(&req.xml).map_err(|e| err::conf(e.into()))?;
+        let apply = |def: &NetDef| -> Result<NetDef> {
+            let root = crate::update::apply(
+                def.def.element(),
+                &def.name,
+                section,
+                command,
+                req.parent_index,
+                &item,
+            )?;
+            Ok(NetDef::from_def(
+                NetworkDef::from_element(root).map_err(err::conf)?,
+            ))
+        };
+        let new_config = match (&net.config, config) {
+            (Some(c), true) => Some(apply(c)?),
+            _ => None,
+        };
+        let new_live = match (&net.live, live) {
+            (Some(l), true) => Some(apply(&l.def)?),
+            _ => None,
+        };
+        if let Some(def) = &new_live
+            && let Some(l) = &net.live
+        {
+            let mut st = l.status.clone();
+            st.xml = def.to_xml();
+            if def.needs_dnsmasq() && st.dnsmasq_pid.is_some() {
+                let paths = self.paths(&def.name);
+                self.write_dnsmasq_files(def, &paths)?;
+                let pid = st.dnsmasq_pid.unwrap_or_default();
+                if section == S::NetworkSectionIpDhcpHost && dnsmasq::is_ours(pid, &paths.conf) {
+                    // New static hosts: dnsmasq re-reads the hostsfile on SIGHUP.
+                    dnsmasq::reload(pid)
+                        .map_err(|e| err::system(format!("cannot signal dnsmasq {pid}: {e}")))?;
+                } else {
+                    // A changed range is in the conf file: restart dnsmasq.
+                    dnsmasq::stop(pid, &paths.conf).await;
+                    let pid = dnsmasq::start(&paths).await.map_err(err::system)?;
+                    st.dnsmasq_pid = Some(pid);
+                }
+            }
+            self.save_live(&st)?;
+            let def = def.clone();
+            self.with_net(&net.uuid, |n| n.live = Some(Live { def, status: st }));
+        }
+        if let Some(def) = new_config {
+            self.inner
+                .store
+                .save_config(&def.name, &def.to_xml())
+                .map_err(state_err)?;
+            self.with_net(&net.uuid, |n| n.config = Some(def));
+        }
+        Ok(())
+    }
+}
