@@ -1,6 +1,7 @@
-//! virNetworkUpdate on the element tree, for `<ip><dhcp><host>` and
-//! `<ip><dhcp><range>`: add first/last, delete, modify, with libvirt's
-//! messages when an entry is missing or already there.
+//! virNetworkUpdate on the element tree, for `<ip><dhcp><host>`,
+//! `<ip><dhcp><range>` and `<dns>`'s `<host>`, `<txt>` and `<srv>`: add
+//! first/last, delete, modify (DHCP hosts only, as in libvirt), with
+//! libvirt's messages when an entry is missing or already there.
 
 use crate::error::{self as err, Result};
 use std::net::IpAddr;
@@ -43,7 +44,121 @@ fn range_equal(a: &Element, b: &Element) -> bool {
     a.attr("start") == b.attr("start") && a.attr("end") == b.attr("end")
 }
 
+/// Apply one update to a network's element tree.
 pub fn apply(
+    root: &Element,
+    name: &str,
+    section: S,
+    command: C,
+    parent_index: i32,
+    item: &Element,
+) -> Result<Element> {
+    match section {
+        S::NetworkSectionDnsHost | S::NetworkSectionDnsTxt | S::NetworkSectionDnsSrv => {
+            apply_dns(root, name, section, command, item)
+        }
+        _ => apply_dhcp(root, name, section, command, parent_index, item),
+    }
+}
+
+fn wrong_element(tag: &str, name: &str, item: &Element) -> crate::error::Result<()> {
+    if item.name == tag {
+        return Ok(());
+    }
+    Err(err::net(
+        virtmesh_rpc::ErrorCode::XmlError,
+        format!(
+            "XML error: can't update '{tag}' section of network '{name}' - unrecognized element <{}>",
+            item.name
+        ),
+    ))
+}
+
+/// Insert `item` first or last among the children named like it.
+fn insert(container: &mut Element, item: &Element, first: bool) {
+    let tag = item.name.as_str();
+    let node = Node::Element(item.clone());
+    let same = |n: &Node| matches!(n, Node::Element(e) if e.name == tag);
+    let at = if first {
+        container.children.iter().position(same)
+    } else {
+        container.children.iter().rposition(same).map(|i| i + 1)
+    };
+    let at = at.unwrap_or(container.children.len());
+    container.children.insert(at, node);
+}
+
+fn hostnames(e: &Element) -> Vec<String> {
+    e.children_named("hostname")
+        .map(|h| h.text().trim().to_owned())
+        .collect()
+}
+
+fn apply_dns(
+    root: &Element,
+    name: &str,
+    section: S,
+    command: C,
+    item: &Element,
+) -> Result<Element> {
+    let (tag, what) = match section {
+        S::NetworkSectionDnsHost => ("host", "DNS HOST"),
+        S::NetworkSectionDnsTxt => ("txt", "DNS TXT"),
+        _ => ("srv", "DNS SRV"),
+    };
+    wrong_element(tag, name, item)?;
+    let mut root = root.clone();
+    let dns = root.child_or_insert("dns");
+    dns.children.retain(|n| matches!(n, Node::Element(_)));
+    // What identifies a record: a host by its address or any of its
+    // names, a TXT record by name, an SRV record by all its fields.
+    let overlaps = |e: &Element| {
+        e.name == tag
+            && match tag {
+                "host" => {
+                    e.attr("ip") == item.attr("ip")
+                        || hostnames(e).iter().any(|h| hostnames(item).contains(h))
+                }
+                "txt" => e.attr("name") == item.attr("name"),
+                _ => e.attrs == item.attrs,
+            }
+    };
+    let found = dns
+        .children
+        .iter()
+        .position(|n| matches!(n, Node::Element(e) if overlaps(e)));
+    match command {
+        C::AddFirst | C::AddLast => {
+            if found.is_some() {
+                return Err(err::invalid_op(&format!(
+                    "there is already at least one {what} record with a matching field in network {name}"
+                )));
+            }
+            insert(dns, item, command == C::AddFirst);
+        }
+        C::Delete => {
+            let Some(i) = found else {
+                return Err(err::invalid_op(&format!(
+                    "couldn't locate a matching {what} record in network {name}"
+                )));
+            };
+            dns.children.remove(i);
+        }
+        C::Modify => {
+            return Err(err::unsupported(format!(
+                "{what} records cannot be modified, only added or deleted"
+            )));
+        }
+        C::None => return Err(err::invalid_arg("unrecognized network update command")),
+    }
+    if dns.children.is_empty() && dns.attrs.is_empty() {
+        root.children
+            .retain(|n| !matches!(n, Node::Element(e) if e.name == "dns"));
+    }
+    Ok(root)
+}
+
+fn apply_dhcp(
     root: &Element,
     name: &str,
     section: S,
@@ -56,15 +171,7 @@ pub fn apply(
         S::NetworkSectionIpDhcpRange => ("range", "dhcp range"),
         _ => return Err(err::internal("unsupported section")),
     };
-    if item.name != tag {
-        return Err(err::net(
-            virtmesh_rpc::ErrorCode::XmlError,
-            format!(
-                "XML error: can't update '{tag}' section of network '{name}' - unrecognized element <{}>",
-                item.name
-            ),
-        ));
-    }
+    wrong_element(tag, name, item)?;
     let mut root = root.clone();
     let addr = item_addr(item);
     // The <ip> element: by index, or the first of the item's family.
@@ -219,6 +326,35 @@ mod tests {
         let r = apply(&r, "u", S::NetworkSectionIpDhcpHost, C::Delete, -1, &m).expect("delete");
         let xml = NetworkDef::from_element(r).expect("canon").to_xml();
         assert!(!xml.contains("<host"), "{xml}");
+    }
+
+    #[test]
+    fn dns_host_txt_srv() {
+        let def = NetworkDef::parse(NET).expect("net");
+        let h = host("<host ip='10.2.0.7'><hostname>db</hostname></host>");
+        let r = apply(
+            def.element(),
+            "u",
+            S::NetworkSectionDnsHost,
+            C::AddLast,
+            -1,
+            &h,
+        )
+        .expect("add host");
+        let t = host("<txt name='k' value='v'/>");
+        let r = apply(&r, "u", S::NetworkSectionDnsTxt, C::AddFirst, -1, &t).expect("txt");
+        assert!(apply(&r, "u", S::NetworkSectionDnsTxt, C::AddLast, -1, &t).is_err());
+        let typed =
+            crate::def::NetDef::from_def(NetworkDef::from_element(r.clone()).expect("canon"));
+        assert_eq!(
+            typed.dns.hosts,
+            vec![("10.2.0.7".to_owned(), vec!["db".to_owned()])]
+        );
+        assert_eq!(typed.dns.txts, vec![("k".to_owned(), "v".to_owned())]);
+        let r = apply(&r, "u", S::NetworkSectionDnsHost, C::Delete, -1, &h).expect("del host");
+        let r = apply(&r, "u", S::NetworkSectionDnsTxt, C::Delete, -1, &t).expect("del txt");
+        let xml = NetworkDef::from_element(r).expect("canon").to_xml();
+        assert!(!xml.contains("<dns"), "{xml}");
     }
 
     #[test]

@@ -380,6 +380,42 @@ async fn nat_network_with_dhcp_starts_and_stops_cleanly() {
         "{hosts}"
     );
     assert_eq!(ns.dnsmasq_pid("tnat"), Some(pid), "SIGHUP, not a restart");
+
+    // A live DNS host goes to addnhosts, also re-read on SIGHUP (that
+    // dnsmasq answers DNS is checked from a guest in the lease test).
+    net.update(pb::NetworkUpdateRequest {
+        network: Some(by_name("tnat")),
+        command: pb::NetworkUpdateCommand::AddLast as i32,
+        section: pb::NetworkUpdateSection::NetworkSectionDnsHost as i32,
+        parent_index: -1,
+        xml: "<host ip='10.231.1.7'><hostname>dbhost</hostname></host>".into(),
+        live: true,
+        config: false,
+    })
+    .await
+    .expect("dns update");
+    let addn = std::fs::read_to_string(ns.config().state_dir.join("dnsmasq/tnat.addnhosts"))
+        .expect("addnhosts");
+    assert_eq!(addn, "10.231.1.7\tdbhost\t\n");
+    assert_eq!(ns.dnsmasq_pid("tnat"), Some(pid), "SIGHUP, not a restart");
+    let config_xml = net
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("tnat")),
+            inactive: true,
+            ..Default::default()
+        })
+        .await
+        .expect("inactive xml")
+        .into_inner()
+        .xml;
+    assert!(
+        config_xml.contains("name='added'"),
+        "config got the DHCP host"
+    );
+    assert!(
+        !config_xml.contains("dbhost"),
+        "live-only DNS host: {config_xml}"
+    );
     let leases: Vec<pb::DhcpLease> = net
         .get_dhcp_leases(pb::DhcpLeasesRequest {
             network: Some(by_name("tnat")),
@@ -682,7 +718,7 @@ async fn bridge_mode_uses_an_existing_bridge_without_plumbing() {
 /// veth pair, takes a lease from our dnsmasq with busybox's udhcpc; the
 /// lease then shows in GetDHCPLeases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guest_namespace_gets_a_dhcp_lease() {
+async fn guest_namespace_gets_a_dhcp_lease_and_dns_answers() {
     if !host_ready() {
         return;
     }
@@ -699,6 +735,7 @@ async fn guest_namespace_gets_a_dhcp_lease() {
     let served = Served::start(&ns, "a");
     let mut net = served.client();
     let xml = "<network><name>tlease</name><forward mode='nat'/><bridge name='vmbr-lease' stp='off'/>
+        <domain name='lab.test'/><dns><host ip='10.231.7.7'><hostname>dbhost</hostname></host></dns>
         <ip address='10.231.7.1' prefix='24'><dhcp><range start='10.231.7.100' end='10.231.7.110'/></dhcp></ip></network>";
     net.define_xml(define_req(xml)).await.expect("define");
     net.create(by_name("tlease")).await.expect("start");
@@ -766,6 +803,20 @@ async fn guest_namespace_gets_a_dhcp_lease() {
     assert_eq!(l.hostname, "guest1");
     assert!(l.ipaddr.starts_with("10.231.7.1"), "in range: {}", l.ipaddr);
     assert!(l.expiry_time > 0);
+
+    // With the leased address, the guest asks our dnsmasq for a DNS host
+    // of the network (the <dns><host> of the definition, via addnhosts).
+    let cidr = format!("{}/24", l.ipaddr);
+    assert!(guest.ip(&["addr", "add", &cidr, "dev", "vmg1"]).0);
+    let mut answer = String::new();
+    for _ in 0..5 {
+        answer = guest.exec(&["busybox", "nslookup", "dbhost", "10.231.7.1"]);
+        if answer.contains("10.231.7.7") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answer.contains("10.231.7.7"), "DNS answer: {answer}");
     net.destroy(by_name("tlease")).await.expect("destroy");
     assert!(!ns.link_exists("vmbr-lease"));
     served.shutdown();

@@ -26,7 +26,8 @@ impl NetworkDriver {
         Ok(leases::parse(&text, &live.def, mac))
     }
 
-    /// virNetworkUpdate for the DHCP sections.
+    /// virNetworkUpdate for the DHCP host/range and DNS host/txt/srv
+    /// sections.
     pub async fn update(&self, req: &pb::NetworkUpdateRequest) -> Result<()> {
         use pb::{NetworkUpdateCommand as C, NetworkUpdateSection as S};
         let _job = self.inner.job.lock().await;
@@ -35,7 +36,11 @@ impl NetworkDriver {
         let command = C::try_from(req.command).unwrap_or(C::None);
         if !matches!(
             section,
-            S::NetworkSectionIpDhcpHost | S::NetworkSectionIpDhcpRange
+            S::NetworkSectionIpDhcpHost
+                | S::NetworkSectionIpDhcpRange
+                | S::NetworkSectionDnsHost
+                | S::NetworkSectionDnsTxt
+                | S::NetworkSectionDnsSrv
         ) {
             return Err(err::net(
                 virtmesh_rpc::ErrorCode::NoSupport,
@@ -90,12 +95,18 @@ impl NetworkDriver {
                 let paths = self.paths(&def.name);
                 self.write_dnsmasq_files(def, &paths)?;
                 let pid = st.dnsmasq_pid.unwrap_or_default();
-                if section == S::NetworkSectionIpDhcpHost && dnsmasq::is_ours(pid, &paths.conf) {
-                    // New static hosts: dnsmasq re-reads the hostsfile on SIGHUP.
+                let reread = matches!(
+                    section,
+                    S::NetworkSectionIpDhcpHost | S::NetworkSectionDnsHost
+                );
+                if reread && dnsmasq::is_ours(pid, &paths.conf) {
+                    // Static DHCP hosts and DNS hosts live in the hostsfile and
+                    // addnhosts, which dnsmasq re-reads on SIGHUP.
                     dnsmasq::reload(pid)
                         .map_err(|e| err::system(format!("cannot signal dnsmasq {pid}: {e}")))?;
                 } else {
-                    // A changed range is in the conf file: restart dnsmasq.
+                    // Ranges, TXT and SRV records are in the conf file:
+                    // dnsmasq must restart to see them.
                     dnsmasq::stop(pid, &paths.conf).await;
                     let pid = dnsmasq::start(&paths).await.map_err(err::system)?;
                     st.dnsmasq_pid = Some(pid);
