@@ -503,6 +503,29 @@ async fn isolated_network_rejects_forwarding() {
         "{rules}"
     );
     assert!(!rules.contains("masquerade"), "{rules}");
+
+    // A live range change is in dnsmasq.conf: dnsmasq restarts on it.
+    let before = ns.dnsmasq_pid("tiso").expect("dnsmasq");
+    net.update(pb::NetworkUpdateRequest {
+        network: Some(by_name("tiso")),
+        command: pb::NetworkUpdateCommand::AddLast as i32,
+        section: pb::NetworkUpdateSection::NetworkSectionIpDhcpRange as i32,
+        parent_index: -1,
+        xml: "<range start='10.231.2.30' end='10.231.2.40'/>".into(),
+        live: true,
+        config: false,
+    })
+    .await
+    .expect("range update");
+    let after = ns.dnsmasq_pid("tiso").expect("dnsmasq runs again");
+    assert_ne!(before, after, "restarted");
+    let conf =
+        std::fs::read_to_string(ns.config().state_dir.join("dnsmasq/tiso.conf")).expect("conf");
+    assert!(
+        conf.contains("dhcp-range=10.231.2.30,10.231.2.40,255.255.255.0\n"),
+        "{conf}"
+    );
+    assert!(conf.contains("dhcp-lease-max=22\n"), "{conf}");
     net.destroy(by_name("tiso")).await.expect("destroy");
     assert!(!ns.link_exists("vmbr-iso"));
     assert!(!ns.ruleset().contains("virtmesh_"));

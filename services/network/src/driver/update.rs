@@ -91,10 +91,10 @@ impl NetworkDriver {
         {
             let mut st = l.status.clone();
             st.xml = def.to_xml();
-            if def.needs_dnsmasq() && st.dnsmasq_pid.is_some() {
+            let mut failure = None;
+            if let Some(pid) = st.dnsmasq_pid.filter(|_| def.needs_dnsmasq()) {
                 let paths = self.paths(&def.name);
                 self.write_dnsmasq_files(def, &paths)?;
-                let pid = st.dnsmasq_pid.unwrap_or_default();
                 let reread = matches!(
                     section,
                     S::NetworkSectionIpDhcpHost | S::NetworkSectionDnsHost
@@ -106,15 +106,24 @@ impl NetworkDriver {
                         .map_err(|e| err::system(format!("cannot signal dnsmasq {pid}: {e}")))?;
                 } else {
                     // Ranges, TXT and SRV records are in the conf file:
-                    // dnsmasq must restart to see them.
+                    // dnsmasq must restart to see them. If it cannot, the
+                    // status must not keep the old, dead pid.
                     dnsmasq::stop(pid, &paths.conf).await;
-                    let pid = dnsmasq::start(&paths).await.map_err(err::system)?;
-                    st.dnsmasq_pid = Some(pid);
+                    match dnsmasq::start(&paths).await {
+                        Ok(pid) => st.dnsmasq_pid = Some(pid),
+                        Err(e) => {
+                            st.dnsmasq_pid = None;
+                            failure = Some(err::system(e));
+                        }
+                    }
                 }
             }
             self.save_live(&st)?;
             let def = def.clone();
             self.with_net(&net.uuid, |n| n.live = Some(Live { def, status: st }));
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
         if let Some(def) = new_config {
             self.inner
