@@ -200,6 +200,8 @@ pub enum FirewallError {
         binary: String,
         source: std::io::Error,
     },
+    #[error("nftables table '{0}' already exists and is not ours to change")]
+    Exists(String),
     #[error("nft {what} failed ({status}): {stderr}")]
     Failed {
         what: String,
@@ -269,11 +271,7 @@ pub async fn table_exists(table: &Table) -> bool {
 /// exists: it is not ours to change.
 pub async fn add(table: &Table, rules: &str) -> Result<(), FirewallError> {
     if table_exists(table).await {
-        return Err(FirewallError::Failed {
-            what: format!("add table {}", table.spec()),
-            status: "not run".into(),
-            stderr: format!("table {} already exists", table.spec()),
-        });
+        return Err(FirewallError::Exists(table.spec()));
     }
     nft(
         &["-f", "-"],
