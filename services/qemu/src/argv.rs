@@ -16,6 +16,9 @@ pub struct ArgvOptions {
     pub master_key: Option<PathBuf>,
     /// `-pidfile`, for a real start.
     pub pidfile: Option<PathBuf>,
+    /// The `-netdev` JSON per interface for a real start; `None` prints
+    /// what libvirt's `DomainXMLToNative` shows (tap descriptors).
+    pub netdevs: Option<Vec<String>>,
 }
 
 impl ArgvOptions {
@@ -27,6 +30,7 @@ impl ArgvOptions {
             monitor: dir.join("monitor.sock"),
             master_key: Some(dir.join("master-key.aes")),
             pidfile: None,
+            netdevs: None,
         }
     }
 }
@@ -160,7 +164,16 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
             push(&mut a, opt, v);
         }
     }
-    a.extend(crate::devices::argv(&def.devices(), def.is_q35()));
+    let netdev = |i: usize| match &opts.netdevs {
+        Some(n) => n.get(i).cloned().unwrap_or_default(),
+        None => crate::blockdev::netdev_preview(i),
+    };
+    a.extend(crate::devices::argv(
+        &def.devices(),
+        def.is_q35(),
+        &def.boot_devs(),
+        &netdev,
+    ));
     push(
         &mut a,
         "-sandbox",
@@ -335,6 +348,7 @@ mod tests {
                 monitor: "/run/x/m.qmp".into(),
                 master_key: None,
                 pidfile: Some("/run/x/p.pid".into()),
+                netdevs: None,
             },
         );
         let joined = argv.join(" ");

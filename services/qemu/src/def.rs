@@ -236,10 +236,11 @@ impl DomainDef {
             .is_some_and(|m| m.contains("q35"));
         let devices = root.child_or_insert("devices");
         crate::devices::normalize_serials(devices);
-        if devices.elements().all(crate::devices::needs_no_pci) {
-            devices
-                .children
-                .extend(crate::devices::defaults(q35).into_iter().map(Node::Element));
+        if devices
+            .elements()
+            .all(|d| crate::devices::needs_no_pci(d) || crate::devices::allocatable(d, q35))
+        {
+            crate::devices::allocate(q35, devices);
         }
         devices.sort_children(crate::devices::DEVICE_ORDER);
         root.sort_children(TOP_ORDER);
@@ -513,6 +514,38 @@ impl DomainDef {
         self.root
             .child("features")
             .is_some_and(|f| f.child("acpi").is_some())
+    }
+
+    /// Record the host link of each interface in `<target dev>`, as
+    /// libvirt's live XML shows it.
+    pub fn set_interface_targets(&mut self, targets: &[Option<String>]) {
+        let Some(devices) = self.root.child_mut("devices") else {
+            return;
+        };
+        for (iface, t) in devices
+            .elements_mut()
+            .filter(|e| e.name == "interface")
+            .zip(targets)
+        {
+            if let Some(name) = t {
+                iface
+                    .child_or_insert("target")
+                    .set_attr("dev", name.as_str());
+                iface.sort_children(&["mac", "source", "target", "model", "*"]);
+            }
+        }
+    }
+
+    /// `<os><boot dev>` in order.
+    pub fn boot_devs(&self) -> Vec<String> {
+        self.root
+            .child("os")
+            .map(|o| {
+                o.children_named("boot")
+                    .filter_map(|b| b.attr("dev").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Device elements other than `<emulator>`.

@@ -22,7 +22,10 @@ fn pci_addr(bus: u32, slot: u32, function: u32, multifunction: bool) -> Element 
     a
 }
 
-fn root_port(index: u32, function: u32) -> Element {
+fn root_port(index: u32) -> Element {
+    // Root ports fill pcie.0 from slot 1, eight functions per slot; the
+    // port number is QEMU's slot << 3 | function, as libvirt numbers it.
+    let (slot, function) = (1 + (index - 1) / 8, (index - 1) % 8);
     Element::new("controller")
         .with_attr("type", "pci")
         .with_attr("index", index.to_string())
@@ -31,13 +34,94 @@ fn root_port(index: u32, function: u32) -> Element {
         .with_child(
             Element::new("target")
                 .with_attr("chassis", index.to_string())
-                .with_attr("port", format!("0x{:x}", 7 + index)),
+                .with_attr("port", format!("0x{:x}", slot * 8 + function)),
         )
-        .with_child(pci_addr(0, 1, function, function == 0))
+        .with_child(pci_addr(0, slot, function, function == 0))
 }
 
-/// libvirt 11.3's defaults for a device-less x86 guest on `q35` or `pc`.
-pub fn defaults(q35: bool) -> Vec<Element> {
+/// Whether define-time allocation knows `dev`: disks on virtio (and SATA
+/// on q35) and NICs of PCIe models, without addresses of their own.
+pub fn allocatable(dev: &Element, q35: bool) -> bool {
+    if dev.child("address").is_some() {
+        return false;
+    }
+    let attr = |k: &str| dev.attr(k).unwrap_or_default();
+    match dev.name.as_str() {
+        "disk" => {
+            let bus = dev.child("target").and_then(|t| t.attr("bus"));
+            let fmt = dev.child("driver").and_then(|d| d.attr("type"));
+            matches!(attr("type"), "file" | "block")
+                && crate::blockdev::disk_source(dev).is_some()
+                && matches!(fmt, None | Some("raw" | "qcow2"))
+                && match attr("device") {
+                    "" | "disk" => bus == Some("virtio") || (q35 && bus == Some("sata")),
+                    "cdrom" => q35 && bus == Some("sata"),
+                    _ => false,
+                }
+        }
+        "interface" => {
+            matches!(attr("type"), "user" | "direct" | "bridge" | "ethernet")
+                && matches!(
+                    dev.child("model").and_then(|m| m.attr("type")),
+                    Some("virtio" | "e1000e")
+                )
+        }
+        _ => false,
+    }
+}
+
+/// libvirt 11.3's defaults for an x86 guest on `q35` or `pc` whose
+/// devices are all [`needs_no_pci`] or [`allocatable`]: addresses for the
+/// disks and NICs, in libvirt's order (NICs, USB controller, virtio disks,
+/// balloon), and the implicit controllers and devices around them.
+pub fn allocate(q35: bool, devices: &mut Element) {
+    let mut consumers = 0u32;
+    let next = |consumers: &mut u32| -> Element {
+        *consumers += 1;
+        if q35 {
+            pci_addr(*consumers, 0, 0, false)
+        } else {
+            // pc: slot 1 is the PIIX3 (USB at 1.2), the rest in order.
+            pci_addr(0, 1 + *consumers, 0, false)
+        }
+    };
+    for iface in devices.elements_mut().filter(|e| e.name == "interface") {
+        if iface.child("mac").is_none() {
+            iface.children.insert(
+                0,
+                virtmesh_conf::Node::Element(
+                    Element::new("mac").with_attr("address", virtmesh_conf::domain::random_mac()),
+                ),
+            );
+        }
+        let a = next(&mut consumers);
+        iface.children.push(virtmesh_conf::Node::Element(a));
+    }
+    let usb = if q35 {
+        Some(next(&mut consumers))
+    } else {
+        None
+    };
+    for disk in devices.elements_mut().filter(|e| e.name == "disk") {
+        let target = disk.child("target");
+        let bus = target.and_then(|t| t.attr("bus")).unwrap_or_default();
+        let idx = target
+            .and_then(|t| t.attr("dev"))
+            .and_then(virtmesh_conf::devices::disk_index)
+            .unwrap_or(0);
+        let a = if bus == "virtio" {
+            next(&mut consumers)
+        } else {
+            Element::new("address")
+                .with_attr("type", "drive")
+                .with_attr("controller", "0")
+                .with_attr("bus", "0")
+                .with_attr("target", "0")
+                .with_attr("unit", idx.to_string())
+        };
+        disk.children.push(virtmesh_conf::Node::Element(a));
+    }
+    let balloon = next(&mut consumers);
     let mut v = Vec::new();
     if q35 {
         v.push(
@@ -45,7 +129,7 @@ pub fn defaults(q35: bool) -> Vec<Element> {
                 .with_attr("type", "usb")
                 .with_attr("index", "0")
                 .with_attr("model", "qemu-xhci")
-                .with_child(pci_addr(1, 0, 0, false)),
+                .with_child(usb.unwrap_or_else(|| pci_addr(1, 0, 0, false))),
         );
         v.push(
             Element::new("controller")
@@ -59,9 +143,9 @@ pub fn defaults(q35: bool) -> Vec<Element> {
                 .with_attr("index", "0")
                 .with_attr("model", "pcie-root"),
         );
-        // One port for USB, one for the balloon, one free for hot-plug.
-        for (index, function) in [(1, 0), (2, 1), (3, 2)] {
-            v.push(root_port(index, function));
+        // One port per device, plus one free for hot-plug.
+        for index in 1..=consumers + 1 {
+            v.push(root_port(index));
         }
     } else {
         v.push(
@@ -78,6 +162,14 @@ pub fn defaults(q35: bool) -> Vec<Element> {
                 .with_attr("model", "pci-root"),
         );
     }
+    v.extend(implicit_rest(q35, balloon));
+    devices
+        .children
+        .extend(v.into_iter().map(virtmesh_conf::Node::Element));
+}
+
+fn implicit_rest(q35: bool, balloon: Element) -> Vec<Element> {
+    let mut v = Vec::new();
     v.push(
         Element::new("input")
             .with_attr("type", "mouse")
@@ -100,11 +192,6 @@ pub fn defaults(q35: bool) -> Vec<Element> {
                 .with_attr("action", "reset"),
         );
     }
-    let balloon = if q35 {
-        pci_addr(2, 0, 0, false)
-    } else {
-        pci_addr(0, 2, 0, false)
-    };
     v.push(
         Element::new("memballoon")
             .with_attr("model", "virtio")
@@ -226,6 +313,16 @@ pub fn supported(dev: &Element) -> bool {
         "serial" => matches!(attr("type"), "file" | "null" | "pty"),
         // The console of an x86 guest is its first serial port.
         "console" => dev.child("target").and_then(|t| t.attr("type")) == Some("serial"),
+        "disk" => {
+            let bus = dev.child("target").and_then(|t| t.attr("bus"));
+            matches!(attr("type"), "file" | "block")
+                && matches!(bus, Some("virtio" | "sata"))
+                && matches!(attr("device"), "" | "disk" | "cdrom")
+        }
+        "interface" => {
+            matches!(attr("type"), "user" | "direct" | "bridge" | "ethernet")
+                && crate::blockdev::nic_driver(crate::blockdev::nic_model(dev)).is_some()
+        }
         _ => false,
     }
 }
@@ -279,7 +376,12 @@ fn device_json(
 
 /// The arguments for the devices of a definition, in libvirt's order: PCI
 /// controllers, USB, audio, watchdog, balloon.
-pub fn argv(devices: &[&Element], q35: bool) -> Vec<String> {
+pub fn argv(
+    devices: &[&Element],
+    q35: bool,
+    boot: &[String],
+    netdev: &dyn Fn(usize) -> String,
+) -> Vec<String> {
     let mut a = Vec::new();
     let of = |name: &'static str| devices.iter().copied().filter(move |d| d.name == name);
     let hex =
@@ -308,6 +410,31 @@ pub fn argv(devices: &[&Element], q35: bool) -> Vec<String> {
         };
         a.push("-device".to_owned());
         a.push(device_json(driver, Vec::new(), "usb", c, q35));
+    }
+    let bootindex = boot_indices(devices, boot);
+    let disks: Vec<&Element> = of("disk").collect();
+    for (i, d) in disks.iter().enumerate() {
+        let n = disks.len() - i;
+        for obj in crate::blockdev::blockdev_objects(n, d) {
+            a.push("-blockdev".to_owned());
+            a.push(obj);
+        }
+        let boot = bootindex(d);
+        if let Some(dev) = crate::blockdev::disk_device(n, d, pci_location(d, q35), boot) {
+            a.push("-device".to_owned());
+            a.push(dev);
+        }
+    }
+    for (i, iface) in of("interface").enumerate() {
+        a.push("-netdev".to_owned());
+        a.push(netdev(i));
+        a.push("-device".to_owned());
+        a.push(crate::blockdev::nic_device(
+            i,
+            iface,
+            pci_location(iface, q35),
+            bootindex(iface),
+        ));
     }
     for (i, ser) in of("serial").enumerate() {
         let port = ser
@@ -363,4 +490,43 @@ pub fn argv(devices: &[&Element], q35: bool) -> Vec<String> {
         ));
     }
     a
+}
+
+/// Boot indices as libvirt gives them: per-device `<boot order>` when any
+/// device has one, else `<os><boot dev>` in order, each naming the first
+/// disk, cdrom or NIC.
+fn boot_indices<'a>(
+    devices: &[&'a Element],
+    boot: &[String],
+) -> impl Fn(&Element) -> Option<u32> + 'a {
+    let per_device: Vec<(*const Element, u32)> = devices
+        .iter()
+        .filter_map(|d| {
+            let o = d.child("boot")?.attr("order")?.parse().ok()?;
+            Some((*d as *const Element, o))
+        })
+        .collect();
+    let mut table = per_device;
+    if table.is_empty() {
+        let mut n = 0;
+        for b in boot {
+            let first = devices.iter().find(|d| match b.as_str() {
+                "hd" => d.name == "disk" && d.attr("device").unwrap_or("disk") == "disk",
+                "cdrom" => d.name == "disk" && d.attr("device") == Some("cdrom"),
+                "network" => d.name == "interface",
+                _ => false,
+            });
+            if let Some(d) = first {
+                n += 1;
+                table.push((*d as *const Element, n));
+            }
+        }
+    }
+    // Identity by address: the same element the caller iterates over.
+    move |d: &Element| {
+        table
+            .iter()
+            .find(|(p, _)| std::ptr::eq(*p, d))
+            .map(|(_, o)| *o)
+    }
 }

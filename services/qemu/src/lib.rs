@@ -8,6 +8,7 @@
 //! `DomainXMLToNative("qemu-argv")`. Everything else answers UNIMPLEMENTED.
 
 pub mod argv;
+pub mod blockdev;
 pub mod connect;
 pub mod console;
 pub mod def;
@@ -17,6 +18,8 @@ pub mod driver;
 pub mod error;
 pub mod events;
 pub mod host;
+pub mod hostnet;
+pub mod netlink;
 pub mod probe;
 pub mod process;
 pub mod qmp;

@@ -58,6 +58,53 @@ pub async fn spawn(
     log: &Path,
     monitor: &Path,
 ) -> Result<Spawned, ProcessError> {
+    spawn_with_fds(emulator, &|_| args.to_vec(), &[], log, monitor).await
+}
+
+/// Every spawn of this crate holds this lock while inheritable copies of
+/// passed descriptors exist, so no other child (another guest's QEMU, the
+/// probe, `ip tuntap`) inherits a guest's tap or macvtap.
+static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run `cmd.spawn()` under the spawn lock (see [`SPAWN_LOCK`]).
+pub fn spawn_locked(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cmd.spawn()
+}
+
+/// Spawn with `pass` handed to the child: each file is `dup`ed (a dup
+/// does not carry FD_CLOEXEC, so the child inherits it at the same
+/// number), `build` gets those numbers for `fd=N`, and the dups are closed
+/// right after the spawn, all under [`SPAWN_LOCK`]. This keeps the crate
+/// free of `unsafe` (`pre_exec`); the one hole is a child spawned at that
+/// instant by other code in the same process that does not take the lock.
+fn spawn_passing(
+    cmd: &mut tokio::process::Command,
+    build: &(dyn Fn(&[i32]) -> Vec<String> + Sync),
+    pass: &[std::fs::File],
+) -> std::io::Result<tokio::process::Child> {
+    use std::os::fd::AsRawFd;
+    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dups: Vec<std::os::fd::OwnedFd> = pass
+        .iter()
+        .map(|f| nix::unistd::dup(f).map_err(std::io::Error::from))
+        .collect::<Result<_, _>>()?;
+    let nums: Vec<i32> = dups.iter().map(|d| d.as_raw_fd()).collect();
+    cmd.args(build(&nums));
+    let child = cmd.spawn();
+    drop(dups);
+    child
+}
+
+/// [`spawn`] with descriptors passed to QEMU; `build` makes the arguments
+/// from the descriptor numbers the child will see.
+pub async fn spawn_with_fds(
+    emulator: &Path,
+    build: &(dyn Fn(&[i32]) -> Vec<String> + Sync),
+    pass: &[std::fs::File],
+    log: &Path,
+    monitor: &Path,
+) -> Result<Spawned, ProcessError> {
     let log_err = |source| ProcessError::Log {
         path: log.display().to_string(),
         source,
@@ -72,21 +119,19 @@ pub async fn spawn(
         .map_err(log_err)?;
     let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let log_dup = log_file.try_clone().map_err(log_err)?;
-    let mut child = tokio::process::Command::new(emulator)
-        .args(args)
-        .env("LC_ALL", "C")
+    let mut cmd = tokio::process::Command::new(emulator);
+    cmd.env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log_dup))
         .stderr(Stdio::from(log_file))
         // Own process group: a signal to the service's group (Ctrl-C,
         // a supervisor stopping the service) does not reach the guest.
         .process_group(0)
-        .kill_on_drop(false)
-        .spawn()
-        .map_err(|source| ProcessError::Exec {
-            emulator: emulator.display().to_string(),
-            source,
-        })?;
+        .kill_on_drop(false);
+    let mut child = spawn_passing(&mut cmd, build, pass).map_err(|source| ProcessError::Exec {
+        emulator: emulator.display().to_string(),
+        source,
+    })?;
     let pid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())

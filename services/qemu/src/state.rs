@@ -85,6 +85,10 @@ pub struct LiveStatus {
     pub persistent: bool,
     /// The definition the guest was started with.
     pub xml: String,
+    /// Host links this service created for the guest, released on stop
+    /// (absent in files of phase 1: none).
+    #[serde(default)]
+    pub links: Vec<crate::hostnet::OwnedLink>,
 }
 
 pub fn mkdir(dir: &Path) -> Result<(), StateError> {
@@ -235,6 +239,10 @@ mod tests {
             monitor: dir.path().join("x.qmp"),
             persistent: true,
             xml: "<domain type='kvm'/>".into(),
+            links: vec![crate::hostnet::OwnedLink {
+                name: "macvtap0".into(),
+                index: 12,
+            }],
         };
         let path = dir.path().join("x.status.json");
         save_status(&path, &st).expect("save");

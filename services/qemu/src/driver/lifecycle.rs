@@ -94,32 +94,92 @@ impl QemuDriver {
             ));
         }
         let paths = RunPaths::new(&self.inner.cfg.run_dir, &dom.uuid);
-        let args = argv::build(
-            &def,
-            &ArgvOptions {
-                monitor: paths.monitor.clone(),
-                master_key: None,
-                pidfile: Some(paths.pidfile.clone()),
-            },
-        );
+        let ifaces: Vec<&virtmesh_conf::Element> = def
+            .devices()
+            .into_iter()
+            .filter(|d| d.name == "interface")
+            .collect();
+        // Host links first; on error `prepare` has removed what it made
+        // and left alone what was there (the macvtap rule).
+        let net = hostnet::prepare(&ifaces, &self.inner.cfg.run_dir, &dom.uuid)
+            .await
+            .map_err(|e| err::qemu(ErrorCode::SystemError, e.0))?;
+        let created = net.created.clone();
+        // Descriptors to pass, and which interface each belongs to.
+        let (fd_of, files): (Vec<Option<usize>>, Vec<std::fs::File>) = {
+            let mut fd_of = Vec::new();
+            let mut files = Vec::new();
+            for b in net.backends.iter() {
+                match b {
+                    hostnet::Backend::Fd(f) => match f.try_clone() {
+                        Ok(f) => {
+                            fd_of.push(Some(files.len()));
+                            files.push(f);
+                        }
+                        Err(e) => {
+                            hostnet::release(&created).await;
+                            return Err(err::qemu(
+                                ErrorCode::SystemError,
+                                format!("cannot duplicate the macvtap descriptor: {e}"),
+                            ));
+                        }
+                    },
+                    _ => fd_of.push(None),
+                }
+            }
+            (fd_of, files)
+        };
+        let build = |nums: &[i32]| {
+            let netdevs = net
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let fd = fd_of
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|k| nums.get(k).copied());
+                    crate::blockdev::netdev_json(i, b, fd)
+                })
+                .collect();
+            argv::build(
+                &def,
+                &ArgvOptions {
+                    monitor: paths.monitor.clone(),
+                    master_key: None,
+                    pidfile: Some(paths.pidfile.clone()),
+                    netdevs: Some(netdevs),
+                },
+            )
+        };
         let emulator = self.emulator_path(&def.emulator());
         let log_start = std::fs::metadata(&paths.log).map(|m| m.len()).unwrap_or(0);
-        let spawned = match process::spawn(&emulator, &args, &paths.log, &paths.monitor).await {
-            Ok(s) => s,
-            Err(e) => {
-                paths.cleanup();
-                return Err(err::process(e));
-            }
-        };
+        let spawned =
+            match process::spawn_with_fds(&emulator, &build, &files, &paths.log, &paths.monitor)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    hostnet::release(&created).await;
+                    paths.cleanup();
+                    return Err(err::process(e));
+                }
+            };
+        // QEMU holds its own copies now.
+        drop(files);
+        drop(net.backends);
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let sink = self.sink(&dom.uuid, generation);
         // Undo a start that failed after the spawn: kill QEMU, remove its
         // files, and add what it wrote to stderr to the error.
         let fail = |e: VirtError, pid: i32| {
             let paths = paths.clone();
+            let created = created.clone();
             async move {
                 let _ = process::signal(pid, Signal::SIGKILL);
                 process::wait_gone(pid, KILL_WAIT).await;
+                hostnet::release(&created).await;
                 paths.cleanup();
                 let log = process::read_log_from(&paths.log, log_start);
                 if log.is_empty() || e.message.contains(&log) {
@@ -141,6 +201,7 @@ impl QemuDriver {
             Err(e) => return Err(fail(err::qmp(e), spawned.pid).await),
         };
         let mut live_def = def.clone();
+        live_def.set_interface_targets(&net.targets);
         for (alias, path) in &ptys {
             live_def.set_serial_pty(alias, &path.display().to_string());
         }
@@ -160,6 +221,7 @@ impl QemuDriver {
             pause_reason: None,
             ptys,
             console: None,
+            links: created.clone(),
         };
         let saved = {
             let mut st = dom.lock();
@@ -327,12 +389,12 @@ impl QemuDriver {
     pub async fn destroy(&self, r: Option<&pb::ObjectRef>, graceful: bool) -> Result<()> {
         let dom = self.find(r)?;
         let _job = dom.job.lock().await;
-        let (qmp, pid) = {
+        let (qmp, pid, links) = {
             let mut st = dom.lock();
             match st.live.as_mut() {
                 Some(l) => {
                     l.destroying = true;
-                    (l.qmp.clone(), l.pid)
+                    (l.qmp.clone(), l.pid, l.links.clone())
                 }
                 None => return Err(err::not_running()),
             }
@@ -364,6 +426,9 @@ impl QemuDriver {
         // The monitor closes as QEMU exits; wait until the process itself
         // is gone too, so its memory and devices are released on return.
         process::wait_gone(pid, KILL_WAIT).await;
+        // The EOF handler releases them too; waiting here means the links
+        // are gone when destroy returns.
+        hostnet::release(&links).await;
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ use crate::argv::{self, ArgvOptions};
 use crate::def::DomainDef;
 use crate::error::{self as err, Result};
 use crate::events::{EventHub, Lifecycle};
+use crate::hostnet;
 use crate::process::{self, RunPaths};
 use crate::qmp::{self, EventKind, MonitorMsg, Qmp};
 use crate::state::{self, ConfigStore, LiveStatus};
@@ -194,6 +195,8 @@ struct Live {
     /// The open console session, if any: firing (or dropping) the sender
     /// ends it; a closed sender means the session is over.
     console: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Host links we created for this guest (see `hostnet`).
+    links: Vec<crate::hostnet::OwnedLink>,
 }
 
 struct DomState {
@@ -613,6 +616,7 @@ impl QemuDriver {
                 monitor: live.paths.monitor.clone(),
                 persistent,
                 xml: live.def.to_xml(None),
+                links: live.links.clone(),
             },
         )
         .map_err(err::state)

@@ -119,6 +119,12 @@ impl QemuDriver {
                     (Some(Lifecycle::StoppedFailed), SHUTOFF_SHUTDOWN)
                 };
                 live.paths.cleanup();
+                let links = std::mem::take(&mut live.links);
+                if !links.is_empty() {
+                    // Destroy and a failed start release them too and wait
+                    // for it; this covers a guest that stopped by itself.
+                    tokio::spawn(async move { crate::hostnet::release(&links).await });
+                }
                 st.live = None;
                 st.state = DomainState::Shutoff;
                 st.reason = reason;

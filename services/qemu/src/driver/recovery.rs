@@ -23,7 +23,7 @@ impl QemuDriver {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("live status of {}: {e}", status.name);
-                return self.mark_gone(&dom, &paths);
+                return self.mark_gone(&dom, &paths, &status.links).await;
             }
         };
         let alive = process::is_our_qemu(status.pid, &status.monitor);
@@ -52,7 +52,7 @@ impl QemuDriver {
             None
         };
         let Some((qmp, generation)) = qmp else {
-            return self.mark_gone(&dom, &paths);
+            return self.mark_gone(&dom, &paths, &status.links).await;
         };
         let run = qmp.execute(qmp::QueryStatus {}).await;
         // The live XML saved at start already names the ptys.
@@ -76,6 +76,7 @@ impl QemuDriver {
             pause_reason: None,
             ptys,
             console: None,
+            links: status.links.clone(),
         });
         match run {
             Ok(s) if s.running => {
@@ -107,7 +108,14 @@ impl QemuDriver {
 
     /// A guest that is gone: shut off, its files removed, and a transient
     /// one forgotten.
-    pub(super) fn mark_gone(&self, dom: &Arc<Dom>, paths: &RunPaths) {
+    pub(super) async fn mark_gone(
+        &self,
+        dom: &Arc<Dom>,
+        paths: &RunPaths,
+        links: &[crate::hostnet::OwnedLink],
+    ) {
+        // The links this service created for the guest, and only those.
+        crate::hostnet::release(links).await;
         paths.cleanup();
         let mut st = dom.lock();
         st.live = None;

@@ -48,6 +48,7 @@ async fn fake_running(persistent: bool) -> (tempfile::TempDir, QemuDriver, UnixS
         pause_reason: None,
         ptys: Vec::new(),
         console: None,
+        links: Vec::new(),
     });
     st.state = DomainState::Running;
     st.reason = RUNNING_BOOTED;

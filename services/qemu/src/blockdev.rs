@@ -1,0 +1,238 @@
+//! Disks and NICs on QEMU's command line, as libvirt 11.3 emits them:
+//! `-blockdev` storage (and, for qcow2, a format) node plus `-device`;
+//! `-netdev` plus the NIC `-device`. The same JSON serves hot-plug
+//! (`blockdev-add`, `device_add`, `netdev_add`).
+
+use crate::argv::json_object;
+use serde_json::Value;
+use virtmesh_conf::Element;
+
+/// The disk's source path (`file` or `dev`).
+pub fn disk_source(disk: &Element) -> Option<String> {
+    let s = disk.child("source")?;
+    s.attr("file").or_else(|| s.attr("dev")).map(str::to_owned)
+}
+
+fn disk_format(disk: &Element) -> String {
+    disk.child("driver")
+        .and_then(|d| d.attr("type"))
+        .unwrap_or("raw")
+        .to_owned()
+}
+
+fn readonly(disk: &Element) -> bool {
+    disk.child("readonly").is_some() || disk.attr("device") == Some("cdrom")
+}
+
+/// Node names of disk `n` (libvirt numbers them from the last disk up).
+pub fn node_names(n: usize, disk: &Element) -> (String, Option<String>) {
+    let storage = format!("libvirt-{n}-storage");
+    let format = (disk_format(disk) != "raw").then(|| format!("libvirt-{n}-format"));
+    (storage, format)
+}
+
+/// The `-blockdev` objects of one disk (storage, then format if any).
+pub fn blockdev_objects(n: usize, disk: &Element) -> Vec<String> {
+    let (storage, format) = node_names(n, disk);
+    let path = disk_source(disk).unwrap_or_default();
+    let driver = if disk.attr("type") == Some("block") {
+        "host_device"
+    } else {
+        "file"
+    };
+    let drv = disk.child("driver");
+    let cache_none = drv.and_then(|d| d.attr("cache")) == Some("none");
+    let mut f: Vec<(&str, Value)> = vec![("driver", driver.into()), ("filename", path.into())];
+    if let Some(io) = drv.and_then(|d| d.attr("io")) {
+        f.push(("aio", io.into()));
+    }
+    f.push(("node-name", storage.clone().into()));
+    let cache = || serde_json::json!({"direct": true, "no-flush": false});
+    let mut out = Vec::new();
+    match &format {
+        None => {
+            f.push(("read-only", readonly(disk).into()));
+            if cache_none {
+                f.push(("cache", cache()));
+            }
+            out.push(json_object(&f));
+        }
+        Some(fmt) => {
+            f.push(("auto-read-only", true.into()));
+            f.push(("discard", "unmap".into()));
+            if cache_none {
+                f.push(("cache", cache()));
+            }
+            out.push(json_object(&f));
+            let mut g: Vec<(&str, Value)> = vec![
+                ("node-name", fmt.clone().into()),
+                ("read-only", readonly(disk).into()),
+            ];
+            if cache_none {
+                g.push(("cache", cache()));
+            }
+            g.push(("driver", disk_format(disk).into()));
+            g.push(("file", storage.into()));
+            out.push(json_object(&g));
+        }
+    }
+    out
+}
+
+/// The `-device` of one disk; `bus_addr` is its PCI location for virtio.
+pub fn disk_device(
+    n: usize,
+    disk: &Element,
+    bus_addr: Option<(String, String)>,
+    bootindex: Option<u32>,
+) -> Option<String> {
+    let (storage, format) = node_names(n, disk);
+    let drive = format.unwrap_or(storage);
+    let target = disk.child("target")?;
+    let dev = target.attr("dev")?;
+    let idx = virtmesh_conf::devices::disk_index(dev)?;
+    let cache_none = disk.child("driver").and_then(|d| d.attr("cache")) == Some("none");
+    let mut f: Vec<(&str, Value)> = Vec::new();
+    match target.attr("bus")? {
+        "virtio" => {
+            f.push(("driver", "virtio-blk-pci".into()));
+            if let Some((bus, addr)) = bus_addr {
+                f.push(("bus", bus.into()));
+                f.push(("addr", addr.into()));
+            }
+            f.push(("drive", drive.into()));
+            f.push(("id", format!("virtio-disk{idx}").into()));
+        }
+        "sata" => {
+            let unit = disk
+                .child("address")
+                .and_then(|a| a.attr("unit"))
+                .and_then(|b| b.parse::<u64>().ok())
+                .unwrap_or(idx);
+            let driver = if disk.attr("device") == Some("cdrom") {
+                "ide-cd"
+            } else {
+                "ide-hd"
+            };
+            f.push(("driver", driver.into()));
+            f.push(("bus", format!("ide.{unit}").into()));
+            f.push(("drive", drive.into()));
+            f.push(("id", format!("sata0-0-{unit}").into()));
+        }
+        _ => return None,
+    }
+    if let Some(b) = bootindex {
+        f.push(("bootindex", b.into()));
+    }
+    if cache_none {
+        f.push(("write-cache", "on".into()));
+    }
+    Some(json_object(&f))
+}
+
+/// QEMU's driver for a NIC model.
+pub fn nic_driver(model: &str) -> Option<&'static str> {
+    Some(match model {
+        "virtio" => "virtio-net-pci",
+        "e1000e" => "e1000e",
+        "e1000" => "e1000",
+        "rtl8139" => "rtl8139",
+        _ => return None,
+    })
+}
+
+pub fn nic_model(iface: &Element) -> &str {
+    iface
+        .child("model")
+        .and_then(|m| m.attr("type"))
+        .unwrap_or("virtio")
+}
+
+/// The NIC `-device` for interface `i`.
+pub fn nic_device(
+    i: usize,
+    iface: &Element,
+    bus_addr: Option<(String, String)>,
+    bootindex: Option<u32>,
+) -> String {
+    let driver = nic_driver(nic_model(iface)).unwrap_or("virtio-net-pci");
+    let mut f: Vec<(&str, Value)> = vec![
+        ("driver", driver.into()),
+        ("netdev", format!("hostnet{i}").into()),
+        ("id", format!("net{i}").into()),
+        ("mac", crate::hostnet::mac_of(iface).into()),
+    ];
+    if let Some((bus, addr)) = bus_addr {
+        f.push(("bus", bus.into()));
+        f.push(("addr", addr.into()));
+    }
+    if let Some(b) = bootindex {
+        f.push(("bootindex", b.into()));
+    }
+    json_object(&f)
+}
+
+/// The `-netdev` of a prepared backend; `fd` is the number QEMU sees.
+pub fn netdev_json(i: usize, backend: &crate::hostnet::Backend, fd: Option<i32>) -> String {
+    use crate::hostnet::Backend;
+    let id = format!("hostnet{i}");
+    match (backend, fd) {
+        (Backend::User, _) => json_object(&[("type", "user".into()), ("id", id.into())]),
+        (Backend::Tap(name), _) => json_object(&[
+            ("type", "tap".into()),
+            ("ifname", name.clone().into()),
+            ("script", "no".into()),
+            ("downscript", "no".into()),
+            // No /dev/vhost-net on the hosts we run on (HOST.md).
+            ("vhost", false.into()),
+            ("id", id.into()),
+        ]),
+        (Backend::Fd(_), n) => json_object(&[
+            ("type", "tap".into()),
+            ("fd", n.unwrap_or(-1).to_string().into()),
+            ("vhost", false.into()),
+            ("id", id.into()),
+        ]),
+    }
+}
+
+/// What `DomainXMLToNative` prints for interface `i`: libvirt shows every
+/// host-backed NIC as a tap descriptor it would have opened.
+pub fn netdev_preview(i: usize) -> String {
+    json_object(&[
+        ("type", "tap".into()),
+        ("fd", (27 + i).to_string().into()),
+        ("id", format!("hostnet{i}").into()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        virtmesh_conf::Element::parse(xml).expect("valid")
+    }
+
+    #[test]
+    fn qcow2_has_a_format_node() {
+        let d = el(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/x.qcow2'/><target dev='vda' bus='virtio'/></disk>",
+        );
+        let b = blockdev_objects(1, &d);
+        assert_eq!(
+            b[0],
+            r#"{"driver":"file","filename":"/x.qcow2","node-name":"libvirt-1-storage","auto-read-only":true,"discard":"unmap"}"#
+        );
+        assert_eq!(
+            b[1],
+            r#"{"node-name":"libvirt-1-format","read-only":false,"driver":"qcow2","file":"libvirt-1-storage"}"#
+        );
+        assert_eq!(
+            disk_device(1, &d, Some(("pci.0".into(), "0x2".into())), Some(1)).as_deref(),
+            Some(
+                r#"{"driver":"virtio-blk-pci","bus":"pci.0","addr":"0x2","drive":"libvirt-1-format","id":"virtio-disk0","bootindex":1}"#
+            )
+        );
+    }
+}

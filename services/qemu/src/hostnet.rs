@@ -1,0 +1,308 @@
+//! Host side of a guest's interfaces: the links a start creates (macvtap,
+//! tap), the backends QEMU gets, and the release of exactly the links we
+//! created (DESIGN.md §6, libvirt's "Don't remove macvtaps on failed
+//! start"): a link that existed before is never deleted, and what we
+//! created is recorded (by name *and* ifindex) in the guest's live status,
+//! so a restarted service still knows which links are its own.
+
+use crate::netlink::{self, EEXIST, Netlink, NetlinkError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use virtmesh_conf::Element;
+
+/// A host link this service created for a guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedLink {
+    pub name: String,
+    pub index: u32,
+}
+
+/// What QEMU's `-netdev` uses for one interface.
+#[derive(Debug)]
+pub enum Backend {
+    User,
+    /// A tap device QEMU opens by name (tun/tap has no netlink creation,
+    /// and attaching a tun fd needs an ioctl: `ip tuntap` made it
+    /// persistent, QEMU opens it).
+    Tap(String),
+    /// An open macvtap character device, passed as a descriptor.
+    Fd(std::fs::File),
+}
+
+/// The interfaces of a start, prepared.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub backends: Vec<Backend>,
+    /// Host link name per interface, for the live XML's `<target dev>`.
+    pub targets: Vec<Option<String>>,
+    pub created: Vec<OwnedLink>,
+}
+
+/// A failure, with libvirt's wording; what this call created is already
+/// released.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HostNetError(pub String);
+
+fn target_dev(iface: &Element) -> Option<String> {
+    iface
+        .child("target")
+        .and_then(|t| t.attr("dev"))
+        .map(str::to_owned)
+}
+
+pub fn mac_of(iface: &Element) -> String {
+    iface
+        .child("mac")
+        .and_then(|m| m.attr("address"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Create what `ifaces` need. On error, everything created here is
+/// deleted again before returning, and nothing else is touched.
+pub async fn prepare(
+    ifaces: &[&Element],
+    run_dir: &Path,
+    uuid: &str,
+) -> Result<Prepared, HostNetError> {
+    let mut p = Prepared::default();
+    let needs_host = ifaces
+        .iter()
+        .any(|i| i.attr("type").unwrap_or_default() != "user");
+    if !needs_host {
+        for _ in ifaces {
+            p.backends.push(Backend::User);
+            p.targets.push(None);
+        }
+        return Ok(p);
+    }
+    let nl = Netlink::open().map_err(|e| HostNetError(e.to_string()))?;
+    for iface in ifaces {
+        match prepare_one(&nl, iface, run_dir, uuid, &mut p.created).await {
+            Ok((backend, target)) => {
+                p.backends.push(backend);
+                p.targets.push(target);
+            }
+            Err(e) => {
+                release_with(&nl, &p.created).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(p)
+}
+
+async fn prepare_one(
+    nl: &Netlink,
+    iface: &Element,
+    run_dir: &Path,
+    uuid: &str,
+    created: &mut Vec<OwnedLink>,
+) -> Result<(Backend, Option<String>), HostNetError> {
+    let source = |k: &str| iface.child("source").and_then(|s| s.attr(k));
+    match iface.attr("type").unwrap_or_default() {
+        "user" => Ok((Backend::User, None)),
+        "direct" => {
+            let dev = source("dev").unwrap_or_default();
+            let mode_name = source("mode").unwrap_or("vepa");
+            let mode = netlink::macvtap_mode(mode_name).ok_or_else(|| {
+                HostNetError(format!(
+                    "unsupported configuration: macvtap mode '{mode_name}'"
+                ))
+            })?;
+            let parent = nl
+                .link_index(dev)
+                .await
+                .map_err(|e| HostNetError(e.to_string()))?
+                .ok_or_else(|| {
+                    HostNetError(format!(
+                        "Unable to get index for interface {dev}: No such device"
+                    ))
+                })?;
+            let mac = mac_of(iface);
+            let name = match target_dev(iface) {
+                Some(n) => n,
+                None => netlink::free_name(
+                    "macvtap",
+                    &nl.link_names()
+                        .await
+                        .map_err(|e| HostNetError(e.to_string()))?,
+                ),
+            };
+            let index = nl
+                .create_macvtap(&name, parent, mode, netlink::parse_mac(&mac).as_deref())
+                .await
+                .map_err(|e| {
+                    // libvirt's message; the link that is there stays.
+                    HostNetError(format!(
+                        "error creating macvtap interface {name}@{dev} ({mac}): {}",
+                        e.message()
+                    ))
+                })?;
+            created.push(OwnedLink {
+                name: name.clone(),
+                index,
+            });
+            let file = open_macvtap(&name, index, run_dir, uuid).map_err(HostNetError)?;
+            Ok((Backend::Fd(file), Some(name)))
+        }
+        kind @ ("bridge" | "ethernet") => {
+            let unmanaged = iface.child("target").and_then(|t| t.attr("managed")) == Some("no");
+            if kind == "ethernet" && unmanaged {
+                // An existing tap the user manages: used, never created
+                // nor deleted by us.
+                let name = target_dev(iface).ok_or_else(|| {
+                    HostNetError("XML error: target dev must be supplied when managed='no'".into())
+                })?;
+                return Ok((Backend::Tap(name.clone()), Some(name)));
+            }
+            let bridge = if kind == "bridge" {
+                let br = source("bridge").unwrap_or_default();
+                Some(
+                    nl.link_index(br)
+                        .await
+                        .map_err(|e| HostNetError(e.to_string()))?
+                        .ok_or_else(|| {
+                            HostNetError(format!(
+                                "Cannot get interface MTU on '{br}': No such device"
+                            ))
+                        })?,
+                )
+            } else {
+                None
+            };
+            let name = match target_dev(iface) {
+                Some(n) => n,
+                None => netlink::free_name(
+                    "vnet",
+                    &nl.link_names()
+                        .await
+                        .map_err(|e| HostNetError(e.to_string()))?,
+                ),
+            };
+            let index = create_tap(nl, &name).await?;
+            created.push(OwnedLink {
+                name: name.clone(),
+                index,
+            });
+            nl.attach_up(index, bridge)
+                .await
+                .map_err(|e| HostNetError(e.to_string()))?;
+            Ok((Backend::Tap(name.clone()), Some(name)))
+        }
+        other => Err(HostNetError(format!(
+            "unsupported configuration: interface type '{other}' is not supported by the qemu driver yet"
+        ))),
+    }
+}
+
+/// A persistent tap via `ip tuntap` (tun devices cannot be created over
+/// rtnetlink, and TUNSETIFF is an ioctl). An existing name fails first,
+/// so a link that was there is never adopted.
+async fn create_tap(nl: &Netlink, name: &str) -> Result<u32, HostNetError> {
+    let fail = |msg: String| HostNetError(format!("Unable to create tap device {name}: {msg}"));
+    if nl
+        .link_index(name)
+        .await
+        .map_err(|e| HostNetError(e.to_string()))?
+        .is_some()
+    {
+        return Err(fail(netlink::errno_text(EEXIST)));
+    }
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(["tuntap", "add", "dev", name, "mode", "tap"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = crate::process::spawn_locked(&mut cmd).map_err(|e| fail(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    nl.link_index(name)
+        .await
+        .map_err(|e| HostNetError(e.to_string()))?
+        .ok_or_else(|| fail("vanished right after creation".into()))
+}
+
+/// Open the character device of macvtap `name` (ifindex `index`).
+/// `/dev/tapN` is named after the ifindex, which is per network namespace
+/// while /dev is not (HOST.md): the node is used only if its device number
+/// is the one sysfs gives for our link; else a private node is made in the
+/// run directory, opened and removed.
+fn open_macvtap(
+    name: &str,
+    index: u32,
+    run_dir: &Path,
+    uuid: &str,
+) -> Result<std::fs::File, String> {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod, stat};
+    let sys = format!("/sys/class/net/{name}");
+    let sys_index = std::fs::read_to_string(format!("{sys}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if sys_index != Some(index) {
+        return Err(format!(
+            "cannot find the character device of macvtap {name}: /sys does not show this network namespace"
+        ));
+    }
+    let dev = std::fs::read_to_string(format!("{sys}/macvtap/tap{index}/dev"))
+        .map_err(|e| format!("cannot read {sys}/macvtap/tap{index}/dev: {e}"))?;
+    let (major, minor) = dev
+        .trim()
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .ok_or_else(|| format!("bad device number '{}' for {name}", dev.trim()))?;
+    let rdev = makedev(major, minor);
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .map_err(|e| format!("cannot open macvtap tap device {}: {e}", p.display()))
+    };
+    let node = std::path::PathBuf::from(format!("/dev/tap{index}"));
+    if stat(&node).is_ok_and(|st| st.st_rdev == rdev) {
+        return open(&node);
+    }
+    let private = run_dir.join(format!("{uuid}.tap{index}"));
+    let _ = std::fs::remove_file(&private);
+    mknod(
+        &private,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o600),
+        rdev,
+    )
+    .map_err(|e| format!("cannot create {}: {e}", private.display()))?;
+    let file = open(&private);
+    let _ = std::fs::remove_file(&private);
+    file
+}
+
+/// Delete the links we created; errors are logged, never fatal: a stop
+/// must complete even when a link is already gone.
+pub async fn release(links: &[OwnedLink]) {
+    if links.is_empty() {
+        return;
+    }
+    match Netlink::open() {
+        Ok(nl) => release_with(&nl, links).await,
+        Err(e) => tracing::warn!("cannot release host links {links:?}: {e}"),
+    }
+}
+
+async fn release_with(nl: &Netlink, links: &[OwnedLink]) {
+    for l in links.iter().rev() {
+        if let Err(e) = nl.delete_link(&l.name, l.index).await {
+            log_release(l, &e);
+        }
+    }
+}
+
+fn log_release(l: &OwnedLink, e: &NetlinkError) {
+    tracing::warn!("cannot delete host link {} ({}): {e}", l.name, l.index);
+}
