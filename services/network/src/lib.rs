@@ -7,8 +7,9 @@
 //! transient networks, start and destroy for forward modes nat, route,
 //! open, isolated and bridge (an existing host bridge), DHCP leases from
 //! dnsmasq's lease file, Update of DHCP hosts and ranges, lifecycle events,
-//! recovery of running networks after a restart. NetworkPort and the
-//! macvtap/hostdev modes' interface pools answer UNIMPLEMENTED.
+//! recovery of running networks after a restart, network ports on bridge
+//! networks. Port parameters (bandwidth) and the macvtap/hostdev modes'
+//! interface pools answer UNIMPLEMENTED.
 
 pub mod bridge;
 pub mod def;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod firewall;
 pub mod leases;
+pub mod port;
 pub mod service;
 pub mod status;
 pub mod update;

@@ -147,34 +147,43 @@ impl Network for NetworkService {
 
     async fn port_create_xml(
         &self,
-        _: Request<pb::PortCreateRequest>,
+        request: Request<pb::PortCreateRequest>,
     ) -> Result<Response<pb::NetworkPortSummary>, Status> {
-        Err(unimplemented("PortCreateXML").into())
+        let r = request.get_ref();
+        Ok(Response::new(
+            self.driver
+                .port_create(r.network.as_ref(), &r.xml, r.reclaim)
+                .await?,
+        ))
     }
 
     async fn port_list(
         &self,
-        _: Request<pb::ObjectRef>,
+        request: Request<pb::ObjectRef>,
     ) -> Result<Response<Self::PortListStream>, Status> {
-        Err(unimplemented("PortList").into())
+        Ok(Response::new(stream_of(
+            self.driver.port_list(Some(request.get_ref()))?,
+        )))
     }
 
     async fn port_lookup(
         &self,
-        _: Request<pb::PortRef>,
+        request: Request<pb::PortRef>,
     ) -> Result<Response<pb::NetworkPortSummary>, Status> {
-        Err(unimplemented("PortLookup").into())
+        Ok(Response::new(self.driver.port_lookup(request.get_ref())?))
     }
 
     async fn port_get_xml_desc(
         &self,
-        _: Request<pb::PortRef>,
+        request: Request<pb::PortRef>,
     ) -> Result<Response<pb::XmlDoc>, Status> {
-        Err(unimplemented("PortGetXMLDesc").into())
+        let xml = self.driver.port_xml(request.get_ref())?;
+        Ok(Response::new(pb::XmlDoc { xml }))
     }
 
-    async fn port_delete(&self, _: Request<pb::PortRef>) -> Result<Response<()>, Status> {
-        Err(unimplemented("PortDelete").into())
+    async fn port_delete(&self, request: Request<pb::PortRef>) -> Result<Response<()>, Status> {
+        self.driver.port_delete(request.get_ref()).await?;
+        Ok(Response::new(()))
     }
 
     async fn port_get_parameters(

@@ -275,6 +275,12 @@ fn define_req(xml: &str) -> pb::DefineXmlRequest {
     }
 }
 
+const PORT: &str = "<networkport>
+  <uuid>2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0b01</uuid>
+  <owner><name>guest1</name><uuid>6a3e3c4e-6a8b-4c54-9f3e-111111111111</uuid></owner>
+  <mac address='52:54:00:00:09:01'/>
+</networkport>";
+
 const NAT: &str = "<network>
   <name>tnat</name>
   <forward mode='nat'/>
@@ -669,6 +675,30 @@ async fn restarted_driver_finds_running_network_and_autostarts() {
     .expect("autostart");
     let pid = ns.dnsmasq_pid("tnat").expect("dnsmasq");
     let (_, before) = ns.ip(&["-o", "link", "show", "dev", "vmbr-nat"]);
+    // A guest's port, which must survive the restart.
+    let port = net
+        .port_create_xml(pb::PortCreateRequest {
+            network: Some(by_name("tnat")),
+            xml: PORT.into(),
+            reclaim: false,
+            validate: false,
+        })
+        .await
+        .expect("port")
+        .into_inner();
+    assert_eq!(port.port_uuid, "2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0b01");
+    assert_eq!(port.owner_name, "guest1");
+    assert_eq!(port.mac, "52:54:00:00:09:01");
+    let e = net
+        .port_create_xml(pb::PortCreateRequest {
+            network: Some(by_name("tnat")),
+            xml: PORT.into(),
+            reclaim: false,
+            validate: false,
+        })
+        .await
+        .expect_err("same port twice");
+    assert_eq!(VirtError::from_status(&e).code, ErrorCode::NetworkPortExist);
     drop(net);
     served.shutdown();
 
@@ -691,6 +721,25 @@ async fn restarted_driver_finds_running_network_and_autostarts() {
         after.split(':').next(),
         "same ifindex"
     );
+    let port_ref = pb::PortRef {
+        network: Some(by_name("tnat")),
+        port_uuid: "2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0b01".into(),
+    };
+    let xml = net
+        .port_get_xml_desc(port_ref.clone())
+        .await
+        .expect("port survives")
+        .into_inner()
+        .xml;
+    assert!(
+        xml.contains("<plug type='network' bridge='vmbr-nat'/>"),
+        "{xml}"
+    );
+    net.port_delete(port_ref.clone())
+        .await
+        .expect("port delete");
+    let e = VirtError::from_status(&net.port_lookup(port_ref).await.expect_err("deleted"));
+    assert_eq!(e.code, ErrorCode::NoNetworkPort);
     let a = net
         .lookup(by_name("tauto"))
         .await
@@ -730,6 +779,27 @@ async fn bridge_mode_uses_an_existing_bridge_without_plumbing() {
         .xml;
     assert!(!out.contains("<mac"), "no MAC for a host bridge: {out}");
     net.create(by_name("thost")).await.expect("start");
+    net.port_create_xml(pb::PortCreateRequest {
+        network: Some(by_name("thost")),
+        xml: PORT.into(),
+        reclaim: false,
+        validate: false,
+    })
+    .await
+    .expect("port on a host bridge");
+    let xml = net
+        .port_get_xml_desc(pb::PortRef {
+            network: Some(by_name("thost")),
+            port_uuid: "2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0b01".into(),
+        })
+        .await
+        .expect("port xml")
+        .into_inner()
+        .xml;
+    assert!(
+        xml.contains("<plug type='bridge' bridge='vmbr-host'/>"),
+        "{xml}"
+    );
     assert!(ns.dnsmasq_pid("thost").is_none());
     assert!(!ns.ruleset().contains("virtmesh_"));
     net.destroy(by_name("thost")).await.expect("destroy");

@@ -70,6 +70,7 @@ impl NetworkDriver {
             return Err(err::not_active());
         };
         self.undo(&live.status).await;
+        self.remove_all_ports(&net.name);
         status::remove_file(&self.inner.store.status(&net.name)).map_err(state_err)?;
         if net.config.is_some() {
             self.with_net(&net.uuid, |n| n.live = None);
@@ -112,7 +113,11 @@ impl NetworkDriver {
         match self.plumb(&def, &mut st).await {
             Ok(()) => {
                 self.save_live(&st)?;
-                Ok(Live { def, status: st })
+                Ok(Live {
+                    def,
+                    status: st,
+                    ports: Vec::new(),
+                })
             }
             Err(e) => {
                 tracing::warn!("network {}: start failed: {e}; undoing", def.name);

@@ -11,6 +11,7 @@
 //! the files consistent without finer locks. Lock order: job, then nets.
 
 mod lifecycle;
+mod ports;
 mod recovery;
 mod update;
 
@@ -21,6 +22,7 @@ use crate::error::{self as err, Result};
 use crate::events::EventHub;
 use crate::firewall;
 use crate::leases;
+use crate::port::PortDef;
 use crate::status::{self, LiveStatus, StateError, Store};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -87,6 +89,8 @@ fn is_root() -> bool {
 struct Live {
     def: NetDef,
     status: LiveStatus,
+    /// Ports handed out to guests (they exist only while active).
+    ports: Vec<PortDef>,
 }
 
 #[derive(Debug, Clone)]

@@ -57,6 +57,8 @@ impl NetworkDriver {
             let live = Live {
                 def: def.clone(),
                 status: st.clone(),
+                // Guests keep their ports across our restart.
+                ports: self.load_ports(&st.name),
             };
             let found = self.with_net(&st.uuid, |n| n.live = Some(live.clone()));
             if found.is_none() {

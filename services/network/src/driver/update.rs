@@ -120,7 +120,14 @@ impl NetworkDriver {
             }
             self.save_live(&st)?;
             let def = def.clone();
-            self.with_net(&net.uuid, |n| n.live = Some(Live { def, status: st }));
+            let ports = l.ports.clone();
+            self.with_net(&net.uuid, |n| {
+                n.live = Some(Live {
+                    def,
+                    status: st,
+                    ports,
+                })
+            });
             if let Some(e) = failure {
                 return Err(e);
             }

@@ -1,0 +1,165 @@
+//! Network ports (virNetworkPort*): a hypervisor service asks for a port
+//! for each guest interface on the network and is told which bridge to
+//! plug its tap into. Ports live only while the network is active; each
+//! is a file `<run>/ports/NETWORK/UUID.xml`, so they survive a restart of
+//! this service (the guests still use them).
+
+use super::*;
+use crate::port::PortDef;
+
+impl NetworkDriver {
+    fn ports_dir(&self, network: &str) -> PathBuf {
+        self.inner.cfg.run_dir.join("ports").join(network)
+    }
+
+    /// The ports of an active network found on disk (recovery).
+    pub(super) fn load_ports(&self, network: &str) -> Vec<PortDef> {
+        status::files_ending(&self.ports_dir(network), ".xml")
+            .into_iter()
+            .filter_map(|p| {
+                let parsed = std::fs::read_to_string(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|x| PortDef::parse(&x).map_err(|e| e.to_string()));
+                match parsed {
+                    Ok(port) => Some(port),
+                    Err(e) => {
+                        tracing::error!("ignoring network port {}: {e}", p.display());
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// A stopped network has no ports any more.
+    pub(super) fn remove_all_ports(&self, network: &str) {
+        let dir = self.ports_dir(network);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", dir.display());
+        }
+    }
+
+    fn port_summary(net: &Net, p: &PortDef) -> pb::NetworkPortSummary {
+        let (owner_uuid, owner_name) = p.owner();
+        pb::NetworkPortSummary {
+            network_uuid: net.uuid.clone(),
+            port_uuid: p.uuid(),
+            owner_uuid,
+            owner_name,
+            mac: p.mac(),
+        }
+    }
+
+    fn active(&self, r: Option<&pb::ObjectRef>) -> Result<(Net, Live)> {
+        let net = self.find(r)?;
+        let live = net.live.clone().ok_or_else(err::not_active)?;
+        Ok((net, live))
+    }
+
+    fn find_port(&self, r: &pb::PortRef) -> Result<(Net, PortDef)> {
+        let (net, live) = self.active(r.network.as_ref())?;
+        let want = virtmesh_conf::error::parse_uuid_str(&r.port_uuid)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| r.port_uuid.clone());
+        let port = live
+            .ports
+            .iter()
+            .find(|p| p.uuid().eq_ignore_ascii_case(&want))
+            .cloned()
+            .ok_or_else(|| {
+                err::net(
+                    virtmesh_rpc::ErrorCode::NoNetworkPort,
+                    format!(
+                        "Network port not found: no network port with matching uuid '{}'",
+                        r.port_uuid
+                    ),
+                )
+            })?;
+        Ok((net, port))
+    }
+
+    pub async fn port_create(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        xml: &str,
+        reclaim: bool,
+    ) -> Result<pb::NetworkPortSummary> {
+        let _job = self.inner.job.lock().await;
+        let (net, live) = self.active(r)?;
+        let mut port = PortDef::parse(xml)?;
+        if live.ports.iter().any(|p| p.uuid() == port.uuid()) {
+            return Err(err::net(
+                virtmesh_rpc::ErrorCode::NetworkPortExist,
+                format!("Network port with UUID {} already exists", port.uuid()),
+            ));
+        }
+        // A reclaimed port (a guest that kept running) keeps its plug.
+        if !(reclaim && port.has_plug()) {
+            let bridge = live.def.bridge.clone().unwrap_or_default();
+            match &live.def.mode {
+                m if m.has_own_bridge() => port.set_plug("network", &bridge),
+                ForwardMode::Bridge if !bridge.is_empty() => port.set_plug("bridge", &bridge),
+                ForwardMode::Other(mode) => {
+                    return Err(err::unsupported(format!(
+                        "ports of network '{}' (forward mode '{mode}') are not implemented yet",
+                        net.name
+                    )));
+                }
+                _ => {
+                    return Err(err::internal(format!(
+                        "network '{}' has no bridge to plug ports into",
+                        net.name
+                    )));
+                }
+            }
+        }
+        let dir = self.ports_dir(&net.name);
+        status::mkdir(&dir).map_err(state_err)?;
+        virtmesh_util::fs::write_atomic(
+            &dir.join(format!("{}.xml", port.uuid())),
+            port.to_xml().as_bytes(),
+        )
+        .map_err(err::system)?;
+        let summary = Self::port_summary(&net, &port);
+        self.with_net(&net.uuid, |n| {
+            if let Some(l) = &mut n.live {
+                l.ports.push(port);
+            }
+        });
+        Ok(summary)
+    }
+
+    pub fn port_list(&self, r: Option<&pb::ObjectRef>) -> Result<Vec<pb::NetworkPortSummary>> {
+        let (net, live) = self.active(r)?;
+        Ok(live
+            .ports
+            .iter()
+            .map(|p| Self::port_summary(&net, p))
+            .collect())
+    }
+
+    pub fn port_lookup(&self, r: &pb::PortRef) -> Result<pb::NetworkPortSummary> {
+        let (net, port) = self.find_port(r)?;
+        Ok(Self::port_summary(&net, &port))
+    }
+
+    pub fn port_xml(&self, r: &pb::PortRef) -> Result<String> {
+        Ok(self.find_port(r)?.1.to_xml())
+    }
+
+    pub async fn port_delete(&self, r: &pb::PortRef) -> Result<()> {
+        let _job = self.inner.job.lock().await;
+        let (net, port) = self.find_port(r)?;
+        let uuid = port.uuid();
+        status::remove_file(&self.ports_dir(&net.name).join(format!("{uuid}.xml")))
+            .map_err(state_err)?;
+        self.with_net(&net.uuid, |n| {
+            if let Some(l) = &mut n.live {
+                l.ports.retain(|p| p.uuid() != uuid);
+            }
+        });
+        Ok(())
+    }
+}
