@@ -6,10 +6,11 @@
 //! Phase 1: define/undefine/lookup/list/XML/info/bridge name/autostart,
 //! transient networks, start and destroy for forward modes nat, route,
 //! open, isolated and bridge (an existing host bridge), DHCP leases from
-//! dnsmasq's lease file, Update of DHCP hosts and ranges, lifecycle events,
-//! recovery of running networks after a restart, network ports on bridge
-//! networks. Port parameters (bandwidth) and the macvtap/hostdev modes'
-//! interface pools answer UNIMPLEMENTED.
+//! dnsmasq's lease file, Update of DHCP hosts/ranges and DNS records,
+//! lifecycle events, recovery of running networks after a restart, network
+//! ports on bridge networks. Port parameters (bandwidth), the other Update
+//! sections and the macvtap/hostdev modes' interface pools answer
+//! UNIMPLEMENTED.
 
 pub mod bridge;
 pub mod def;

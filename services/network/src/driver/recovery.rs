@@ -38,6 +38,7 @@ impl NetworkDriver {
                 // persistent network is simply inactive now, a transient
                 // one is gone.
                 self.undo(&st).await;
+                self.remove_all_ports(&st.name);
                 let _ = status::remove_file(&path);
                 continue;
             }
