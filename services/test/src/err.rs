@@ -92,3 +92,12 @@ pub fn conf(e: ConfError, domain: ErrorDomain) -> VirtError {
 pub fn missing(what: &str) -> VirtError {
     invalid_arg(format!("{what} must be specified"))
 }
+
+/// libvirt's virCheckFlags failure: VIR_ERR_INVALID_ARG with a bare
+/// message naming the flags and the driver function.
+pub fn unsupported_flags(flags: u32, function: &str) -> VirtError {
+    test(
+        ErrorCode::InvalidArg,
+        format!("unsupported flags (0x{flags:x}) in function {function}"),
+    )
+}

@@ -135,6 +135,9 @@ impl Interface for TestDriver {
         self.call(request, |h, r| {
             let st = h.lock();
             let idx = find(&st, r.interface.as_ref())?;
+            if r.inactive {
+                return Err(err::unsupported_flags(1, "testInterfaceGetXMLDesc"));
+            }
             Ok(pb::XmlDoc {
                 xml: st.ifaces[idx].def.to_xml(),
             })

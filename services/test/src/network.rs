@@ -252,6 +252,9 @@ impl Network for TestDriver {
         request: Request<pb::GetXmlDescRequest>,
     ) -> Result<Response<pb::XmlDoc>, Status> {
         self.call(request, |h, r| {
+            // libvirt's test driver refuses VIR_NETWORK_XML_INACTIVE; the
+            // network driver (and the conformance corpus) accepts it, and a
+            // test network has one definition, so both flags give it.
             with_net(h, r.object.as_ref(), |n| {
                 Ok(pb::XmlDoc {
                     xml: n.def.to_xml(),
