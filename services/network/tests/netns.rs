@@ -800,6 +800,16 @@ async fn bridge_mode_uses_an_existing_bridge_without_plumbing() {
         xml.contains("<plug type='bridge' bridge='vmbr-host'/>"),
         "{xml}"
     );
+    let live = net
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("thost")),
+            ..Default::default()
+        })
+        .await
+        .expect("live xml")
+        .into_inner()
+        .xml;
+    assert!(live.starts_with("<network connections='1'>\n"), "{live}");
     assert!(ns.dnsmasq_pid("thost").is_none());
     assert!(!ns.ruleset().contains("virtmesh_"));
     net.destroy(by_name("thost")).await.expect("destroy");

@@ -310,12 +310,19 @@ impl NetworkDriver {
 
     pub fn xml_desc(&self, r: Option<&pb::ObjectRef>, inactive: bool) -> Result<String> {
         let net = self.find(r)?;
-        let def = if inactive {
-            net.config.as_ref().or(net.live.as_ref().map(|l| &l.def))
-        } else {
-            net.current()
-        };
-        def.map(NetDef::to_xml)
+        if !inactive && let Some(live) = &net.live {
+            // The live XML counts the ports in use, as libvirt's does.
+            if live.ports.is_empty() {
+                return Ok(live.def.to_xml());
+            }
+            let mut root = live.def.def.element().clone();
+            root.set_attr("connections", live.ports.len().to_string());
+            return Ok(root.to_xml());
+        }
+        net.config
+            .as_ref()
+            .or(net.live.as_ref().map(|l| &l.def))
+            .map(NetDef::to_xml)
             .ok_or_else(|| err::internal("network has no definition"))
     }
 
