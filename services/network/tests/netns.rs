@@ -997,3 +997,82 @@ async fn failed_start_midway_undoes_only_its_own_work() {
     );
     served.shutdown();
 }
+
+/// Every corpus network that libvirt started, started for real here: the
+/// dnsmasq files our start wrote equal libvirt's once our directories are
+/// put back to libvirt's (the corpus README's rule 8), the set of files
+/// included. Each network is destroyed and undefined afterwards, leaving
+/// nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_networks_start_with_libvirts_dnsmasq_files() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/network");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("dnsmasq.conf").exists())
+        .collect();
+    cases.sort();
+    let cfg = ns.config();
+    let (state, run) = (
+        cfg.state_dir.to_string_lossy().into_owned(),
+        cfg.run_dir.to_string_lossy().into_owned(),
+    );
+    let unmap = |s: String| {
+        s.replace(&state, "/var/lib/libvirt")
+            .replace(&run, "/run/libvirt")
+    };
+    let (mut pass, mut failures) = (0, Vec::new());
+    for case in &cases {
+        let input = std::fs::read_to_string(case.join("input.xml")).expect("input");
+        let s = net
+            .define_xml(define_req(&input))
+            .await
+            .expect("define")
+            .into_inner();
+        if let Err(e) = net.create(by_name(&s.name)).await {
+            failures.push(format!("{}: start failed: {}", s.name, e.message()));
+            net.undefine(by_name(&s.name)).await.expect("undefine");
+            continue;
+        }
+        let mut ok = true;
+        for ext in ["conf", "hostsfile", "addnhosts"] {
+            let want = std::fs::read_to_string(case.join(format!("dnsmasq.{ext}"))).ok();
+            let got = std::fs::read_to_string(
+                cfg.state_dir
+                    .join("dnsmasq")
+                    .join(format!("{}.{ext}", s.name)),
+            )
+            .ok()
+            .map(unmap);
+            let norm = |t: Option<String>| t.map(|t| t.trim_end_matches('\n').to_owned());
+            if norm(want.clone()) != norm(got.clone()) {
+                ok = false;
+                failures.push(format!("{}.{ext}: want {want:?}, got {got:?}", s.name));
+            }
+        }
+        if ok {
+            pass += 1;
+        }
+        net.destroy(by_name(&s.name)).await.expect("destroy");
+        net.undefine(by_name(&s.name)).await.expect("undefine");
+    }
+    println!(
+        "started corpus networks with libvirt's dnsmasq files: {pass}/{}",
+        cases.len()
+    );
+    for f in &failures {
+        println!("  FAIL {f}");
+    }
+    let (_, links) = ns.ip(&["-o", "link", "show"]);
+    assert_eq!(links.lines().count(), 1, "only lo is left: {links}");
+    assert!(!ns.ruleset().contains("virtmesh_"));
+    assert!(cases.len() >= 20);
+    assert!(pass * 10 >= cases.len() * 9, "below 90%: {failures:?}");
+    served.shutdown();
+}

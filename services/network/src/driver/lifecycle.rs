@@ -89,9 +89,9 @@ impl NetworkDriver {
             virtmesh_util::fs::write_atomic(p, text.as_bytes()).map_err(err::system)
         };
         write(&paths.hostsfile, dnsmasq::hostsfile(def))?;
-        if def.want_dns() {
-            write(&paths.addnhosts, dnsmasq::addnhosts(def))?;
-        }
+        // Both files exist even when empty (or unused, with DNS off), as
+        // libvirt writes them, so runtime additions have a place to go.
+        write(&paths.addnhosts, dnsmasq::addnhosts(def))?;
         write(&paths.conf, dnsmasq::conf(def, paths))
     }
 
