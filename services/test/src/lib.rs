@@ -5,6 +5,14 @@
 //! from a node document, like libvirt's defaultConnXML) and one host per
 //! `test:///ABSOLUTE/PATH.xml` custom node file, each kept for the life of
 //! the service.
+//!
+//! Where libvirt's test driver refuses a call and the virtmesh contract
+//! asks for it (secrets, network filters and bindings, device detach,
+//! volume resize, network update), the call works in memory with the
+//! wording of libvirt's real drivers.  Calls neither offers answer
+//! UNIMPLEMENTED (VIR_ERR_NO_SUPPORT): network ports, DHCP leases,
+//! OpenConsole, DomainXMLToNative/FromNative, CompareCPU, persistent node
+//! devices (define/undefine/create/autostart), PCI detach/reattach/reset.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -342,9 +342,11 @@ impl Network for TestDriver {
         &self,
         request: Request<pb::DhcpLeasesRequest>,
     ) -> Result<Response<Self::GetDHCPLeasesStream>, Status> {
-        // The test driver has no dnsmasq, hence no leases.
+        // libvirt's test driver has no dnsmasq and refuses the call.
         self.call_stream(request, |h, r| {
-            with_net(h, r.network.as_ref(), |_| Ok(Vec::new()))
+            with_net(h, r.network.as_ref(), |_| {
+                Err(err::unimplemented("NetworkGetDHCPLeases"))
+            })
         })
     }
 
