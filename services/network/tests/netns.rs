@@ -548,7 +548,8 @@ async fn routed_and_open_networks() {
     let served = Served::start(&ns, "a");
     let mut net = served.client();
     let routed = "<network><name>troute</name><forward mode='route'/><bridge name='vmbr-rt'/>
-        <ip address='10.231.3.1' prefix='24'/></network>";
+        <ip address='10.231.3.1' prefix='24'/>
+        <route address='10.232.9.0' prefix='24' gateway='10.231.3.2' metric='5'/></network>";
     net.define_xml(define_req(routed))
         .await
         .expect("define routed");
@@ -566,6 +567,11 @@ async fn routed_and_open_networks() {
     assert_eq!(
         ns.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
         "1"
+    );
+    let (_, routes) = ns.ip(&["route", "show", "10.232.9.0/24"]);
+    assert!(
+        routes.contains("via 10.231.3.2") && routes.contains("metric 5"),
+        "static route: {routes}"
     );
 
     // Open: a bridge and dnsmasq, but no firewall rules at all.
