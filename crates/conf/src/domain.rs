@@ -608,6 +608,10 @@ impl DomainDef {
         match pos {
             Some(p) => {
                 devices.children.remove(p);
+                // An emptied <devices> still prints on two lines.
+                if devices.children.is_empty() {
+                    devices.children.push(Node::Break);
+                }
                 true
             }
             None => false,
@@ -759,5 +763,29 @@ mod tests {
         assert_eq!(e.message, "invalid argument: unknown suffix 'bogus'");
         let e = DomainDef::parse("<domain type='test'><name>x</name>").unwrap_err();
         assert_eq!(e.kind, crate::error::ConfErrorKind::XmlDetail);
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn attach_and_detach_keep_canonical_form() {
+        let mut def = DomainDef::parse(
+            "<domain type='test'><name>d</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+        )
+        .unwrap();
+        assert!(def.to_xml(None).contains("  <devices>\n  </devices>\n"));
+        let disk = parse_device(
+            "<disk type='file' device='disk'><source file='/a'/><target dev='sdb'/></disk>",
+        )
+        .unwrap();
+        def.attach_device(disk.clone()).unwrap();
+        let xml = def.to_xml(None);
+        assert!(xml.contains("<target dev='sdb' bus='scsi'/>\n      <address type='drive' controller='0' bus='0' target='0' unit='1'/>"));
+        assert!(xml.contains("<controller type='scsi' index='0'/>"));
+        assert!(def.detach_device(&disk));
+        assert!(!def.detach_device(&disk));
     }
 }
