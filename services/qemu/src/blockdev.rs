@@ -79,6 +79,25 @@ pub fn blockdev_objects(n: usize, disk: &Element) -> Vec<String> {
     out
 }
 
+/// The QEMU id of a disk, from its target and bus (`virtio-disk1`,
+/// `sata0-0-2`).
+pub fn disk_id(disk: &Element) -> Option<String> {
+    let target = disk.child("target")?;
+    let idx = virtmesh_conf::devices::disk_index(target.attr("dev")?)?;
+    match target.attr("bus")? {
+        "virtio" => Some(format!("virtio-disk{idx}")),
+        "sata" => {
+            let unit = disk
+                .child("address")
+                .and_then(|a| a.attr("unit"))
+                .and_then(|b| b.parse::<u64>().ok())
+                .unwrap_or(idx);
+            Some(format!("sata0-0-{unit}"))
+        }
+        _ => None,
+    }
+}
+
 /// The `-device` of one disk; `bus_addr` is its PCI location for virtio.
 pub fn disk_device(
     n: usize,

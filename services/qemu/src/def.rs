@@ -536,6 +536,61 @@ impl DomainDef {
         }
     }
 
+    /// The `<devices>` element.
+    pub fn devices_el(&self) -> Option<&Element> {
+        self.root.child("devices")
+    }
+
+    /// Add a device where libvirt's order puts it.
+    pub fn push_device(&mut self, dev: Element) {
+        let devices = self.root.child_or_insert("devices");
+        devices.children.push(Node::Element(dev));
+        devices.sort_children(crate::devices::DEVICE_ORDER);
+    }
+
+    /// The device a detach names (disks by target, NICs by MAC).
+    pub fn find_device(&self, wanted: &Element) -> Option<&Element> {
+        self.root
+            .child("devices")?
+            .elements()
+            .find(|e| virtmesh_conf::domain::device_matches(e, wanted))
+    }
+
+    /// Remove and return the device a detach names.
+    pub fn remove_device(&mut self, wanted: &Element) -> Option<Element> {
+        let devices = self.root.child_mut("devices")?;
+        let pos = devices.children.iter().position(
+            |n| matches!(n, Node::Element(e) if virtmesh_conf::domain::device_matches(e, wanted)),
+        )?;
+        match devices.children.remove(pos) {
+            Node::Element(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// libvirt's live aliases for disks and NICs (the ids QEMU knows them
+    /// by), so a later unplug names the right device whatever was
+    /// unplugged before it.
+    pub fn set_aliases(&mut self) {
+        let Some(devices) = self.root.child_mut("devices") else {
+            return;
+        };
+        let mut nic = 0;
+        for dev in devices.elements_mut() {
+            let alias = match dev.name.as_str() {
+                "disk" => crate::blockdev::disk_id(dev),
+                "interface" => {
+                    nic += 1;
+                    Some(format!("net{}", nic - 1))
+                }
+                _ => None,
+            };
+            if let Some(a) = alias {
+                set_alias(dev, &a);
+            }
+        }
+    }
+
     /// `<os><boot dev>` in order.
     pub fn boot_devs(&self) -> Vec<String> {
         self.root
@@ -730,6 +785,27 @@ fn normalize_os(root: &mut Element, machine: &MachineResolver<'_>) -> Result<(),
         );
     }
     Ok(())
+}
+
+/// Put `<alias name>` before `<address>`, as libvirt's live XML has it.
+pub fn set_alias(dev: &mut Element, alias: &str) {
+    dev.remove_children("alias");
+    let at = dev
+        .children
+        .iter()
+        .position(|n| matches!(n, Node::Element(e) if e.name == "address"))
+        .unwrap_or(dev.children.len());
+    dev.children.insert(
+        at,
+        Node::Element(Element::new("alias").with_attr("name", alias)),
+    );
+}
+
+/// The live alias of a device, if it has one.
+pub fn alias_of(dev: &Element) -> Option<String> {
+    dev.child("alias")
+        .and_then(|a| a.attr("name"))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -530,3 +530,54 @@ fn boot_indices<'a>(
             .map(|(_, o)| *o)
     }
 }
+
+/// An address for a device hot-plugged into `devices`: on q35 a free
+/// root port (libvirt leaves one spare at define), on pc a free slot of
+/// bus 0; SATA disks get their drive address. `None`: no room.
+pub fn hotplug_address(devices: &Element, dev: &Element, q35: bool) -> Option<Element> {
+    if let Some(a) = dev.child("address") {
+        return Some(a.clone());
+    }
+    let bus = dev.child("target").and_then(|t| t.attr("bus"));
+    if dev.name == "disk" && bus == Some("sata") {
+        let idx = dev
+            .child("target")
+            .and_then(|t| t.attr("dev"))
+            .and_then(virtmesh_conf::devices::disk_index)?;
+        return Some(
+            Element::new("address")
+                .with_attr("type", "drive")
+                .with_attr("controller", "0")
+                .with_attr("bus", "0")
+                .with_attr("target", "0")
+                .with_attr("unit", idx.to_string()),
+        );
+    }
+    let num = |a: &Element, k: &str| {
+        a.attr(k)
+            .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+    };
+    let used: Vec<(u32, u32)> = devices
+        .elements()
+        .filter_map(|d| d.child("address"))
+        .filter(|a| a.attr("type") == Some("pci"))
+        .filter_map(|a| Some((num(a, "bus")?, num(a, "slot")?)))
+        .collect();
+    if q35 {
+        devices
+            .elements()
+            .filter(|c| c.name == "controller" && c.attr("model") == Some("pcie-root-port"))
+            .filter_map(|c| c.attr("index")?.parse::<u32>().ok())
+            .find(|i| !used.iter().any(|(b, _)| b == i))
+            .map(|i| pci_addr(i, 0, 0, false))
+    } else {
+        (2..32)
+            .find(|s| !used.contains(&(0, *s)))
+            .map(|s| pci_addr(0, s, 0, false))
+    }
+}
+
+/// QEMU's bus and addr for a device's PCI address (hot-plug).
+pub fn bus_addr(dev: &Element, q35: bool) -> Option<(String, String)> {
+    pci_location(dev, q35)
+}

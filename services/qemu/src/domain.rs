@@ -279,11 +279,25 @@ impl Domain for DomainService {
             .set_autostart(req.object.as_ref(), req.autostart))
     }
 
-    async fn attach_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
-        unimpl("AttachDevice")
+    async fn attach_device(
+        &self,
+        request: Request<pb::DeviceRequest>,
+    ) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        ok(self
+            .driver
+            .attach_device(req.domain.as_ref(), &req.device_xml, req.impact.as_ref())
+            .await)
     }
-    async fn detach_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
-        unimpl("DetachDevice")
+    async fn detach_device(
+        &self,
+        request: Request<pb::DeviceRequest>,
+    ) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        ok(self
+            .driver
+            .detach_device(req.domain.as_ref(), &req.device_xml, req.impact.as_ref())
+            .await)
     }
     async fn update_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
         unimpl("UpdateDevice")

@@ -288,6 +288,8 @@ pub struct Qmp {
     next_id: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
     closed: tokio::sync::watch::Receiver<bool>,
+    /// Every event, for callers that wait for one (DEVICE_DELETED).
+    events: tokio::sync::broadcast::Sender<QmpEvent>,
 }
 
 impl std::fmt::Debug for Qmp {
@@ -346,13 +348,21 @@ impl Qmp {
         }
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
-        let reader = tokio::spawn(read_loop(read, pending.clone(), sink, closed_tx));
+        let (events, _) = tokio::sync::broadcast::channel(64);
+        let reader = tokio::spawn(read_loop(
+            read,
+            pending.clone(),
+            sink,
+            closed_tx,
+            events.clone(),
+        ));
         Ok(Qmp {
             writer: tokio::sync::Mutex::new(write),
             pending,
             next_id: AtomicU64::new(1),
             reader,
             closed,
+            events,
         })
     }
 
@@ -412,6 +422,68 @@ impl Qmp {
         })
     }
 
+    /// Events from now on (subscribe before the command that causes one).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<QmpEvent> {
+        self.events.subscribe()
+    }
+
+    /// `getfd`: hand QEMU a descriptor under `name` (SCM_RIGHTS on the
+    /// monitor socket, with the command line in the same message, as QEMU
+    /// expects), for `netdev_add` of a macvtap.
+    pub async fn getfd(&self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), QmpError> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::os::fd::AsRawFd;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = lock(&self.pending);
+            if p.closed {
+                return Err(QmpError::Eof);
+            }
+            p.waiters.insert(id, tx);
+        }
+        let msg =
+            serde_json::json!({ "execute": "getfd", "arguments": {"fdname": name}, "id": id });
+        let mut line = msg.to_string();
+        line.push('\n');
+        let sent = {
+            let w = self.writer.lock().await;
+            let sock = w.as_ref().as_raw_fd();
+            let fds = [fd.as_raw_fd()];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            let iov = [std::io::IoSlice::new(line.as_bytes())];
+            // Holding the writer lock: no other command interleaves. The
+            // socket is non-blocking; a short command line fits at once.
+            sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None)
+        };
+        match sent {
+            Ok(n) if n == line.len() => {}
+            Ok(_) => {
+                lock(&self.pending).waiters.remove(&id);
+                return Err(QmpError::Malformed("getfd: short write".into()));
+            }
+            Err(e) => {
+                lock(&self.pending).waiters.remove(&id);
+                return Err(QmpError::Io(std::io::Error::from(e)));
+            }
+        }
+        match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+            Err(_) => {
+                lock(&self.pending).waiters.remove(&id);
+                Err(QmpError::Timeout("getfd".into()))
+            }
+            Ok(Err(_)) => Err(QmpError::Eof),
+            Ok(Ok(r)) => r.map(|_| ()).map_err(|e| match e {
+                QmpError::Command { class, desc, .. } => QmpError::Command {
+                    command: "getfd".into(),
+                    class,
+                    desc,
+                },
+                other => other,
+            }),
+        }
+    }
+
     /// True once the connection has ended.
     pub fn is_closed(&self) -> bool {
         *self.closed.borrow()
@@ -430,6 +502,7 @@ async fn read_loop(
     pending: Arc<Mutex<Pending>>,
     mut sink: EventSink,
     closed: tokio::sync::watch::Sender<bool>,
+    events: tokio::sync::broadcast::Sender<QmpEvent>,
 ) {
     let mut line = String::new();
     loop {
@@ -447,7 +520,11 @@ async fn read_loop(
             continue;
         }
         match classify(text) {
-            Ok(QmpMessage::Event(ev)) => sink(MonitorMsg::Event(ev)),
+            Ok(QmpMessage::Event(ev)) => {
+                // No subscriber is the usual case, not an error.
+                let _ = events.send(ev.clone());
+                sink(MonitorMsg::Event(ev));
+            }
             Ok(QmpMessage::Return {
                 id: Some(id),
                 value,

@@ -826,7 +826,7 @@ async fn connect_calls_and_unimplemented_answers() {
 
     let e = svc
         .domains()
-        .attach_device(pb::DeviceRequest::default())
+        .update_device(pb::DeviceRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(e.code(), tonic::Code::Unimplemented);

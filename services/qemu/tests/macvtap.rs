@@ -9,187 +9,11 @@
 //! fails under VIRTMESH_REQUIRE_HOST=1. The Drop guard kills our QEMUs and
 //! deletes the namespace (and with it every link inside).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{Netns, by_name, host_ready};
 use std::process::Command;
-use virtmesh_proto::v1::{self as pb, object_ref::Key};
-use virtmesh_qemu::{QemuConfig, QemuDriver};
-
-const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
-
-fn host_ready() -> bool {
-    let mut missing = Vec::new();
-    // /proc/self belongs to the effective uid.
-    let root =
-        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc/self"))
-            == 0;
-    if !root {
-        missing.push("not root (netns, macvtap)");
-    }
-    if !Path::new("/dev/kvm").exists() {
-        missing.push("/dev/kvm is absent");
-    }
-    if !Path::new(EMULATOR).exists() {
-        missing.push("qemu-system-x86_64 is not installed (scripts/install-host-deps.sh)");
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        missing.push("iproute2 (`ip`) is not installed");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = missing.join("; ");
-    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
-        panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
-/// A network namespace with `veth0` (up) as macvtap parent, and the
-/// driver's directories. Drop kills our QEMUs and deletes the namespace.
-struct Netns {
-    name: String,
-    dir: tempfile::TempDir,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("vmq-{}-{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns {
-            name,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        ns.ip(&[
-            "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
-        ]);
-        ns.ip(&["link", "set", "veth0", "up"]);
-        ns.ip(&["link", "set", "veth1", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut a = vec!["-n", self.name.as_str()];
-        a.extend_from_slice(args);
-        ip(&a);
-    }
-
-    /// The ifindex of `link` in the namespace, if it exists.
-    fn link_index(&self, link: &str) -> Option<u32> {
-        let out = Command::new("ip")
-            .args(["-n", &self.name, "-o", "link", "show", "dev", link])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .split(':')
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    fn links(&self) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.name, "-o", "link"])
-            .output()
-            .expect("ip link");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn config(&self) -> QemuConfig {
-        QemuConfig {
-            state_dir: self.dir.path().join("state"),
-            run_dir: self.dir.path().join("run"),
-            emulator: PathBuf::from(EMULATOR),
-        }
-    }
-
-    /// Run `f` on a thread inside the namespace, with its own sysfs and a
-    /// current-thread runtime (every task, and QEMU, stays in there).
-    fn run<F, Fut, T>(&self, f: F) -> T
-    where
-        F: FnOnce(QemuConfig) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = T>,
-        T: Send + 'static,
-    {
-        let path = format!("/run/netns/{}", self.name);
-        let cfg = self.config();
-        std::thread::spawn(move || {
-            use nix::mount::{MsFlags, mount};
-            use nix::sched::{CloneFlags, setns, unshare};
-            let file = std::fs::File::open(&path).expect("open netns");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-            // A mount namespace of this thread's own, private, so the
-            // sysfs mounted for the netns never shows on the host.
-            unshare(CloneFlags::CLONE_NEWNS).expect("unshare mount ns");
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .expect("make / private");
-            mount(
-                Some("sysfs"),
-                "/sys",
-                Some("sysfs"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-            .expect("mount sysfs");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(f(cfg))
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let marker = self.dir.path().display().to_string();
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for pid in entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmd).contains(&marker) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn by_name(name: &str) -> pb::ObjectRef {
-    pb::ObjectRef {
-        key: Some(Key::Name(name.to_owned())),
-    }
-}
+use virtmesh_qemu::QemuDriver;
 
 const MAC: &str = "52:54:00:aa:bb:01";
 
@@ -332,4 +156,39 @@ fn created_macvtap_is_gone_after_destroy_following_a_restart() {
     });
     assert!(during, "the link stays while the guest runs");
     assert!(!after_restart, "{}", ns.links());
+}
+
+#[test]
+fn bridge_tap_is_enslaved_and_released() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Netns::new("e");
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["link", "set", "br0", "up"]);
+    let ns_name = ns.name.clone();
+    let (xml, shown) = ns.run(move |cfg| async move {
+        let d = QemuDriver::new(cfg).await.expect("driver");
+        let xml = "<domain type='kvm'><name>e</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <interface type='bridge'><mac address='52:54:00:aa:bb:02'/><source bridge='br0'/>\
+             <model type='virtio'/></interface><interface type='user'><model type='e1000e'/></interface>\
+             </devices></domain>";
+        d.define(xml).await.expect("define");
+        let v = d.start(Some(&by_name("e")), false).await.expect("start");
+        let shown = Command::new("ip")
+            .args(["-n", &ns_name, "-o", "link", "show", "dev", "vnet0"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let live = v.def.to_xml(Some(v.id));
+        d.destroy(Some(&by_name("e")), false)
+            .await
+            .expect("destroy");
+        (live, shown)
+    });
+    assert!(shown.contains("master br0"), "vnet0 on br0: {shown}");
+    assert!(xml.contains("<target dev='vnet0'/>"), "{xml}");
+    assert_eq!(ns.link_index("vnet0"), None, "{}", ns.links());
+    assert!(ns.link_index("br0").is_some(), "the bridge is not ours");
 }

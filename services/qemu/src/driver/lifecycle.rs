@@ -202,6 +202,7 @@ impl QemuDriver {
         };
         let mut live_def = def.clone();
         live_def.set_interface_targets(&net.targets);
+        live_def.set_aliases();
         for (alias, path) in &ptys {
             live_def.set_serial_pty(alias, &path.display().to_string());
         }

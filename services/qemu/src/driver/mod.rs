@@ -9,6 +9,7 @@
 
 mod autostart;
 mod console;
+mod hotplug;
 mod lifecycle;
 mod metadata;
 mod monitor;

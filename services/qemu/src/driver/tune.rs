@@ -30,7 +30,7 @@ pub(super) fn targets(impact: Option<&pb::Impact>, st: &DomState) -> Result<Targ
 }
 
 impl QemuDriver {
-    fn save_config(&self, st: &mut DomState, def: DomainDef) -> Result<()> {
+    pub(super) fn save_config(&self, st: &mut DomState, def: DomainDef) -> Result<()> {
         self.inner.store.save(&def).map_err(err::state)?;
         st.config = Some(def);
         Ok(())

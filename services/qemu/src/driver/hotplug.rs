@@ -1,0 +1,456 @@
+//! Hot-plug and unplug of disks and interfaces (virDomainAttachDeviceFlags,
+//! virDomainDetachDeviceFlags), live and/or in the config. Live: disks are
+//! `blockdev-add` + `device_add`, unplugged by `device_del`, waiting for
+//! DEVICE_DELETED, then `blockdev-del`; interfaces get their host link
+//! (see `hostnet`) + `netdev_add` + `device_add`. A failed hot-plug undoes
+//! what it did, and removes only the links it created.
+
+use super::tune::targets;
+use super::*;
+use crate::blockdev;
+use serde_json::Value;
+use virtmesh_conf::Element;
+
+/// How long an unplug may take before we report it unfinished.
+const UNPLUG_WAIT: Duration = Duration::from_secs(5);
+
+fn unsupported(dev: &Element) -> VirtError {
+    err::qemu(
+        ErrorCode::ConfigUnsupported,
+        format!(
+            "unsupported configuration: live attach/detach of device <{}> of this kind is not supported by the qemu driver yet",
+            dev.name
+        ),
+    )
+}
+
+fn parse_json(s: &str) -> Result<Value> {
+    serde_json::from_str(s).map_err(|e| err::internal(format!("bad JSON we built: {e}")))
+}
+
+impl QemuDriver {
+    /// virDomainQemuMonitorCommand: one QMP command on the guest's
+    /// monitor (`{"execute": ..., "arguments": ...}`), its `return` value.
+    pub async fn monitor_command(&self, r: Option<&pb::ObjectRef>, cmd: &str) -> Result<Value> {
+        let dom = self.find(r)?;
+        let qmp = self.active(&dom)?;
+        let v: Value = serde_json::from_str(cmd).map_err(|e| {
+            err::qemu(
+                ErrorCode::InvalidArg,
+                format!("invalid argument: not a QMP command: {e}"),
+            )
+        })?;
+        let name = v.get("execute").and_then(Value::as_str).ok_or_else(|| {
+            err::qemu(
+                ErrorCode::InvalidArg,
+                "invalid argument: QMP command without 'execute'",
+            )
+        })?;
+        let args = v.get("arguments").cloned().unwrap_or(Value::Null);
+        qmp.execute_raw(name, args).await.map_err(err::qmp)
+    }
+
+    pub async fn attach_device(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        xml: &str,
+        impact: Option<&pb::Impact>,
+    ) -> Result<()> {
+        let dev = virtmesh_conf::domain::parse_device(xml).map_err(err::conf)?;
+        if !matches!(dev.name.as_str(), "disk" | "interface") || !crate::devices::supported(&dev) {
+            return Err(unsupported(&dev));
+        }
+        let dom = self.find(r)?;
+        let _job = dom.job.lock().await;
+        let (t, live) = {
+            let st = dom.lock();
+            let t = targets(impact, &st)?;
+            let live = st
+                .live
+                .as_ref()
+                .map(|l| (l.qmp.clone(), l.def.clone(), l.links.clone()));
+            (t, live)
+        };
+        if t.config {
+            let st = dom.lock();
+            if let Some(cfg) = &st.config
+                && cfg.find_device(&dev).is_some()
+            {
+                return Err(duplicate(&dev));
+            }
+        }
+        if t.live
+            && let Some((qmp, mut def, mut links)) = live
+        {
+            if def.find_device(&dev).is_some() {
+                return Err(duplicate(&dev));
+            }
+            let (placed, created) = self.plug(&dom.uuid, &qmp, &def, dev.clone()).await?;
+            def.push_device(placed);
+            links.extend(created);
+            let mut st = dom.lock();
+            let name = st.name.clone();
+            let persistent = st.config.is_some();
+            if let Some(l) = st.live.as_mut() {
+                l.def = def;
+                l.links = links;
+                let l = &*l;
+                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
+                    tracing::warn!("live status of {name}: {e}");
+                }
+            }
+        }
+        if t.config {
+            let mut st = dom.lock();
+            if let Some(mut cfg) = st.config.clone() {
+                let mut d = dev;
+                if let Some(a) = cfg
+                    .devices_el()
+                    .and_then(|ds| crate::devices::hotplug_address(ds, &d, cfg.is_q35()))
+                {
+                    d.remove_children("address");
+                    d.children.push(virtmesh_conf::Node::Element(a));
+                }
+                cfg.push_device(d);
+                self.save_config(&mut st, cfg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Plug `dev` into the running guest; returns the device as placed
+    /// (address, alias, host link) and the links created for it.
+    async fn plug(
+        &self,
+        uuid: &str,
+        qmp: &Qmp,
+        def: &DomainDef,
+        mut dev: Element,
+    ) -> Result<(Element, Vec<crate::hostnet::OwnedLink>)> {
+        let q35 = def.is_q35();
+        let devices = def
+            .devices_el()
+            .ok_or_else(|| err::internal("domain has no devices"))?;
+        let addr = crate::devices::hotplug_address(devices, &dev, q35).ok_or_else(|| {
+            err::qemu(
+                ErrorCode::InternalError,
+                "internal error: No more available PCI slots",
+            )
+        })?;
+        dev.remove_children("address");
+        dev.children.push(virtmesh_conf::Node::Element(addr));
+        let loc = crate::devices::bus_addr(&dev, q35);
+        if dev.name == "disk" {
+            let id = blockdev::disk_id(&dev).ok_or_else(|| unsupported(&dev))?;
+            let n = free_node(qmp).await?;
+            let mut added: Vec<String> = Vec::new();
+            let (storage, format) = blockdev::node_names(n, &dev);
+            let result = async {
+                for (obj, node) in blockdev::blockdev_objects(n, &dev).iter().zip(
+                    [Some(storage.clone()), format.clone()]
+                        .into_iter()
+                        .flatten(),
+                ) {
+                    qmp.execute_raw("blockdev-add", parse_json(obj)?)
+                        .await
+                        .map_err(err::qmp)?;
+                    added.push(node);
+                }
+                let device =
+                    blockdev::disk_device(n, &dev, loc, None).ok_or_else(|| unsupported(&dev))?;
+                qmp.execute_raw("device_add", parse_json(&device)?)
+                    .await
+                    .map_err(err::qmp)?;
+                Ok::<(), VirtError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                for node in added.iter().rev() {
+                    let _ = qmp
+                        .execute_raw("blockdev-del", serde_json::json!({"node-name": node}))
+                        .await;
+                }
+                return Err(e);
+            }
+            crate::def::set_alias(&mut dev, &id);
+            return Ok((dev, Vec::new()));
+        }
+        // An interface: the next free netN.
+        let used: Vec<String> = devices
+            .elements()
+            .filter(|d| d.name == "interface")
+            .filter_map(crate::def::alias_of)
+            .collect();
+        let i = (0..)
+            .find(|i| !used.contains(&format!("net{i}")))
+            .unwrap_or(0);
+        let net = crate::hostnet::prepare(&[&dev], &self.inner.cfg.run_dir, uuid)
+            .await
+            .map_err(|e| err::qemu(ErrorCode::SystemError, e.0))?;
+        let created = net.created.clone();
+        let result = async {
+            let backend = net
+                .backends
+                .first()
+                .ok_or_else(|| err::internal("no backend prepared"))?;
+            let mut netdev = parse_json(&blockdev::netdev_json(i, backend, None))?;
+            if let crate::hostnet::Backend::Fd(f) = backend {
+                use std::os::fd::AsFd;
+                let fdname = format!("fd-net{i}");
+                qmp.getfd(&fdname, f.as_fd()).await.map_err(err::qmp)?;
+                netdev["fd"] = fdname.into();
+            }
+            qmp.execute_raw("netdev_add", netdev)
+                .await
+                .map_err(err::qmp)?;
+            let device = blockdev::nic_device(i, &dev, loc, None);
+            if let Err(e) = qmp.execute_raw("device_add", parse_json(&device)?).await {
+                let _ = qmp
+                    .execute_raw(
+                        "netdev_del",
+                        serde_json::json!({"id": format!("hostnet{i}")}),
+                    )
+                    .await;
+                return Err(err::qmp(e));
+            }
+            Ok::<(), VirtError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            crate::hostnet::release(&created).await;
+            return Err(e);
+        }
+        if let Some(Some(t)) = net.targets.first() {
+            dev.child_or_insert("target").set_attr("dev", t.as_str());
+            dev.sort_children(&["mac", "source", "target", "model", "*"]);
+        }
+        crate::def::set_alias(&mut dev, &format!("net{i}"));
+        Ok((dev, created))
+    }
+
+    pub async fn detach_device(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        xml: &str,
+        impact: Option<&pb::Impact>,
+    ) -> Result<()> {
+        let dev = virtmesh_conf::domain::parse_device(xml).map_err(err::conf)?;
+        if !matches!(dev.name.as_str(), "disk" | "interface") {
+            return Err(unsupported(&dev));
+        }
+        let dom = self.find(r)?;
+        let _job = dom.job.lock().await;
+        let (t, live) = {
+            let st = dom.lock();
+            let t = targets(impact, &st)?;
+            let live = st.live.as_ref().map(|l| (l.qmp.clone(), l.def.clone()));
+            (t, live)
+        };
+        if t.config {
+            let st = dom.lock();
+            if st
+                .config
+                .as_ref()
+                .and_then(|c| c.find_device(&dev))
+                .is_none()
+            {
+                return Err(not_found(&dev));
+            }
+        }
+        if t.live
+            && let Some((qmp, def)) = live
+        {
+            let found = def
+                .find_device(&dev)
+                .cloned()
+                .ok_or_else(|| not_found(&dev))?;
+            self.unplug(&qmp, &found).await?;
+            let released = self.forget_device(&dom, &found);
+            crate::hostnet::release(&released).await;
+        }
+        if t.config {
+            let mut st = dom.lock();
+            if let Some(mut cfg) = st.config.clone() {
+                cfg.remove_device(&dev);
+                self.save_config(&mut st, cfg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop an unplugged device from the live state; returns the links of
+    /// ours it used, for release.
+    fn forget_device(&self, dom: &Dom, found: &Element) -> Vec<crate::hostnet::OwnedLink> {
+        let mut st = dom.lock();
+        let name = st.name.clone();
+        let persistent = st.config.is_some();
+        let mut released = Vec::new();
+        {
+            if let Some(l) = st.live.as_mut() {
+                l.def.remove_device(found);
+                // The link of this NIC, if we created it.
+                if found.name == "interface"
+                    && let Some(t) = found.child("target").and_then(|t| t.attr("dev"))
+                {
+                    released = l.links.iter().filter(|k| k.name == t).cloned().collect();
+                    l.links.retain(|k| k.name != t);
+                }
+                let l = &*l;
+                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
+                    tracing::warn!("live status of {name}: {e}");
+                }
+            }
+        }
+        released
+    }
+
+    /// `device_del`, wait for DEVICE_DELETED, then drop the backend.
+    async fn unplug(&self, qmp: &Qmp, dev: &Element) -> Result<()> {
+        let id = crate::def::alias_of(dev).ok_or_else(|| {
+            err::qemu(
+                ErrorCode::OperationFailed,
+                "operation failed: device has no alias to unplug it by",
+            )
+        })?;
+        // The disk's top node, before the device that holds it goes.
+        let top = if dev.name == "disk" {
+            top_node(qmp, &id).await
+        } else {
+            None
+        };
+        let mut events = qmp.subscribe();
+        qmp.execute_raw("device_del", serde_json::json!({"id": id}))
+            .await
+            .map_err(err::qmp)?;
+        let deleted = tokio::time::timeout(UNPLUG_WAIT, async {
+            loop {
+                match events.recv().await {
+                    Ok(ev)
+                        if ev.name == "DEVICE_DELETED"
+                            && ev.data.get("device").and_then(Value::as_str)
+                                == Some(id.as_str()) =>
+                    {
+                        return true;
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !deleted {
+            return Err(err::qemu(
+                ErrorCode::OperationFailed,
+                format!(
+                    "operation failed: the guest did not release device '{id}' within {UNPLUG_WAIT:?}"
+                ),
+            ));
+        }
+        if dev.name == "disk" {
+            if let Some(top) = top {
+                let _ = qmp
+                    .execute_raw("blockdev-del", serde_json::json!({"node-name": top}))
+                    .await;
+                if let Some(storage) = top.strip_suffix("-format") {
+                    let _ = qmp
+                        .execute_raw(
+                            "blockdev-del",
+                            serde_json::json!({"node-name": format!("{storage}-storage")}),
+                        )
+                        .await;
+                }
+            }
+        } else if let Some(n) = id.strip_prefix("net") {
+            let _ = qmp
+                .execute_raw(
+                    "netdev_del",
+                    serde_json::json!({"id": format!("hostnet{n}")}),
+                )
+                .await;
+        }
+        Ok(())
+    }
+}
+
+fn duplicate(dev: &Element) -> VirtError {
+    let what = match dev.name.as_str() {
+        "disk" => format!(
+            "target {} already exists",
+            dev.child("target")
+                .and_then(|t| t.attr("dev"))
+                .unwrap_or_default()
+        ),
+        _ => format!(
+            "interface with MAC {} already exists",
+            crate::hostnet::mac_of(dev)
+        ),
+    };
+    err::qemu(
+        ErrorCode::OperationFailed,
+        format!("operation failed: {what}"),
+    )
+}
+
+fn not_found(dev: &Element) -> VirtError {
+    match dev.name.as_str() {
+        "disk" => err::qemu(
+            ErrorCode::DeviceMissing,
+            format!(
+                "device not found: no target device {}",
+                dev.child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => err::qemu(
+            ErrorCode::DeviceMissing,
+            format!(
+                "device not found: no device matching MAC address {} found",
+                crate::hostnet::mac_of(dev)
+            ),
+        ),
+    }
+}
+
+/// The first `libvirt-N-*` node number QEMU does not use yet.
+async fn free_node(qmp: &Qmp) -> Result<usize> {
+    let nodes = qmp
+        .execute_raw("query-named-block-nodes", serde_json::json!({"flat": true}))
+        .await
+        .map_err(err::qmp)?;
+    let names: Vec<String> = nodes
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| {
+                    n.get("node-name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((1..)
+        .find(|n| {
+            !names
+                .iter()
+                .any(|x| x.starts_with(&format!("libvirt-{n}-")))
+        })
+        .unwrap_or(1000))
+}
+
+/// The node a disk device reads (`query-block`'s `inserted.node-name`).
+async fn top_node(qmp: &Qmp, id: &str) -> Option<String> {
+    let blocks = qmp.execute_raw("query-block", Value::Null).await.ok()?;
+    blocks.as_array()?.iter().find_map(|b| {
+        let qdev = b.get("qdev").and_then(Value::as_str)?;
+        let ours = qdev == id || qdev.contains(&format!("/{id}/"));
+        ours.then(|| {
+            b.get("inserted")?
+                .get("node-name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })?
+    })
+}
