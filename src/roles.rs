@@ -12,7 +12,7 @@ use virtmesh_rpc::serve::{Listener, serve, shutdown_signal, standard_routes};
 pub const READY_PREFIX: &str = "listening on ";
 
 /// Driver services this build contains.
-pub const SERVICES: &[&str] = &["test", "qemu"];
+pub const SERVICES: &[&str] = &["test", "qemu", "network"];
 
 #[derive(Debug, Clone, Args)]
 pub struct RoleArgs {
@@ -72,6 +72,14 @@ pub async fn run_service(name: &str, args: RoleArgs) -> anyhow::Result<()> {
                 .await
                 .context("starting the qemu driver")?;
             (virtmesh_qemu::routes(driver), virtmesh_qemu::SERVED)
+        }
+        "network" => {
+            // The driver spawns its netlink connection on this runtime.
+            let config = virtmesh_network::NetworkConfig::system(args.state_dir.clone());
+            let driver = virtmesh_network::NetworkDriver::new(config)
+                .await
+                .context("starting the network driver")?;
+            (virtmesh_network::routes(driver), virtmesh_network::SERVED)
         }
         other => anyhow::bail!(
             "unknown service '{other}' (this build has: {})",

@@ -19,16 +19,16 @@ use virtmesh_rpc::{ListenAddr, VirtError};
 /// Pass-rate floors (percent) this implementation has reached; raise them
 /// as conformance improves.
 const FLOORS: &[(&str, f64)] = &[
-    ("domain-generic valid", 44.0),
-    ("domain-generic invalid (code)", 49.0),
-    ("network valid", 70.0),
-    ("network invalid (code)", 22.0),
+    ("domain-generic valid", 99.0),
+    ("domain-generic invalid (code)", 100.0),
+    ("network valid", 92.0),
+    ("network invalid (code)", 100.0),
     ("storage-pool valid", 0.0),
-    ("storage-pool invalid (code)", 33.0),
-    ("secret valid", 95.0),
+    ("storage-pool invalid (code)", 66.0),
+    ("secret valid", 100.0),
     ("secret invalid (code)", 100.0),
-    ("nwfilter valid", 13.0),
-    ("nwfilter invalid (code)", 52.0),
+    ("nwfilter valid", 100.0),
+    ("nwfilter invalid (code)", 100.0),
 ];
 
 struct Case {

@@ -23,6 +23,11 @@ families = ["*"]
 name = "qemu"
 listen = "127.0.0.1:16611"
 schemes = ["qemu"]
+
+[[service]]
+name = "network"
+listen = "127.0.0.1:16612"
+families = ["Network"]
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
