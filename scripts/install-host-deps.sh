@@ -36,6 +36,15 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 
+# xmllint and libvirt 11.3's RelaxNG schemas (Debian's libvirt-common,
+# 1.2 MB, no daemon) for the schema-validation test of the XML we emit.
+if ! command -v xmllint >/dev/null 2>&1 \
+    || [ ! -f /usr/share/libvirt/schemas/domain.rng ]; then
+    apt-get update
+    apt-get install -y libxml2-utils
+    apt-get install -y -t bookworm-backports libvirt-common
+fi
+
 # Skip the (slow) apt run when the right QEMU is already there.
 if command -v qemu-system-x86_64 >/dev/null 2>&1 \
     && qemu-system-x86_64 --version | grep -q 'version 10\.'; then

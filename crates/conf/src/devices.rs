@@ -465,7 +465,11 @@ fn normalize_disk(dev: &mut Element) {
     if dev.attr("device").is_none() {
         dev.set_attr("device", "disk");
     }
-    dev.order_attrs(&["type", "device", "model", "rawio", "sgio", "snapshot"]);
+    // libvirt reads only the attributes it knows and formats only those:
+    // anything else on <disk> is dropped, not echoed back.
+    const DISK_ATTRS: &[&str] = &["type", "device", "model", "rawio", "sgio", "snapshot"];
+    dev.attrs.retain(|(k, _)| DISK_ATTRS.contains(&k.as_str()));
+    dev.order_attrs(DISK_ATTRS);
     let device = dev.attr("device").unwrap_or("disk").to_owned();
     if let Some(target) = dev.child_mut("target") {
         let name = target.attr("dev").unwrap_or("").to_owned();
