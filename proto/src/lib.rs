@@ -3,6 +3,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod names;
+
 pub mod v1 {
     tonic::include_proto!("virtmesh.v1");
 }

@@ -9,77 +9,15 @@ use crate::lookup::{Kinds, by_uuid};
 
 /// virshDomainStateToString.
 pub fn state_str(state: i32) -> &'static str {
-    match DomainState::try_from(state) {
-        Ok(DomainState::Running) => "running",
-        Ok(DomainState::Blocked) => "idle",
-        Ok(DomainState::Paused) => "paused",
-        Ok(DomainState::Shutdown) => "in shutdown",
-        Ok(DomainState::Shutoff) => "shut off",
-        Ok(DomainState::Crashed) => "crashed",
-        Ok(DomainState::Pmsuspended) => "pmsuspended",
-        Ok(DomainState::Nostate) | Err(_) => "no state",
-    }
+    virtmesh_proto::names::domain_state(
+        DomainState::try_from(state).unwrap_or(DomainState::Nostate),
+    )
 }
 
 /// virshDomainStateReasonToString; `None` when libvirt's tables have no
 /// word for this number.
 pub fn state_reason_str(state: i32, reason: i32) -> Option<&'static str> {
-    const NOSTATE: &[&str] = &["unknown"];
-    const RUNNING: &[&str] = &[
-        "unknown",
-        "booted",
-        "migrated",
-        "restored",
-        "from snapshot",
-        "unpaused",
-        "migration canceled",
-        "save canceled",
-        "event wakeup",
-        "crashed",
-        "post-copy",
-        "post-copy failed",
-    ];
-    const PAUSED: &[&str] = &[
-        "unknown",
-        "user",
-        "migrating",
-        "saving",
-        "dumping",
-        "I/O error",
-        "watchdog",
-        "from snapshot",
-        "shutting down",
-        "creating snapshot",
-        "crashed",
-        "starting up",
-        "post-copy",
-        "post-copy failed",
-        "api error",
-    ];
-    const SHUTDOWN: &[&str] = &["unknown", "user"];
-    const SHUTOFF: &[&str] = &[
-        "unknown",
-        "shutdown",
-        "destroyed",
-        "crashed",
-        "migrated",
-        "saved",
-        "failed",
-        "from snapshot",
-        "daemon",
-    ];
-    const CRASHED: &[&str] = &["unknown", "panicked"];
-    let table = match DomainState::try_from(state).ok()? {
-        DomainState::Nostate | DomainState::Blocked | DomainState::Pmsuspended => NOSTATE,
-        DomainState::Running => RUNNING,
-        DomainState::Paused => PAUSED,
-        DomainState::Shutdown => SHUTDOWN,
-        DomainState::Shutoff => SHUTOFF,
-        DomainState::Crashed => CRASHED,
-    };
-    usize::try_from(reason)
-        .ok()
-        .and_then(|i| table.get(i).copied())
+    virtmesh_proto::names::domain_state_reason(DomainState::try_from(state).ok()?, reason)
 }
 
 /// `domstate [--reason]` text. The server's reason word is used only when

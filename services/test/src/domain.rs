@@ -16,57 +16,7 @@ use crate::{BoxStream, TestDriver, events};
 
 /// virsh's words for each state's reasons.
 pub fn reason_name(state: DomainState, reason: i32) -> &'static str {
-    let names: &[&str] = match state {
-        DomainState::Running => &[
-            "unknown",
-            "booted",
-            "migrated",
-            "restored",
-            "from snapshot",
-            "unpaused",
-            "migration canceled",
-            "save canceled",
-            "event wakeup",
-            "crashed",
-            "post-copy",
-            "post-copy failed",
-        ],
-        DomainState::Paused => &[
-            "unknown",
-            "user",
-            "migrating",
-            "saving",
-            "dumping",
-            "I/O error",
-            "watchdog",
-            "from snapshot",
-            "shutting down",
-            "creating snapshot",
-            "starting up",
-            "post-copy",
-            "post-copy failed",
-            "api error",
-        ],
-        DomainState::Shutdown => &["unknown", "user"],
-        DomainState::Shutoff => &[
-            "unknown",
-            "shutdown",
-            "destroyed",
-            "crashed",
-            "migrated",
-            "saved",
-            "failed",
-            "from snapshot",
-            "daemon",
-        ],
-        DomainState::Crashed => &["unknown", "panicked"],
-        _ => &["unknown"],
-    };
-    usize::try_from(reason)
-        .ok()
-        .and_then(|i| names.get(i))
-        .copied()
-        .unwrap_or("unknown")
+    virtmesh_proto::names::domain_state_reason(state, reason).unwrap_or("unknown")
 }
 
 // Reason numbers (virDomain*Reason) used below.
