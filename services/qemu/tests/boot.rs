@@ -288,3 +288,103 @@ async fn debian_kernel_boots_prints_its_marker_and_powers_off() {
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
+
+/// Live unplug needs a guest that ejects: the booted kernel's ACPI PCI
+/// hot-plug (acpiphp, built into Debian's kernel) on a pc machine. A disk
+/// and a NIC are plugged, seen by QEMU, unplugged (DEVICE_DELETED) and
+/// gone from QEMU, block nodes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booted_guest_releases_hot_unplugged_devices() {
+    let Some(files) = guest_files() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let initrd = dir.path().join("initrd.cpio");
+    std::fs::write(&initrd, initramfs(&files)).expect("initramfs");
+    let serial = dir.path().join("serial.log");
+    let img = dir.path().join("hot.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("16M")
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        skip("qemu-img cannot create an image");
+        return;
+    }
+    let d = QemuDriver::new(QemuConfig {
+        state_dir: dir.path().join("state"),
+        run_dir: dir.path().join("run"),
+        emulator: PathBuf::from(EMULATOR),
+    })
+    .await
+    .expect("driver");
+    let xml = format!(
+        "<domain type='qemu'><name>hp</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
+         <cmdline>console=ttyS0 panic=-1</cmdline></os><features><acpi/></features>\
+         <devices><serial type='file'><source path='{}'/></serial></devices></domain>",
+        files.join("vmlinuz").display(),
+        initrd.display(),
+        serial.display()
+    );
+    d.define(&xml).await.expect("define");
+    let r = Some(by_name("hp"));
+    d.start(r.as_ref(), false).await.expect("start");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(&serial).is_ok_and(|s| s.contains(MARKER)) {
+        assert!(Instant::now() < deadline, "the guest did not boot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let live = Some(pb::Impact {
+        live: true,
+        config: false,
+        current: false,
+    });
+    let disk = format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+         <source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+        img.display()
+    );
+    let nic = "<interface type='user'><mac address='52:54:00:aa:dd:01'/><model type='virtio'/></interface>";
+    let q = |c: &'static str| {
+        let d = d.clone();
+        let r = r.clone();
+        async move {
+            d.monitor_command(r.as_ref(), &format!("{{\"execute\":\"{c}\"}}"))
+                .await
+                .expect("qmp")
+                .to_string()
+        }
+    };
+    for x in [disk.as_str(), nic] {
+        d.attach_device(r.as_ref(), x, live.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("attach {x}: {e}"));
+    }
+    let pci = q("query-pci").await;
+    assert!(
+        pci.contains("\"virtio-disk1\"") && pci.contains("\"net0\""),
+        "{pci}"
+    );
+    assert!(q("query-block").await.contains("hot.qcow2"));
+    for x in [disk.as_str(), nic] {
+        d.detach_device(r.as_ref(), x, live.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("detach {x}: {e}"));
+    }
+    let pci = q("query-pci").await;
+    assert!(
+        !pci.contains("\"virtio-disk1\"") && !pci.contains("\"net0\""),
+        "{pci}"
+    );
+    let nodes = q("query-named-block-nodes").await;
+    assert!(!nodes.contains("hot.qcow2"), "block nodes left: {nodes}");
+    let xml = d
+        .lookup(r.as_ref())
+        .map(|v| v.def.to_xml(Some(v.id)))
+        .unwrap_or_default();
+    assert!(!xml.contains("vdb") && !xml.contains("<interface"), "{xml}");
+    d.destroy(r.as_ref(), false).await.expect("destroy");
+}
