@@ -60,11 +60,19 @@ pub fn allocatable(dev: &Element, q35: bool) -> bool {
                 }
         }
         "interface" => {
-            matches!(attr("type"), "user" | "direct" | "bridge" | "ethernet")
-                && matches!(
-                    dev.child("model").and_then(|m| m.attr("type")),
-                    Some("virtio" | "e1000e")
-                )
+            let model = dev.child("model").and_then(|m| m.attr("type"));
+            // `network` is placed like the others (starting it needs the
+            // network service's ports, not done yet).
+            matches!(
+                attr("type"),
+                "user" | "direct" | "bridge" | "ethernet" | "network"
+            ) && match model {
+                Some("virtio" | "e1000e") => true,
+                // Conventional PCI: on q35 libvirt adds a pcie-pci-bridge
+                // for these, which this allocator does not do yet.
+                None | Some("e1000" | "rtl8139") => !q35,
+                _ => false,
+            }
         }
         _ => false,
     }
@@ -92,6 +100,21 @@ pub fn allocate(q35: bool, devices: &mut Element) {
                 virtmesh_conf::Node::Element(
                     Element::new("mac").with_attr("address", virtmesh_conf::domain::random_mac()),
                 ),
+            );
+        }
+        if iface.child("model").is_none() {
+            // libvirt's default NIC model for x86.
+            let at = iface
+                .children
+                .iter()
+                .rposition(|n| {
+                    matches!(n, virtmesh_conf::Node::Element(e)
+                        if matches!(e.name.as_str(), "mac" | "source" | "target"))
+                })
+                .map_or(0, |i| i + 1);
+            iface.children.insert(
+                at,
+                virtmesh_conf::Node::Element(Element::new("model").with_attr("type", "rtl8139")),
             );
         }
         let a = next(&mut consumers);
