@@ -192,3 +192,47 @@ fn bridge_tap_is_enslaved_and_released() {
     assert_eq!(ns.link_index("vnet0"), None, "{}", ns.links());
     assert!(ns.link_index("br0").is_some(), "the bridge is not ours");
 }
+
+/// Recovery cleanup: a guest whose QEMU is gone (here: a start that died
+/// before QEMU ran, pid 0) has its recorded links released by the next
+/// driver; a link it did not record is left alone.
+#[test]
+fn recovery_releases_recorded_links_only() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Netns::new("f");
+    for name in ["orph0", "other0"] {
+        ns.ip(&[
+            "link", "add", "link", "veth0", "name", name, "type", "macvtap", "mode", "bridge",
+        ]);
+    }
+    let index = ns.link_index("orph0").expect("orph0");
+    let run = ns.dir.path().join("run");
+    std::fs::create_dir_all(&run).expect("run dir");
+    let uuid = "5d7c3a8e-1c1e-4e55-9a55-6f1f4f0e2a01";
+    virtmesh_qemu::state::save_status(
+        &run.join(format!("{uuid}.status.json")),
+        &virtmesh_qemu::state::LiveStatus {
+            uuid: uuid.into(),
+            name: "f".into(),
+            id: 0,
+            pid: 0,
+            monitor: run.join(format!("{uuid}.qmp")),
+            persistent: false,
+            xml: guest("f", Some("orph0"), ""),
+            links: vec![virtmesh_qemu::hostnet::OwnedLink {
+                name: "orph0".into(),
+                index,
+            }],
+        },
+    )
+    .expect("status");
+    let found = ns.run(|cfg| async move {
+        let d = QemuDriver::new(cfg).await.expect("driver");
+        d.list().len()
+    });
+    assert_eq!(found, 0, "the transient guest is gone");
+    assert_eq!(ns.link_index("orph0"), None, "{}", ns.links());
+    assert!(ns.link_index("other0").is_some(), "{}", ns.links());
+}

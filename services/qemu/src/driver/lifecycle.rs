@@ -105,6 +105,29 @@ impl QemuDriver {
             .await
             .map_err(|e| err::qemu(ErrorCode::SystemError, e.0))?;
         let created = net.created.clone();
+        // Record the links before anything else can fail or the service
+        // can die: a restarted service finds this status (pid 0: no
+        // guest) and releases exactly these links.
+        if !created.is_empty() {
+            let (name, persistent) = {
+                let st = dom.lock();
+                (st.name.clone(), st.config.is_some())
+            };
+            let pre = LiveStatus {
+                uuid: dom.uuid.clone(),
+                name,
+                id: 0,
+                pid: 0,
+                monitor: paths.monitor.clone(),
+                persistent,
+                xml: def.to_xml(None),
+                links: created.clone(),
+            };
+            if let Err(e) = state::save_status(&paths.status, &pre) {
+                hostnet::release(&created).await;
+                return Err(err::state(e));
+            }
+        }
         // Descriptors to pass, and which interface each belongs to.
         let (fd_of, files): (Vec<Option<usize>>, Vec<std::fs::File>) = {
             let mut fd_of = Vec::new();
@@ -118,6 +141,7 @@ impl QemuDriver {
                         }
                         Err(e) => {
                             hostnet::release(&created).await;
+                            paths.cleanup();
                             return Err(err::qemu(
                                 ErrorCode::SystemError,
                                 format!("cannot duplicate the macvtap descriptor: {e}"),
