@@ -1,11 +1,15 @@
 //! libvirt's qemu driver as a virtmesh service (`qemu:///system`,
 //! `qemu:///session`): real QEMU processes, driven over QMP.
 //!
-//! Phase 1: define/undefine/lookup/list of kvm and qemu (TCG) domains with
-//! persistent configs; the lifecycle of diskless guests (start, create from
-//! XML, suspend, resume, shutdown, reboot, reset, destroy) with state that
-//! follows QMP events; recovery of running guests after a service restart;
-//! `DomainXMLToNative("qemu-argv")`. Everything else answers UNIMPLEMENTED.
+//! Define/undefine/lookup/list of kvm and qemu (TCG) domains with
+//! persistent configs and libvirt's define-time addresses; the lifecycle
+//! (start, create from XML, suspend, resume, shutdown, reboot, reset,
+//! destroy) with state that follows QMP events; disks and interfaces
+//! (user, ethernet, bridge, direct/macvtap) at start and hot-plugged;
+//! host links released exactly when this service created them (DESIGN.md
+//! §6); recovery of running guests after a service restart;
+//! `DomainXMLToNative("qemu-argv")`. Everything else answers UNIMPLEMENTED
+//! (see README.md).
 
 pub mod argv;
 pub mod blockdev;
