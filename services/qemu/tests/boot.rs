@@ -27,8 +27,18 @@ fn skip(why: &str) -> bool {
     false
 }
 
-/// The directory with vmlinuz, busybox and modules/, built if needed.
+/// The directory with vmlinuz, busybox and modules/, built if needed
+/// (once per test process: the tests here run in parallel).
 fn guest_files() -> Option<PathBuf> {
+    static FILES: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if files.is_none() {
+        *files = build_guest_files();
+    }
+    files.clone()
+}
+
+fn build_guest_files() -> Option<PathBuf> {
     if !Path::new(EMULATOR).exists() {
         skip("qemu-system-x86_64 is not installed (scripts/install-host-deps.sh)");
         return None;

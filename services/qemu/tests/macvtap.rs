@@ -236,3 +236,38 @@ fn recovery_releases_recorded_links_only() {
     assert_eq!(ns.link_index("orph0"), None, "{}", ns.links());
     assert!(ns.link_index("other0").is_some(), "{}", ns.links());
 }
+
+/// `ethernet`: a tap we create is ours and goes with the guest; an
+/// existing one named with `managed='no'` is used and left alone.
+#[test]
+fn ethernet_taps_ours_and_unmanaged() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Netns::new("g");
+    ns.ip(&["tuntap", "add", "dev", "mine0", "mode", "tap"]);
+    let before = ns.link_index("mine0").expect("mine0");
+    let ns_name = ns.name.clone();
+    let during = ns.run(move |cfg| async move {
+        let d = QemuDriver::new(cfg).await.expect("driver");
+        let xml = "<domain type='kvm'><name>g</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <interface type='ethernet'><mac address='52:54:00:aa:bb:05'/><target dev='ours0'/>\
+             <model type='virtio'/></interface>\
+             <interface type='ethernet'><mac address='52:54:00:aa:bb:06'/><target dev='mine0' managed='no'/>\
+             <model type='virtio'/></interface></devices></domain>";
+        d.define(xml).await.expect("define");
+        d.start(Some(&by_name("g")), false).await.expect("start");
+        let during = Command::new("ip")
+            .args(["-n", &ns_name, "-o", "link", "show", "dev", "ours0"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        d.destroy(Some(&by_name("g")), false)
+            .await
+            .expect("destroy");
+        during
+    });
+    assert!(during, "ours0 exists while the guest runs");
+    assert_eq!(ns.link_index("ours0"), None, "{}", ns.links());
+    assert_eq!(ns.link_index("mine0"), Some(before), "{}", ns.links());
+}
