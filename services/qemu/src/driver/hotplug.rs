@@ -264,9 +264,7 @@ impl QemuDriver {
                 .find_device(&dev)
                 .cloned()
                 .ok_or_else(|| not_found(&dev))?;
-            self.unplug(&qmp, &found).await?;
-            let released = self.forget_device(&dom, &found);
-            crate::hostnet::release(&released).await;
+            self.unplug(&dom, &qmp, &found).await?;
         }
         if t.config {
             let mut st = dom.lock();
@@ -304,8 +302,12 @@ impl QemuDriver {
         released
     }
 
-    /// `device_del`, wait for DEVICE_DELETED, then drop the backend.
-    async fn unplug(&self, qmp: &Qmp, dev: &Element) -> Result<()> {
+    /// `device_del`, then wait for DEVICE_DELETED. When the guest ejects
+    /// in time, the backend and links go now; when it does not, the
+    /// request stays sent (libvirt's semantics: success, the device goes
+    /// when the guest lets it) and a task finishes the job on a late
+    /// DEVICE_DELETED.
+    async fn unplug(&self, dom: &Arc<Dom>, qmp: &Arc<Qmp>, dev: &Element) -> Result<()> {
         let id = crate::def::alias_of(dev).ok_or_else(|| {
             err::qemu(
                 ErrorCode::OperationFailed,
@@ -322,44 +324,51 @@ impl QemuDriver {
         qmp.execute_raw("device_del", serde_json::json!({"id": id}))
             .await
             .map_err(err::qmp)?;
-        let deleted = tokio::time::timeout(UNPLUG_WAIT, async {
-            loop {
-                match events.recv().await {
-                    Ok(ev)
-                        if ev.name == "DEVICE_DELETED"
-                            && ev.data.get("device").and_then(Value::as_str)
-                                == Some(id.as_str()) =>
-                    {
-                        return true;
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return false,
-                }
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if !deleted {
-            return Err(err::qemu(
-                ErrorCode::OperationFailed,
-                format!(
-                    "operation failed: the guest did not release device '{id}' within {UNPLUG_WAIT:?}"
-                ),
-            ));
+        let in_time = tokio::time::timeout(UNPLUG_WAIT, wait_deleted(&mut events, &id))
+            .await
+            .unwrap_or(false);
+        if in_time {
+            self.finish_unplug(dom, qmp, dev, &id, top).await;
+            return Ok(());
         }
-        if dev.name == "disk" {
-            if let Some(top) = top {
+        tracing::info!("device {id}: unplug requested, waiting for the guest");
+        let (this, dom, qmp, dev) = (self.clone(), dom.clone(), qmp.clone(), dev.clone());
+        tokio::spawn(async move {
+            // False: the monitor closed, the guest is gone, and stopping
+            // it released everything already.
+            let deleted = tokio::select! {
+                d = wait_deleted(&mut events, &id) => d,
+                // Our own Arc keeps a sender alive: watch the monitor too.
+                () = qmp.closed() => false,
+            };
+            if deleted {
+                this.finish_unplug(&dom, &qmp, &dev, &id, top).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// After DEVICE_DELETED: drop the block nodes or netdev, forget the
+    /// device and release the link of ours it used.
+    async fn finish_unplug(
+        &self,
+        dom: &Arc<Dom>,
+        qmp: &Qmp,
+        dev: &Element,
+        id: &str,
+        top: Option<String>,
+    ) {
+        if let Some(top) = top {
+            let _ = qmp
+                .execute_raw("blockdev-del", serde_json::json!({"node-name": top}))
+                .await;
+            if let Some(storage) = top.strip_suffix("-format") {
                 let _ = qmp
-                    .execute_raw("blockdev-del", serde_json::json!({"node-name": top}))
+                    .execute_raw(
+                        "blockdev-del",
+                        serde_json::json!({"node-name": format!("{storage}-storage")}),
+                    )
                     .await;
-                if let Some(storage) = top.strip_suffix("-format") {
-                    let _ = qmp
-                        .execute_raw(
-                            "blockdev-del",
-                            serde_json::json!({"node-name": format!("{storage}-storage")}),
-                        )
-                        .await;
-                }
             }
         } else if let Some(n) = id.strip_prefix("net") {
             let _ = qmp
@@ -369,7 +378,27 @@ impl QemuDriver {
                 )
                 .await;
         }
-        Ok(())
+        let released = self.forget_device(dom, dev);
+        crate::hostnet::release(&released).await;
+    }
+}
+
+/// Until DEVICE_DELETED for `id` (true) or the monitor's end (false).
+async fn wait_deleted(
+    events: &mut tokio::sync::broadcast::Receiver<crate::qmp::QmpEvent>,
+    id: &str,
+) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(ev)
+                if ev.name == "DEVICE_DELETED"
+                    && ev.data.get("device").and_then(Value::as_str) == Some(id) =>
+            {
+                return true;
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+        }
     }
 }
 
