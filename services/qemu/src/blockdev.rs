@@ -156,6 +156,7 @@ pub fn nic_driver(model: &str) -> Option<&'static str> {
         "e1000e" => "e1000e",
         "e1000" => "e1000",
         "rtl8139" => "rtl8139",
+        "virtio-transitional" => "virtio-net-pci-transitional",
         _ => return None,
     })
 }
@@ -220,7 +221,8 @@ pub fn netdev_json(i: usize, backend: &crate::hostnet::Backend, fd: Option<i32>)
 pub fn netdev_preview(i: usize) -> String {
     json_object(&[
         ("type", "tap".into()),
-        ("fd", (27 + i).to_string().into()),
+        // libvirt's preview numbers two descriptors per NIC.
+        ("fd", (27 + 2 * i).to_string().into()),
         ("id", format!("hostnet{i}").into()),
     ])
 }

@@ -22,10 +22,11 @@ fn pci_addr(bus: u32, slot: u32, function: u32, multifunction: bool) -> Element 
     a
 }
 
-fn root_port(index: u32) -> Element {
-    // Root ports fill pcie.0 from slot 1, eight functions per slot; the
-    // port number is QEMU's slot << 3 | function, as libvirt numbers it.
-    let (slot, function) = (1 + (index - 1) / 8, (index - 1) % 8);
+fn root_port(index: u32, position: u32) -> Element {
+    // Root ports fill pcie.0 from slot 1, eight functions per slot, in
+    // the order they were added; the port number is QEMU's
+    // slot << 3 | function, the chassis the controller index, as libvirt.
+    let (slot, function) = (1 + position / 8, position % 8);
     Element::new("controller")
         .with_attr("type", "pci")
         .with_attr("index", index.to_string())
@@ -37,6 +38,94 @@ fn root_port(index: u32) -> Element {
                 .with_attr("port", format!("0x{:x}", slot * 8 + function)),
         )
         .with_child(pci_addr(0, slot, function, function == 0))
+}
+
+/// Where devices go, as libvirt hands out PCI addresses at define.
+struct Planner {
+    q35: bool,
+    /// q35: the controllers added so far, by index - 1 (`None`: a root
+    /// port, `Some(parent)`: the pcie-to-pci bridge on root port `parent`).
+    ctrls: Vec<Option<u32>>,
+    /// The bridge's index and the last slot used on it.
+    bridge: Option<(u32, u32)>,
+    /// pc: the last slot used on bus 0.
+    pc_slot: u32,
+}
+
+impl Planner {
+    fn new(q35: bool) -> Planner {
+        Planner {
+            q35,
+            ctrls: Vec::new(),
+            bridge: None,
+            pc_slot: 1,
+        }
+    }
+
+    fn root_port(&mut self) -> u32 {
+        self.ctrls.push(None);
+        u32::try_from(self.ctrls.len()).unwrap_or(u32::MAX)
+    }
+
+    /// A PCI Express device (or any device on pc).
+    fn pcie(&mut self) -> Element {
+        if self.q35 {
+            pci_addr(self.root_port(), 0, 0, false)
+        } else {
+            self.conventional()
+        }
+    }
+
+    /// A conventional PCI device: on q35 behind a pcie-to-pci bridge,
+    /// added (on a root port of its own) with the first such device.
+    fn conventional(&mut self) -> Element {
+        if !self.q35 {
+            // pc: slot 1 is the PIIX3 (USB at 1.2), the rest in order.
+            self.pc_slot += 1;
+            return pci_addr(0, self.pc_slot, 0, false);
+        }
+        let (index, slot) = match self.bridge {
+            Some((index, slot)) => (index, slot + 1),
+            None => {
+                let parent = self.root_port();
+                self.ctrls.push(Some(parent));
+                (parent + 1, 1)
+            }
+        };
+        self.bridge = Some((index, slot));
+        pci_addr(index, slot, 0, false)
+    }
+
+    /// The q35 controllers, in index order, plus one spare root port for
+    /// hot-plug.
+    fn controllers(mut self) -> Vec<Element> {
+        self.root_port();
+        let mut position = 0;
+        let mut v = Vec::new();
+        for (i, c) in self.ctrls.iter().enumerate() {
+            let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            match c {
+                None => {
+                    v.push(root_port(index, position));
+                    position += 1;
+                }
+                Some(parent) => v.push(
+                    Element::new("controller")
+                        .with_attr("type", "pci")
+                        .with_attr("index", index.to_string())
+                        .with_attr("model", "pcie-to-pci-bridge")
+                        .with_child(Element::new("model").with_attr("name", "pcie-pci-bridge"))
+                        .with_child(pci_addr(*parent, 0, 0, false)),
+                ),
+            }
+        }
+        v
+    }
+}
+
+/// NIC models that are conventional PCI devices (a bridge on q35).
+fn conventional_nic(model: &str) -> bool {
+    matches!(model, "e1000" | "rtl8139" | "virtio-transitional")
 }
 
 /// Whether define-time allocation knows `dev`: disks on virtio (and SATA
@@ -66,13 +155,10 @@ pub fn allocatable(dev: &Element, q35: bool) -> bool {
             matches!(
                 attr("type"),
                 "user" | "direct" | "bridge" | "ethernet" | "network"
-            ) && match model {
-                Some("virtio" | "e1000e") => true,
-                // Conventional PCI: on q35 libvirt adds a pcie-pci-bridge
-                // for these, which this allocator does not do yet.
-                None | Some("e1000" | "rtl8139") => !q35,
-                _ => false,
-            }
+            ) && matches!(
+                model,
+                None | Some("virtio" | "e1000e" | "e1000" | "rtl8139" | "virtio-transitional")
+            )
         }
         _ => false,
     }
@@ -83,16 +169,7 @@ pub fn allocatable(dev: &Element, q35: bool) -> bool {
 /// disks and NICs, in libvirt's order (NICs, USB controller, virtio disks,
 /// balloon), and the implicit controllers and devices around them.
 pub fn allocate(q35: bool, devices: &mut Element) {
-    let mut consumers = 0u32;
-    let next = |consumers: &mut u32| -> Element {
-        *consumers += 1;
-        if q35 {
-            pci_addr(*consumers, 0, 0, false)
-        } else {
-            // pc: slot 1 is the PIIX3 (USB at 1.2), the rest in order.
-            pci_addr(0, 1 + *consumers, 0, false)
-        }
-    };
+    let mut plan = Planner::new(q35);
     for iface in devices.elements_mut().filter(|e| e.name == "interface") {
         if iface.child("mac").is_none() {
             iface.children.insert(
@@ -117,14 +194,21 @@ pub fn allocate(q35: bool, devices: &mut Element) {
                 virtmesh_conf::Node::Element(Element::new("model").with_attr("type", "rtl8139")),
             );
         }
-        let a = next(&mut consumers);
+        if let Some(ip) = iface.child_mut("ip") {
+            ip.order_attrs(&["address", "family", "prefix"]);
+        }
+        let model = iface
+            .child("model")
+            .and_then(|m| m.attr("type"))
+            .unwrap_or_default();
+        let a = if conventional_nic(model) {
+            plan.conventional()
+        } else {
+            plan.pcie()
+        };
         iface.children.push(virtmesh_conf::Node::Element(a));
     }
-    let usb = if q35 {
-        Some(next(&mut consumers))
-    } else {
-        None
-    };
+    let usb = if q35 { Some(plan.pcie()) } else { None };
     for disk in devices.elements_mut().filter(|e| e.name == "disk") {
         let target = disk.child("target");
         let bus = target.and_then(|t| t.attr("bus")).unwrap_or_default();
@@ -133,7 +217,7 @@ pub fn allocate(q35: bool, devices: &mut Element) {
             .and_then(virtmesh_conf::devices::disk_index)
             .unwrap_or(0);
         let a = if bus == "virtio" {
-            next(&mut consumers)
+            plan.pcie()
         } else {
             Element::new("address")
                 .with_attr("type", "drive")
@@ -144,7 +228,7 @@ pub fn allocate(q35: bool, devices: &mut Element) {
         };
         disk.children.push(virtmesh_conf::Node::Element(a));
     }
-    let balloon = next(&mut consumers);
+    let balloon = plan.pcie();
     let mut v = Vec::new();
     if q35 {
         v.push(
@@ -166,10 +250,8 @@ pub fn allocate(q35: bool, devices: &mut Element) {
                 .with_attr("index", "0")
                 .with_attr("model", "pcie-root"),
         );
-        // One port per device, plus one free for hot-plug.
-        for index in 1..=consumers + 1 {
-            v.push(root_port(index));
-        }
+        // One port per device (and the bridge), plus one free for hot-plug.
+        v.extend(plan.controllers());
     } else {
         v.push(
             Element::new("controller")
@@ -409,8 +491,24 @@ pub fn argv(
     let of = |name: &'static str| devices.iter().copied().filter(move |d| d.name == name);
     let hex =
         |v: Option<&str>| v.and_then(|p| u32::from_str_radix(p.trim_start_matches("0x"), 16).ok());
-    for c in of("controller").filter(|c| c.attr("model") == Some("pcie-root-port")) {
+    for c in of("controller").filter(|c| {
+        matches!(
+            c.attr("model"),
+            Some("pcie-root-port" | "pcie-to-pci-bridge")
+        )
+    }) {
         let index: u32 = c.attr("index").and_then(|i| i.parse().ok()).unwrap_or(0);
+        if c.attr("model") == Some("pcie-to-pci-bridge") {
+            a.push("-device".to_owned());
+            a.push(device_json(
+                "pcie-pci-bridge",
+                Vec::new(),
+                &format!("pci.{index}"),
+                c,
+                q35,
+            ));
+            continue;
+        }
         let target = c.child("target");
         let port = hex(target.and_then(|t| t.attr("port"))).unwrap_or(7 + index);
         let chassis: u32 = target
