@@ -59,58 +59,7 @@ pub const CRASHED_PANICKED: i32 = 1;
 
 /// virsh's words for each state's reasons (`domstate --reason`).
 pub fn reason_name(state: DomainState, reason: i32) -> &'static str {
-    let names: &[&str] = match state {
-        DomainState::Running => &[
-            "unknown",
-            "booted",
-            "migrated",
-            "restored",
-            "from snapshot",
-            "unpaused",
-            "migration canceled",
-            "save canceled",
-            "event wakeup",
-            "crashed",
-            "post-copy",
-            "post-copy failed",
-        ],
-        DomainState::Paused => &[
-            "unknown",
-            "user",
-            "migrating",
-            "saving",
-            "dumping",
-            "I/O error",
-            "watchdog",
-            "from snapshot",
-            "shutting down",
-            "creating snapshot",
-            "crashed",
-            "starting up",
-            "post-copy",
-            "post-copy failed",
-            "api error",
-        ],
-        DomainState::Shutdown => &["unknown", "user"],
-        DomainState::Shutoff => &[
-            "unknown",
-            "shutdown",
-            "destroyed",
-            "crashed",
-            "migrated",
-            "saved",
-            "failed",
-            "from snapshot",
-            "daemon",
-        ],
-        DomainState::Crashed => &["unknown", "panicked"],
-        _ => &["unknown"],
-    };
-    usize::try_from(reason)
-        .ok()
-        .and_then(|i| names.get(i))
-        .copied()
-        .unwrap_or("unknown")
+    virtmesh_proto::names::domain_state_reason(state, reason).unwrap_or("unknown")
 }
 
 /// Where the driver keeps things and which QEMU it runs.
