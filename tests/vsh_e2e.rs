@@ -207,7 +207,12 @@ fn events_reach_a_watcher_through_the_gateway() {
     });
     // The watch is registered asynchronously; poke until the first event
     // shows the stream is live, then run the lifecycle.
-    let file = mesh.write("ev.xml", &DOMAIN_XML.replace("e2e-vm", "ev-vm"));
+    // A fixed UUID makes each repeated define an update of the same domain.
+    let xml = DOMAIN_XML.replace(
+        "<name>e2e-vm</name>",
+        "<name>ev-vm</name><uuid>3f1c9a52-7c1e-4d3a-9a57-2b6a1e0c4d11</uuid>",
+    );
+    let file = mesh.write("ev.xml", &xml);
     let path = file.to_str().unwrap_or_default();
     let mut first = None;
     for _ in 0..50 {
