@@ -205,34 +205,35 @@ fn events_reach_a_watcher_through_the_gateway() {
             }
         }
     });
-    // The watch is registered asynchronously; poke until the first event
-    // shows the stream is live, then run the lifecycle.
-    // A fixed UUID makes each repeated define an update of the same domain.
-    let xml = DOMAIN_XML.replace(
+    // The watch is registered asynchronously: redefine a probe domain (a
+    // fixed UUID makes each define an update) until its event shows the
+    // stream is live, then run the lifecycle under test.
+    let probe = DOMAIN_XML.replace(
         "<name>e2e-vm</name>",
-        "<name>ev-vm</name><uuid>3f1c9a52-7c1e-4d3a-9a57-2b6a1e0c4d11</uuid>",
+        "<name>probe-vm</name><uuid>3f1c9a52-7c1e-4d3a-9a57-2b6a1e0c4d11</uuid>",
     );
-    let file = mesh.write("ev.xml", &xml);
-    let path = file.to_str().unwrap_or_default();
-    let mut first = None;
+    let probe = mesh.write("probe.xml", &probe);
+    let mut live = false;
     for _ in 0..50 {
-        mesh.vsh_ok(&["define", path]);
-        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            first = Some(line);
+        mesh.vsh_ok(&["define", probe.to_str().unwrap_or_default()]);
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_ok()
+        {
+            live = true;
             break;
         }
     }
-    assert_eq!(
-        first.as_deref(),
-        Some("event 'lifecycle' for domain 'ev-vm': Defined Added")
-    );
+    assert!(live, "no event reached the watcher");
+    let file = mesh.write("ev.xml", &DOMAIN_XML.replace("e2e-vm", "ev-vm"));
+    mesh.vsh_ok(&["define", file.to_str().unwrap_or_default()]);
     mesh.vsh_ok(&["start", "ev-vm"]);
     mesh.vsh_ok(&["destroy", "ev-vm"]);
     mesh.vsh_ok(&["undefine", "ev-vm"]);
     let mut seen = Vec::new();
-    while seen.len() < 3 {
+    while seen.len() < 4 {
         match rx.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok(line) if line.contains("Defined Updated") => {}
+            Ok(line) if line.contains("'probe-vm'") => {}
             Ok(line) => seen.push(line),
             Err(_) => break,
         }
@@ -242,6 +243,7 @@ fn events_reach_a_watcher_through_the_gateway() {
     assert_eq!(
         seen,
         [
+            "event 'lifecycle' for domain 'ev-vm': Defined Added",
             "event 'lifecycle' for domain 'ev-vm': Started Booted",
             "event 'lifecycle' for domain 'ev-vm': Stopped Destroyed",
             "event 'lifecycle' for domain 'ev-vm': Undefined Removed",
