@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn python_with_grpc() -> Option<(PathBuf, Option<PathBuf>)> {
-    // scripts/test.sh installs grpcio and grpcio-tools into target/tools/py.
+    // scripts/install-test-tools.sh installs grpcio and grpcio-tools into target/tools/py.
     let local = tools_dir().join("py");
     let site = local.is_dir().then_some(local);
     let mut probe = Command::new("python3");

@@ -162,11 +162,11 @@ pub fn require(what: &str, present: bool) -> bool {
     if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
         panic!("required host prerequisite missing: {what} (VIRTMESH_REQUIRE_HOST=1)");
     }
-    eprintln!("SKIP: {what} is not available (scripts/test.sh installs it)");
+    eprintln!("SKIP: {what} is not available (scripts/install-test-tools.sh or scripts/install-host-deps.sh installs it)");
     false
 }
 
-/// Tools installed by scripts/test.sh live under target/tools.
+/// Tools installed by scripts/install-test-tools.sh live under target/tools.
 pub fn tools_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
