@@ -31,15 +31,18 @@ fn announce(listener: &Listener) {
     println!("{READY_PREFIX}{}", listener.local_addr());
 }
 
-fn listen_addr(args: &RoleArgs, configured: &str) -> anyhow::Result<ListenAddr> {
-    let text = args.listen.as_deref().unwrap_or(configured);
-    text.parse::<ListenAddr>().map_err(Into::into)
+/// `--listen` if given, else the address the config assigns.
+fn listen_addr(args: &RoleArgs, configured: Option<&str>) -> anyhow::Result<ListenAddr> {
+    match args.listen.as_deref().or(configured) {
+        Some(text) => Ok(text.parse::<ListenAddr>()?),
+        None => anyhow::bail!("no listen address in the config; pass --listen"),
+    }
 }
 
 pub async fn run_gateway(args: RoleArgs) -> anyhow::Result<()> {
     virtmesh_rpc::telemetry::init("gateway");
     let config = Config::load(args.config.as_deref())?;
-    let addr = listen_addr(&args, &config.gateway.listen)?;
+    let addr = listen_addr(&args, Some(&config.gateway.listen))?;
     let listener = Listener::bind(&addr).await?;
     announce(&listener);
     virtmesh_gateway::serve(&config, listener, shutdown_signal()).await?;
@@ -49,18 +52,9 @@ pub async fn run_gateway(args: RoleArgs) -> anyhow::Result<()> {
 pub async fn run_service(name: &str, args: RoleArgs) -> anyhow::Result<()> {
     virtmesh_rpc::telemetry::init(name);
     let config = Config::load(args.config.as_deref())?;
-    let configured = config
-        .services
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.listen.clone());
-    let addr = match (&args.listen, configured) {
-        (Some(_), _) => listen_addr(&args, "")?,
-        (None, Some(c)) => listen_addr(&args, &c)?,
-        (None, None) => {
-            anyhow::bail!("service '{name}' has no listen address in the config; pass --listen")
-        }
-    };
+    let configured = config.services.iter().find(|s| s.name == name);
+    let addr = listen_addr(&args, configured.map(|s| s.listen.as_str()))
+        .with_context(|| format!("service '{name}'"))?;
     let (routes, served) = match name {
         "test" => (
             virtmesh_test_driver::routes(virtmesh_test_driver::TestDriver::new()),

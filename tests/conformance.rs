@@ -9,6 +9,8 @@
 //! nwfilter. domain-qemu belongs to the qemu driver; storage volumes need a
 //! real dir pool (storage driver).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 use virtmesh_proto::v1 as pb;
@@ -432,14 +434,12 @@ const LIBVIRT_OWN_SCHEMA_FAILURES: &[&str] = &["pool-refresh-volume-allocation"]
 /// backtracking in libxml2 can take many minutes on some nwfilter
 /// documents (the corpus README), and a timeout counts as unknown.
 fn check_schemas(emitted: &[(String, Vec<(String, String)>)]) {
-    let have = common_which("xmllint") && Path::new(SCHEMA_DIR).join("domain.rng").is_file();
-    if !have {
-        if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
-            panic!("xmllint and libvirt's schemas are missing (scripts/install-host-deps.sh)");
-        }
-        eprintln!(
-            "SKIP schema check: xmllint or {SCHEMA_DIR} missing (scripts/install-host-deps.sh installs them)"
-        );
+    let have =
+        common::which("xmllint").is_some() && Path::new(SCHEMA_DIR).join("domain.rng").is_file();
+    if !common::require(
+        "xmllint and libvirt's RelaxNG schemas (scripts/install-host-deps.sh)",
+        have,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -480,9 +480,4 @@ fn check_schemas(emitted: &[(String, Vec<(String, String)>)]) {
         "documents that fail libvirt's schema:\n{}",
         invalid.join("\n")
     );
-}
-
-fn common_which(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
 }

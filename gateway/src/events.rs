@@ -3,7 +3,6 @@
 //! secondary services). Each backend stream is consumed independently, so
 //! a quiet backend never delays another's events.
 
-use crate::proxy::error_chain;
 use crate::routing::Routing;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use tonic::{Request, Response, Status};
 use virtmesh_proto::v1::events_client::EventsClient;
 use virtmesh_proto::v1::events_server::Events;
 use virtmesh_proto::v1::{Event, WatchRequest};
-use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError, meta};
+use virtmesh_rpc::meta;
 
 pub struct FanIn {
     routing: Arc<Routing>,
@@ -46,16 +45,7 @@ impl Events for FanIn {
                     if status.code() == tonic::Code::Unavailable
                         || status.code() == tonic::Code::Unknown
                     {
-                        Status::from(VirtError::new(
-                            ErrorCode::NoConnect,
-                            ErrorDomain::Rpc,
-                            format!(
-                                "cannot reach the '{}' service at {} for URI '{uri}': {}",
-                                backend.name,
-                                backend.addr,
-                                error_chain(&status)
-                            ),
-                        ))
+                        Status::from(backend.unreachable(&uri, &status))
                     } else {
                         status
                     }

@@ -123,16 +123,7 @@ impl<F: Forwarded> tower::Service<http::Request<Body>> for Proxy<F> {
             match backend.channel.clone().oneshot(req).await {
                 Ok(resp) => Ok(resp),
                 Err(e) => {
-                    let err = VirtError::new(
-                        ErrorCode::NoConnect,
-                        ErrorDomain::Rpc,
-                        format!(
-                            "cannot reach the '{}' service at {} for URI '{uri}': {}",
-                            backend.name,
-                            backend.addr,
-                            error_chain(&e)
-                        ),
-                    );
+                    let err = backend.unreachable(&uri, &e);
                     tracing::warn!(service = %backend.name, addr = %backend.addr, "{}", err.message);
                     Ok(tonic::Status::from(err).into_http())
                 }
@@ -141,37 +132,13 @@ impl<F: Forwarded> tower::Service<http::Request<Body>> for Proxy<F> {
     }
 }
 
-/// An error and its causes on one line ("transport error: Connection
-/// refused (os error 111)"): the cause is what the user needs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::error::Error as _;
 
     #[test]
     fn names_are_the_public_services() {
         assert_eq!(DomainFamily::NAME, "virtmesh.v1.Domain");
         assert_eq!(NwFilterBindingFamily::FAMILY, "NWFilterBinding");
-    }
-
-    #[test]
-    fn error_chain_keeps_causes() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
-        assert!(error_chain(&io).contains("Connection refused"));
-        let _ = io.source();
     }
 }

@@ -43,6 +43,40 @@ pub struct Backend {
     serves_all: bool,
 }
 
+impl Backend {
+    /// The error a client sees when this backend cannot be reached: it
+    /// names the service, the endpoint tried and the URI, and keeps the
+    /// transport's cause.
+    pub fn unreachable(&self, uri: &str, cause: &dyn std::error::Error) -> VirtError {
+        VirtError::new(
+            ErrorCode::NoConnect,
+            ErrorDomain::Rpc,
+            format!(
+                "cannot reach the '{}' service at {} for URI '{uri}': {}",
+                self.name,
+                self.addr,
+                error_chain(cause)
+            ),
+        )
+    }
+}
+
+/// An error and its causes on one line ("transport error: Connection
+/// refused (os error 111)"): the cause is what the user needs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[derive(Debug)]
 pub struct Routing {
     default_uri: String,
@@ -210,6 +244,12 @@ families = ["Network"]
             r.event_backends("qemu:///system").map(|v| v.len()).ok(),
             Some(2)
         );
+    }
+
+    #[test]
+    fn error_chain_keeps_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        assert!(error_chain(&io).contains("Connection refused"));
     }
 
     #[tokio::test]
