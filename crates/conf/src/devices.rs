@@ -6,7 +6,7 @@ use crate::ConfError;
 use crate::xml::{Element, Node};
 
 /// libvirt groups devices by kind in this order when formatting.
-const DEVICE_ORDER: &[&str] = &[
+pub const DEVICE_ORDER: &[&str] = &[
     "emulator",
     "disk",
     "controller",

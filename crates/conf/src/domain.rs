@@ -175,7 +175,10 @@ impl DomainDef {
         Ok(DomainDef { root })
     }
 
-    fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
+    /// libvirt's generic `<memory>`/`<currentMemory>`/`<maxMemory>`
+    /// post-parse: sizes in KiB, a missing or too large current size is
+    /// the maximum, `dumpCore` is kept.
+    pub fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
         let memory = memory_kib(root, "memory")?.unwrap_or(0);
         if memory == 0 {
             return Err(ConfError::xml(
@@ -211,6 +214,18 @@ impl DomainDef {
     }
 
     fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
+        Self::normalize_vcpu_with(root, "CPU IDs in <numa> exceed the <vcpu> count", true)
+    }
+
+    /// `<vcpu>` normalisation: count, placement (validated when
+    /// `check_placement`), cpuset and a `current` below the count.
+    /// `zero_count` is the internal error a count of 0 gives, which
+    /// differs between drivers.
+    pub fn normalize_vcpu_with(
+        root: &mut Element,
+        zero_count: &str,
+        check_placement: bool,
+    ) -> Result<(), ConfError> {
         let old = root
             .child("vcpu")
             .cloned()
@@ -221,12 +236,10 @@ impl DomainDef {
             .parse()
             .map_err(|_| ConfError::xml("maximum vcpus count must be an integer"))?;
         if count == 0 {
-            return Err(ConfError::internal(
-                "CPU IDs in <numa> exceed the <vcpu> count",
-            ));
+            return Err(ConfError::internal(zero_count));
         }
         let placement = old.attr("placement").unwrap_or("static").to_owned();
-        if placement != "static" && placement != "auto" {
+        if check_placement && placement != "static" && placement != "auto" {
             return Err(ConfError::xml(format!(
                 "Invalid value for attribute 'placement' in element 'vcpu': '{placement}'."
             )));

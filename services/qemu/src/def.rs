@@ -5,7 +5,6 @@
 //! tree; what the tree does not model is kept as given.
 
 use virtmesh_conf::error::{parse_root, parse_uuid};
-use virtmesh_conf::units::scale_to_kib;
 use virtmesh_conf::{ConfError, Element, Node};
 
 /// The emulator libvirt's capabilities report for x86_64 guests.
@@ -105,16 +104,6 @@ fn namespace_of(el: &Element) -> Option<&str> {
         None => "xmlns".to_owned(),
     };
     el.attr(&attr)
-}
-
-fn parse_u64(el: &Element, what: &str) -> Result<u64, ConfError> {
-    let text = el.text();
-    text.trim().parse::<u64>().map_err(|_| {
-        ConfError::xml(format!(
-            "Invalid value '{}' for element or attribute '{what}'",
-            text.trim()
-        ))
-    })
 }
 
 fn kib_element(name: &str, kib: u64) -> Element {
@@ -612,82 +601,32 @@ impl DomainDef {
     }
 }
 
+/// The generic memory normalisation, with the qemu driver's extras: its
+/// `<memory>` keeps only the size (no `dumpCore`), and `<maxMemory>` must
+/// not be below `<memory>`.
 fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
-    let read = |root: &Element, name: &str| -> Result<Option<u64>, ConfError> {
-        match root.child(name) {
-            None => Ok(None),
-            Some(el) => {
-                let v = parse_u64(el, &format!("./{name}[1]"))?;
-                Ok(Some(scale_to_kib(v, el.attr("unit"))?))
-            }
-        }
-    };
-    let memory = read(root, "memory")?.unwrap_or(0);
-    if memory == 0 {
-        return Err(ConfError::xml(
-            "Memory size must be specified via <memory> or in the <numa> configuration",
-        ));
+    if let Some(mem) = root.child_mut("memory") {
+        mem.remove_attr("dumpCore");
     }
-    let current = read(root, "currentMemory")?.unwrap_or(memory);
-    let current = if current == 0 || current > memory {
-        memory
-    } else {
-        current
+    virtmesh_conf::domain::DomainDef::normalize_memory(root)?;
+    let kib = |name: &str| {
+        root.child_text(name)
+            .and_then(|t| t.trim().parse::<u64>().ok())
     };
-    replace_child(root, kib_element("memory", memory));
-    replace_child(root, kib_element("currentMemory", current));
-    if let Some(max) = root.child("maxMemory").cloned() {
-        let kib = scale_to_kib(parse_u64(&max, "./maxMemory[1]")?, max.attr("unit"))?;
-        if kib < memory {
-            return Err(ConfError::xml(
-                "maximum memory size must be equal or greater than the actual memory size",
-            ));
-        }
-        let mut el = Element::new("maxMemory");
-        if let Some(slots) = max.attr("slots") {
-            el.set_attr("slots", slots);
-        }
-        el.set_attr("unit", "KiB");
-        el.set_text(kib.to_string());
-        replace_child(root, el);
+    if let (Some(max), Some(memory)) = (kib("maxMemory"), kib("memory"))
+        && max < memory
+    {
+        return Err(ConfError::xml(
+            "maximum memory size must be equal or greater than the actual memory size",
+        ));
     }
     Ok(())
 }
 
+/// The generic `<vcpu>` normalisation with the qemu driver's error for a
+/// zero count; this driver does not validate `placement`.
 fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
-    let old = root
-        .child("vcpu")
-        .cloned()
-        .unwrap_or_else(|| Element::new("vcpu").with_text("1"));
-    let count: u32 = old
-        .text()
-        .trim()
-        .parse()
-        .map_err(|_| ConfError::xml("maximum vcpus count must be an integer"))?;
-    if count == 0 {
-        return Err(ConfError::internal("Invalid vCPU count"));
-    }
-    let mut el =
-        Element::new("vcpu").with_attr("placement", old.attr("placement").unwrap_or("static"));
-    if let Some(cpuset) = old.attr("cpuset") {
-        el.set_attr("cpuset", cpuset);
-    }
-    if let Some(cur) = old.attr("current") {
-        let cur: u32 = cur
-            .parse()
-            .map_err(|_| ConfError::xml("current vcpus count must be an integer"))?;
-        if cur > count {
-            return Err(ConfError::unsupported(
-                "maximum vCPU count must not be less than current vCPU count",
-            ));
-        }
-        if cur != count {
-            el.set_attr("current", cur.to_string());
-        }
-    }
-    el.set_text(count.to_string());
-    replace_child(root, el);
-    Ok(())
+    virtmesh_conf::domain::DomainDef::normalize_vcpu_with(root, "Invalid vCPU count", false)
 }
 
 /// libvirt's x86 CPU defaults: no CPU at all, or only topology/NUMA, is

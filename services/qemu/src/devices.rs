@@ -306,40 +306,7 @@ fn implicit_rest(q35: bool, balloon: Element) -> Vec<Element> {
 }
 
 /// libvirt's order of device kinds inside `<devices>`.
-pub const DEVICE_ORDER: &[&str] = &[
-    "emulator",
-    "disk",
-    "controller",
-    "lease",
-    "filesystem",
-    "interface",
-    "smartcard",
-    "serial",
-    "parallel",
-    "console",
-    "channel",
-    "input",
-    "tpm",
-    "graphics",
-    "sound",
-    "audio",
-    "video",
-    "hostdev",
-    "redirdev",
-    "redirfilter",
-    "hub",
-    "watchdog",
-    "memballoon",
-    "rng",
-    "panic",
-    "shmem",
-    "memory",
-    "iommu",
-    "vsock",
-    "crypto",
-    "pstore",
-    "*",
-];
+pub use virtmesh_conf::devices::DEVICE_ORDER;
 
 /// Devices that take no PCI address: with only these, the implicit set's
 /// fixed addresses are exactly what libvirt would allocate.
