@@ -1,7 +1,7 @@
 //! virsh's words for the numbers of the contract, shared by every service
 //! that reports them and by vsh, so that one table exists per vocabulary.
 
-use crate::v1::DomainState;
+use crate::v1::{DomainEventType, DomainState};
 
 const NOSTATE: &[&str] = &["unknown"];
 /// virDomainRunningReason.
@@ -84,6 +84,51 @@ pub fn domain_state_reason(state: DomainState, reason: i32) -> Option<&'static s
         .and_then(|i| table.get(i).copied())
 }
 
+/// virsh's word for a domain event's detail, per event type
+/// (`virDomainEvent*DetailType`, `virshDomainEventDetailToString`);
+/// `None` when libvirt has no word for that number.
+pub fn domain_event_detail(ty: DomainEventType, detail: i32) -> Option<&'static str> {
+    use DomainEventType as T;
+    let table: &[&str] = match ty {
+        T::DomainEventDefined => &["added", "updated", "renamed", "snapshot"],
+        T::DomainEventUndefined => &["removed", "renamed"],
+        T::DomainEventStarted => &["booted", "migrated", "restored", "snapshot", "wakeup"],
+        T::DomainEventSuspended => &[
+            "paused",
+            "migrated",
+            "ioerror",
+            "watchdog",
+            "restored",
+            "snapshot",
+            "api error",
+            "post-copy",
+            "post-copy failed",
+        ],
+        T::DomainEventResumed => &[
+            "unpaused",
+            "migrated",
+            "snapshot",
+            "post-copy",
+            "post-copy failed",
+        ],
+        T::DomainEventStopped => &[
+            "shutdown",
+            "destroyed",
+            "crashed",
+            "migrated",
+            "saved",
+            "failed",
+            "snapshot",
+        ],
+        T::DomainEventShutdown => &["finished", "guest", "host"],
+        T::DomainEventPmsuspended => &["memory", "disk"],
+        T::DomainEventCrashed => &["panicked", "crashloaded"],
+    };
+    usize::try_from(detail)
+        .ok()
+        .and_then(|i| table.get(i).copied())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +150,24 @@ mod tests {
         );
         assert_eq!(domain_state_reason(DomainState::Shutoff, 99), None);
         assert_eq!(domain_state(DomainState::Shutoff), "shut off");
+    }
+
+    #[test]
+    fn event_details_follow_libvirts_numbering() {
+        use DomainEventType as T;
+        assert_eq!(
+            domain_event_detail(T::DomainEventDefined, 1),
+            Some("updated")
+        );
+        assert_eq!(
+            domain_event_detail(T::DomainEventStopped, 5),
+            Some("failed")
+        );
+        assert_eq!(domain_event_detail(T::DomainEventShutdown, 2), Some("host"));
+        assert_eq!(
+            domain_event_detail(T::DomainEventCrashed, 0),
+            Some("panicked")
+        );
+        assert_eq!(domain_event_detail(T::DomainEventStopped, -1), None);
     }
 }

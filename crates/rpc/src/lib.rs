@@ -6,6 +6,7 @@
 pub mod addr;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod meta;
 pub mod serve;
 pub mod telemetry;

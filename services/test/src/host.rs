@@ -4,7 +4,6 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::broadcast;
 use virtmesh_conf::domain::DomainDef;
 use virtmesh_conf::misc::{
     InterfaceDef, NodeDeviceDef, NwFilterBindingDef, NwFilterDef, SecretDef,
@@ -13,7 +12,7 @@ use virtmesh_conf::network::NetworkDef;
 use virtmesh_conf::storage::{PoolDef, VolDef};
 use virtmesh_proto::v1::{self as pb, DomainState, event::Kind};
 
-use crate::events;
+use virtmesh_rpc::events::EventHub;
 
 /// The host's CPU and memory, as virNodeGetInfo reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,12 +248,12 @@ impl State {
 pub struct Host {
     pub uri: String,
     state: Mutex<State>,
-    pub events: broadcast::Sender<pb::Event>,
+    pub events: EventHub,
 }
 
 impl Host {
     pub fn new(uri: String, state: State) -> Self {
-        let (events, _) = broadcast::channel(events::CAPACITY);
+        let events = EventHub::new();
         Host {
             uri,
             state: Mutex::new(state),
@@ -270,6 +269,6 @@ impl Host {
 
     /// Publish an event; nobody listening is fine.
     pub fn emit(&self, kind: Kind) {
-        let _ = self.events.send(events::event(kind));
+        self.events.send(kind);
     }
 }

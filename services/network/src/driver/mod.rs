@@ -19,7 +19,7 @@ use crate::bridge::{BridgeError, Netlink};
 use crate::def::{self, ForwardMode, NetDef};
 use crate::dnsmasq::{self, DnsmasqPaths};
 use crate::error::{self as err, Result};
-use crate::events::EventHub;
+use crate::events::{EventHub, NetworkEvents};
 use crate::firewall;
 use crate::leases;
 use crate::port::PortDef;

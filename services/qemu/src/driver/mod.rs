@@ -22,7 +22,7 @@ mod tune;
 use crate::argv::{self, ArgvOptions};
 use crate::def::DomainDef;
 use crate::error::{self as err, Result};
-use crate::events::{EventHub, Lifecycle};
+use crate::events::{DomainEvents, EventHub, Lifecycle};
 use crate::hostnet;
 use crate::process::{self, RunPaths};
 use crate::qmp::{self, EventKind, MonitorMsg, Qmp};
