@@ -162,7 +162,9 @@ pub fn require(what: &str, present: bool) -> bool {
     if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
         panic!("required host prerequisite missing: {what} (VIRTMESH_REQUIRE_HOST=1)");
     }
-    eprintln!("SKIP: {what} is not available (scripts/install-test-tools.sh or scripts/install-host-deps.sh installs it)");
+    eprintln!(
+        "SKIP: {what} is not available (scripts/install-test-tools.sh or scripts/install-host-deps.sh installs it)"
+    );
     false
 }
 
