@@ -222,8 +222,14 @@ pub fn native(def: &DomainDef) -> String {
 mod tests {
     use super::*;
 
+    /// The repository's copy of the recorded corpus (CI has only the repo).
+    const CORPUS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/conformance/domain-qemu"
+    );
+
     fn corpus(case: &str) -> Option<(String, String)> {
-        let dir = Path::new("/work/shared/conformance/domain-qemu").join(case);
+        let dir = Path::new(CORPUS).join(case);
         Some((
             std::fs::read_to_string(dir.join("input.xml")).ok()?,
             std::fs::read_to_string(dir.join("qemu.argv")).ok()?,
@@ -246,7 +252,7 @@ mod tests {
     /// byte (output.xml after define, qemu.argv), printed for the record.
     #[test]
     fn corpus_pass_rate() {
-        let root = Path::new("/work/shared/conformance/domain-qemu");
+        let root = Path::new(CORPUS);
         let Ok(entries) = std::fs::read_dir(root) else {
             eprintln!("skipping: conformance corpus not present");
             return;

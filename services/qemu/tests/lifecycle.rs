@@ -779,7 +779,10 @@ async fn connect_calls_and_unimplemented_answers() {
     }
 
     // DomainXMLToNative checks the definition against the probed QEMU.
-    let corpus = Path::new("/work/shared/conformance/domain-qemu/minimal-q35");
+    let corpus = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/conformance/domain-qemu/minimal-q35"
+    ));
     if let (true, Ok(input), Ok(expected)) = (
         Path::new(EMULATOR).exists(),
         std::fs::read_to_string(corpus.join("input.xml")),
