@@ -352,15 +352,40 @@ impl Domain for DomainService {
     }
     async fn block_stats(
         &self,
-        _: Request<pb::BlockStatsRequest>,
+        request: Request<pb::BlockStatsRequest>,
     ) -> Result<Response<pb::BlockStatsReply>, Status> {
-        unimpl("BlockStats")
+        let req = request.get_ref();
+        ok(self
+            .driver
+            .block_stats(req.domain.as_ref(), &req.disk)
+            .await
+            .map(|s| pb::BlockStatsReply {
+                rd_req: s.rd_req,
+                rd_bytes: s.rd_bytes,
+                wr_req: s.wr_req,
+                wr_bytes: s.wr_bytes,
+                // QEMU keeps no error counter: libvirt's "unsupported".
+                errs: -1,
+            }))
     }
     async fn interface_stats(
         &self,
-        _: Request<pb::InterfaceStatsRequest>,
+        request: Request<pb::InterfaceStatsRequest>,
     ) -> Result<Response<pb::InterfaceStatsReply>, Status> {
-        unimpl("InterfaceStats")
+        let req = request.get_ref();
+        ok(self
+            .driver
+            .interface_stats(req.domain.as_ref(), &req.interface)
+            .map(|s| pb::InterfaceStatsReply {
+                rx_bytes: s.rx_bytes,
+                rx_packets: s.rx_packets,
+                rx_errs: s.rx_errs,
+                rx_drop: s.rx_drop,
+                tx_bytes: s.tx_bytes,
+                tx_packets: s.tx_packets,
+                tx_errs: s.tx_errs,
+                tx_drop: s.tx_drop,
+            }))
     }
     async fn memory_stats(
         &self,
