@@ -225,12 +225,8 @@ impl DomainDef {
             .is_some_and(|m| m.contains("q35"));
         let devices = root.child_or_insert("devices");
         crate::devices::normalize_serials(devices);
-        if devices
-            .elements()
-            .all(|d| crate::devices::needs_no_pci(d) || crate::devices::allocatable(d, q35))
-        {
-            crate::devices::allocate(q35, devices);
-        }
+        crate::devices::normalize_interfaces(devices);
+        crate::defaults::apply(devices, q35)?;
         devices.sort_children(crate::devices::DEVICE_ORDER);
         root.sort_children(TOP_ORDER);
         Ok(DomainDef { root })

@@ -22,154 +22,9 @@ fn pci_addr(bus: u32, slot: u32, function: u32, multifunction: bool) -> Element 
     a
 }
 
-fn root_port(index: u32, position: u32) -> Element {
-    // Root ports fill pcie.0 from slot 1, eight functions per slot, in
-    // the order they were added; the port number is QEMU's
-    // slot << 3 | function, the chassis the controller index, as libvirt.
-    let (slot, function) = (1 + position / 8, position % 8);
-    Element::new("controller")
-        .with_attr("type", "pci")
-        .with_attr("index", index.to_string())
-        .with_attr("model", "pcie-root-port")
-        .with_child(Element::new("model").with_attr("name", "pcie-root-port"))
-        .with_child(
-            Element::new("target")
-                .with_attr("chassis", index.to_string())
-                .with_attr("port", format!("0x{:x}", slot * 8 + function)),
-        )
-        .with_child(pci_addr(0, slot, function, function == 0))
-}
-
-/// Where devices go, as libvirt hands out PCI addresses at define.
-struct Planner {
-    q35: bool,
-    /// q35: the controllers added so far, by index - 1 (`None`: a root
-    /// port, `Some(parent)`: the pcie-to-pci bridge on root port `parent`).
-    ctrls: Vec<Option<u32>>,
-    /// The bridge's index and the last slot used on it.
-    bridge: Option<(u32, u32)>,
-    /// pc: the last slot used on bus 0.
-    pc_slot: u32,
-}
-
-impl Planner {
-    fn new(q35: bool) -> Planner {
-        Planner {
-            q35,
-            ctrls: Vec::new(),
-            bridge: None,
-            pc_slot: 1,
-        }
-    }
-
-    fn root_port(&mut self) -> u32 {
-        self.ctrls.push(None);
-        u32::try_from(self.ctrls.len()).unwrap_or(u32::MAX)
-    }
-
-    /// A PCI Express device (or any device on pc).
-    fn pcie(&mut self) -> Element {
-        if self.q35 {
-            pci_addr(self.root_port(), 0, 0, false)
-        } else {
-            self.conventional()
-        }
-    }
-
-    /// A conventional PCI device: on q35 behind a pcie-to-pci bridge,
-    /// added (on a root port of its own) with the first such device.
-    fn conventional(&mut self) -> Element {
-        if !self.q35 {
-            // pc: slot 1 is the PIIX3 (USB at 1.2), the rest in order.
-            self.pc_slot += 1;
-            return pci_addr(0, self.pc_slot, 0, false);
-        }
-        let (index, slot) = match self.bridge {
-            Some((index, slot)) => (index, slot + 1),
-            None => {
-                let parent = self.root_port();
-                self.ctrls.push(Some(parent));
-                (parent + 1, 1)
-            }
-        };
-        self.bridge = Some((index, slot));
-        pci_addr(index, slot, 0, false)
-    }
-
-    /// The q35 controllers, in index order, plus one spare root port for
-    /// hot-plug.
-    fn controllers(mut self) -> Vec<Element> {
-        self.root_port();
-        let mut position = 0;
-        let mut v = Vec::new();
-        for (i, c) in self.ctrls.iter().enumerate() {
-            let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            match c {
-                None => {
-                    v.push(root_port(index, position));
-                    position += 1;
-                }
-                Some(parent) => v.push(
-                    Element::new("controller")
-                        .with_attr("type", "pci")
-                        .with_attr("index", index.to_string())
-                        .with_attr("model", "pcie-to-pci-bridge")
-                        .with_child(Element::new("model").with_attr("name", "pcie-pci-bridge"))
-                        .with_child(pci_addr(*parent, 0, 0, false)),
-                ),
-            }
-        }
-        v
-    }
-}
-
-/// NIC models that are conventional PCI devices (a bridge on q35).
-fn conventional_nic(model: &str) -> bool {
-    matches!(model, "e1000" | "rtl8139" | "virtio-transitional")
-}
-
-/// Whether define-time allocation knows `dev`: disks on virtio (and SATA
-/// on q35) and NICs of PCIe models, without addresses of their own.
-pub fn allocatable(dev: &Element, q35: bool) -> bool {
-    if dev.child("address").is_some() {
-        return false;
-    }
-    let attr = |k: &str| dev.attr(k).unwrap_or_default();
-    match dev.name.as_str() {
-        "disk" => {
-            let bus = dev.child("target").and_then(|t| t.attr("bus"));
-            let fmt = dev.child("driver").and_then(|d| d.attr("type"));
-            matches!(attr("type"), "file" | "block")
-                && crate::blockdev::disk_source(dev).is_some()
-                && matches!(fmt, None | Some("raw" | "qcow2"))
-                && match attr("device") {
-                    "" | "disk" => bus == Some("virtio") || (q35 && bus == Some("sata")),
-                    "cdrom" => q35 && bus == Some("sata"),
-                    _ => false,
-                }
-        }
-        "interface" => {
-            let model = dev.child("model").and_then(|m| m.attr("type"));
-            // `network` is placed like the others (starting it needs the
-            // network service's ports, not done yet).
-            matches!(
-                attr("type"),
-                "user" | "direct" | "bridge" | "ethernet" | "network"
-            ) && matches!(
-                model,
-                None | Some("virtio" | "e1000e" | "e1000" | "rtl8139" | "virtio-transitional")
-            )
-        }
-        _ => false,
-    }
-}
-
-/// libvirt 11.3's defaults for an x86 guest on `q35` or `pc` whose
-/// devices are all [`needs_no_pci`] or [`allocatable`]: addresses for the
-/// disks and NICs, in libvirt's order (NICs, USB controller, virtio disks,
-/// balloon), and the implicit controllers and devices around them.
-pub fn allocate(q35: bool, devices: &mut Element) {
-    let mut plan = Planner::new(q35);
+/// libvirt's interface defaults: a random MAC, the x86 default model
+/// (`rtl8139`), `<ip>` attributes in libvirt's order.
+pub fn normalize_interfaces(devices: &mut Element) {
     for iface in devices.elements_mut().filter(|e| e.name == "interface") {
         if iface.child("mac").is_none() {
             iface.children.insert(
@@ -179,8 +34,7 @@ pub fn allocate(q35: bool, devices: &mut Element) {
                 ),
             );
         }
-        if iface.child("model").is_none() {
-            // libvirt's default NIC model for x86.
+        if iface.child("model").is_none() && iface.attr("type") != Some("hostdev") {
             let at = iface
                 .children
                 .iter()
@@ -197,122 +51,11 @@ pub fn allocate(q35: bool, devices: &mut Element) {
         if let Some(ip) = iface.child_mut("ip") {
             ip.order_attrs(&["address", "family", "prefix"]);
         }
-        let model = iface
-            .child("model")
-            .and_then(|m| m.attr("type"))
-            .unwrap_or_default();
-        let a = if conventional_nic(model) {
-            plan.conventional()
-        } else {
-            plan.pcie()
-        };
-        iface.children.push(virtmesh_conf::Node::Element(a));
     }
-    let usb = if q35 { Some(plan.pcie()) } else { None };
-    for disk in devices.elements_mut().filter(|e| e.name == "disk") {
-        let target = disk.child("target");
-        let bus = target.and_then(|t| t.attr("bus")).unwrap_or_default();
-        let idx = target
-            .and_then(|t| t.attr("dev"))
-            .and_then(virtmesh_conf::devices::disk_index)
-            .unwrap_or(0);
-        let a = if bus == "virtio" {
-            plan.pcie()
-        } else {
-            Element::new("address")
-                .with_attr("type", "drive")
-                .with_attr("controller", "0")
-                .with_attr("bus", "0")
-                .with_attr("target", "0")
-                .with_attr("unit", idx.to_string())
-        };
-        disk.children.push(virtmesh_conf::Node::Element(a));
-    }
-    let balloon = plan.pcie();
-    let mut v = Vec::new();
-    if q35 {
-        v.push(
-            Element::new("controller")
-                .with_attr("type", "usb")
-                .with_attr("index", "0")
-                .with_attr("model", "qemu-xhci")
-                .with_child(usb.unwrap_or_else(|| pci_addr(1, 0, 0, false))),
-        );
-        v.push(
-            Element::new("controller")
-                .with_attr("type", "sata")
-                .with_attr("index", "0")
-                .with_child(pci_addr(0, 0x1f, 2, false)),
-        );
-        v.push(
-            Element::new("controller")
-                .with_attr("type", "pci")
-                .with_attr("index", "0")
-                .with_attr("model", "pcie-root"),
-        );
-        // One port per device (and the bridge), plus one free for hot-plug.
-        v.extend(plan.controllers());
-    } else {
-        v.push(
-            Element::new("controller")
-                .with_attr("type", "usb")
-                .with_attr("index", "0")
-                .with_attr("model", "piix3-uhci")
-                .with_child(pci_addr(0, 1, 2, false)),
-        );
-        v.push(
-            Element::new("controller")
-                .with_attr("type", "pci")
-                .with_attr("index", "0")
-                .with_attr("model", "pci-root"),
-        );
-    }
-    v.extend(implicit_rest(q35, balloon));
-    devices
-        .children
-        .extend(v.into_iter().map(virtmesh_conf::Node::Element));
-}
-
-fn implicit_rest(q35: bool, balloon: Element) -> Vec<Element> {
-    let mut v = Vec::new();
-    v.push(
-        Element::new("input")
-            .with_attr("type", "mouse")
-            .with_attr("bus", "ps2"),
-    );
-    v.push(
-        Element::new("input")
-            .with_attr("type", "keyboard")
-            .with_attr("bus", "ps2"),
-    );
-    v.push(
-        Element::new("audio")
-            .with_attr("id", "1")
-            .with_attr("type", "none"),
-    );
-    if q35 {
-        v.push(
-            Element::new("watchdog")
-                .with_attr("model", "itco")
-                .with_attr("action", "reset"),
-        );
-    }
-    v.push(
-        Element::new("memballoon")
-            .with_attr("model", "virtio")
-            .with_child(balloon),
-    );
-    v
 }
 
 /// libvirt's order of device kinds inside `<devices>`.
 pub use virtmesh_conf::devices::DEVICE_ORDER;
-
-/// Devices that take no PCI address: with only these, the implicit set's
-/// fixed addresses are exactly what libvirt would allocate.
-pub fn needs_no_pci(dev: &Element) -> bool {
-    matches!(dev.name.as_str(), "emulator" | "serial" | "console")
-}
 
 /// libvirt's serial defaults (`isa-serial` target and model, ports in
 /// order) and the console that mirrors the first serial port.
