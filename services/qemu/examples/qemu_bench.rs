@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         state_dir: dir.path().join("state"),
         run_dir: dir.path().join("run"),
         emulator: EMULATOR.into(),
+        network: None,
     })
     .await?;
     let addr = ListenAddr::Unix(dir.path().join("svc.sock"));

@@ -4,17 +4,26 @@
 //! start"): a link that existed before is never deleted, and what we
 //! created is recorded (by name *and* ifindex) in the guest's live status,
 //! so a restarted service still knows which links are its own.
+//!
+//! An interface of type `network` is a bridge tap whose bridge comes from
+//! a port the network service hands out (`netport`): the port is held in
+//! the same record as its tap, given back when the tap is released.
 
 use crate::netlink::{self, EEXIST, Netlink, NetlinkError};
+use crate::netport::{NetPeer, PortRecord};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use virtmesh_conf::Element;
+use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
 /// A host link this service created for a guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnedLink {
     pub name: String,
     pub index: u32,
+    /// The network port the link is plugged through (`type='network'`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortRecord>,
 }
 
 /// What QEMU's `-netdev` uses for one interface.
@@ -36,13 +45,39 @@ pub struct Prepared {
     /// Host link name per interface, for the live XML's `<target dev>`.
     pub targets: Vec<Option<String>>,
     pub created: Vec<OwnedLink>,
+    /// The network port per interface (`type='network'`), for the live
+    /// XML's `<source portid bridge>`.
+    pub ports: Vec<Option<PortRecord>>,
 }
 
 /// A failure, with libvirt's wording; what this call created is already
 /// released.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HostNetError(pub String);
+pub enum HostNetError {
+    /// Host plumbing (netlink, tuntap, device nodes).
+    #[error("{0}")]
+    Host(String),
+    /// The network service refused or failed (its code and message kept:
+    /// "Network not found: ...", "network is not active").
+    #[error("{0}")]
+    Peer(VirtError),
+    /// A configuration this driver cannot start.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<HostNetError> for VirtError {
+    fn from(e: HostNetError) -> VirtError {
+        match e {
+            HostNetError::Host(m) => VirtError::new(ErrorCode::SystemError, ErrorDomain::Qemu, m),
+            HostNetError::Peer(v) => v,
+            HostNetError::Unsupported(m) => {
+                VirtError::new(ErrorCode::ConfigUnsupported, ErrorDomain::Qemu, m)
+            }
+        }
+    }
+}
+
 
 fn target_dev(iface: &Element) -> Option<String> {
     iface
@@ -59,12 +94,22 @@ pub fn mac_of(iface: &Element) -> String {
         .to_owned()
 }
 
+/// The guest the interfaces belong to (owner of network ports) and where
+/// its private device nodes go.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub uuid: &'a str,
+    pub name: &'a str,
+    pub run_dir: &'a Path,
+}
+
 /// Create what `ifaces` need. On error, everything created here is
-/// deleted again before returning, and nothing else is touched.
+/// deleted again before returning (links and network ports), and nothing
+/// else is touched.
 pub async fn prepare(
+    net: &NetPeer,
     ifaces: &[&Element],
-    run_dir: &Path,
-    uuid: &str,
+    owner: Owner<'_>,
 ) -> Result<Prepared, HostNetError> {
     let mut p = Prepared::default();
     let needs_host = ifaces
@@ -74,18 +119,20 @@ pub async fn prepare(
         for _ in ifaces {
             p.backends.push(Backend::User);
             p.targets.push(None);
+            p.ports.push(None);
         }
         return Ok(p);
     }
-    let nl = Netlink::open().map_err(|e| HostNetError(e.to_string()))?;
+    let nl = Netlink::open().map_err(|e| HostNetError::Host(e.to_string()))?;
     for iface in ifaces {
-        match prepare_one(&nl, iface, run_dir, uuid, &mut p.created).await {
-            Ok((backend, target)) => {
+        match prepare_one(&nl, net, iface, owner, &mut p.created).await {
+            Ok((backend, target, port)) => {
                 p.backends.push(backend);
                 p.targets.push(target);
+                p.ports.push(port);
             }
             Err(e) => {
-                release_with(&nl, &p.created).await;
+                release_with(&nl, net, &p.created).await;
                 return Err(e);
             }
         }
@@ -93,30 +140,49 @@ pub async fn prepare(
     Ok(p)
 }
 
+type PreparedOne = (Backend, Option<String>, Option<PortRecord>);
+
 async fn prepare_one(
     nl: &Netlink,
+    net: &NetPeer,
     iface: &Element,
-    run_dir: &Path,
-    uuid: &str,
+    owner: Owner<'_>,
     created: &mut Vec<OwnedLink>,
-) -> Result<(Backend, Option<String>), HostNetError> {
+) -> Result<PreparedOne, HostNetError> {
     let source = |k: &str| iface.child("source").and_then(|s| s.attr(k));
+    let (run_dir, uuid) = (owner.run_dir, owner.uuid);
     match iface.attr("type").unwrap_or_default() {
-        "user" => Ok((Backend::User, None)),
+        "user" => Ok((Backend::User, None, None)),
+        "network" => {
+            // The port first: its plug names the bridge.
+            let port = net
+                .create_port(iface, owner.uuid, owner.name)
+                .await
+                .map_err(HostNetError::Peer)?;
+            match bridge_tap(nl, iface, Some(&port.bridge), Some(port.clone()), created).await {
+                Ok((backend, target)) => Ok((backend, target, Some(port))),
+                Err(e) => {
+                    if let Err(d) = net.delete_port(&port).await {
+                        tracing::warn!("cannot delete network port {}: {d}", port.uuid);
+                    }
+                    Err(e)
+                }
+            }
+        }
         "direct" => {
             let dev = source("dev").unwrap_or_default();
             let mode_name = source("mode").unwrap_or("vepa");
             let mode = netlink::macvtap_mode(mode_name).ok_or_else(|| {
-                HostNetError(format!(
+                HostNetError::Host(format!(
                     "unsupported configuration: macvtap mode '{mode_name}'"
                 ))
             })?;
             let parent = nl
                 .link_index(dev)
                 .await
-                .map_err(|e| HostNetError(e.to_string()))?
+                .map_err(|e| HostNetError::Host(e.to_string()))?
                 .ok_or_else(|| {
-                    HostNetError(format!(
+                    HostNetError::Host(format!(
                         "Unable to get index for interface {dev}: No such device"
                     ))
                 })?;
@@ -127,7 +193,7 @@ async fn prepare_one(
                     "macvtap",
                     &nl.link_names()
                         .await
-                        .map_err(|e| HostNetError(e.to_string()))?,
+                        .map_err(|e| HostNetError::Host(e.to_string()))?,
                 ),
             };
             let index = nl
@@ -135,7 +201,7 @@ async fn prepare_one(
                 .await
                 .map_err(|e| {
                     // libvirt's message; the link that is there stays.
-                    HostNetError(format!(
+                    HostNetError::Host(format!(
                         "error creating macvtap interface {name}@{dev} ({mac}): {}",
                         e.message()
                     ))
@@ -143,9 +209,10 @@ async fn prepare_one(
             created.push(OwnedLink {
                 name: name.clone(),
                 index,
+                port: None,
             });
-            let file = open_macvtap(&name, index, run_dir, uuid).map_err(HostNetError)?;
-            Ok((Backend::Fd(file), Some(name)))
+            let file = open_macvtap(&name, index, run_dir, uuid).map_err(HostNetError::Host)?;
+            Ok((Backend::Fd(file), Some(name), None))
         }
         kind @ ("bridge" | "ethernet") => {
             let unmanaged = iface.child("target").and_then(|t| t.attr("managed")) == Some("no");
@@ -153,59 +220,72 @@ async fn prepare_one(
                 // An existing tap the user manages: used, never created
                 // nor deleted by us.
                 let name = target_dev(iface).ok_or_else(|| {
-                    HostNetError("XML error: target dev must be supplied when managed='no'".into())
+                    HostNetError::Host("XML error: target dev must be supplied when managed='no'".into())
                 })?;
-                return Ok((Backend::Tap(name.clone()), Some(name)));
+                return Ok((Backend::Tap(name.clone()), Some(name), None));
             }
-            let bridge = if kind == "bridge" {
-                let br = source("bridge").unwrap_or_default();
-                Some(
-                    nl.link_index(br)
-                        .await
-                        .map_err(|e| HostNetError(e.to_string()))?
-                        .ok_or_else(|| {
-                            HostNetError(format!(
-                                "Cannot get interface MTU on '{br}': No such device"
-                            ))
-                        })?,
-                )
-            } else {
-                None
-            };
-            let name = match target_dev(iface) {
-                Some(n) => n,
-                None => netlink::free_name(
-                    "vnet",
-                    &nl.link_names()
-                        .await
-                        .map_err(|e| HostNetError(e.to_string()))?,
-                ),
-            };
-            let index = create_tap(nl, &name).await?;
-            created.push(OwnedLink {
-                name: name.clone(),
-                index,
-            });
-            nl.attach_up(index, bridge)
-                .await
-                .map_err(|e| HostNetError(e.to_string()))?;
-            Ok((Backend::Tap(name.clone()), Some(name)))
+            let bridge = (kind == "bridge").then(|| source("bridge").unwrap_or_default());
+            let (backend, target) = bridge_tap(nl, iface, bridge, None, created).await?;
+            Ok((backend, target, None))
         }
-        other => Err(HostNetError(format!(
+        other => Err(HostNetError::Unsupported(format!(
             "unsupported configuration: interface type '{other}' is not supported by the qemu driver yet"
         ))),
     }
+}
+
+/// A tap of ours (`<target dev>` or the next free `vnetN`), up, and on
+/// `bridge` when there is one: a `bridge` interface, an `ethernet` one
+/// (no bridge) and a `network` one (the port's bridge; `port` is recorded
+/// with the tap).
+async fn bridge_tap(
+    nl: &Netlink,
+    iface: &Element,
+    bridge: Option<&str>,
+    port: Option<PortRecord>,
+    created: &mut Vec<OwnedLink>,
+) -> Result<(Backend, Option<String>), HostNetError> {
+    let bridge = match bridge {
+        Some(br) => Some(
+            nl.link_index(br)
+                .await
+                .map_err(|e| HostNetError::Host(e.to_string()))?
+                .ok_or_else(|| {
+                    HostNetError::Host(format!("Cannot get interface MTU on '{br}': No such device"))
+                })?,
+        ),
+        None => None,
+    };
+    let name = match target_dev(iface) {
+        Some(n) => n,
+        None => netlink::free_name(
+            "vnet",
+            &nl.link_names()
+                .await
+                .map_err(|e| HostNetError::Host(e.to_string()))?,
+        ),
+    };
+    let index = create_tap(nl, &name).await?;
+    created.push(OwnedLink {
+        name: name.clone(),
+        index,
+        port,
+    });
+    nl.attach_up(index, bridge)
+        .await
+        .map_err(|e| HostNetError::Host(e.to_string()))?;
+    Ok((Backend::Tap(name.clone()), Some(name)))
 }
 
 /// A persistent tap via `ip tuntap` (tun devices cannot be created over
 /// rtnetlink, and TUNSETIFF is an ioctl). An existing name fails first,
 /// so a link that was there is never adopted.
 async fn create_tap(nl: &Netlink, name: &str) -> Result<u32, HostNetError> {
-    let fail = |msg: String| HostNetError(format!("Unable to create tap device {name}: {msg}"));
+    let fail = |msg: String| HostNetError::Host(format!("Unable to create tap device {name}: {msg}"));
     if nl
         .link_index(name)
         .await
-        .map_err(|e| HostNetError(e.to_string()))?
+        .map_err(|e| HostNetError::Host(e.to_string()))?
         .is_some()
     {
         return Err(fail(netlink::errno_text(EEXIST)));
@@ -225,7 +305,7 @@ async fn create_tap(nl: &Netlink, name: &str) -> Result<u32, HostNetError> {
     }
     nl.link_index(name)
         .await
-        .map_err(|e| HostNetError(e.to_string()))?
+        .map_err(|e| HostNetError::Host(e.to_string()))?
         .ok_or_else(|| fail("vanished right after creation".into()))
 }
 
@@ -283,23 +363,82 @@ fn open_macvtap(
     file
 }
 
-/// Delete the links we created; errors are logged, never fatal: a stop
-/// must complete even when a link is already gone.
-pub async fn release(links: &[OwnedLink]) {
+/// Delete the links we created, then give back their network ports;
+/// errors are logged, never fatal: a stop must complete even when a link
+/// is already gone.
+pub async fn release(net: &NetPeer, links: &[OwnedLink]) {
     if links.is_empty() {
         return;
     }
     match Netlink::open() {
-        Ok(nl) => release_with(&nl, links).await,
-        Err(e) => tracing::warn!("cannot release host links {links:?}: {e}"),
+        Ok(nl) => release_with(&nl, net, links).await,
+        Err(e) => {
+            tracing::warn!("cannot release host links {links:?}: {e}");
+            release_ports(net, links).await;
+        }
     }
 }
 
-async fn release_with(nl: &Netlink, links: &[OwnedLink]) {
+async fn release_with(nl: &Netlink, net: &NetPeer, links: &[OwnedLink]) {
     for l in links.iter().rev() {
         if let Err(e) = nl.delete_link(&l.name, l.index).await {
             log_release(l, &e);
         }
+    }
+    release_ports(net, links).await;
+}
+
+async fn release_ports(net: &NetPeer, links: &[OwnedLink]) {
+    for port in links.iter().rev().filter_map(|l| l.port.as_ref()) {
+        if let Err(e) = net.delete_port(port).await {
+            tracing::warn!(
+                "cannot delete port {} of network '{}': {e}",
+                port.uuid,
+                port.network
+            );
+        }
+    }
+}
+
+/// After a restart, re-announce the ports of a guest that kept running
+/// (libvirt re-notifies the network driver on reconnect).
+pub async fn reclaim(net: &NetPeer, links: &[OwnedLink]) {
+    for port in links.iter().filter_map(|l| l.port.as_ref()) {
+        if let Err(e) = net.reclaim_port(port).await {
+            tracing::warn!(
+                "network port {} of network '{}' could not be reclaimed: {e}",
+                port.uuid,
+                port.network
+            );
+        }
+    }
+}
+
+/// Show the ports in a live definition's interfaces (`<source network
+/// portid bridge>`), in interface order.
+pub fn show_ports(def: &mut crate::def::DomainDef, ports: &[Option<PortRecord>]) {
+    if ports.iter().all(Option::is_none) {
+        return;
+    }
+    // DomainDef exposes no mutable interface access; a round trip through
+    // the element tree keeps this out of the definition code.
+    let Ok(mut root) = virtmesh_conf::xml::parse(&def.to_xml(None)) else {
+        return;
+    };
+    if let Some(devices) = root.child_mut("devices") {
+        for (iface, port) in devices
+            .elements_mut()
+            .filter(|e| e.name == "interface")
+            .zip(ports)
+        {
+            if let Some(p) = port {
+                crate::netport::show_port(iface, p);
+            }
+        }
+    }
+    match crate::def::DomainDef::parse(&root.to_xml()) {
+        Ok(d) => *def = d,
+        Err(e) => tracing::warn!("live XML with network ports: {e}"),
     }
 }
 

@@ -240,6 +240,7 @@ mod tests {
             persistent: true,
             xml: "<domain type='kvm'/>".into(),
             links: vec![crate::hostnet::OwnedLink {
+                port: None,
                 name: "macvtap0".into(),
                 index: 12,
             }],

@@ -197,6 +197,7 @@ async fn debian_kernel_boots_prints_its_marker_and_powers_off() {
         state_dir: dir.path().join("state"),
         run_dir: dir.path().join("run"),
         emulator: PathBuf::from(EMULATOR),
+        network: None,
     })
     .await
     .expect("driver");
@@ -339,6 +340,7 @@ async fn booted_unplug(machine: &str) {
         state_dir: dir.path().join("state"),
         run_dir: dir.path().join("run"),
         emulator: PathBuf::from(EMULATOR),
+        network: None,
     })
     .await
     .expect("driver");

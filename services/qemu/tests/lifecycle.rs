@@ -59,6 +59,7 @@ impl Host {
             state_dir: self.dir.path().join("state"),
             run_dir: self.dir.path().join("run"),
             emulator: PathBuf::from(EMULATOR),
+            network: None,
         }
     }
 

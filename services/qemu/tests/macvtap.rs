@@ -224,6 +224,7 @@ fn recovery_releases_recorded_links_only() {
             links: vec![virtmesh_qemu::hostnet::OwnedLink {
                 name: "orph0".into(),
                 index,
+                port: None,
             }],
         },
     )

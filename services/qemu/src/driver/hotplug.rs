@@ -184,9 +184,14 @@ impl QemuDriver {
         let i = (0..)
             .find(|i| !used.contains(&format!("net{i}")))
             .unwrap_or(0);
-        let net = crate::hostnet::prepare(&[&dev], &self.inner.cfg.run_dir, uuid)
+        let owner = crate::hostnet::Owner {
+            uuid,
+            name: &def.name(),
+            run_dir: &self.inner.cfg.run_dir,
+        };
+        let net = crate::hostnet::prepare(&self.inner.net, &[&dev], owner)
             .await
-            .map_err(|e| err::qemu(ErrorCode::SystemError, e.0))?;
+            .map_err(VirtError::from)?;
         let created = net.created.clone();
         let result = async {
             let backend = net
@@ -217,12 +222,15 @@ impl QemuDriver {
         }
         .await;
         if let Err(e) = result {
-            crate::hostnet::release(&created).await;
+            crate::hostnet::release(&self.inner.net, &created).await;
             return Err(e);
         }
         if let Some(Some(t)) = net.targets.first() {
             dev.child_or_insert("target").set_attr("dev", t.as_str());
             dev.sort_children(&["mac", "source", "target", "model", "*"]);
+        }
+        if let Some(Some(port)) = net.ports.first() {
+            crate::netport::show_port(&mut dev, port);
         }
         crate::def::set_alias(&mut dev, &format!("net{i}"));
         Ok((dev, created))
@@ -379,7 +387,7 @@ impl QemuDriver {
                 .await;
         }
         let released = self.forget_device(dom, dev);
-        crate::hostnet::release(&released).await;
+        crate::hostnet::release(&self.inner.net, &released).await;
     }
 }
 

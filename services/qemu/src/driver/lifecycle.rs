@@ -20,6 +20,18 @@ impl QemuDriver {
                 .clone()
                 .ok_or_else(|| err::internal("domain has no definition"))?
         };
+        // A managed save image is restored instead of booting, with the
+        // hardware the guest had when it was saved.
+        let img = self.save_image(&def.name());
+        if img.exists() {
+            let record = img.load()?;
+            let saved_def = DomainDef::parse(&save::restorable_xml(&record.xml)?).map_err(err::conf)?;
+            let view = self
+                .start_with(&dom, saved_def, paused, Some((&img, record.running)))
+                .await?;
+            img.remove()?;
+            return Ok(view);
+        }
         self.start_locked(&dom, def, paused).await
     }
 
@@ -78,6 +90,18 @@ impl QemuDriver {
         def: DomainDef,
         paused: bool,
     ) -> Result<DomView> {
+        self.start_with(dom, def, paused, None).await
+    }
+
+    /// Start, or with `restore` (a managed save image and whether the
+    /// guest was running) load the saved state before the guest runs.
+    pub(super) async fn start_with(
+        &self,
+        dom: &Arc<Dom>,
+        def: DomainDef,
+        paused: bool,
+        restore: Option<(&save::SaveImage, bool)>,
+    ) -> Result<DomView> {
         // Phase 1 runs diskless guests: refuse what the command line
         // cannot express rather than silently drop it.
         if let Some(dev) = def
@@ -101,9 +125,15 @@ impl QemuDriver {
             .collect();
         // Host links first; on error `prepare` has removed what it made
         // and left alone what was there (the macvtap rule).
-        let net = hostnet::prepare(&ifaces, &self.inner.cfg.run_dir, &dom.uuid)
+        let owner_name = dom.lock().name.clone();
+        let owner = hostnet::Owner {
+            uuid: &dom.uuid,
+            name: &owner_name,
+            run_dir: &self.inner.cfg.run_dir,
+        };
+        let net = hostnet::prepare(&self.inner.net, &ifaces, owner)
             .await
-            .map_err(|e| err::qemu(ErrorCode::SystemError, e.0))?;
+            .map_err(VirtError::from)?;
         let created = net.created.clone();
         // Record the links before anything else can fail or the service
         // can die: a restarted service finds this status (pid 0: no
@@ -124,7 +154,7 @@ impl QemuDriver {
                 links: created.clone(),
             };
             if let Err(e) = state::save_status(&paths.status, &pre) {
-                hostnet::release(&created).await;
+                hostnet::release(&self.inner.net, &created).await;
                 return Err(err::state(e));
             }
         }
@@ -140,7 +170,7 @@ impl QemuDriver {
                             files.push(f);
                         }
                         Err(e) => {
-                            hostnet::release(&created).await;
+                            hostnet::release(&self.inner.net, &created).await;
                             paths.cleanup();
                             return Err(err::qemu(
                                 ErrorCode::SystemError,
@@ -167,7 +197,7 @@ impl QemuDriver {
                     crate::blockdev::netdev_json(i, b, fd)
                 })
                 .collect();
-            argv::build(
+            let mut args = argv::build(
                 &def,
                 &ArgvOptions {
                     monitor: paths.monitor.clone(),
@@ -175,7 +205,12 @@ impl QemuDriver {
                     pidfile: Some(paths.pidfile.clone()),
                     netdevs: Some(netdevs),
                 },
-            )
+            );
+            if restore.is_some() {
+                // The state comes with `migrate-incoming` once QMP is up.
+                args.extend(["-incoming".to_owned(), "defer".to_owned()]);
+            }
+            args
         };
         let emulator = self.emulator_path(&def.emulator());
         let log_start = std::fs::metadata(&paths.log).map(|m| m.len()).unwrap_or(0);
@@ -185,7 +220,7 @@ impl QemuDriver {
             {
                 Ok(s) => s,
                 Err(e) => {
-                    hostnet::release(&created).await;
+                    hostnet::release(&self.inner.net, &created).await;
                     paths.cleanup();
                     return Err(err::process(e));
                 }
@@ -203,7 +238,7 @@ impl QemuDriver {
             async move {
                 let _ = process::signal(pid, Signal::SIGKILL);
                 process::wait_gone(pid, KILL_WAIT).await;
-                hostnet::release(&created).await;
+                hostnet::release(&self.inner.net, &created).await;
                 paths.cleanup();
                 let log = process::read_log_from(&paths.log, log_start);
                 if log.is_empty() || e.message.contains(&log) {
@@ -220,12 +255,20 @@ impl QemuDriver {
         if let Err(e) = qmp.execute(qmp::QmpCapabilities {}).await {
             return Err(fail(err::qmp(e), spawned.pid).await);
         }
+        if let Some((img, _)) = restore
+            && let Err(e) = Self::restore_image(&qmp, img).await
+        {
+            return Err(fail(e, spawned.pid).await);
+        }
+        // A restored guest runs again only if it was running when saved.
+        let paused = paused || restore.is_some_and(|(_, running)| !running);
         let ptys = match qmp::serial_ptys(&qmp).await {
             Ok(p) => p,
             Err(e) => return Err(fail(err::qmp(e), spawned.pid).await),
         };
         let mut live_def = def.clone();
         live_def.set_interface_targets(&net.targets);
+        hostnet::show_ports(&mut live_def, &net.ports);
         live_def.set_aliases();
         for (alias, path) in &ptys {
             live_def.set_serial_pty(alias, &path.display().to_string());
@@ -240,6 +283,7 @@ impl QemuDriver {
             generation,
             starting: true,
             destroying: false,
+            saving: false,
             got_shutdown: false,
             fake_reboot: false,
             rebooting: false,
@@ -282,9 +326,12 @@ impl QemuDriver {
         };
         live.starting = false;
         let name = st.name.clone();
-        self.inner
-            .events
-            .lifecycle(&dom.uuid, &name, Lifecycle::StartedBooted);
+        let started = if restore.is_some() {
+            Lifecycle::StartedRestored
+        } else {
+            Lifecycle::StartedBooted
+        };
+        self.inner.events.lifecycle(&dom.uuid, &name, started);
         if paused {
             st.state = DomainState::Paused;
             st.reason = PAUSED_USER;
@@ -293,7 +340,11 @@ impl QemuDriver {
                 .lifecycle(&dom.uuid, &name, Lifecycle::SuspendedPaused);
         } else {
             st.state = DomainState::Running;
-            st.reason = RUNNING_BOOTED;
+            st.reason = if restore.is_some() {
+                RUNNING_RESTORED
+            } else {
+                RUNNING_BOOTED
+            };
         }
         view(&dom.uuid, st).ok_or_else(|| err::internal("domain has no definition"))
     }
@@ -453,7 +504,7 @@ impl QemuDriver {
         process::wait_gone(pid, KILL_WAIT).await;
         // The EOF handler releases them too; waiting here means the links
         // are gone when destroy returns.
-        hostnet::release(&links).await;
+        hostnet::release(&self.inner.net, &links).await;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ mod lifecycle;
 mod metadata;
 mod monitor;
 mod recovery;
+mod save;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -46,14 +47,17 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 // virDomain*Reason numbers used here (libvirt's).
 pub const RUNNING_UNKNOWN: i32 = 0;
 pub const RUNNING_BOOTED: i32 = 1;
+pub const RUNNING_RESTORED: i32 = 3;
 pub const RUNNING_UNPAUSED: i32 = 5;
 pub const PAUSED_UNKNOWN: i32 = 0;
 pub const PAUSED_USER: i32 = 1;
+pub const PAUSED_SAVE: i32 = 3;
 pub const PAUSED_STARTING_UP: i32 = 11;
 pub const SHUTDOWN_USER: i32 = 1;
 pub const SHUTOFF_UNKNOWN: i32 = 0;
 pub const SHUTOFF_SHUTDOWN: i32 = 1;
 pub const SHUTOFF_DESTROYED: i32 = 2;
+pub const SHUTOFF_SAVED: i32 = 5;
 pub const SHUTOFF_FAILED: i32 = 6;
 pub const CRASHED_PANICKED: i32 = 1;
 
@@ -72,6 +76,9 @@ pub struct QemuConfig {
     pub run_dir: PathBuf,
     /// The emulator used when a definition names none.
     pub emulator: PathBuf,
+    /// Where the network service is reached (interfaces of type
+    /// `network` get their ports from it); `None`: no network driver.
+    pub network: Option<virtmesh_rpc::ListenAddr>,
 }
 
 impl QemuConfig {
@@ -86,6 +93,7 @@ impl QemuConfig {
                 run_dir: state_dir.join("run"),
                 state_dir,
                 emulator,
+                network: None,
             };
         }
         if is_root() {
@@ -93,6 +101,7 @@ impl QemuConfig {
                 state_dir: PathBuf::from("/var/lib/virtmesh/qemu"),
                 run_dir: PathBuf::from("/run/virtmesh/qemu"),
                 emulator,
+                network: None,
             };
         }
         let env_dir = |k: &str| {
@@ -111,6 +120,7 @@ impl QemuConfig {
             state_dir: data,
             run_dir: run,
             emulator,
+            network: None,
         }
     }
 }
@@ -133,6 +143,8 @@ struct Live {
     /// Between spawn and `cont`: QMP's STOP/RESUME are ours, not news.
     starting: bool,
     destroying: bool,
+    /// Managed save wrote the state and is ending QEMU.
+    saving: bool,
     got_shutdown: bool,
     fake_reboot: bool,
     /// Between the guest's poweroff and the `cont` after the reset of a
@@ -184,6 +196,8 @@ struct Inner {
     next_id: AtomicI32,
     generation: AtomicU64,
     events: EventHub,
+    /// The network service, for ports of `type='network'` interfaces.
+    net: crate::netport::NetPeer,
 }
 
 /// The qemu driver. Cheap to clone; every clone is the same driver.
@@ -270,6 +284,7 @@ impl QemuDriver {
             caps: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             _lock: lock,
             store: ConfigStore::new(cfg.state_dir.clone()),
+            net: crate::netport::NetPeer::new(cfg.network.as_ref()),
             cfg,
             doms: Mutex::new(Vec::new()),
             next_id: AtomicI32::new(1),

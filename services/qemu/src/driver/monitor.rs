@@ -106,7 +106,9 @@ impl QemuDriver {
                 EventKind::Powerdown | EventKind::Other => {}
             },
             MonitorMsg::Eof => {
-                let (ev, reason) = if live.destroying {
+                let (ev, reason) = if live.saving {
+                    (Some(Lifecycle::StoppedSaved), SHUTOFF_SAVED)
+                } else if live.destroying {
                     (Some(Lifecycle::StoppedDestroyed), SHUTOFF_DESTROYED)
                 } else if live.starting {
                     // A failed start is reported to the caller, not as an event.
@@ -123,7 +125,8 @@ impl QemuDriver {
                 if !links.is_empty() {
                     // Destroy and a failed start release them too and wait
                     // for it; this covers a guest that stopped by itself.
-                    tokio::spawn(async move { crate::hostnet::release(&links).await });
+                    let net = self.inner.net.clone();
+                    tokio::spawn(async move { crate::hostnet::release(&net, &links).await });
                 }
                 st.live = None;
                 st.state = DomainState::Shutoff;

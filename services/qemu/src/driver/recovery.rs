@@ -60,6 +60,7 @@ impl QemuDriver {
         self.inner
             .next_id
             .fetch_max(status.id + 1, Ordering::Relaxed);
+        {
         let mut st = dom.lock();
         st.live = Some(Live {
             id: status.id,
@@ -70,6 +71,7 @@ impl QemuDriver {
             generation,
             starting: false,
             destroying: false,
+            saving: false,
             got_shutdown: false,
             fake_reboot: false,
             rebooting: false,
@@ -103,6 +105,10 @@ impl QemuDriver {
                 st.reason = RUNNING_UNKNOWN;
             }
         }
+        }
+        // The network service may have restarted too: tell it again which
+        // ports this guest uses (a port it still has is left as it is).
+        hostnet::reclaim(&self.inner.net, &status.links).await;
         tracing::info!("reconnected to guest {} (pid {})", status.name, status.pid);
     }
 
@@ -115,7 +121,7 @@ impl QemuDriver {
         links: &[crate::hostnet::OwnedLink],
     ) {
         // The links this service created for the guest, and only those.
-        crate::hostnet::release(links).await;
+        crate::hostnet::release(&self.inner.net, links).await;
         paths.cleanup();
         let mut st = dom.lock();
         st.live = None;

@@ -14,6 +14,7 @@ async fn fake_running(persistent: bool) -> (tempfile::TempDir, QemuDriver, UnixS
         state_dir: dir.path().join("state"),
         run_dir: dir.path().join("run"),
         emulator: "/nonexistent".into(),
+        network: None,
     })
     .await
     .expect("driver");
@@ -42,6 +43,7 @@ async fn fake_running(persistent: bool) -> (tempfile::TempDir, QemuDriver, UnixS
         generation,
         starting: false,
         destroying: false,
+        saving: false,
         got_shutdown: false,
         fake_reboot: false,
         rebooting: false,

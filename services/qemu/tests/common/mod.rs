@@ -99,6 +99,7 @@ impl Netns {
             state_dir: self.dir.path().join("state"),
             run_dir: self.dir.path().join("run"),
             emulator: PathBuf::from(EMULATOR),
+            network: None,
         }
     }
 
