@@ -61,8 +61,16 @@ pub async fn run_service(name: &str, args: RoleArgs) -> anyhow::Result<()> {
             virtmesh_test_driver::SERVED,
         ),
         "qemu" => {
-            let config = virtmesh_qemu::QemuConfig::system(args.state_dir.clone());
-            let driver = virtmesh_qemu::QemuDriver::new(config)
+            let mut qemu = virtmesh_qemu::QemuConfig::system(args.state_dir.clone());
+            // Interfaces of type 'network' get their ports from the
+            // network service, reached where the config says peers reach it.
+            qemu.network = config
+                .services
+                .iter()
+                .find(|s| s.name == "network")
+                .map(|s| s.connect_addr())
+                .transpose()?;
+            let driver = virtmesh_qemu::QemuDriver::new(qemu)
                 .await
                 .context("starting the qemu driver")?;
             (virtmesh_qemu::routes(driver), virtmesh_qemu::SERVED)
