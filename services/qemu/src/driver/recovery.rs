@@ -71,7 +71,6 @@ impl QemuDriver {
             generation,
             starting: false,
             destroying: false,
-            saving: false,
             got_shutdown: false,
             fake_reboot: false,
             rebooting: false,
@@ -121,7 +120,7 @@ impl QemuDriver {
         links: &[crate::hostnet::OwnedLink],
     ) {
         // The links this service created for the guest, and only those.
-        crate::hostnet::release(&self.inner.net, links).await;
+        crate::hostnet::release(links).await;
         paths.cleanup();
         let mut st = dom.lock();
         st.live = None;
