@@ -683,11 +683,15 @@ fn normalize_seclabel(sec: &mut Element) {
 }
 
 fn normalize_os(root: &mut Element, machine: &MachineResolver<'_>) -> Result<(), ConfError> {
+    // Per-device boot order replaces <os><boot>.
+    let device_boot = root
+        .child("devices")
+        .is_some_and(|d| d.elements().any(|e| e.child("boot").is_some()));
     let os = root
         .child_mut("os")
         .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;
     // Direct kernel boot still gets <boot dev='hd'/>, as in libvirt.
-    let has_boot = os.child("boot").is_some();
+    let has_boot = os.child("boot").is_some() || device_boot;
     let ty = os
         .child_mut("type")
         .ok_or_else(|| ConfError::xml("an os <type> must be specified"))?;

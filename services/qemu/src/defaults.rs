@@ -306,14 +306,14 @@ fn virtio_serial(devices: &mut Element) {
             ))
         })
         .collect();
-    for kind in ["console", "channel"] {
+    for kind in ["channel"] {
         for d in devices.elements_mut().filter(|d| d.name == kind) {
             if d.child("target").and_then(|t| t.attr("type")) != Some("virtio")
                 || d.child("address").is_some()
             {
                 continue;
             }
-            let start = if kind == "console" { 0 } else { 1 };
+            let start = 1;
             let port = (start..)
                 .find(|p| !used.contains(&("0".to_owned(), *p)))
                 .unwrap_or(start);
@@ -430,13 +430,143 @@ fn usb(devices: &mut Element) -> Result<(), ConfError> {
     Ok(())
 }
 
+/// VNC/SPICE listen defaults as the inactive XML shows them: the first
+/// address listener mirrored in `listen`, a VNC without a port on
+/// autoport (`port='-1'`), a socket mirrored in `socket`; passwords are
+/// not part of the (non-secure) XML and VNC has no `<gl>`.
+fn graphics(g: &mut Element) {
+    let ty = attr(g, "type").to_owned();
+    if ty != "vnc" && ty != "spice" {
+        return;
+    }
+    g.remove_attr("passwd");
+    if ty == "vnc" {
+        g.remove_children("gl");
+    }
+    if g.child("listen").is_none() {
+        let listen = if let Some(sock) = g.attr("socket") {
+            Element::new("listen")
+                .with_attr("type", "socket")
+                .with_attr("socket", sock)
+        } else if let Some(addr) = g.attr("listen") {
+            Element::new("listen")
+                .with_attr("type", "address")
+                .with_attr("address", addr)
+        } else {
+            Element::new("listen").with_attr("type", "address")
+        };
+        g.children.insert(0, Node::Element(listen));
+    }
+    let first = g.child("listen").cloned();
+    let first_ty = first.as_ref().map(|l| attr(l, "type").to_owned());
+    match first_ty.as_deref() {
+        Some("address") => {
+            if let Some(addr) = first.as_ref().and_then(|l| l.attr("address"))
+                && g.attr("listen").is_none()
+            {
+                g.set_attr("listen", addr);
+            }
+            if ty == "vnc" && g.attr("port").is_none() {
+                g.set_attr("port", "-1");
+            }
+            if ty == "vnc" && g.attr("port") == Some("-1") {
+                g.set_attr("autoport", "yes");
+            }
+        }
+        Some("socket") if ty == "vnc" => {
+            if let Some(sock) = first.as_ref().and_then(|l| l.attr("socket"))
+                && g.attr("socket").is_none()
+            {
+                g.set_attr("socket", sock);
+            }
+        }
+        _ => {}
+    }
+    g.order_attrs(&[
+        "type",
+        "socket",
+        "port",
+        "tlsPort",
+        "autoport",
+        "websocket",
+        "listen",
+        "keymap",
+        "defaultMode",
+        "sharePolicy",
+        "powerControl",
+    ]);
+}
+
+/// Host devices: `managed='no'` unless given; SCSI ones get drive
+/// addresses after the SCSI disks' units.
+fn hostdevs(devices: &mut Element) {
+    let mut used: Vec<String> = devices
+        .elements()
+        .filter_map(|d| d.child("address"))
+        .filter(|a| a.attr("type") == Some("drive") && a.attr("controller") == Some("0"))
+        .filter_map(|a| a.attr("unit").map(str::to_owned))
+        .collect();
+    for hd in devices.elements_mut().filter(|d| d.name == "hostdev") {
+        if hd.attr("mode").unwrap_or("subsystem") == "subsystem" && hd.attr("managed").is_none() {
+            hd.set_attr("managed", "no");
+        }
+        hd.order_attrs(&[
+            "mode", "type", "managed", "sgio", "rawio", "model", "display", "ramfb",
+        ]);
+        if attr(hd, "type") == "scsi" && hd.child("address").is_none() {
+            let unit = (0u64..).find(|u| !used.contains(&u.to_string())).unwrap_or(0);
+            used.push(unit.to_string());
+            hd.children
+                .push(Node::Element(drive_address(0, 0, unit)));
+        }
+    }
+}
+
+/// Smartcards sit in the slots of CCID controller 0.
+fn smartcards(devices: &mut Element) {
+    let mut slot = 0;
+    for sc in devices.elements_mut().filter(|d| d.name == "smartcard") {
+        if sc.child("address").is_none() {
+            sc.children.push(Node::Element(
+                Element::new("address")
+                    .with_attr("type", "ccid")
+                    .with_attr("controller", "0")
+                    .with_attr("slot", slot.to_string()),
+            ));
+            slot += 1;
+        }
+    }
+}
+
+/// Filter parameters are kept in a hash table and printed sorted.
+fn filterrefs(devices: &mut Element) {
+    for f in devices
+        .elements_mut()
+        .filter(|d| d.name == "interface")
+        .filter_map(|i| i.child_mut("filterref"))
+    {
+        let mut params: Vec<Node> = f.children.drain(..).filter(|n| matches!(n, Node::Element(_))).collect();
+        params.sort_by(|a, b| match (a, b) {
+            (Node::Element(x), Node::Element(y)) => x.attr("name").cmp(&y.attr("name")),
+            _ => std::cmp::Ordering::Equal,
+        });
+        f.children = params;
+    }
+}
+
 /// All of the above, then PCI, virtio-serial and USB addresses.
 pub fn apply(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
+    for g in devices.elements_mut().filter(|d| d.name == "graphics") {
+        graphics(g);
+    }
+    filterrefs(devices);
     controllers(devices, q35);
     sort_controllers(devices);
     disks(devices);
     implicit_controllers(devices, q35);
     implicit_devices(devices, q35);
+    hostdevs(devices);
+    smartcards(devices);
     virtio_serial(devices);
     crate::pci::assign(devices, q35)?;
     usb(devices)?;
