@@ -738,6 +738,9 @@ fn normalize_graphics(dev: &mut Element) {
     }
 }
 
+/// Child order of character devices (serial, parallel, channel, console).
+const CHR_ORDER: &[&str] = &["source", "protocol", "log", "target"];
+
 /// The `<console>` libvirt derives from the first serial port.
 fn console_for(serial: &Element) -> Element {
     let mut console = Element::new("console");
@@ -851,11 +854,11 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
                 }
                 target.order_attrs(&["type", "port"]);
                 chardev_protocol(dev);
-                sort_device(dev, &["source", "protocol", "log", "target"]);
+                sort_device(dev, CHR_ORDER);
             }
             "channel" | "console" => {
                 chardev_protocol(dev);
-                sort_device(dev, &["source", "protocol", "log", "target"]);
+                sort_device(dev, CHR_ORDER);
             }
             "rng" => sort_device(dev, &["rate", "backend"]),
             "controller" | "smartcard" | "sound" | "input" | "memballoon" | "watchdog" | "tpm"
@@ -978,7 +981,9 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
             )
         })
     {
-        let console = console_for(serial);
+        let mut console = console_for(serial);
+        // Sorted as a parsed <console> is, so a re-parse keeps the order.
+        sort_device(&mut console, CHR_ORDER);
         devices.children.push(Node::Element(console));
     }
     // Graphics without video get the default (cirrus) card.

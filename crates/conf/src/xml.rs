@@ -302,6 +302,17 @@ fn resolve_entity(name: &str) -> Option<String> {
     Some(s.to_owned())
 }
 
+/// XML 1.0's Name production (a letter, `_` or `:` first; then also
+/// digits, `.`, `-` and the combining characters).  quick-xml does not
+/// check names, and a nameless `<   />` would otherwise be formatted as
+/// `</>`, which no parser accepts.
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let start = |c: char| c.is_alphabetic() || c == '_' || c == ':';
+    chars.next().is_some_and(start)
+        && chars.all(|c| start(c) || c.is_alphanumeric() || matches!(c, '.' | '-' | '\u{b7}'))
+}
+
 fn start_element(
     e: &quick_xml::events::BytesStart<'_>,
     doc: &str,
@@ -309,10 +320,16 @@ fn start_element(
 ) -> Result<Element, ParseError> {
     let err = |message: String| ParseError::at(doc, pos, message);
     let name = utf8(e.name().as_ref(), doc, pos)?;
+    if !is_xml_name(&name) {
+        return Err(err("StartTag: invalid element name".into()));
+    }
     let mut el = Element::new(name);
     for attr in e.attributes() {
         let attr = attr.map_err(|e| err(format!("{e}")))?;
         let key = utf8(attr.key.as_ref(), doc, pos)?;
+        if !is_xml_name(&key) {
+            return Err(err("attributes construct error".into()));
+        }
         let raw = utf8(&attr.value, doc, pos)?;
         let value = unescape(&raw)
             .ok_or_else(|| err(format!("EntityRef: expecting ';' in attribute {key}")))?;
