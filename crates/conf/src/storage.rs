@@ -1,12 +1,17 @@
-//! Storage pool and volume XML.  Pools are formatted from their fields (the
-//! sizes are live values), volumes likewise.
+//! Storage pool and volume XML (libvirt's conf/storage_conf.c): typed
+//! models parsed with libvirt's rules and messages, formatted in its
+//! canonical order.  Live values (pool sizes, a volume's capacity,
+//! allocation, permissions and timestamps as found on disk) are passed in
+//! by the driver at format time.
 
 use crate::ConfError;
 use crate::error::{parse_root, parse_uuid};
 use crate::units::scale_to_bytes;
-use crate::xml::{Element, Node};
+use crate::xml::{Element, escape};
 
-const POOL_TYPES: &[&str] = &[
+/// virStoragePoolType, in libvirt's enum order (the number is in some of
+/// its messages: "missing backend for pool type 11 (gluster)").
+pub const POOL_TYPES: &[&str] = &[
     "dir",
     "fs",
     "netfs",
@@ -23,37 +28,393 @@ const POOL_TYPES: &[&str] = &[
     "vstorage",
 ];
 
+/// virStorageFileFormat (index 0, "none", is not accepted from XML).
+pub const FILE_FORMATS: &[&str] = &[
+    "none", "raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
+    "cow", "qcow", "qcow2", "qed", "vmdk",
+];
+
+/// virStorageFileFeature, in libvirt's order (the format order).
+pub const FILE_FEATURES: &[&str] = &["lazy_refcounts", "extended_l2"];
+
+/// virStorageVolFormatDisk: volume formats of disk pools.
+const DISK_VOL_FORMATS: &[&str] = &[
+    "none",
+    "linux",
+    "fat16",
+    "fat32",
+    "linux-swap",
+    "linux-lvm",
+    "linux-raid",
+    "extended",
+];
+
+// What a pool type's <source> carries (virStoragePoolOptions.flags).
+const SRC_HOST: u8 = 1 << 0;
+const SRC_DEVICE: u8 = 1 << 1;
+const SRC_DIR: u8 = 1 << 2;
+const SRC_ADAPTER: u8 = 1 << 3;
+const SRC_NAME: u8 = 1 << 4;
+const SRC_INITIATOR: u8 = 1 << 5;
+const SRC_NETWORK: u8 = 1 << 6;
+
+/// Per pool type: source flags, source formats (default first) and volume
+/// formats (None: the pool's volumes have no format element).
+struct PoolTypeInfo {
+    flags: u8,
+    /// (default, all values in enum order)
+    formats: Option<(&'static str, &'static [&'static str])>,
+    vol_formats: Option<(&'static str, &'static [&'static str])>,
+}
+
+const FS_FORMATS: &[&str] = &[
+    "auto", "ext2", "ext3", "ext4", "ufs", "iso9660", "udf", "gfs", "gfs2", "vfat", "hfs+", "xfs",
+    "ocfs2", "vmfs",
+];
+const NETFS_FORMATS: &[&str] = &["auto", "nfs", "glusterfs", "cifs"];
+const DISK_FORMATS: &[&str] = &[
+    "unknown", "dos", "dvh", "gpt", "mac", "bsd", "pc98", "sun", "lvm2",
+];
+const LOGICAL_FORMATS: &[&str] = &["unknown", "lvm2"];
+const FILE_VOLS: Option<(&str, &[&str])> = Some(("raw", FILE_FORMATS));
+
+fn type_info(pool_type: &str) -> PoolTypeInfo {
+    let (flags, formats, vol_formats) = match pool_type {
+        "logical" => (SRC_NAME | SRC_DEVICE, Some(("lvm2", LOGICAL_FORMATS)), None),
+        "dir" => (0, None, FILE_VOLS),
+        "fs" => (SRC_DEVICE, Some(("auto", FS_FORMATS)), FILE_VOLS),
+        "netfs" => (SRC_HOST | SRC_DIR, Some(("auto", NETFS_FORMATS)), FILE_VOLS),
+        "iscsi" => (SRC_HOST | SRC_DEVICE | SRC_INITIATOR, None, None),
+        "iscsi-direct" => (
+            SRC_HOST | SRC_DEVICE | SRC_NETWORK | SRC_INITIATOR,
+            None,
+            None,
+        ),
+        "scsi" => (SRC_ADAPTER, None, None),
+        "rbd" => (SRC_HOST | SRC_NETWORK | SRC_NAME, None, FILE_VOLS),
+        "sheepdog" => (SRC_HOST | SRC_NETWORK | SRC_NAME, None, None),
+        "gluster" => (SRC_HOST | SRC_NETWORK | SRC_NAME | SRC_DIR, None, FILE_VOLS),
+        "disk" => (
+            SRC_DEVICE,
+            Some(("unknown", DISK_FORMATS)),
+            Some(("none", DISK_VOL_FORMATS)),
+        ),
+        "zfs" => (SRC_NAME | SRC_DEVICE, None, None),
+        "vstorage" => (SRC_NAME, None, FILE_VOLS),
+        // mpath and anything else: nothing.
+        _ => (0, None, None),
+    };
+    PoolTypeInfo {
+        flags,
+        formats,
+        vol_formats,
+    }
+}
+
+/// libvirt's number for a pool type (its enum index).
+pub fn pool_type_number(pool_type: &str) -> Option<usize> {
+    POOL_TYPES.iter().position(|t| *t == pool_type)
+}
+
+/// virStoragePerms: every field optional (-1 in libvirt).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Perms {
+    pub mode: Option<u32>,
+    pub owner: Option<i64>,
+    pub group: Option<i64>,
+    pub label: Option<String>,
+}
+
+impl Perms {
+    fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.owner.is_none() && self.group.is_none() && self.label.is_none()
+    }
+
+    /// virStorageDefParsePerms on `<permissions>` (absent: all unset).
+    pub fn parse(el: Option<&Element>) -> Result<Perms, ConfError> {
+        let Some(el) = el else {
+            return Ok(Perms::default());
+        };
+        let mut p = Perms::default();
+        if let Some(mode) = el.child_text("mode") {
+            match parse_c_long(&mode, 8) {
+                Some(m) if (0..=0o777).contains(&m) => p.mode = Some(m as u32),
+                _ => return Err(ConfError::xml("malformed octal mode")),
+            }
+        }
+        let id = |name: &str, what: &str| -> Result<Option<i64>, ConfError> {
+            match el.child_text(name) {
+                None => Ok(None),
+                Some(t) => match t.trim().parse::<f64>() {
+                    // XPath number(): whole numbers in uid_t range, or -1.
+                    Ok(v)
+                        if v.fract() == 0.0
+                            && (v == -1.0 || (0.0..=u32::MAX as f64).contains(&v)) =>
+                    {
+                        Ok(Some(v as i64))
+                    }
+                    _ => Err(ConfError::xml(format!("malformed {what} element"))),
+                },
+            }
+        };
+        p.owner = id("owner", "owner")?.filter(|v| *v != -1);
+        p.group = id("group", "group")?.filter(|v| *v != -1);
+        p.label = el.child_text("label");
+        Ok(p)
+    }
+
+    fn element(&self) -> Option<Element> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut el = Element::new("permissions");
+        if let Some(m) = self.mode {
+            el = el.with_child(Element::new("mode").with_text(format!("0{m:o}")));
+        }
+        if let Some(o) = self.owner {
+            el = el.with_child(Element::new("owner").with_text(o.to_string()));
+        }
+        if let Some(g) = self.group {
+            el = el.with_child(Element::new("group").with_text(g.to_string()));
+        }
+        if let Some(l) = &self.label {
+            el = el.with_child(Element::new("label").with_text(l.clone()));
+        }
+        Some(el)
+    }
+}
+
+/// strtol with a base, the whole (trimmed-at-end-never) string consumed:
+/// libvirt's virStrToLong_i.
+fn parse_c_long(s: &str, base: u32) -> Option<i64> {
+    let s = s.trim_start();
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let v = i64::from_str_radix(digits, base).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// virFileSanitizePath: `//` → `/`, `/./` → `/`, no trailing `/`; `..` is
+/// kept (libvirt does not resolve it).  A leading `//` (not `///`) is kept.
+pub fn sanitize_path(path: &str) -> String {
+    let (prefix, rest) = if path.starts_with("//") && !path.starts_with("///") {
+        ("/", &path[1..])
+    } else {
+        ("", path)
+    };
+    let mut out = String::with_capacity(path.len());
+    let bytes: Vec<char> = rest.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == '/' && bytes.get(i + 1) == Some(&'/') {
+            i += 1;
+            continue;
+        }
+        if c == '/'
+            && bytes.get(i + 1) == Some(&'.')
+            && (bytes.get(i + 2) == Some(&'/') || i + 2 == bytes.len())
+        {
+            i += 2;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    if out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    if out.is_empty() && !path.is_empty() {
+        out.push('/');
+    }
+    format!("{prefix}{out}")
+}
+
+/// `<source>` of a pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolSource {
+    /// (name, port; 0 = none)
+    pub hosts: Vec<(String, i32)>,
+    /// (path, part_separator)
+    pub devices: Vec<(String, Option<String>)>,
+    pub dir: Option<String>,
+    /// `<adapter>` as given (libvirt validates and formats its attributes).
+    pub adapter: Option<Element>,
+    pub name: Option<String>,
+    pub initiator_iqn: Option<String>,
+    pub format: Option<String>,
+    /// `<auth>` as given.
+    pub auth: Option<Element>,
+    pub protocol_ver: Option<u32>,
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+}
+
 /// A storage pool definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolDef {
     pub pool_type: String,
     pub name: String,
     pub uuid: String,
-    /// `<source>` as given (None when absent).
-    pub source: Option<Element>,
-    /// `<target>` as given (path sanitised).
-    pub target: Option<Element>,
-    /// `<features>`, kept as given.
-    pub features: Option<Element>,
-    /// Namespace declarations on the root (`xmlns:fs=...`).
+    pub source: PoolSource,
+    /// Sanitised target path (None for network pools: rbd, gluster, ...).
+    pub target_path: Option<String>,
+    pub target_perms: Perms,
+    /// `<features><cow state=.../>`.
+    pub cow: Option<String>,
+    /// `<refresh><volume allocation=.../>`.
+    pub refresh_allocation: Option<String>,
+    /// Namespace declarations on the root (`xmlns:fs=...`), kept with the
+    /// namespaced elements that use them.
     pub ns_attrs: Vec<(String, String)>,
-    /// Elements after `<target>`: `<refresh>`, namespaced options.
-    pub extra: Vec<Element>,
+    /// Namespaced option elements (`<fs:mount_opts>`, `<rbd:config_opts>`).
+    pub ns_elements: Vec<Element>,
 }
 
-/// virFileSanitizePath: collapse repeated slashes and drop a trailing one.
-pub fn sanitize_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        if c == '/' && out.ends_with('/') {
-            continue;
+/// Live sizes of a pool, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolSizes {
+    pub capacity: u64,
+    pub allocation: u64,
+    pub available: u64,
+}
+
+fn parse_source(el: &Element, pool_type: &str) -> Result<PoolSource, ConfError> {
+    let info = type_info(pool_type);
+    let mut src = PoolSource {
+        name: el.child_text("name"),
+        ..Default::default()
+    };
+    if pool_type == "rbd" && src.name.is_none() {
+        return Err(ConfError::xml("element 'name' is mandatory for RBD pool"));
+    }
+    if let Some((default, all)) = info.formats {
+        let given = el.child("format").and_then(|f| f.attr("type"));
+        match given {
+            None => src.format = Some(default.to_owned()),
+            Some(f) if all.contains(&f) => src.format = Some(f.to_owned()),
+            Some(f) => {
+                return Err(ConfError::unsupported(format!(
+                    "unknown pool format type {f}"
+                )));
+            }
         }
-        out.push(c);
     }
-    if out.len() > 1 && out.ends_with('/') {
-        out.pop();
+    for h in el.children_named("host") {
+        let name = h
+            .attr("name")
+            .ok_or_else(|| ConfError::xml("missing storage pool host name"))?;
+        let port = match h.attr("port") {
+            None => 0,
+            Some(p) => p.trim().parse::<i32>().map_err(|_| {
+                ConfError::xml(format!(
+                    "Invalid value for attribute 'port' in element 'host': '{p}'. Expected integer value"
+                ))
+            })?,
+        };
+        src.hosts.push((name.to_owned(), port));
     }
-    out
+    src.initiator_iqn = el
+        .child("initiator")
+        .and_then(|i| i.child("iqn"))
+        .and_then(|i| i.attr("name"))
+        .map(str::to_owned);
+    for d in el.children_named("device") {
+        let path = d
+            .attr("path")
+            .ok_or_else(|| ConfError::xml("missing storage pool source device path"))?;
+        let sep = match d.attr("part_separator") {
+            None => None,
+            Some(v @ ("yes" | "no")) => Some(v.to_owned()),
+            Some(v) => {
+                return Err(ConfError::xml(format!(
+                    "Invalid value for attribute 'part_separator' in element 'device': '{v}'. Expected one of 'yes', 'no'"
+                )));
+            }
+        };
+        src.devices.push((path.to_owned(), sep));
+    }
+    src.dir = el
+        .child("dir")
+        .and_then(|d| d.attr("path"))
+        .map(sanitize_path);
+    if src.dir.is_none() && pool_type == "gluster" {
+        src.dir = Some("/".into());
+    }
+    src.adapter = el.child("adapter").cloned();
+    if let Some(auth) = el.child("auth") {
+        match auth.attr("type") {
+            Some("chap" | "ceph") => {}
+            Some(other) => {
+                return Err(ConfError::xml(format!("unknown auth type '{other}'")));
+            }
+            None => {
+                return Err(ConfError::unsupported("storage pool missing auth type"));
+            }
+        }
+        src.auth = Some(auth.clone());
+    }
+    if let Some(ver) = el.child("protocol").and_then(|p| p.attr("ver")) {
+        let fmt = src.format.as_deref().unwrap_or("auto");
+        if pool_type != "netfs" || (fmt != "nfs" && fmt != "auto") {
+            return Err(ConfError::unsupported(format!(
+                "storage pool protocol ver unsupported for pool type '{fmt}'"
+            )));
+        }
+        src.protocol_ver = Some(
+            parse_c_long(ver, 10)
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    ConfError::xml(format!("storage pool protocol ver '{ver}' is malformed"))
+                })?,
+        );
+    }
+    src.vendor = el
+        .child("vendor")
+        .and_then(|v| v.attr("name"))
+        .map(str::to_owned);
+    src.product = el
+        .child("product")
+        .and_then(|v| v.attr("name"))
+        .map(str::to_owned);
+    Ok(src)
+}
+
+/// virStorageAdapterValidate, the part a missing or typeless adapter hits.
+fn validate_adapter(adapter: Option<&Element>) -> Result<(), ConfError> {
+    let Some(a) = adapter else {
+        return Err(ConfError::xml("missing storage pool source adapter"));
+    };
+    match a.attr("type") {
+        Some("scsi_host") => {
+            if a.attr("name").is_none() && a.child("parentaddr").is_none() {
+                return Err(ConfError::xml(
+                    "Either 'name' or 'parent' must be specified for the 'scsi_host' adapter",
+                ));
+            }
+            Ok(())
+        }
+        Some("fc_host") => {
+            if a.attr("wwnn").is_none() || a.attr("wwpn").is_none() {
+                return Err(ConfError::xml(
+                    "'wwnn' and 'wwpn' must be specified for the 'fc_host' adapter",
+                ));
+            }
+            Ok(())
+        }
+        Some(other) => Err(ConfError::xml(format!(
+            "Unknown pool adapter type '{other}'"
+        ))),
+        // An adapter with only a name is the legacy scsi_host form.
+        None if a.attr("name").is_some() => Ok(()),
+        None => Err(ConfError::xml("missing storage pool source adapter")),
+    }
 }
 
 impl PoolDef {
@@ -61,239 +422,695 @@ impl PoolDef {
         Self::from_element(parse_root(xml, "pool")?)
     }
 
+    /// virStoragePoolDefParseXML: the checks in libvirt's order.
     pub fn from_element(root: Element) -> Result<Self, ConfError> {
-        let pool_type = root.attr("type").unwrap_or("").to_owned();
-        if !POOL_TYPES.contains(&pool_type.as_str()) {
-            return Err(ConfError::xml(format!(
-                "Invalid value for attribute 'type' in element 'pool': '{pool_type}'."
-            )));
-        }
+        let pool_type = match root.attr("type") {
+            None => {
+                return Err(ConfError::xml(
+                    "Missing required attribute 'type' in element 'pool'",
+                ));
+            }
+            Some(t) if POOL_TYPES.contains(&t) => t.to_owned(),
+            Some(t) => {
+                return Err(ConfError::xml(format!(
+                    "Invalid value for attribute 'type' in element 'pool': '{t}'."
+                )));
+            }
+        };
+        let info = type_info(&pool_type);
+        let mut source = match root.child("source") {
+            Some(s) => parse_source(s, &pool_type)?,
+            None => PoolSource {
+                format: info.formats.map(|(d, _)| d.to_owned()),
+                ..Default::default()
+            },
+        };
         let name = root
             .child_text("name")
-            .map(|n| n.trim().to_owned())
-            .unwrap_or_default();
-        if name.is_empty() {
-            return Err(ConfError::xml("missing pool source name element"));
-        }
+            .or_else(|| {
+                (info.flags & SRC_NAME != 0)
+                    .then(|| source.name.clone())
+                    .flatten()
+            })
+            .ok_or_else(|| ConfError::xml("missing pool source name element"))?;
         if name.contains('/') {
             return Err(ConfError::xml(format!("name {name} cannot contain '/'")));
         }
         let uuid = parse_uuid(root.child_text("uuid"))
             .map_err(|_| ConfError::xml("malformed uuid element"))?
             .to_string();
-        let mut target = root.child("target").cloned();
-        if let Some(t) = target.as_mut()
-            && let Some(p) = t.child_text("path")
+        let cow = match root
+            .child("features")
+            .and_then(|f| f.child("cow"))
+            .and_then(|c| c.attr("state"))
         {
-            t.set_child_text("path", sanitize_path(p.trim()));
-        }
-        let mut source = root.child("source").cloned();
-        let src_has = |name: &str| source.as_ref().is_some_and(|s| s.child(name).is_some());
-        if matches!(
-            pool_type.as_str(),
-            "netfs" | "rbd" | "gluster" | "iscsi" | "sheepdog"
-        ) && !src_has("host")
-        {
+            None => None,
+            Some(v @ ("yes" | "no")) => {
+                if pool_type != "fs" && pool_type != "dir" {
+                    return Err(ConfError {
+                        kind: crate::ConfErrorKind::ConfigUnsupported,
+                        message: "this function is not supported by the connection driver: cow feature may only be used for 'fs' and 'dir' pools".into(),
+                    });
+                }
+                Some(v.to_owned())
+            }
+            Some(v) => {
+                return Err(ConfError::xml(format!(
+                    "Invalid value for attribute 'state' in element 'cow': '{v}'. Expected one of 'yes', 'no'"
+                )));
+            }
+        };
+        if info.flags & SRC_HOST != 0 && source.hosts.is_empty() {
             return Err(ConfError::xml("missing storage pool source host name"));
         }
-        if pool_type == "scsi" && !src_has("adapter") {
-            return Err(ConfError::xml("missing storage pool source adapter"));
+        if info.flags & SRC_DIR != 0 && source.dir.is_none() {
+            return Err(ConfError::xml("missing storage pool source path"));
         }
-        let default_format = match pool_type.as_str() {
-            "fs" | "netfs" => Some("auto"),
-            "logical" => Some("lvm2"),
-            "disk" => Some("unknown"),
+        if info.flags & SRC_NAME != 0 && source.name.is_none() {
+            source.name = Some(name.clone());
+        }
+        if info.flags & SRC_ADAPTER != 0 {
+            validate_adapter(source.adapter.as_ref())?;
+        }
+        if info.flags == SRC_DEVICE && source.devices.is_empty() {
+            return Err(ConfError::xml("missing storage pool source device name"));
+        }
+        let mut target_path = None;
+        let mut target_perms = Perms::default();
+        if info.flags & SRC_NETWORK == 0 {
+            let src_name = source.name.clone().unwrap_or_default();
+            let path = match pool_type.as_str() {
+                "logical" => format!("/dev/{src_name}"),
+                "zfs" => format!("/dev/zvol/{src_name}"),
+                _ => root
+                    .child("target")
+                    .and_then(|t| t.child_text("path"))
+                    .ok_or_else(|| ConfError::xml("missing storage pool target path"))?,
+            };
+            target_path = Some(sanitize_path(&path));
+            target_perms = Perms::parse(root.child("target").and_then(|t| t.child("permissions")))?;
+        }
+        if pool_type == "iscsi-direct" && source.initiator_iqn.is_none() {
+            return Err(ConfError::unsupported("missing initiator IQN"));
+        }
+        let refresh_allocation = match root
+            .child("refresh")
+            .and_then(|r| r.child("volume"))
+            .and_then(|v| v.attr("allocation"))
+        {
+            None => None,
+            Some(a @ ("default" | "capacity")) => Some(a.to_owned()),
+            Some(a) => {
+                return Err(ConfError::unsupported(format!(
+                    "unknown storage pool volume refresh allocation type {a}"
+                )));
+            }
+        };
+        // Namespaced options: fs (fs, netfs) and rbd pools have a schema
+        // of their own; libvirt keeps them only for those types.
+        let ns_prefix = match pool_type.as_str() {
+            "fs" | "netfs" => Some("fs"),
+            "rbd" => Some("rbd"),
             _ => None,
         };
-        if let Some(fmt) = default_format {
-            let src = source.get_or_insert_with(|| Element::new("source"));
-            if src.child("format").is_none() {
-                src.children
-                    .push(Node::Element(Element::new("format").with_attr("type", fmt)));
+        let (ns_attrs, ns_elements) = match ns_prefix {
+            Some(p) => {
+                let elements: Vec<Element> = root
+                    .elements()
+                    .filter(|e| e.name.starts_with(&format!("{p}:")))
+                    .cloned()
+                    .collect();
+                let attrs = root
+                    .attrs
+                    .iter()
+                    .filter(|(k, _)| *k == format!("xmlns:{p}"))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                if elements.is_empty() || attrs.is_empty() {
+                    (Vec::new(), Vec::new())
+                } else {
+                    (attrs, elements)
+                }
             }
-        }
-        let known = [
-            "name",
-            "uuid",
-            "capacity",
-            "allocation",
-            "available",
-            "features",
-            "source",
-            "target",
-        ];
-        let extra = root
-            .elements()
-            .filter(|e| !known.contains(&e.name.as_str()))
-            .cloned()
-            .collect();
-        let ns_attrs = root
-            .attrs
-            .iter()
-            .filter(|(k, _)| k.starts_with("xmlns"))
-            .cloned()
-            .collect();
-        if matches!(
-            pool_type.as_str(),
-            "dir" | "fs" | "netfs" | "logical" | "disk"
-        ) && target.as_ref().and_then(|t| t.child_text("path")).is_none()
-        {
-            return Err(ConfError::xml("missing storage pool target path"));
-        }
+            None => (Vec::new(), Vec::new()),
+        };
         Ok(PoolDef {
             pool_type,
             name,
             uuid,
             source,
-            target,
-            features: root.child("features").cloned(),
+            target_path,
+            target_perms,
+            cow,
+            refresh_allocation,
             ns_attrs,
-            extra,
+            ns_elements,
         })
     }
 
-    /// The target path (`/default-pool`).
+    /// The target path (`/default-pool`); empty for network pools.
     pub fn target_path(&self) -> String {
-        self.target
-            .as_ref()
-            .and_then(|t| t.child_text("path"))
-            .map(|p| p.trim().to_owned())
-            .unwrap_or_default()
+        self.target_path.clone().unwrap_or_default()
     }
 
-    /// Format with the given sizes in bytes.
-    pub fn to_xml(&self, capacity: u64, allocation: u64, available: u64) -> String {
-        let mut root = Element::new("pool").with_attr("type", &self.pool_type);
-        for (k, v) in &self.ns_attrs {
-            root.set_attr(k, v.clone());
+    fn source_xml(&self, out: &mut String, indent: &str) {
+        let info = type_info(&self.pool_type);
+        let s = &self.source;
+        let i2 = format!("{indent}  ");
+        out.push_str(&format!("{indent}<source>\n"));
+        if info.flags & SRC_HOST != 0 {
+            for (name, port) in &s.hosts {
+                out.push_str(&format!("{i2}<host name='{}'", escape(name)));
+                if *port != 0 {
+                    out.push_str(&format!(" port='{port}'"));
+                }
+                out.push_str("/>\n");
+            }
         }
-        root = root
-            .with_child(Element::new("name").with_text(&self.name))
-            .with_child(Element::new("uuid").with_text(&self.uuid))
-            .with_child(
-                Element::new("capacity")
-                    .with_attr("unit", "bytes")
-                    .with_text(capacity.to_string()),
-            )
-            .with_child(
-                Element::new("allocation")
-                    .with_attr("unit", "bytes")
-                    .with_text(allocation.to_string()),
-            )
-            .with_child(
-                Element::new("available")
-                    .with_attr("unit", "bytes")
-                    .with_text(available.to_string()),
-            );
-        let mut source = self
-            .source
-            .clone()
-            .unwrap_or_else(|| Element::new("source"));
-        if source.children.is_empty() {
-            // libvirt prints an empty <source> on two lines.
-            source.children.push(Node::Break);
+        if info.flags & SRC_DEVICE != 0 {
+            for (path, sep) in &s.devices {
+                out.push_str(&format!("{i2}<device path='{}'", escape(path)));
+                if let Some(sep) = sep {
+                    out.push_str(&format!(" part_separator='{sep}'"));
+                }
+                out.push_str("/>\n");
+            }
         }
-        root = root.with_child(source);
-        if let Some(t) = &self.target {
-            root = root.with_child(t.clone());
+        if info.flags & SRC_DIR != 0
+            && let Some(dir) = &s.dir
+        {
+            out.push_str(&format!("{i2}<dir path='{}'/>\n", escape(dir)));
         }
-        for e in &self.extra {
-            root = root.with_child(e.clone());
+        if info.flags & SRC_ADAPTER != 0
+            && let Some(a) = &s.adapter
+            && a.attr("type").is_some()
+        {
+            push_element(out, a, &i2);
         }
-        root.to_xml()
+        if info.flags & SRC_NAME != 0
+            && let Some(n) = &s.name
+        {
+            out.push_str(&format!("{i2}<name>{}</name>\n", escape(n)));
+        }
+        if info.flags & SRC_INITIATOR != 0
+            && let Some(iqn) = &s.initiator_iqn
+        {
+            out.push_str(&format!(
+                "{i2}<initiator>\n{i2}  <iqn name='{}'/>\n{i2}</initiator>\n",
+                escape(iqn)
+            ));
+        }
+        if let Some(f) = &s.format
+            && info.formats.is_some()
+        {
+            out.push_str(&format!("{i2}<format type='{f}'/>\n"));
+        }
+        if let Some(a) = &s.auth {
+            push_element(out, a, &i2);
+        }
+        if let Some(v) = s.protocol_ver {
+            out.push_str(&format!("{i2}<protocol ver='{v}'/>\n"));
+        }
+        if let Some(v) = &s.vendor {
+            out.push_str(&format!("{i2}<vendor name='{}'/>\n", escape(v)));
+        }
+        if let Some(p) = &s.product {
+            out.push_str(&format!("{i2}<product name='{}'/>\n", escape(p)));
+        }
+        out.push_str(&format!("{indent}</source>\n"));
     }
+
+    /// virStoragePoolDefFormat with the given sizes and target permissions
+    /// (the live XML of an active pool shows the directory's own).
+    pub fn format(&self, sizes: PoolSizes, perms: Option<&Perms>) -> String {
+        let mut out = format!("<pool type='{}'", self.pool_type);
+        for (k, v) in &self.ns_attrs {
+            out.push_str(&format!(" {k}='{}'", escape(v)));
+        }
+        out.push_str(">\n");
+        out.push_str(&format!("  <name>{}</name>\n", escape(&self.name)));
+        out.push_str(&format!("  <uuid>{}</uuid>\n", self.uuid));
+        out.push_str(&format!(
+            "  <capacity unit='bytes'>{}</capacity>\n  <allocation unit='bytes'>{}</allocation>\n  <available unit='bytes'>{}</available>\n",
+            sizes.capacity, sizes.allocation, sizes.available
+        ));
+        if let Some(cow) = &self.cow {
+            out.push_str(&format!(
+                "  <features>\n    <cow state='{cow}'/>\n  </features>\n"
+            ));
+        }
+        self.source_xml(&mut out, "  ");
+        if !matches!(
+            self.pool_type.as_str(),
+            "rbd" | "sheepdog" | "gluster" | "iscsi-direct"
+        ) {
+            out.push_str("  <target>\n");
+            if let Some(p) = &self.target_path {
+                out.push_str(&format!("    <path>{}</path>\n", escape(p)));
+            }
+            if let Some(el) = perms.unwrap_or(&self.target_perms).element() {
+                push_element(&mut out, &el, "    ");
+            }
+            out.push_str("  </target>\n");
+        }
+        if let Some(a) = &self.refresh_allocation {
+            out.push_str(&format!(
+                "  <refresh>\n    <volume allocation='{a}'/>\n  </refresh>\n"
+            ));
+        }
+        for e in &self.ns_elements {
+            push_element(&mut out, e, "  ");
+        }
+        out.push_str("</pool>\n");
+        out
+    }
+
+    /// Format with the given sizes in bytes (the config's permissions).
+    pub fn to_xml(&self, capacity: u64, allocation: u64, available: u64) -> String {
+        self.format(
+            PoolSizes {
+                capacity,
+                allocation,
+                available,
+            },
+            None,
+        )
+    }
+
+    /// Whether volumes of this pool type carry a `<format>` (file formats).
+    pub fn vol_formats(&self) -> Option<(&'static str, &'static [&'static str])> {
+        type_info(&self.pool_type).vol_formats
+    }
+}
+
+/// Append an element formatted at `indent`.
+fn push_element(out: &mut String, el: &Element, indent: &str) {
+    for line in el.to_xml().lines() {
+        out.push_str(indent);
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// `<backingStore>` of a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingStore {
+    pub path: String,
+    pub format: String,
+    pub perms: Perms,
 }
 
 /// A storage volume definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolDef {
     pub name: String,
+    /// `<key>` as given (drivers replace it with their canonical key).
+    pub key: Option<String>,
+    /// `@type` as given.
+    pub vol_type: Option<String>,
     pub capacity: u64,
+    /// Whether `<capacity>` was given.
+    pub has_capacity: bool,
+    /// Bytes; the capacity when `<allocation>` is absent.
     pub allocation: u64,
+    pub has_allocation: bool,
+    /// `<target><path>` as given.
+    pub path: Option<String>,
     pub format: String,
-    /// Extra `<target>` children (permissions, ...), kept as given.
-    pub target_extra: Vec<Element>,
+    pub perms: Perms,
+    /// `<encryption>` as given.
+    pub encryption: Option<Element>,
+    pub compat: Option<String>,
+    pub nocow: bool,
+    /// Bytes (0: not set).
+    pub cluster_size: u64,
+    /// Set features in libvirt's order; `Some(empty)` for `<features/>`.
+    pub features: Option<Vec<String>>,
+    pub backing: Option<BackingStore>,
 }
 
+/// What the driver found on disk for a volume (or its backing store).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolStat {
+    pub capacity: u64,
+    pub allocation: u64,
+    pub physical: u64,
+    pub mode: u32,
+    pub owner: u32,
+    pub group: u32,
+    /// (seconds, nanoseconds)
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// virStorageSize: a scaled size whose number must parse.
 fn sized(root: &Element, name: &str) -> Result<Option<u64>, ConfError> {
-    match root.child(name) {
-        None => Ok(None),
-        Some(el) => {
-            let text = el.text();
-            let value: u64 = text
-                .trim()
-                .parse()
-                .map_err(|_| ConfError::xml(format!("malformed {name} element")))?;
-            Ok(Some(scale_to_bytes(value, el.attr("unit"), "bytes")?))
-        }
+    let Some(el) = root.child(name) else {
+        return Ok(None);
+    };
+    let text = el.text();
+    let value: u64 =
+        parse_ull(&text).ok_or_else(|| ConfError::xml("malformed capacity element"))?;
+    let bytes = scale_to_bytes(value, el.attr("unit"), "bytes")?;
+    if bytes > i64::MAX as u64 {
+        return Err(ConfError::unsupported(format!(
+            "value too large: {value}{}",
+            el.attr("unit").unwrap_or("")
+        )));
+    }
+    Ok(Some(bytes))
+}
+
+/// virStrToLong_ullp: decimal, leading spaces allowed, nothing after.
+fn parse_ull(s: &str) -> Option<u64> {
+    let t = s.trim_start();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+fn file_format(f: Option<&str>, default: &str, all: &[&str]) -> Result<String, ConfError> {
+    match f {
+        None => Ok(default.to_owned()),
+        Some(f) if f != "none" && all.contains(&f) => Ok(f.to_owned()),
+        // Disk pools have a "none" volume format.
+        Some("none") if all.first() == Some(&"none") && all != FILE_FORMATS => Ok("none".into()),
+        Some(f) => Err(ConfError::unsupported(format!(
+            "unknown volume format type {f}"
+        ))),
     }
 }
 
 impl VolDef {
+    /// Parse for a dir-like pool with capacity required (libvirt's test
+    /// driver and virStorageVolDefParseString without flags).
     pub fn parse(xml: &str) -> Result<Self, ConfError> {
+        Self::parse_for(xml, Some(("raw", FILE_FORMATS)), false)
+    }
+
+    /// virStorageVolDefParseXML for a pool whose volume formats are
+    /// `formats` (None: no format).  `opt_capacity`: capacity may be
+    /// omitted when a backing store gives it (VIR_VOL_XML_PARSE_OPT_CAPACITY,
+    /// as virStorageVolCreateXML parses).
+    pub fn parse_for(
+        xml: &str,
+        formats: Option<(&str, &[&str])>,
+        opt_capacity: bool,
+    ) -> Result<Self, ConfError> {
         let root = parse_root(xml, "volume")?;
         let name = root
             .child_text("name")
-            .map(|n| n.trim().to_owned())
-            .unwrap_or_default();
-        if name.is_empty() {
-            return Err(ConfError::no_name());
+            .ok_or_else(|| ConfError::xml("missing volume name element"))?;
+        let key = root.child_text("key");
+        let vol_type = match root.attr("type") {
+            None => None,
+            Some(t @ ("file" | "block" | "dir" | "network" | "netdir" | "ploop")) => {
+                Some(t.to_owned())
+            }
+            Some(t) => {
+                return Err(ConfError::unsupported(format!("unknown volume type '{t}'")));
+            }
+        };
+        let backing = match root
+            .child("backingStore")
+            .and_then(|b| b.child_text("path").map(|p| (b, p)))
+        {
+            None => None,
+            Some((b, path)) => {
+                let format = match formats {
+                    Some((default, all)) => {
+                        file_format(b.child("format").and_then(|f| f.attr("type")), default, all)?
+                    }
+                    None => String::new(),
+                };
+                Some(BackingStore {
+                    path,
+                    format,
+                    perms: Perms::parse(b.child("permissions"))?,
+                })
+            }
+        };
+        let capacity = sized(&root, "capacity")?;
+        if capacity.is_none() && !(opt_capacity && backing.is_some()) {
+            return Err(ConfError::xml("missing capacity element"));
         }
-        if name.contains('/') {
-            return Err(ConfError::xml(format!(
-                "volume name '{name}' cannot contain '/'"
-            )));
-        }
-        let capacity =
-            sized(&root, "capacity")?.ok_or_else(|| ConfError::xml("missing capacity element"))?;
-        let allocation = sized(&root, "allocation")?.unwrap_or(capacity);
+        let allocation = sized(&root, "allocation")?;
         let target = root.child("target");
-        let format = target
-            .and_then(|t| t.child("format"))
-            .and_then(|f| f.attr("type"))
-            .unwrap_or("raw")
-            .to_owned();
-        let target_extra = target
-            .map(|t| {
-                t.elements()
-                    .filter(|e| e.name != "format" && e.name != "path")
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let format = match formats {
+            Some((default, all)) => file_format(
+                target
+                    .and_then(|t| t.child("format"))
+                    .and_then(|f| f.attr("type")),
+                default,
+                all,
+            )?,
+            None => String::new(),
+        };
+        let perms = Perms::parse(target.and_then(|t| t.child("permissions")))?;
+        let encryption = target.and_then(|t| t.child("encryption")).cloned();
+        if let Some(enc) = &encryption {
+            match enc.attr("format") {
+                Some("default" | "qcow" | "luks" | "luks2" | "luks-any") => {}
+                Some(f) => {
+                    return Err(ConfError::xml(format!(
+                        "unknown volume encryption format type {f}"
+                    )));
+                }
+                None => {
+                    return Err(ConfError::xml("unknown volume encryption format type"));
+                }
+            }
+        }
+        let mut compat = target.and_then(|t| t.child_text("compat"));
+        if let Some(c) = &compat {
+            let ok = c
+                .split_once('.')
+                .is_some_and(|(a, b)| parse_ull(a).is_some() && parse_ull(b).is_some());
+            if !ok {
+                return Err(ConfError::xml("forbidden characters in 'compat' attribute"));
+            }
+        }
+        let nocow = target.is_some_and(|t| t.child("nocow").is_some());
+        let cluster_size = match target.and_then(|t| t.child("clusterSize")) {
+            None => 0,
+            Some(el) => {
+                let text = el.text();
+                let v = parse_ull(&text).ok_or_else(|| {
+                    ConfError::xml("could not parse element './target/clusterSize'")
+                })?;
+                scale_to_bytes(v, el.attr("unit"), "bytes")?
+            }
+        };
+        let features = match target.and_then(|t| t.child("features")) {
+            None => None,
+            Some(f) => {
+                if compat.is_none() {
+                    compat = Some("1.1".into());
+                }
+                let mut set = Vec::new();
+                for e in f.elements() {
+                    if !FILE_FEATURES.contains(&e.name.as_str()) {
+                        return Err(ConfError::unsupported(format!(
+                            "unsupported feature {}",
+                            e.name
+                        )));
+                    }
+                    set.push(e.name.clone());
+                }
+                Some(
+                    FILE_FEATURES
+                        .iter()
+                        .filter(|f| set.iter().any(|s| s == *f))
+                        .map(|f| (*f).to_owned())
+                        .collect(),
+                )
+            }
+        };
+        let capacity_v = capacity.unwrap_or(0);
         Ok(VolDef {
             name,
-            capacity,
-            allocation,
+            key,
+            vol_type,
+            capacity: capacity_v,
+            has_capacity: capacity.is_some(),
+            allocation: allocation.unwrap_or(capacity_v),
+            has_allocation: allocation.is_some(),
+            path: target.and_then(|t| t.child_text("path")),
             format,
-            target_extra,
+            perms,
+            encryption,
+            compat,
+            nocow,
+            cluster_size,
+            features,
+            backing,
         })
     }
 
-    /// Format as libvirt's test driver does for a file volume at `path`.
-    pub fn to_xml(&self, path: &str) -> String {
-        let mut target = Element::new("target")
-            .with_child(Element::new("path").with_text(path))
-            .with_child(Element::new("format").with_attr("type", &self.format));
-        for extra in &self.target_extra {
-            target = target.with_child(extra.clone());
+    /// virStorageVolDefFormat with what the driver found on disk: `stat`
+    /// for the volume, `backing_stat` for its backing store (when it could
+    /// be read).  The key is the path, as in directory pools.
+    pub fn format_live(
+        &self,
+        vol_type: &str,
+        path: &str,
+        stat: &VolStat,
+        backing_stat: Option<&VolStat>,
+    ) -> String {
+        let mut out = format!("<volume type='{vol_type}'>\n");
+        out.push_str(&format!("  <name>{}</name>\n", escape(&self.name)));
+        out.push_str(&format!("  <key>{}</key>\n", escape(path)));
+        out.push_str(&format!(
+            "  <capacity unit='bytes'>{}</capacity>\n  <allocation unit='bytes'>{}</allocation>\n",
+            stat.capacity, stat.allocation
+        ));
+        if stat.physical != 0 {
+            out.push_str(&format!(
+                "  <physical unit='bytes'>{}</physical>\n",
+                stat.physical
+            ));
         }
-        Element::new("volume")
-            .with_attr("type", "file")
-            .with_child(Element::new("name").with_text(&self.name))
-            .with_child(Element::new("key").with_text(path))
-            .with_child(
-                Element::new("capacity")
-                    .with_attr("unit", "bytes")
-                    .with_text(self.capacity.to_string()),
-            )
-            .with_child(
-                Element::new("allocation")
-                    .with_attr("unit", "bytes")
-                    .with_text(self.allocation.to_string()),
-            )
-            .with_child(target)
-            .to_xml()
+        let perms = Perms {
+            mode: Some(stat.mode & 0o777),
+            owner: Some(stat.owner.into()),
+            group: Some(stat.group.into()),
+            label: None,
+        };
+        self.target_xml(&mut out, "target", path, &self.format, &perms, Some(stat));
+        if let Some(b) = &self.backing {
+            let bperms = match backing_stat {
+                Some(s) => Perms {
+                    mode: Some(s.mode & 0o777),
+                    owner: Some(s.owner.into()),
+                    group: Some(s.group.into()),
+                    label: None,
+                },
+                None => b.perms.clone(),
+            };
+            let bare = VolDef {
+                encryption: None,
+                compat: None,
+                cluster_size: 0,
+                features: None,
+                ..self.clone()
+            };
+            bare.target_xml(
+                &mut out,
+                "backingStore",
+                &b.path,
+                &b.format,
+                &bperms,
+                backing_stat,
+            );
+        }
+        out.push_str("</volume>\n");
+        out
+    }
+
+    /// virStorageVolTargetDefFormat.
+    fn target_xml(
+        &self,
+        out: &mut String,
+        tag: &str,
+        path: &str,
+        format: &str,
+        perms: &Perms,
+        stat: Option<&VolStat>,
+    ) {
+        out.push_str(&format!("  <{tag}>\n"));
+        out.push_str(&format!("    <path>{}</path>\n", escape(path)));
+        if !format.is_empty() {
+            out.push_str(&format!("    <format type='{format}'/>\n"));
+        }
+        if let Some(el) = perms.element() {
+            push_element(out, &el, "    ");
+        }
+        if let Some(s) = stat {
+            let ts = |name: &str, (sec, nsec): (i64, i64)| {
+                if nsec != 0 {
+                    format!("      <{name}>{sec}.{nsec:09}</{name}>\n")
+                } else {
+                    format!("      <{name}>{sec}</{name}>\n")
+                }
+            };
+            out.push_str("    <timestamps>\n");
+            out.push_str(&ts("atime", s.atime));
+            out.push_str(&ts("mtime", s.mtime));
+            out.push_str(&ts("ctime", s.ctime));
+            // Linux has no birth time in stat(2); libvirt prints 0.
+            out.push_str(&ts("btime", (0, 0)));
+            out.push_str("    </timestamps>\n");
+        }
+        if let Some(enc) = &self.encryption {
+            push_element(out, enc, "    ");
+        }
+        if let Some(c) = &self.compat {
+            out.push_str(&format!("    <compat>{}</compat>\n", escape(c)));
+        }
+        if self.cluster_size > 0 {
+            out.push_str(&format!(
+                "    <clusterSize unit='B'>{}</clusterSize>\n",
+                self.cluster_size
+            ));
+        }
+        if let Some(f) = &self.features {
+            if f.is_empty() {
+                out.push_str("    <features/>\n");
+            } else {
+                out.push_str("    <features>\n");
+                for name in f {
+                    out.push_str(&format!("      <{name}/>\n"));
+                }
+                out.push_str("    </features>\n");
+            }
+        }
+        out.push_str(&format!("  </{tag}>\n"));
+    }
+
+    /// Format as libvirt's test driver does for a file volume at `path`:
+    /// the definition's own sizes and permissions, no timestamps.
+    pub fn to_xml(&self, path: &str) -> String {
+        let mut out = format!(
+            "<volume type='{}'>\n",
+            self.vol_type.as_deref().unwrap_or("file")
+        );
+        out.push_str(&format!("  <name>{}</name>\n", escape(&self.name)));
+        out.push_str(&format!("  <key>{}</key>\n", escape(path)));
+        out.push_str(&format!(
+            "  <capacity unit='bytes'>{}</capacity>\n  <allocation unit='bytes'>{}</allocation>\n",
+            self.capacity, self.allocation
+        ));
+        self.target_xml(&mut out, "target", path, &self.format, &self.perms, None);
+        if let Some(b) = &self.backing {
+            let bare = VolDef {
+                encryption: None,
+                compat: None,
+                cluster_size: 0,
+                features: None,
+                ..self.clone()
+            };
+            bare.target_xml(&mut out, "backingStore", &b.path, &b.format, &b.perms, None);
+        }
+        out.push_str("</volume>\n");
+        out
+    }
+
+    /// The secret UUIDs (or usages) of `<encryption><secret>`, in order:
+    /// (uuid, usage).
+    pub fn encryption_secrets(&self) -> Vec<(Option<String>, Option<String>)> {
+        self.encryption
+            .iter()
+            .flat_map(|e| e.children_named("secret"))
+            .map(|s| {
+                (
+                    s.attr("uuid").map(str::to_owned),
+                    s.attr("usage").map(str::to_owned),
+                )
+            })
+            .collect()
     }
 }
 
@@ -308,5 +1125,66 @@ mod tests {
             v.to_xml("/default-pool/v1"),
             "<volume type='file'>\n  <name>v1</name>\n  <key>/default-pool/v1</key>\n  <capacity unit='bytes'>10485760</capacity>\n  <allocation unit='bytes'>0</allocation>\n  <target>\n    <path>/default-pool/v1</path>\n    <format type='raw'/>\n  </target>\n</volume>\n"
         );
+    }
+
+    #[test]
+    fn sanitize() {
+        assert_eq!(sanitize_path("/a//b/"), "/a/b");
+        assert_eq!(sanitize_path("/a/./b"), "/a/b");
+        assert_eq!(sanitize_path("/a/sub/../"), "/a/sub/..");
+        assert_eq!(sanitize_path("/"), "/");
+    }
+
+    #[test]
+    fn pool_source_in_libvirt_order() {
+        let p = PoolDef::parse(
+            "<pool type='netfs'><name>n</name><uuid>b227e580-0486-5ce2-8d5f-ddf7d7137857</uuid><source><format type='nfs'/><dir path='/x/'/><host name='h'/></source><target><path>/t</path></target></pool>",
+        )
+        .unwrap();
+        assert!(p.to_xml(0, 0, 0).contains(
+            "  <source>\n    <host name='h'/>\n    <dir path='/x'/>\n    <format type='nfs'/>\n  </source>\n"
+        ));
+    }
+
+    #[test]
+    fn logical_target_is_dev_vg() {
+        let p = PoolDef::parse(
+            "<pool type='logical'><name>vg</name><source><device path='/dev/sdz'/></source></pool>",
+        )
+        .unwrap();
+        assert_eq!(p.target_path(), "/dev/vg");
+        assert_eq!(p.source.name.as_deref(), Some("vg"));
+    }
+
+    #[test]
+    fn volume_errors() {
+        let e = |x: &str| VolDef::parse(x).unwrap_err().message;
+        assert_eq!(
+            e("<volume><capacity>1</capacity></volume>"),
+            "XML error: missing volume name element"
+        );
+        assert_eq!(
+            e(
+                "<volume><name>a</name><capacity>1</capacity><target><permissions><mode>99999</mode></permissions></target></volume>"
+            ),
+            "XML error: malformed octal mode"
+        );
+        assert_eq!(
+            e("<volume><name>a</name></volume>"),
+            "XML error: missing capacity element"
+        );
+        assert_eq!(
+            e(
+                "<volume><name>a</name><capacity>1</capacity><target><format type='bogus'/></target></volume>"
+            ),
+            "unsupported configuration: unknown volume format type bogus"
+        );
+    }
+
+    #[test]
+    fn features_imply_compat_11() {
+        let v = VolDef::parse("<volume><name>a</name><capacity>1</capacity><target><format type='qcow2'/><features><extended_l2/></features></target></volume>").unwrap();
+        assert_eq!(v.compat.as_deref(), Some("1.1"));
+        assert_eq!(v.features, Some(vec!["extended_l2".to_owned()]));
     }
 }
