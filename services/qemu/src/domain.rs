@@ -412,9 +412,14 @@ impl Domain for DomainService {
     }
     async fn interface_addresses(
         &self,
-        _: Request<pb::InterfaceAddressesRequest>,
+        request: Request<pb::InterfaceAddressesRequest>,
     ) -> Result<Response<pb::InterfaceAddressesReply>, Status> {
-        unimpl("InterfaceAddresses")
+        let req = request.get_ref();
+        ok(self
+            .driver
+            .interface_addresses(req.domain.as_ref(), req.source())
+            .await
+            .map(|interfaces| pb::InterfaceAddressesReply { interfaces }))
     }
     async fn open_console(
         &self,

@@ -10,6 +10,7 @@
 mod autostart;
 mod console;
 mod hotplug;
+mod ifaddr;
 mod lifecycle;
 mod metadata;
 mod monitor;
