@@ -130,7 +130,9 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
     };
     push(&mut a, "-smp", smp);
     push(&mut a, "-uuid", def.uuid());
-    push(&mut a, "-display", "none".into());
+    if !def.devices().iter().any(|d| d.name == "graphics") {
+        push(&mut a, "-display", "none".into());
+    }
     a.push("-no-user-config".into());
     a.push("-nodefaults".into());
     push(
@@ -173,6 +175,7 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         def.is_q35(),
         &def.boot_devs(),
         &netdev,
+        &format!("/run/libvirt/qemu/channel/-1-{}", def.name()),
     ));
     push(
         &mut a,

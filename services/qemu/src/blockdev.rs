@@ -105,12 +105,35 @@ pub fn disk_device(
     bus_addr: Option<(String, String)>,
     bootindex: Option<u32>,
 ) -> Option<String> {
+    disk_device_in(n, disk, bus_addr, bootindex, &[])
+}
+
+fn drive_addr(disk: &Element, k: &str) -> Option<u64> {
+    disk.child("address")
+        .filter(|a| a.attr("type") == Some("drive"))
+        .and_then(|a| a.attr(k))
+        .and_then(|v| v.parse().ok())
+}
+
+/// [`disk_device`] with the definition's devices at hand (a SCSI disk's
+/// syntax depends on its controller's model).
+pub fn disk_device_in(
+    n: usize,
+    disk: &Element,
+    bus_addr: Option<(String, String)>,
+    bootindex: Option<u32>,
+    devices: &[&Element],
+) -> Option<String> {
     let (storage, format) = node_names(n, disk);
     let drive = format.unwrap_or(storage);
     let target = disk.child("target")?;
     let dev = target.attr("dev")?;
     let idx = virtmesh_conf::devices::disk_index(dev)?;
     let cache_none = disk.child("driver").and_then(|d| d.attr("cache")) == Some("none");
+    let cdrom = disk.attr("device") == Some("cdrom");
+    let ctl = drive_addr(disk, "controller").unwrap_or(0);
+    let bus = drive_addr(disk, "bus").unwrap_or(0);
+    let unit = drive_addr(disk, "unit").unwrap_or(idx);
     let mut f: Vec<(&str, Value)> = Vec::new();
     match target.attr("bus")? {
         "virtio" => {
@@ -123,25 +146,75 @@ pub fn disk_device(
             f.push(("id", format!("virtio-disk{idx}").into()));
         }
         "sata" => {
-            let unit = disk
-                .child("address")
-                .and_then(|a| a.attr("unit"))
-                .and_then(|b| b.parse::<u64>().ok())
-                .unwrap_or(idx);
-            let driver = if disk.attr("device") == Some("cdrom") {
-                "ide-cd"
+            f.push(("driver", if cdrom { "ide-cd" } else { "ide-hd" }.into()));
+            let b = if ctl == 0 {
+                format!("ide.{unit}")
             } else {
-                "ide-hd"
+                format!("sata{ctl}.{unit}")
             };
-            f.push(("driver", driver.into()));
-            f.push(("bus", format!("ide.{unit}").into()));
+            f.push(("bus", b.into()));
             f.push(("drive", drive.into()));
-            f.push(("id", format!("sata0-0-{unit}").into()));
+            f.push(("id", format!("sata{ctl}-0-{unit}").into()));
+        }
+        "ide" => {
+            f.push(("driver", if cdrom { "ide-cd" } else { "ide-hd" }.into()));
+            f.push(("bus", format!("ide.{bus}").into()));
+            f.push(("unit", unit.into()));
+            f.push(("drive", drive.into()));
+            f.push(("id", format!("ide{ctl}-{bus}-{unit}").into()));
+        }
+        "fdc" => {
+            f.push(("driver", "floppy".into()));
+            f.push(("unit", unit.into()));
+            f.push(("drive", drive.into()));
+            f.push(("id", format!("fdc0-0-{unit}").into()));
+        }
+        "scsi" => {
+            let model = devices
+                .iter()
+                .find(|c| {
+                    c.name == "controller"
+                        && c.attr("type") == Some("scsi")
+                        && c.attr("index").and_then(|i| i.parse::<u64>().ok()) == Some(ctl)
+                })
+                .and_then(|c| c.attr("model"))
+                .unwrap_or("lsilogic");
+            let target_no = drive_addr(disk, "target").unwrap_or(0);
+            f.push(("driver", if cdrom { "scsi-cd" } else { "scsi-hd" }.into()));
+            f.push(("bus", format!("scsi{ctl}.0").into()));
+            let serial = disk.child_text("serial").map(|s| s.trim().to_owned());
+            if model.starts_with("virtio") {
+                f.push(("channel", bus.into()));
+                f.push(("scsi-id", target_no.into()));
+                f.push(("lun", unit.into()));
+                let id = format!("drive-scsi{ctl}-{bus}-{target_no}-{unit}");
+                f.push(("device_id", serial.clone().unwrap_or(id).into()));
+                f.push(("drive", drive.into()));
+                f.push(("id", format!("scsi{ctl}-{bus}-{target_no}-{unit}").into()));
+            } else {
+                f.push(("scsi-id", unit.into()));
+                let id = format!("drive-scsi{ctl}-{bus}-{unit}");
+                f.push(("device_id", serial.clone().unwrap_or(id).into()));
+                f.push(("drive", drive.into()));
+                f.push(("id", format!("scsi{ctl}-{bus}-{unit}").into()));
+            }
+        }
+        "usb" => {
+            f.push(("driver", "usb-storage".into()));
+            if let Some(a) = disk.child("address").filter(|a| a.attr("type") == Some("usb")) {
+                f.push(("bus", format!("usb.{}", a.attr("bus").unwrap_or("0")).into()));
+                f.push(("port", a.attr("port").unwrap_or("1").into()));
+            }
+            f.push(("drive", drive.into()));
+            f.push(("id", format!("usb-disk{idx}").into()));
         }
         _ => return None,
     }
     if let Some(b) = bootindex {
         f.push(("bootindex", b.into()));
+    }
+    if target.attr("bus") == Some("usb") && target.attr("removable") == Some("on") {
+        f.push(("removable", true.into()));
     }
     if cache_none {
         f.push(("write-cache", "on".into()));

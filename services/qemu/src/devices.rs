@@ -164,163 +164,90 @@ fn pci_location(dev: &Element, q35: bool) -> Option<(String, String)> {
     Some((bus, addr))
 }
 
-/// A `-device` JSON object in libvirt's key order: driver, properties,
-/// id, bus, [multifunction], addr.
-fn device_json(
-    driver: &str,
-    props: Vec<(&str, serde_json::Value)>,
-    id: &str,
-    dev: &Element,
-    q35: bool,
-) -> String {
-    let mut fields: Vec<(&str, serde_json::Value)> = vec![("driver", driver.into())];
-    fields.extend(props);
-    fields.push(("id", id.into()));
-    if let Some((bus, addr)) = pci_location(dev, q35) {
-        fields.push(("bus", bus.into()));
-        if dev
-            .child("address")
-            .is_some_and(|a| a.attr("multifunction") == Some("on"))
-        {
-            fields.push(("multifunction", true.into()));
-        }
-        fields.push(("addr", addr.into()));
-    }
-    crate::argv::json_object(&fields)
-}
-
-/// The arguments for the devices of a definition, in libvirt's order: PCI
-/// controllers, USB, audio, watchdog, balloon.
+/// The arguments for the devices of a definition, in libvirt's order.
+/// `channel_dir` holds the sockets of unix channels without a path.
 pub fn argv(
     devices: &[&Element],
     q35: bool,
     boot: &[String],
     netdev: &dyn Fn(usize) -> String,
+    channel_dir: &str,
 ) -> Vec<String> {
-    let mut a = Vec::new();
-    let of = |name: &'static str| devices.iter().copied().filter(move |d| d.name == name);
-    let hex =
-        |v: Option<&str>| v.and_then(|p| u32::from_str_radix(p.trim_start_matches("0x"), 16).ok());
-    for c in of("controller").filter(|c| {
-        matches!(
-            c.attr("model"),
-            Some("pcie-root-port" | "pcie-to-pci-bridge")
-        )
-    }) {
-        let index: u32 = c.attr("index").and_then(|i| i.parse().ok()).unwrap_or(0);
-        if c.attr("model") == Some("pcie-to-pci-bridge") {
-            a.push("-device".to_owned());
-            a.push(device_json(
-                "pcie-pci-bridge",
-                Vec::new(),
-                &format!("pci.{index}"),
-                c,
-                q35,
-            ));
-            continue;
-        }
-        let target = c.child("target");
-        let port = hex(target.and_then(|t| t.attr("port"))).unwrap_or(7 + index);
-        let chassis: u32 = target
-            .and_then(|t| t.attr("chassis"))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(index);
-        a.push("-device".to_owned());
-        a.push(device_json(
-            "pcie-root-port",
-            vec![("port", port.into()), ("chassis", chassis.into())],
-            &format!("pci.{index}"),
-            c,
-            q35,
-        ));
-    }
-    for c in of("controller").filter(|c| c.attr("type") == Some("usb")) {
-        let driver = match c.attr("model") {
-            Some("piix3-uhci") => "piix3-usb-uhci",
-            _ => "qemu-xhci",
-        };
-        a.push("-device".to_owned());
-        a.push(device_json(driver, Vec::new(), "usb", c, q35));
-    }
+    use crate::cmdline as c;
+    let mut a = c::Args::default();
+    let of = |name: &'static str| -> Vec<&Element> {
+        devices.iter().copied().filter(|d| d.name == name).collect()
+    };
+    let conts = of("controller");
+    c::pci_controllers(&mut a, &conts, q35);
+    c::controllers(&mut a, &conts, q35);
+    c::hubs(&mut a, &of("hub"));
     let bootindex = boot_indices(devices, boot);
-    let disks: Vec<&Element> = of("disk").collect();
+    let disks = of("disk");
+    if q35 && disks.iter().any(|d| d.child("target").and_then(|t| t.attr("bus")) == Some("fdc")) {
+        a.device(&[("driver", "isa-fdc".into())]);
+    }
     for (i, d) in disks.iter().enumerate() {
         let n = disks.len() - i;
         for obj in crate::blockdev::blockdev_objects(n, d) {
-            a.push("-blockdev".to_owned());
-            a.push(obj);
+            a.opt("-blockdev", obj);
         }
-        let boot = bootindex(d);
-        if let Some(dev) = crate::blockdev::disk_device(n, d, pci_location(d, q35), boot) {
-            a.push("-device".to_owned());
-            a.push(dev);
+        if let Some(dev) =
+            crate::blockdev::disk_device_in(n, d, pci_location(d, q35), bootindex(d), devices)
+        {
+            a.opt("-device", dev);
         }
     }
-    for (i, iface) in of("interface").enumerate() {
-        a.push("-netdev".to_owned());
-        a.push(netdev(i));
-        a.push("-device".to_owned());
-        a.push(crate::blockdev::nic_device(
-            i,
-            iface,
-            pci_location(iface, q35),
-            bootindex(iface),
-        ));
+    for (i, iface) in of("interface").into_iter().enumerate() {
+        a.opt("-netdev", netdev(i));
+        a.opt(
+            "-device",
+            crate::blockdev::nic_device(i, iface, pci_location(iface, q35), bootindex(iface)),
+        );
     }
-    for (i, ser) in of("serial").enumerate() {
+    for (i, ser) in of("serial").into_iter().enumerate() {
         let port = ser
             .child("target")
             .and_then(|t| t.attr("port"))
             .and_then(|p| p.parse::<u32>().ok())
             .unwrap_or(u32::try_from(i).unwrap_or(0));
         let id = format!("charserial{i}");
-        let source = ser.child("source");
-        let chardev = match ser.attr("type").unwrap_or_default() {
-            "file" => {
-                let path = source.and_then(|s| s.attr("path")).unwrap_or_default();
-                let mut c = format!("file,id={id},path={}", path.replace(',', ",,"));
-                if source.and_then(|s| s.attr("append")) == Some("on") {
-                    c.push_str(",append=on");
-                }
-                c
-            }
-            other => format!("{other},id={id}"),
+        let Some(chardev) = c::chardev(ser, &id, None) else {
+            continue;
         };
-        a.push("-chardev".to_owned());
-        a.push(chardev);
-        a.push("-device".to_owned());
-        a.push(crate::argv::json_object(&[
+        a.opt("-chardev", chardev);
+        a.device(&[
             ("driver", "isa-serial".into()),
             ("chardev", id.into()),
             ("id", format!("serial{i}").into()),
             ("index", port.into()),
-        ]));
+        ]);
     }
-    for au in of("audio") {
-        let id = au.attr("id").unwrap_or("1");
-        a.push("-audiodev".to_owned());
-        a.push(crate::argv::json_object(&[
-            ("id", format!("audio{id}").into()),
-            ("driver", "none".into()),
-        ]));
+    for (i, par) in of("parallel").into_iter().enumerate() {
+        let id = format!("charparallel{i}");
+        let Some(chardev) = c::chardev(par, &id, None) else {
+            continue;
+        };
+        a.opt("-chardev", chardev);
+        a.device(&[
+            ("driver", "isa-parallel".into()),
+            ("chardev", id.into()),
+            ("id", format!("parallel{i}").into()),
+        ]);
     }
-    for w in of("watchdog").filter(|w| w.attr("model") == Some("itco")) {
-        a.push("-global".to_owned());
-        a.push("ICH9-LPC.noreboot=off".to_owned());
-        a.push("-watchdog-action".to_owned());
-        a.push(w.attr("action").unwrap_or("reset").to_owned());
+    c::channels(&mut a, &of("channel"), &of("console"), channel_dir);
+    c::inputs(&mut a, &of("input"), q35);
+    let audios = of("audio");
+    c::audio(&mut a, &audios);
+    c::videos(&mut a, &of("video"), q35);
+    c::sounds(&mut a, &of("sound"), &audios, q35);
+    c::watchdogs(&mut a, &of("watchdog"), q35);
+    c::redirdevs(&mut a, &of("redirdev"), of("redirfilter").first().copied());
+    for b in of("memballoon") {
+        c::balloon(&mut a, b, q35);
     }
-    for b in of("memballoon").filter(|b| b.attr("model") == Some("virtio")) {
-        a.push("-device".to_owned());
-        a.push(device_json(
-            "virtio-balloon-pci",
-            Vec::new(),
-            "balloon0",
-            b,
-            q35,
-        ));
-    }
-    a
+    c::rngs(&mut a, &of("rng"), q35);
+    a.0
 }
 
 /// Boot indices as libvirt gives them: per-device `<boot order>` when any

@@ -13,6 +13,7 @@
 
 pub mod argv;
 pub mod blockdev;
+pub mod cmdline;
 pub mod connect;
 pub mod console;
 pub mod def;
@@ -24,8 +25,8 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod hostnet;
-pub mod netport;
 pub mod netlink;
+pub mod netport;
 pub mod pci;
 pub mod probe;
 pub mod process;
