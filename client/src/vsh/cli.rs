@@ -77,6 +77,7 @@ macro_rules! obj_arg {
     };
 }
 
+obj_arg!(PortArg, "port", "port_pos", "PORT", "port UUID");
 obj_arg!(
     DomArg,
     "domain",
@@ -700,6 +701,31 @@ pub enum NetworkCmd {
         /// MAC address
         #[arg(long, value_name = "MAC")]
         mac: Option<String>,
+    },
+    /// list network ports
+    NetPortList {
+        #[command(flatten)]
+        network: NetArg,
+        /// list uuid's only
+        #[arg(long)]
+        uuid: bool,
+        /// list table (default)
+        #[arg(long)]
+        table: bool,
+    },
+    /// network port information in XML
+    NetPortDumpxml {
+        #[command(flatten)]
+        network: NetArg,
+        #[command(flatten)]
+        port: PortArg,
+    },
+    /// delete the specified network port
+    NetPortDelete {
+        #[command(flatten)]
+        network: NetArg,
+        #[command(flatten)]
+        port: PortArg,
     },
     /// convert a network name to network UUID
     NetUuid(NetArg),

@@ -980,6 +980,17 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::Network(NetworkCmd::NetDhcpLeases { network, mac }) => {
             network::dhcp_leases(ctl, network.get(), mac.as_deref()).await
         }
+        C::Network(NetworkCmd::NetPortList {
+            network,
+            uuid,
+            table,
+        }) => network::port_list(ctl, network.get(), uuid, table).await,
+        C::Network(NetworkCmd::NetPortDumpxml { network, port }) => {
+            network::port_dumpxml(ctl, network.get(), port.get()).await
+        }
+        C::Network(NetworkCmd::NetPortDelete { network, port }) => {
+            network::port_delete(ctl, network.get(), port.get()).await
+        }
         C::Network(NetworkCmd::NetUuid(n)) => network::uuid(ctl, n.get()).await,
         C::Network(NetworkCmd::NetName(n)) => network::name(ctl, n.get()).await,
         C::Storage(StorageCmd::PoolUuid(p)) => storage::pool_uuid(ctl, p.get()).await,

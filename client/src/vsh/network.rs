@@ -282,9 +282,103 @@ pub async fn dhcp_leases(ctl: &Ctl, key: &str, mac: Option<&str>) -> CmdResult {
     Ok(())
 }
 
+/// `net-port-list`: virsh sorts the ports by UUID; a table with one
+/// column, or with `--uuid` one UUID a line.
+pub fn ports_text(ports: &[v1::NetworkPortSummary], uuid_only: bool, header: bool) -> String {
+    let mut uuids: Vec<&str> = ports.iter().map(|p| p.port_uuid.as_str()).collect();
+    uuids.sort_unstable();
+    if uuid_only {
+        return uuids.iter().map(|u| format!("{u}\n")).collect();
+    }
+    let mut t = Table::new(&["UUID"]);
+    for u in uuids {
+        t.push([u]);
+    }
+    t.render(header)
+}
+
+pub async fn port_list(ctl: &Ctl, key: &str, uuid: bool, table: bool) -> CmdResult {
+    if uuid && table {
+        return Err(CmdError::msg(
+            "Only one argument from --table and --uuid may be specified.",
+        ));
+    }
+    let n = lookup(ctl, key).await?;
+    let fail = |e: crate::Error| CmdError::ctx("Failed to list network ports", e);
+    let resp = ctl
+        .conn
+        .network()
+        .port_list(by_uuid(n.uuid.clone()))
+        .await
+        .map_err(|e| fail(crate::Error::from(e)))?;
+    let ports = crate::connection::collect(resp).await.map_err(fail)?;
+    ctl.print(&ports_text(&ports, uuid, !ctl.quiet));
+    Ok(())
+}
+
+fn port_ref(network_uuid: String, port: &str) -> v1::PortRef {
+    v1::PortRef {
+        network: Some(by_uuid(network_uuid)),
+        port_uuid: port.to_owned(),
+    }
+}
+
+pub async fn port_dumpxml(ctl: &Ctl, key: &str, port: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    let xml = ctl
+        .conn
+        .network()
+        .port_get_xml_desc(port_ref(n.uuid, port))
+        .await
+        .map_err(crate::Error::from)?
+        .into_inner()
+        .xml;
+    ctl.print(&xml);
+    Ok(())
+}
+
+pub async fn port_delete(ctl: &Ctl, key: &str, port: &str) -> CmdResult {
+    let n = lookup(ctl, key).await?;
+    ctl.conn
+        .network()
+        .port_delete(port_ref(n.uuid, port))
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to delete network port {port}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Network port {port} deleted\n"));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_port_list_matches_virsh() {
+        let port = |u: &str| v1::NetworkPortSummary {
+            port_uuid: u.into(),
+            ..Default::default()
+        };
+        let ports = [
+            port("f0b7f3a4-5a39-4c4e-8f0a-0f1e2d3c4b5a"),
+            port("1c3e5a7b-9d1f-4a2b-8c3d-4e5f6a7b8c9d"),
+        ];
+        assert_eq!(
+            ports_text(&ports, false, true),
+            format!(
+                " UUID\n{}\n 1c3e5a7b-9d1f-4a2b-8c3d-4e5f6a7b8c9d\n f0b7f3a4-5a39-4c4e-8f0a-0f1e2d3c4b5a\n",
+                "-".repeat(39)
+            )
+        );
+        assert_eq!(
+            ports_text(&ports, true, true),
+            "1c3e5a7b-9d1f-4a2b-8c3d-4e5f6a7b8c9d\nf0b7f3a4-5a39-4c4e-8f0a-0f1e2d3c4b5a\n"
+        );
+    }
 
     fn net(name: &str, active: bool, persistent: bool) -> NetworkSummary {
         NetworkSummary {
