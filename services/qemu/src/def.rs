@@ -588,6 +588,15 @@ impl DomainDef {
             .unwrap_or_default()
     }
 
+    /// Apply `f` to every device element named `kind`.
+    pub fn for_each_device_mut(&mut self, kind: &str, f: &mut dyn FnMut(&mut Element)) {
+        if let Some(devices) = self.root.child_mut("devices") {
+            for d in devices.elements_mut().filter(|d| d.name == kind) {
+                f(d);
+            }
+        }
+    }
+
     /// Device elements other than `<emulator>`.
     pub fn devices(&self) -> Vec<&Element> {
         self.root

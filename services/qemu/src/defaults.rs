@@ -132,8 +132,8 @@ fn disks(devices: &mut Element) {
         t.order_attrs(&["dev", "bus", "tray", "removable", "rotation_rate"]);
         let bus = attr(t, "bus").to_owned();
         if d.child("address").is_none()
-            && let Some(a) = virtmesh_conf::devices::disk_index(&name)
-                .and_then(|i| disk_drive_address(&bus, i))
+            && let Some(a) =
+                virtmesh_conf::devices::disk_index(&name).and_then(|i| disk_drive_address(&bus, i))
         {
             d.children.push(Node::Element(a));
         }
@@ -159,7 +159,12 @@ fn implicit_controllers(devices: &mut Element, q35: bool) {
             controller("pci", 0).with_attr("model", if q35 { "pcie-root" } else { "pci-root" }),
         );
     }
-    for (ty, bus) in [("scsi", "scsi"), ("fdc", "fdc"), ("ide", "ide"), ("sata", "sata")] {
+    for (ty, bus) in [
+        ("scsi", "scsi"),
+        ("fdc", "fdc"),
+        ("ide", "ide"),
+        ("sata", "sata"),
+    ] {
         let mut max: Option<u32> = None;
         for d in devices.elements() {
             let on_bus = (d.name == "disk"
@@ -211,11 +216,15 @@ fn implicit_devices(devices: &mut Element, q35: bool) {
         {
             push(
                 devices,
-                Element::new("input").with_attr("type", ty).with_attr("bus", "ps2"),
+                Element::new("input")
+                    .with_attr("type", ty)
+                    .with_attr("bus", "ps2"),
             );
         }
     }
-    let first_graphics = devices.child("graphics").map(|g| attr(g, "type").to_owned());
+    let first_graphics = devices
+        .child("graphics")
+        .map(|g| attr(g, "type").to_owned());
     if first_graphics.is_some() && devices.child("video").is_none() {
         push(
             devices,
@@ -237,7 +246,9 @@ fn implicit_devices(devices: &mut Element, q35: bool) {
         if let Some(ty) = ty {
             push(
                 devices,
-                Element::new("audio").with_attr("id", "1").with_attr("type", ty),
+                Element::new("audio")
+                    .with_attr("id", "1")
+                    .with_attr("type", ty),
             );
         }
     }
@@ -255,7 +266,10 @@ fn implicit_devices(devices: &mut Element, q35: bool) {
         }
     }
     if devices.child("memballoon").is_none() {
-        push(devices, Element::new("memballoon").with_attr("model", "virtio"));
+        push(
+            devices,
+            Element::new("memballoon").with_attr("model", "virtio"),
+        );
     }
 }
 
@@ -416,7 +430,15 @@ fn usb(devices: &mut Element) -> Result<(), ConfError> {
             hubs_ports.push(p);
         }
     }
-    for kind in ["hostdev", "disk", "controller", "input", "serial", "sound", "redirdev"] {
+    for kind in [
+        "hostdev",
+        "disk",
+        "controller",
+        "input",
+        "serial",
+        "sound",
+        "redirdev",
+    ] {
         for d in devices.elements_mut().filter(|d| d.name == kind) {
             if !is_usb_device(d) || d.child("address").is_some() {
                 continue;
@@ -432,14 +454,14 @@ fn usb(devices: &mut Element) -> Result<(), ConfError> {
 
 /// VNC/SPICE listen defaults as the inactive XML shows them: the first
 /// address listener mirrored in `listen`, a VNC without a port on
-/// autoport (`port='-1'`), a socket mirrored in `socket`; passwords are
-/// not part of the (non-secure) XML and VNC has no `<gl>`.
+/// autoport (`port='-1'`), a socket mirrored in `socket`; VNC has no
+/// `<gl>`. (libvirt hides `passwd` unless asked for secure XML; we keep
+/// and show it, since the same XML is what is persisted.)
 fn graphics(g: &mut Element) {
     let ty = attr(g, "type").to_owned();
     if ty != "vnc" && ty != "spice" {
         return;
     }
-    g.remove_attr("passwd");
     if ty == "vnc" {
         g.remove_children("gl");
     }
@@ -514,10 +536,11 @@ fn hostdevs(devices: &mut Element) {
             "mode", "type", "managed", "sgio", "rawio", "model", "display", "ramfb",
         ]);
         if attr(hd, "type") == "scsi" && hd.child("address").is_none() {
-            let unit = (0u64..).find(|u| !used.contains(&u.to_string())).unwrap_or(0);
+            let unit = (0u64..)
+                .find(|u| !used.contains(&u.to_string()))
+                .unwrap_or(0);
             used.push(unit.to_string());
-            hd.children
-                .push(Node::Element(drive_address(0, 0, unit)));
+            hd.children.push(Node::Element(drive_address(0, 0, unit)));
         }
     }
 }
@@ -545,7 +568,11 @@ fn filterrefs(devices: &mut Element) {
         .filter(|d| d.name == "interface")
         .filter_map(|i| i.child_mut("filterref"))
     {
-        let mut params: Vec<Node> = f.children.drain(..).filter(|n| matches!(n, Node::Element(_))).collect();
+        let mut params: Vec<Node> = f
+            .children
+            .drain(..)
+            .filter(|n| matches!(n, Node::Element(_)))
+            .collect();
         params.sort_by(|a, b| match (a, b) {
             (Node::Element(x), Node::Element(y)) => x.attr("name").cmp(&y.attr("name")),
             _ => std::cmp::Ordering::Equal,

@@ -117,21 +117,45 @@ pub fn supported(dev: &Element) -> bool {
         "emulator" => true,
         "controller" => matches!(
             (attr("type"), attr("model")),
-            ("pci", "pcie-root" | "pci-root" | "pcie-root-port")
-                | ("usb", "qemu-xhci" | "piix3-uhci")
-                | ("sata", _)
+            (
+                "pci",
+                "pcie-root" | "pci-root" | "pcie-root-port" | "pcie-to-pci-bridge" | "pci-bridge"
+            ) | (
+                "usb",
+                "qemu-xhci" | "nec-xhci" | "piix3-uhci" | "ich9-ehci1" | "ich9-uhci1" | "ich9-uhci2"
+                    | "ich9-uhci3" | "none"
+            ) | ("sata" | "ide" | "virtio-serial", _)
+                | ("scsi", "lsilogic" | "virtio-scsi")
         ),
-        "input" => attr("bus") == "ps2",
+        "input" => matches!(attr("bus"), "ps2" | "usb" | "virtio"),
         "audio" => attr("type") == "none",
-        "watchdog" => attr("model") == "itco",
+        "graphics" => crate::graphics::start_supported(dev),
+        "video" => matches!(
+            dev.child("model").and_then(|m| m.attr("type")),
+            Some("vga" | "cirrus" | "bochs" | "qxl" | "virtio" | "ramfb" | "none")
+        ) && dev.child("model").and_then(|m| m.child("acceleration")).is_none(),
+        "sound" => matches!(attr("model"), "ich6" | "ich9" | "es1370" | "ac97" | "sb16" | "usb"),
+        "hub" => attr("type") == "usb",
+        "rng" => dev
+            .child("backend")
+            .is_some_and(|b| matches!(b.attr("model"), Some("random" | "builtin"))),
+        "channel" => {
+            dev.child("target").and_then(|t| t.attr("type")) == Some("virtio")
+                && crate::cmdline::chardev_supported(dev)
+        }
+        "watchdog" => matches!(attr("model"), "itco" | "ib700" | "i6300esb"),
         "memballoon" => matches!(attr("model"), "virtio" | "none"),
-        "serial" => matches!(attr("type"), "file" | "null" | "pty"),
+        "serial" => crate::cmdline::chardev_supported(dev),
         // The console of an x86 guest is its first serial port.
-        "console" => dev.child("target").and_then(|t| t.attr("type")) == Some("serial"),
+        "console" => match dev.child("target").and_then(|t| t.attr("type")) {
+            Some("serial") => true,
+            Some("virtio") => crate::cmdline::chardev_supported(dev),
+            _ => false,
+        },
         "disk" => {
             let bus = dev.child("target").and_then(|t| t.attr("bus"));
             matches!(attr("type"), "file" | "block")
-                && matches!(bus, Some("virtio" | "sata"))
+                && matches!(bus, Some("virtio" | "sata" | "ide" | "scsi" | "usb" | "fdc"))
                 && matches!(attr("device"), "" | "disk" | "cdrom")
         }
         "interface" => {
@@ -239,6 +263,7 @@ pub fn argv(
     c::inputs(&mut a, &of("input"), q35);
     let audios = of("audio");
     c::audio(&mut a, &audios);
+    crate::graphics::argv(&mut a, &of("graphics"), &audios);
     c::videos(&mut a, &of("video"), q35);
     c::sounds(&mut a, &of("sound"), &audios, q35);
     c::watchdogs(&mut a, &of("watchdog"), q35);

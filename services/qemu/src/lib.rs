@@ -23,6 +23,7 @@ pub mod domain;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod graphics;
 pub mod host;
 pub mod hostnet;
 pub mod netlink;
