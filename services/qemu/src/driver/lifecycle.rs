@@ -78,6 +78,8 @@ impl QemuDriver {
         def: DomainDef,
         paused: bool,
     ) -> Result<DomView> {
+        let mut def = def;
+        crate::graphics::assign_ports(&mut def);
         // Phase 1 runs diskless guests: refuse what the command line
         // cannot express rather than silently drop it.
         if let Some(dev) = def
