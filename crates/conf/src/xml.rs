@@ -330,7 +330,9 @@ fn start_element(
         if !is_xml_name(&key) {
             return Err(err("attributes construct error".into()));
         }
-        let raw = utf8(&attr.value, doc, pos)?;
+        // XML 1.0 §3.3.3 (as libxml2): literal tabs and newlines in an
+        // attribute value are spaces; only character references keep them.
+        let raw = utf8(&attr.value, doc, pos)?.replace(['\t', '\n'], " ");
         let value = unescape(&raw)
             .ok_or_else(|| err(format!("EntityRef: expecting ';' in attribute {key}")))?;
         if el.attr(&key).is_some() {
@@ -344,6 +346,14 @@ fn start_element(
 /// Parse `doc` into its root element.  Comments, processing instructions and
 /// whitespace between elements are dropped, as libvirt's parsers ignore them.
 pub fn parse(doc: &str) -> Result<Element, ParseError> {
+    // XML 1.0 §2.11: a parser sees every CR LF and lone CR as LF.
+    let normalised;
+    let doc = if doc.contains('\r') {
+        normalised = doc.replace("\r\n", "\n").replace('\r', "\n");
+        normalised.as_str()
+    } else {
+        doc
+    };
     let mut reader = Reader::from_str(doc);
     let mut stack: Vec<Element> = Vec::new();
     // Line of each open element, for libxml2's messages.
@@ -490,10 +500,23 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            // A raw CR would be read back as LF (XML 1.0 §2.11).
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }
     out
+}
+
+/// Escape an attribute value: [`escape`], and the characters a parser
+/// would otherwise normalise (tab, newline to a space; CR to LF) as
+/// character references, so what is formatted parses back to the same
+/// value.  (libvirt writes them raw, so its own output drifts there.)
+pub fn escape_attr(s: &str) -> String {
+    escape(s)
+        .replace('\t', "&#9;")
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
 }
 
 /// Format `el`; `dquote` selects libxml2's double quotes, which libvirt
@@ -510,7 +533,7 @@ fn format_element(el: &Element, depth: usize, dquote: bool, out: &mut String) {
         out.push_str(k);
         out.push('=');
         out.push(q);
-        out.push_str(&escape(v));
+        out.push_str(&escape_attr(v));
         out.push(q);
     }
     if el.children.is_empty() {

@@ -71,3 +71,29 @@ fn nameless_element_is_rejected() {
     let e = virtmesh_conf::xml::parse("<a 1b='x'/>").expect_err("bad attribute name");
     assert!(e.to_string().contains("attributes construct error"), "{e}");
 }
+
+/// Literal newlines and tabs in attribute values are spaces to any XML
+/// parser (libxml2 included); character references keep them, and are
+/// formatted back as references so a re-parse reads the same value.
+#[test]
+fn attribute_whitespace_is_normalised_and_round_trips() {
+    let el = virtmesh_conf::xml::parse("<a b='x\n\ty' c='1&#10;2&#9;3'/>").expect("parses");
+    assert_eq!(el.attr("b"), Some("x  y"));
+    assert_eq!(el.attr("c"), Some("1\n2\t3"));
+    let xml = stable(
+        "<a b='x\n\ty' c='1&#10;2&#9;3&#13;'/>",
+        virtmesh_conf::xml::parse,
+        |e| e.to_xml(),
+    );
+    assert_eq!(xml, "<a b='x  y' c='1&#10;2&#9;3&#13;'/>\n");
+}
+
+/// CR LF and lone CR read as LF (XML 1.0 end-of-line handling); a CR
+/// from a character reference is formatted as one.
+#[test]
+fn carriage_returns_round_trip() {
+    let el = virtmesh_conf::xml::parse("<a>x\r\ny\rz</a>").expect("parses");
+    assert_eq!(el.text(), "x\ny\nz");
+    let xml = stable("<a>x&#13;y</a>", virtmesh_conf::xml::parse, |e| e.to_xml());
+    assert_eq!(xml, "<a>x&#13;y</a>\n");
+}
