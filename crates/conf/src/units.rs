@@ -4,8 +4,10 @@
 use crate::ConfError;
 
 /// Bytes per unit for a libvirt unit suffix; `None` for an unknown suffix.
+/// As virScaleInteger, "b", "byte" and "bytes" in any case are bytes
+/// (libvirt itself formats `<clusterSize unit='B'>`).
 pub fn unit_bytes(unit: &str) -> Option<u64> {
-    if unit == "b" || unit == "bytes" || unit.is_empty() {
+    if unit.is_empty() || ["b", "byte", "bytes"].iter().any(|b| unit.eq_ignore_ascii_case(b)) {
         return Some(1);
     }
     let mut chars = unit.chars();
@@ -34,7 +36,8 @@ pub fn scale_to_bytes(
     unit: Option<&str>,
     default_unit: &str,
 ) -> Result<u64, ConfError> {
-    let unit = unit.unwrap_or(default_unit);
+    // An empty unit='' is no unit (virXPathString gives NULL for it).
+    let unit = unit.filter(|u| !u.is_empty()).unwrap_or(default_unit);
     let mult = unit_bytes(unit)
         .ok_or_else(|| ConfError::invalid_arg(format!("unknown suffix '{unit}'")))?;
     value
@@ -59,6 +62,10 @@ mod tests {
         assert_eq!(scale_to_kib(1, Some("G")).unwrap(), 1048576);
         assert_eq!(scale_to_kib(1000, Some("KB")).unwrap(), 977);
         assert_eq!(scale_to_kib(5, None).unwrap(), 5);
+        assert_eq!(scale_to_kib(5, Some("")).unwrap(), 5);
+        assert_eq!(scale_to_bytes(7, Some("B"), "KiB").unwrap(), 7);
+        assert_eq!(scale_to_bytes(7, Some("Bytes"), "KiB").unwrap(), 7);
+        assert_eq!(scale_to_bytes(7, Some("byte"), "KiB").unwrap(), 7);
         assert_eq!(
             scale_to_kib(1, Some("furlongs")).unwrap_err().message,
             "invalid argument: unknown suffix 'furlongs'"

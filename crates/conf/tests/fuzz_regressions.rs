@@ -97,3 +97,46 @@ fn carriage_returns_round_trip() {
     let xml = stable("<a>x&#13;y</a>", virtmesh_conf::xml::parse, |e| e.to_xml());
     assert_eq!(xml, "<a>x&#13;y</a>\n");
 }
+
+/// libvirt formats `<clusterSize unit='B'>`; its unit parser takes b, byte
+/// and bytes in any case, so a volume's own output must define again.
+#[test]
+fn volume_cluster_size_in_bytes_defines_again() {
+    use virtmesh_conf::storage::VolDef;
+    let xml = stable(
+        "<volume>
+  <name>qcow2-cluster-size.qcow2</name>
+  <capacity unit='MiB'>50</capacity>
+  <target>
+    <format type='qcow2'/>
+    <clusterSize unit='KiB'>128</clusterSize>
+  </target>
+</volume>",
+        VolDef::parse,
+        |v| v.to_xml("/pool/vol"),
+    );
+    assert!(xml.contains("131072</clusterSize>"), "{xml}");
+}
+
+/// A newline inside an attribute value (here a broken secret uuid under
+/// <auth>) is a space once parsed, so the pool formats stably.
+#[test]
+fn pool_attribute_with_newline_formats_stably() {
+    use virtmesh_conf::storage::PoolDef;
+    stable(
+        "<pool type='rbd'>
+  <name>cc-rbd</name>
+  <uuid>70179367-5365-50e2-a0ef-4fdcc8c9c016</uuid>
+  <source>
+    <name>rbdpool</name>
+    <host name='mon1.example.org' port='6789'/>
+    <auth username='admin' type='ceph'>
+      <productsecret uuid='2ec115d7</uuid>
+  <sourac909a6fd87'/>
+    </auth>
+  </source>
+</pool>",
+        PoolDef::parse,
+        |p| p.to_xml(1 << 30, 1 << 20, 1 << 29),
+    );
+}
