@@ -201,8 +201,14 @@ pub fn disk_device_in(
         }
         "usb" => {
             f.push(("driver", "usb-storage".into()));
-            if let Some(a) = disk.child("address").filter(|a| a.attr("type") == Some("usb")) {
-                f.push(("bus", format!("usb.{}", a.attr("bus").unwrap_or("0")).into()));
+            if let Some(a) = disk
+                .child("address")
+                .filter(|a| a.attr("type") == Some("usb"))
+            {
+                f.push((
+                    "bus",
+                    format!("usb.{}", a.attr("bus").unwrap_or("0")).into(),
+                ));
                 f.push(("port", a.attr("port").unwrap_or("1").into()));
             }
             f.push(("drive", drive.into()));

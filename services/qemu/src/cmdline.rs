@@ -65,7 +65,10 @@ fn usb_fields(dev: &Element) -> Vec<(&'static str, Value)> {
     }
 }
 
-fn with(mut head: Vec<(&'static str, Value)>, tail: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
+fn with(
+    mut head: Vec<(&'static str, Value)>,
+    tail: Vec<(&'static str, Value)>,
+) -> Vec<(&'static str, Value)> {
     head.extend(tail);
     head
 }
@@ -148,7 +151,10 @@ pub fn controllers(a: &mut Args, conts: &[&Element], q35: bool) {
                 // The first IDE (pc) and SATA (q35) controllers are built in.
                 "ide" | "sata" if index == 0 => {}
                 "sata" => a.device(&with(
-                    vec![("driver", "ahci".into()), ("id", format!("sata{index}").into())],
+                    vec![
+                        ("driver", "ahci".into()),
+                        ("id", format!("sata{index}").into()),
+                    ],
                     pci_fields(c, q35),
                 )),
                 "virtio-serial" => {
@@ -162,7 +168,10 @@ pub fn controllers(a: &mut Args, conts: &[&Element], q35: bool) {
                     a.device(&with(f, pci_fields(c, q35)));
                 }
                 "ccid" => a.device(&with(
-                    vec![("driver", "usb-ccid".into()), ("id", format!("ccid{index}").into())],
+                    vec![
+                        ("driver", "usb-ccid".into()),
+                        ("id", format!("ccid{index}").into()),
+                    ],
                     usb_fields(c),
                 )),
                 _ => {}
@@ -203,7 +212,15 @@ fn usb_controller(a: &mut Args, c: &Element, q35: bool) {
             f.push(("p2", p.into()));
             f.push(("p3", p.into()));
         }
-        f.push(("id", if index == 0 { "usb".to_owned() } else { format!("usb{index}") }.into()));
+        f.push((
+            "id",
+            if index == 0 {
+                "usb".to_owned()
+            } else {
+                format!("usb{index}")
+            }
+            .into(),
+        ));
     }
     a.device(&with(f, pci_fields(c, q35)));
 }
@@ -212,7 +229,10 @@ fn usb_controller(a: &mut Args, c: &Element, q35: bool) {
 pub fn hubs(a: &mut Args, hubs: &[&Element]) {
     for (i, h) in hubs.iter().enumerate() {
         a.device(&with(
-            vec![("driver", "usb-hub".into()), ("id", format!("hub{i}").into())],
+            vec![
+                ("driver", "usb-hub".into()),
+                ("id", format!("hub{i}").into()),
+            ],
             usb_fields(h),
         ));
     }
@@ -257,7 +277,11 @@ pub fn chardev(dev: &Element, id: &str, default_path: Option<String>) -> Option<
             c
         }
         "spicevmc" => {
-            let name = if dev.name == "redirdev" { "usbredir" } else { "vdagent" };
+            let name = if dev.name == "redirdev" {
+                "usbredir"
+            } else {
+                "vdagent"
+            };
             format!("spicevmc,id={id},name={name}")
         }
         "qemu-vdagent" => {
@@ -266,10 +290,19 @@ pub fn chardev(dev: &Element, id: &str, default_path: Option<String>) -> Option<
                 .and_then(|s| s.child("clipboard"))
                 .and_then(|c| c.attr("copypaste"))
             {
-                c.push_str(&format!(",clipboard={}", if cb == "yes" { "on" } else { "off" }));
+                c.push_str(&format!(
+                    ",clipboard={}",
+                    if cb == "yes" { "on" } else { "off" }
+                ));
             }
-            if let Some(m) = src.and_then(|s| s.child("mouse")).and_then(|m| m.attr("mode")) {
-                c.push_str(&format!(",mouse={}", if m == "client" { "on" } else { "off" }));
+            if let Some(m) = src
+                .and_then(|s| s.child("mouse"))
+                .and_then(|m| m.attr("mode"))
+            {
+                c.push_str(&format!(
+                    ",mouse={}",
+                    if m == "client" { "on" } else { "off" }
+                ));
             }
             c
         }
@@ -289,8 +322,7 @@ pub fn chardev_supported(dev: &Element) -> bool {
     matches!(
         attr(dev, "type"),
         "null" | "pty" | "file" | "pipe" | "unix" | "tcp" | "dev"
-    ) && (attr(dev, "type") != "unix"
-        || dev.child("source").and_then(|s| s.attr("path")).is_some())
+    ) && (attr(dev, "type") != "unix" || dev.child("source").and_then(|s| s.attr("path")).is_some())
 }
 
 /// Virtio channels and consoles (`virtserialport` / `virtconsole`).
@@ -417,7 +449,10 @@ pub fn videos(a: &mut Args, videos: &[&Element], q35: bool) {
         let mut f: Vec<(&str, Value)> = Vec::new();
         match attr(m, "type") {
             "vga" => {
-                f.push(("driver", if primary { "VGA" } else { "secondary-vga" }.into()));
+                f.push((
+                    "driver",
+                    if primary { "VGA" } else { "secondary-vga" }.into(),
+                ));
                 f.push(("id", id.into()));
                 f.push(("vgamem_mb", (num("vram").unwrap_or(16384) / 1024).into()));
             }
@@ -444,12 +479,17 @@ pub fn videos(a: &mut Args, videos: &[&Element], q35: bool) {
                 continue;
             }
             "virtio" => {
-                let gl = m
-                    .child("acceleration")
-                    .and_then(|x| x.attr("accel3d"))
-                    == Some("yes");
-                let base = if primary { "virtio-vga" } else { "virtio-gpu-pci" };
-                let driver = if gl { format!("{base}-gl") } else { base.to_owned() };
+                let gl = m.child("acceleration").and_then(|x| x.attr("accel3d")) == Some("yes");
+                let base = if primary {
+                    "virtio-vga"
+                } else {
+                    "virtio-gpu-pci"
+                };
+                let driver = if gl {
+                    format!("{base}-gl")
+                } else {
+                    base.to_owned()
+                };
                 f.push(("driver", driver.into()));
                 f.push(("id", id.into()));
                 f.push(("max_outputs", heads.into()));
@@ -474,7 +514,11 @@ pub fn sounds(a: &mut Args, sounds: &[&Element], audios: &[&Element], q35: bool)
         let au = audio_id(s, audios);
         match attr(s, "model") {
             m @ ("ich6" | "ich9") => {
-                let driver = if m == "ich9" { "ich9-intel-hda" } else { "intel-hda" };
+                let driver = if m == "ich9" {
+                    "ich9-intel-hda"
+                } else {
+                    "intel-hda"
+                };
                 a.device(&with(
                     vec![("driver", driver.into()), ("id", id.clone().into())],
                     pci_fields(s, q35),
@@ -497,7 +541,10 @@ pub fn sounds(a: &mut Args, sounds: &[&Element], audios: &[&Element], q35: bool)
             }
             m @ ("es1370" | "ac97") => a.device(&with(
                 vec![
-                    ("driver", if m == "es1370" { "ES1370" } else { "AC97" }.into()),
+                    (
+                        "driver",
+                        if m == "es1370" { "ES1370" } else { "AC97" }.into(),
+                    ),
                     ("id", id.into()),
                     ("audiodev", au.into()),
                 ],
@@ -562,7 +609,9 @@ pub fn balloon(a: &mut Args, b: &Element, q35: bool) {
 /// RNG backends and devices.
 pub fn rngs(a: &mut Args, rngs: &[&Element], q35: bool) {
     for (i, r) in rngs.iter().enumerate() {
-        let Some(be) = r.child("backend") else { continue };
+        let Some(be) = r.child("backend") else {
+            continue;
+        };
         let obj = format!("objrng{i}");
         match attr(be, "model") {
             "random" => a.opt(
@@ -575,13 +624,18 @@ pub fn rngs(a: &mut Args, rngs: &[&Element], q35: bool) {
             ),
             "builtin" => a.opt(
                 "-object",
-                json_object(&[("qom-type", "rng-builtin".into()), ("id", obj.clone().into())]),
+                json_object(&[
+                    ("qom-type", "rng-builtin".into()),
+                    ("id", obj.clone().into()),
+                ]),
             ),
             "egd" => {
                 let id = format!("charrng{i}");
                 let mut fake = be.clone();
                 fake.name = "rng".into();
-                let Some(c) = chardev(&fake, &id, None) else { continue };
+                let Some(c) = chardev(&fake, &id, None) else {
+                    continue;
+                };
                 a.opt("-chardev", c);
                 a.opt(
                     "-object",
@@ -623,7 +677,13 @@ pub fn redirdevs(a: &mut Args, redirs: &[&Element], filter: Option<&Element>) {
             .map(|u| {
                 let hex = |k: &str| {
                     u.attr(k)
-                        .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x").trim_start_matches("0X"), 16).ok())
+                        .and_then(|v| {
+                            u32::from_str_radix(
+                                v.trim_start_matches("0x").trim_start_matches("0X"),
+                                16,
+                            )
+                            .ok()
+                        })
                         .map_or("-1".to_owned(), |n| {
                             if k == "class" {
                                 format!("0x{n:02X}")
@@ -651,7 +711,9 @@ pub fn redirdevs(a: &mut Args, redirs: &[&Element], filter: Option<&Element>) {
     });
     for (i, r) in redirs.iter().enumerate() {
         let id = format!("charredir{i}");
-        let Some(c) = chardev(r, &id, None) else { continue };
+        let Some(c) = chardev(r, &id, None) else {
+            continue;
+        };
         a.opt("-chardev", c);
         let mut f: Vec<(&str, Value)> = vec![
             ("driver", "usb-redir".into()),

@@ -57,9 +57,8 @@ fn free_port(addr: &str) -> Option<u16> {
     let mut guard = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
     map.retain(|_, t| t.elapsed() < RESERVE);
-    let port = (PORT_MIN..PORT_MAX).find(|p| {
-        !map.contains_key(p) && TcpListener::bind((addr, *p)).is_ok()
-    })?;
+    let port = (PORT_MIN..PORT_MAX)
+        .find(|p| !map.contains_key(p) && TcpListener::bind((addr, *p)).is_ok())?;
     map.insert(port, Instant::now());
     Some(port)
 }
@@ -75,7 +74,15 @@ pub fn assign_ports(def: &mut DomainDef) {
         if let Some(p) = free_port(&addr) {
             g.set_attr("port", p.to_string());
             g.set_attr("autoport", "yes");
-            g.order_attrs(&["type", "socket", "port", "tlsPort", "autoport", "websocket", "listen"]);
+            g.order_attrs(&[
+                "type",
+                "socket",
+                "port",
+                "tlsPort",
+                "autoport",
+                "websocket",
+                "listen",
+            ]);
         }
     });
 }

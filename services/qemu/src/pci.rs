@@ -176,16 +176,12 @@ fn connect_flags(dev: &Element, q35: bool) -> u32 {
             "es1370" | "ac97" | "ich6" | "ich9" => pci,
             _ => 0,
         },
-        "disk" => {
-            if dev.child("target").and_then(|t| t.attr("bus")) == Some("virtio") {
-                virtio_model(attr(dev, "model"))
-            } else {
-                0
-            }
+        "disk" if dev.child("target").and_then(|t| t.attr("bus")) == Some("virtio") => {
+            virtio_model(attr(dev, "model"))
         }
         "hostdev" => {
             let ty = attr(dev, "type");
-            if attr(dev, "mode") != "subsystem" && !dev.attr("mode").is_none() {
+            if attr(dev, "mode") != "subsystem" && dev.attr("mode").is_some() {
                 0
             } else if matches!(ty, "pci" | "mdev") {
                 pcie
@@ -239,11 +235,12 @@ pub fn pci_addr_of(dev: &Element) -> Option<PciAddr> {
         function: hex(a.attr("function")).unwrap_or(0),
     };
     // An all-zero address is libvirt's "assign one for me".
-    (addr != PciAddr {
-        bus: 0,
-        slot: 0,
-        function: 0,
-    })
+    (addr
+        != PciAddr {
+            bus: 0,
+            slot: 0,
+            function: 0,
+        })
     .then_some(addr)
 }
 
@@ -284,7 +281,12 @@ struct AddrSet {
 }
 
 impl AddrSet {
-    fn flags_compatible(addr: &PciAddr, bus_flags: u32, dev: u32, config: bool) -> Result<(), String> {
+    fn flags_compatible(
+        addr: &PciAddr,
+        bus_flags: u32,
+        dev: u32,
+        config: bool,
+    ) -> Result<(), String> {
         let mut bus_flags = bus_flags;
         let mut dev = dev;
         let s = addr.text();
@@ -575,7 +577,12 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    fn new(devices: &mut Element, q35: bool, nbuses: usize, dry: bool) -> Result<Pass<'_>, ConfError> {
+    fn new(
+        devices: &mut Element,
+        q35: bool,
+        nbuses: usize,
+        dry: bool,
+    ) -> Result<Pass<'_>, ConfError> {
         let mut buses: Vec<Option<Bus>> = vec![None; nbuses];
         for i in positions(devices, "controller") {
             let c = el(devices, i);
@@ -591,8 +598,14 @@ impl Pass<'_> {
             let hotplug = c.child("target").and_then(|t| t.attr("hotplug")) != Some("off");
             buses[idx] = bus_of(attr(c, "model"), hotplug);
         }
-        let has_pcie_root = buses.first().is_some_and(|b| b.as_ref().is_some_and(|b| b.model == "pcie-root"));
-        let default = if has_pcie_root { "pcie-root-port" } else { "pci-bridge" };
+        let has_pcie_root = buses
+            .first()
+            .is_some_and(|b| b.as_ref().is_some_and(|b| b.model == "pcie-root"));
+        let default = if has_pcie_root {
+            "pcie-root-port"
+        } else {
+            "pci-bridge"
+        };
         let mut out = Vec::with_capacity(nbuses);
         for (i, b) in buses.into_iter().enumerate() {
             let fallback = if i == 0 { "pci-root" } else { default };
@@ -679,7 +692,10 @@ impl Pass<'_> {
                         Some(_) => {}
                         None => set_address(el_mut(self.devices, i), want),
                     }
-                } else if ty == "usb" && attr(c, "model") == "ich9-uhci1" && c.child("address").is_none() {
+                } else if ty == "usb"
+                    && attr(c, "model") == "ich9-uhci1"
+                    && c.child("address").is_none()
+                {
                     let mut a = fixed(0x1d, 0);
                     if self.set.in_use(&a) {
                         a.slot = 0x1a;
@@ -689,7 +705,10 @@ impl Pass<'_> {
                         let c = el_mut(self.devices, i);
                         c.children.push(Node::Element(pci_address(a, Some("on"))));
                     }
-                } else if ty == "pci" && attr(c, "model") == "dmi-to-pci-bridge" && c.child("address").is_none() {
+                } else if ty == "pci"
+                    && attr(c, "model") == "dmi-to-pci-bridge"
+                    && c.child("address").is_none()
+                {
                     let mut a = fixed(0x1e, 0);
                     if !self.set.in_use(&a) {
                         self.set.reserve(&mut a, PCIE_DEV, true)?;
@@ -706,9 +725,18 @@ impl Pass<'_> {
                 let c = el(self.devices, i);
                 let ty = attr(c, "type");
                 let want = if ty == "ide" && index_of(c) == 0 {
-                    Some((fixed(1, 1), "Primary IDE controller must have PCI address 0:0:1.1"))
-                } else if ty == "usb" && index_of(c) == 0 && matches!(attr(c, "model"), "" | "piix3-uhci") {
-                    Some((fixed(1, 2), "PIIX3 USB controller at index 0 must have PCI address 0:0:1.2"))
+                    Some((
+                        fixed(1, 1),
+                        "Primary IDE controller must have PCI address 0:0:1.1",
+                    ))
+                } else if ty == "usb"
+                    && index_of(c) == 0
+                    && matches!(attr(c, "model"), "" | "piix3-uhci")
+                {
+                    Some((
+                        fixed(1, 2),
+                        "PIIX3 USB controller at index 0 must have PCI address 0:0:1.2",
+                    ))
                 } else {
                     None
                 };
@@ -788,15 +816,29 @@ impl Pass<'_> {
             if skip || !wanted(c) {
                 continue;
             }
-            if ty == "usb" && let Some(f) = usb2_function(attr(c, "model")) {
+            if ty == "usb"
+                && let Some(f) = usb2_function(attr(c, "model"))
+            {
                 self.assign_usb2(i, f)?;
                 continue;
             }
             self.assign(i)?;
         }
         for kind in [
-            "disk", "hostdev", "memballoon", "rng", "watchdog", "video", "shmem", "input", "serial",
-            "iommu", "vsock", "memory", "crypto", "panic",
+            "disk",
+            "hostdev",
+            "memballoon",
+            "rng",
+            "watchdog",
+            "video",
+            "shmem",
+            "input",
+            "serial",
+            "iommu",
+            "vsock",
+            "memory",
+            "crypto",
+            "panic",
         ] {
             for i in positions(self.devices, kind) {
                 self.assign(i)?;
@@ -810,14 +852,16 @@ impl Pass<'_> {
         let c = el(self.devices, i);
         let index = index_of(c);
         let flags = connect_flags(c, self.q35);
-        let found = positions(self.devices, "controller").into_iter().find_map(|j| {
-            let o = el(self.devices, j);
-            (attr(o, "type") == "usb"
-                && usb2_function(attr(o, "model")).is_some()
-                && index_of(o) == index)
-                .then(|| pci_addr_of(o))
-                .flatten()
-        });
+        let found = positions(self.devices, "controller")
+            .into_iter()
+            .find_map(|j| {
+                let o = el(self.devices, j);
+                (attr(o, "type") == "usb"
+                    && usb2_function(attr(o, "model")).is_some()
+                    && index_of(o) == index)
+                    .then(|| pci_addr_of(o))
+                    .flatten()
+            });
         let multi = (function == 0).then_some("on");
         let a = match found {
             Some(mut a) => {
@@ -886,7 +930,13 @@ pub fn assign(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
     let (total, added) = {
         let mut pass = Pass::new(devices, q35, nbuses, true)?;
         pass.chipset()?;
-        if !q35 && pass.set.buses.iter().any(|b| b.min <= b.max && b.funcs[b.min as usize..=b.max as usize].contains(&0)) {
+        if !q35
+            && pass
+                .set
+                .buses
+                .iter()
+                .any(|b| b.min <= b.max && b.funcs[b.min as usize..=b.max as usize].contains(&0))
+        {
             // A slot kept for a future pci-bridge (pci-root guests).
             pass.set.reserve_next(PCI_DEV | AUTO, None)?;
         }
@@ -898,9 +948,9 @@ pub fn assign(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
         let models: Vec<&'static str> = pass.set.buses.iter().map(|b| b.model).collect();
         let mut added = Vec::new();
         for (i, model) in models.iter().enumerate().skip(1) {
-            let exists = positions(pass.devices, "controller")
-                .into_iter()
-                .any(|j| is_pci_controller(el(pass.devices, j)) && index_of(el(pass.devices, j)) == i as u32);
+            let exists = positions(pass.devices, "controller").into_iter().any(|j| {
+                is_pci_controller(el(pass.devices, j)) && index_of(el(pass.devices, j)) == i as u32
+            });
             if exists {
                 continue;
             }
@@ -966,8 +1016,10 @@ fn controller_defaults(devices: &mut Element) -> Result<(), ConfError> {
         if let Some(name) = name
             && c.child("model").is_none()
         {
-            c.children
-                .insert(0, Node::Element(Element::new("model").with_attr("name", name)));
+            c.children.insert(
+                0,
+                Node::Element(Element::new("model").with_attr("name", name)),
+            );
         }
         let idx = index_of(c).to_string();
         let addr = pci_addr_of(c);
