@@ -5,42 +5,8 @@
 
 mod common;
 
-use common::{Proc, require, which};
-use std::process::{Command, Output};
-
-struct Netns(String);
-
-impl Netns {
-    fn create(name: &str) -> Option<Netns> {
-        let ok = Command::new("ip")
-            .args(["netns", "add", name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        ok.then(|| Netns(name.to_owned()))
-    }
-
-    fn ip(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .arg("-n")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .expect("ip")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+use common::{Netns, Proc, is_root, require, which};
+use std::process::Command;
 
 #[test]
 fn nat_network_through_the_gateway_in_a_namespace() {

@@ -190,3 +190,50 @@ pub fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// A network namespace a test creates (`ip netns add`) and deletes when
+/// dropped, with every link in it: host links, bridges, dnsmasq and nft
+/// tables of a test stay inside it.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn create(name: &str) -> Option<Netns> {
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Netns(name.to_owned()))
+    }
+
+    /// `ip -n NS ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .arg("-n")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .expect("ip")
+    }
+
+    /// `ip netns exec NS CMD ARGS`.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, cmd])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
