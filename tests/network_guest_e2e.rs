@@ -1,0 +1,383 @@
+//! A real guest on a virtmesh network (issue 5's "done"): inside a network
+//! namespace this test creates, the network and qemu services run (unix
+//! sockets; the gateway outside reaches them), vsh starts a NAT network
+//! and a TCG guest (Debian's kernel, busybox initramfs from
+//! services/qemu/tests/fixtures/build-guest.sh) with
+//! `<interface type='network'>`. The qemu service asks the network service
+//! for a port, puts the guest's tap on the port's bridge; the guest takes
+//! a lease from our dnsmasq and pings the bridge, which `vsh console`
+//! shows. `net-dhcp-leases` and `domifaddr --source lease` report the
+//! lease; destroy gives the port back, and after net-destroy no bridge,
+//! dnsmasq or nft table of ours is left in the namespace.
+
+mod common;
+
+use common::{Netns, Proc, is_root, require, which};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+const NET: &str = "guestnat";
+const BRIDGE: &str = "vmngbr0";
+const GUEST: &str = "netguest";
+const MAC: &str = "52:54:00:4e:77:06";
+const SUBNET: &str = "10.77.6.";
+const ROUTER: &str = "10.77.6.1";
+
+/// The guest's kernel and network initramfs, built (or found) by the qemu
+/// crate's fixture script.
+fn guest_files() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("services/qemu/tests/fixtures/build-guest.sh");
+    let out = Command::new("sh").arg(&script).output().ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "build-guest.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last()?);
+    (dir.join("vmlinuz").exists() && dir.join("initrd-net.cpio").exists()).then_some(dir)
+}
+
+struct Vsh {
+    gateway: String,
+}
+
+impl Vsh {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vsh"))
+            .args(["--gateway", &self.gateway, "-c", "qemu:///system"])
+            .args(args)
+            .output()
+            .expect("vsh")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vsh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// vsh that must fail; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "vsh {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `vsh console GUEST` on a pty (virsh's console needs a terminal;
+    /// `script` gives it one) until `done` accepts what it printed, then
+    /// ^] to leave. Returns the output.
+    fn console_until(&self, guest: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let cmd = format!(
+            "{} --gateway {} -c qemu:///system console {guest}",
+            env!("CARGO_BIN_EXE_vsh"),
+            self.gateway
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("script");
+        let seen = Arc::new(Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().expect("stdout");
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline
+            && !done(&seen.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // ^] ends the session as in virsh; a kill if it does not.
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = stdin.write_all(&[0x1d]);
+        }
+        let left = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < left && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Pids of dnsmasq processes whose command line names `needle`.
+fn dnsmasq_with(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("dnsmasq") && cmd.contains(needle)).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect()
+}
+
+/// Kill QEMUs of this test (their command line names our directory), in
+/// case an assertion failed before destroy.
+struct KillQemus(PathBuf);
+
+impl Drop for KillQemus {
+    fn drop(&mut self) {
+        let marker = self.0.display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("qemu-system") && cmd.contains(&marker) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
+    let tools = ["ip", "dnsmasq", "nft", "script"];
+    let have = is_root() && tools.iter().all(|t| which(t).is_some()) && Path::new(EMULATOR).exists();
+    if !require(
+        "root, ip, dnsmasq, nft, script and qemu-system-x86_64 (scripts/install-host-deps.sh)",
+        have,
+    ) {
+        return;
+    }
+    let files = guest_files();
+    if !require(
+        "the test guest (build-guest.sh: apt-get download of Debian's kernel and busybox-static)",
+        files.is_some(),
+    ) {
+        return;
+    }
+    let files = files.unwrap_or_default();
+    let started = Instant::now();
+    let ns = Netns::create(&format!("vmng-{}", std::process::id())).expect("ip netns add");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _qemus = KillQemus(dir.path().to_path_buf());
+    let path = |p: &str| dir.path().join(p).to_str().expect("utf-8").to_owned();
+    // One config for everyone: the qemu service finds the network service
+    // in it, the gateway finds both.
+    let config = path("virtmesh.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
+             [[service]]\nname = \"qemu\"\nlisten = \"unix:{}\"\nschemes = [\"qemu\"]\n\n\
+             [[service]]\nname = \"network\"\nlisten = \"unix:{}\"\nfamilies = [\"Network\"]\n",
+            path("qemu.sock"),
+            path("network.sock")
+        ),
+    )
+    .expect("config");
+    let in_ns = |bin: &str, state: &str| {
+        Proc::start(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns.0,
+                bin,
+                "--config",
+                &config,
+                "--state-dir",
+                &path(state),
+            ],
+        )
+    };
+    let network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
+    let qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
+    let gateway = Proc::start(
+        env!("CARGO_BIN_EXE_virtmesh-gateway"),
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+    );
+    let vsh = Vsh {
+        gateway: gateway.addr.clone(),
+    };
+
+    let net_xml = path("net.xml");
+    std::fs::write(
+        &net_xml,
+        format!(
+            "<network><name>{NET}</name><forward mode='nat'/><bridge name='{BRIDGE}'/>\
+             <ip address='{ROUTER}' netmask='255.255.255.0'><dhcp>\
+             <range start='{SUBNET}10' end='{SUBNET}50'/></dhcp></ip></network>"
+        ),
+    )
+    .expect("net xml");
+    let guest_xml = |name: &str, network: &str, mac: &str| {
+        format!(
+            "<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
+             <cmdline>console=ttyS0 quiet</cmdline></os><features><acpi/></features>\
+             <devices><interface type='network'><mac address='{mac}'/>\
+             <source network='{network}'/><model type='virtio'/></interface>\
+             <serial type='pty'/></devices></domain>",
+            files.join("vmlinuz").display(),
+            files.join("initrd-net.cpio").display(),
+        )
+    };
+    let dom_xml = path("guest.xml");
+    std::fs::write(&dom_xml, guest_xml(GUEST, NET, MAC)).expect("guest xml");
+    let stray_xml = path("stray.xml");
+    std::fs::write(&stray_xml, guest_xml("stray", "nosuch", "52:54:00:4e:77:07"))
+        .expect("stray xml");
+    vsh.ok(&["net-define", &net_xml]);
+    vsh.ok(&["define", &dom_xml]);
+    vsh.ok(&["define", &stray_xml]);
+
+    // libvirt's errors, and nothing left behind by a start that failed.
+    let err = vsh.fails(&["start", "stray"]);
+    assert!(
+        err.contains("Network not found: no network with matching name 'nosuch'"),
+        "{err}"
+    );
+    let err = vsh.fails(&["start", GUEST]);
+    assert!(err.contains("network is not active"), "{err}");
+    let links = String::from_utf8_lossy(&ns.ip(&["-o", "link"]).stdout).into_owned();
+    assert!(!links.contains("vnet"), "a failed start left a tap: {links}");
+
+    vsh.ok(&["net-start", NET]);
+    vsh.ok(&["start", GUEST]);
+    let booted = Instant::now();
+
+    // The port the qemu service took is the one the live XML names, on
+    // the network's bridge; the tap is enslaved to it.
+    let ports = vsh.ok(&["net-port-list", NET, "--uuid"]);
+    let port = ports.trim().to_owned();
+    assert_eq!(port.lines().count(), 1, "one port expected: {ports}");
+    let live = vsh.ok(&["dumpxml", GUEST]);
+    assert!(
+        live.contains(&format!(
+            "<source network='{NET}' portid='{port}' bridge='{BRIDGE}'/>"
+        )),
+        "{live}"
+    );
+    assert!(live.contains("<target dev='vnet0'/>"), "{live}");
+    let tap = String::from_utf8_lossy(&ns.ip(&["-o", "link", "show", "vnet0"]).stdout)
+        .into_owned();
+    assert!(tap.contains(&format!("master {BRIDGE}")), "{tap}");
+    let port_xml = vsh.ok(&["net-port-dumpxml", NET, &port]);
+    assert!(
+        port_xml.contains(&format!("<name>{GUEST}</name>"))
+            && port_xml.contains(&format!("<mac address='{MAC}'/>"))
+            && port_xml.contains(&format!("<plug type='network' bridge='{BRIDGE}'/>")),
+        "{port_xml}"
+    );
+
+    // The guest's own word, through the gateway's console.
+    let seen = vsh.console_until(GUEST, Duration::from_secs(150), |s| {
+        s.contains("VIRTMESH-PING-OK")
+    });
+    let lease_line = seen
+        .lines()
+        .find(|l| l.contains("VIRTMESH-LEASE ip="))
+        .unwrap_or_else(|| panic!("no lease within 150 s; the console said: {seen}"));
+    eprintln!(
+        "guest lease and ping {:?} after start: {}",
+        booted.elapsed(),
+        lease_line.trim()
+    );
+    let ip = lease_line
+        .split("ip=")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert!(ip.starts_with(SUBNET), "address out of range: {lease_line}");
+    assert!(
+        lease_line.contains(&format!("router={ROUTER}")),
+        "{lease_line}"
+    );
+    assert!(
+        seen.contains(&format!("VIRTMESH-PING-OK router={ROUTER}")),
+        "the guest did not reach the bridge: {seen}"
+    );
+
+    let leases = vsh.ok(&["net-dhcp-leases", NET]);
+    assert!(
+        leases
+            .lines()
+            .any(|l| l.contains(MAC) && l.contains(&format!("{ip}/24"))),
+        "{leases}"
+    );
+    let addrs = vsh.ok(&["domifaddr", GUEST, "--source", "lease"]);
+    assert!(
+        addrs.lines().any(|l| l.contains("vnet0")
+            && l.contains(MAC)
+            && l.contains("ipv4")
+            && l.contains(&format!("{ip}/24"))),
+        "{addrs}"
+    );
+
+    // Destroy gives the port back and removes the tap.
+    vsh.ok(&["destroy", GUEST]);
+    let ports = vsh.ok(&["net-port-list", NET, "--uuid"]);
+    assert!(ports.trim().is_empty(), "port left after destroy: {ports}");
+    assert!(
+        !ns.ip(&["link", "show", "vnet0"]).status.success(),
+        "tap left after destroy"
+    );
+
+    // net-destroy: no bridge, no dnsmasq, no nft table of ours.
+    let dnsmasq_conf = format!("{NET}.conf");
+    assert!(!dnsmasq_with(&dnsmasq_conf).is_empty(), "dnsmasq never ran");
+    vsh.ok(&["net-destroy", NET]);
+    assert!(
+        !ns.ip(&["link", "show", BRIDGE]).status.success(),
+        "bridge left after net-destroy"
+    );
+    let left = dnsmasq_with(&dnsmasq_conf);
+    assert!(left.is_empty(), "dnsmasq left after net-destroy: {left:?}");
+    let tables = ns.exec("nft", &["list", "tables"]);
+    assert!(tables.status.success(), "{tables:?}");
+    let tables = String::from_utf8_lossy(&tables.stdout).into_owned();
+    assert!(!tables.contains("virtmesh_"), "nft tables left: {tables}");
+
+    vsh.ok(&["undefine", GUEST]);
+    vsh.ok(&["undefine", "stray"]);
+    vsh.ok(&["net-undefine", NET]);
+    eprintln!("whole test: {:?}", started.elapsed());
+    drop(gateway);
+    drop(qemu);
+    drop(network);
+}
