@@ -122,19 +122,33 @@ pub fn supported(dev: &Element) -> bool {
                 "pcie-root" | "pci-root" | "pcie-root-port" | "pcie-to-pci-bridge" | "pci-bridge"
             ) | (
                 "usb",
-                "qemu-xhci" | "nec-xhci" | "piix3-uhci" | "ich9-ehci1" | "ich9-uhci1" | "ich9-uhci2"
-                    | "ich9-uhci3" | "none"
+                "qemu-xhci"
+                    | "nec-xhci"
+                    | "piix3-uhci"
+                    | "ich9-ehci1"
+                    | "ich9-uhci1"
+                    | "ich9-uhci2"
+                    | "ich9-uhci3"
+                    | "none"
             ) | ("sata" | "ide" | "virtio-serial", _)
                 | ("scsi", "lsilogic" | "virtio-scsi")
         ),
         "input" => matches!(attr("bus"), "ps2" | "usb" | "virtio"),
         "audio" => attr("type") == "none",
         "graphics" => crate::graphics::start_supported(dev),
-        "video" => matches!(
-            dev.child("model").and_then(|m| m.attr("type")),
-            Some("vga" | "cirrus" | "bochs" | "qxl" | "virtio" | "ramfb" | "none")
-        ) && dev.child("model").and_then(|m| m.child("acceleration")).is_none(),
-        "sound" => matches!(attr("model"), "ich6" | "ich9" | "es1370" | "ac97" | "sb16" | "usb"),
+        "video" => {
+            matches!(
+                dev.child("model").and_then(|m| m.attr("type")),
+                Some("vga" | "cirrus" | "bochs" | "qxl" | "virtio" | "ramfb" | "none")
+            ) && dev
+                .child("model")
+                .and_then(|m| m.child("acceleration"))
+                .is_none()
+        }
+        "sound" => matches!(
+            attr("model"),
+            "ich6" | "ich9" | "es1370" | "ac97" | "sb16" | "usb"
+        ),
         "hub" => attr("type") == "usb",
         "rng" => dev
             .child("backend")
@@ -155,7 +169,10 @@ pub fn supported(dev: &Element) -> bool {
         "disk" => {
             let bus = dev.child("target").and_then(|t| t.attr("bus"));
             matches!(attr("type"), "file" | "block")
-                && matches!(bus, Some("virtio" | "sata" | "ide" | "scsi" | "usb" | "fdc"))
+                && matches!(
+                    bus,
+                    Some("virtio" | "sata" | "ide" | "scsi" | "usb" | "fdc")
+                )
                 && matches!(attr("device"), "" | "disk" | "cdrom")
         }
         "interface" => {
@@ -208,7 +225,11 @@ pub fn argv(
     c::hubs(&mut a, &of("hub"));
     let bootindex = boot_indices(devices, boot);
     let disks = of("disk");
-    if q35 && disks.iter().any(|d| d.child("target").and_then(|t| t.attr("bus")) == Some("fdc")) {
+    if q35
+        && disks
+            .iter()
+            .any(|d| d.child("target").and_then(|t| t.attr("bus")) == Some("fdc"))
+    {
         a.device(&[("driver", "isa-fdc".into())]);
     }
     for (i, d) in disks.iter().enumerate() {
