@@ -71,6 +71,16 @@ pub fn assign_ports(def: &mut DomainDef) {
             return;
         }
         let addr = listen_addr(g).unwrap_or_else(|| "127.0.0.1".into());
+        // The live XML names the address qemu.conf's default gave it.
+        if let Some(l) = g.child_mut("listen")
+            && l.attr("type") == Some("address")
+            && l.attr("address").is_none()
+        {
+            l.set_attr("address", addr.as_str());
+        }
+        if g.attr("listen").is_none() {
+            g.set_attr("listen", addr.as_str());
+        }
         if let Some(p) = free_port(&addr) {
             g.set_attr("port", p.to_string());
             g.set_attr("autoport", "yes");

@@ -1188,3 +1188,67 @@ async fn console_streams_the_guest_serial_pty() {
     drop((c, keys, output));
     svc.stop().await;
 }
+
+/// A VNC server on autoport really listens: QEMU serves RFB on
+/// 127.0.0.1 at the port the live XML shows (5900 or the next free one),
+/// and the port is free again once the guest is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_autoport_listens_where_the_live_xml_says() {
+    use tokio::io::AsyncReadExt;
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+    let xml = guest_xml("vnc1", "qemu").replace(
+        "  </os>\n",
+        "  </os>\n  <devices>\n    <graphics type='vnc'/>\n  </devices>\n",
+    );
+    let created = c
+        .create_xml(pb::CreateXmlRequest {
+            xml,
+            start_paused: true,
+            ..Default::default()
+        })
+        .await
+        .expect("create_xml with VNC")
+        .into_inner();
+    assert_eq!(created.state, DomainState::Paused as i32);
+    let live = c
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("vnc1")),
+            ..Default::default()
+        })
+        .await
+        .expect("xml")
+        .into_inner()
+        .xml;
+    let port: u16 = live
+        .split("<graphics type='vnc' port='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no VNC port in the live XML: {live}"));
+    assert!(port >= 5900, "{live}");
+    assert!(live.contains(&format!("port='{port}' autoport='yes' listen='127.0.0.1'")), "{live}");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("QEMU listens on the VNC port");
+    let mut banner = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut banner))
+        .await
+        .expect("RFB banner in time")
+        .expect("read banner");
+    assert!(banner.starts_with(b"RFB "), "{banner:?}");
+    drop(s);
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("vnc1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    assert!(host.our_qemus().is_empty());
+    drop(c);
+    svc.stop().await;
+}
