@@ -12,7 +12,7 @@ use virtmesh_rpc::serve::{Listener, serve, shutdown_signal, standard_routes};
 pub const READY_PREFIX: &str = "listening on ";
 
 /// Driver services this build contains.
-pub const SERVICES: &[&str] = &["test", "qemu", "network"];
+pub const SERVICES: &[&str] = &["test", "qemu", "network", "storage"];
 
 #[derive(Debug, Clone, Args)]
 pub struct RoleArgs {
@@ -82,6 +82,13 @@ pub async fn run_service(name: &str, args: RoleArgs) -> anyhow::Result<()> {
                 .await
                 .context("starting the network driver")?;
             (virtmesh_network::routes(driver), virtmesh_network::SERVED)
+        }
+        "storage" => {
+            let config = virtmesh_storage::StorageConfig::system(args.state_dir.clone());
+            let driver = virtmesh_storage::StorageDriver::new(config)
+                .await
+                .context("starting the storage driver")?;
+            (virtmesh_storage::routes(driver), virtmesh_storage::SERVED)
         }
         other => anyhow::bail!(
             "unknown service '{other}' (this build has: {})",

@@ -28,6 +28,11 @@ schemes = ["qemu"]
 name = "network"
 listen = "127.0.0.1:16612"
 families = ["Network"]
+
+[[service]]
+name = "storage"
+listen = "127.0.0.1:16613"
+families = ["StoragePool", "StorageVol"]
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
