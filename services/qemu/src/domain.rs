@@ -67,7 +67,11 @@ fn check_mode(mode: i32) -> Result<(), Status> {
 }
 
 /// libvirt's list filters: within a pair, neither or both means no filter.
-fn list_filter(req: &pb::ListDomainsRequest, v: &crate::driver::DomView) -> bool {
+fn list_filter(
+    driver: &QemuDriver,
+    req: &pb::ListDomainsRequest,
+    v: &crate::driver::DomView,
+) -> bool {
     let pair = |a: bool, b: bool, is_a: bool| a == b || (a && is_a) || (b && !is_a);
     let f = req.filter.unwrap_or_default();
     let state_ok = {
@@ -84,8 +88,8 @@ fn list_filter(req: &pb::ListDomainsRequest, v: &crate::driver::DomView) -> bool
     pair(f.active, f.inactive, v.is_active())
         && pair(f.persistent, f.transient, v.persistent)
         && pair(f.autostart, f.no_autostart, v.autostart)
-        // No managed save or snapshots yet: both are "no".
-        && pair(req.managed_save, req.no_managed_save, false)
+        && pair(req.managed_save, req.no_managed_save, driver.has_managed_save_named(&v.name))
+        // No snapshots yet: always "no".
         && pair(req.has_snapshot, req.no_snapshot, false)
         && state_ok
 }
@@ -106,7 +110,7 @@ impl Domain for DomainService {
             .driver
             .list()
             .into_iter()
-            .filter(|v| list_filter(&req, v))
+            .filter(|v| list_filter(&self.driver, &req, v))
             .map(|v| Ok(v.summary()))
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
@@ -152,9 +156,10 @@ impl Domain for DomainService {
         &self,
         request: Request<pb::UndefineRequest>,
     ) -> Result<Response<()>, Status> {
+        let req = request.get_ref();
         ok(self
             .driver
-            .undefine(request.get_ref().domain.as_ref())
+            .undefine_with_save(req.domain.as_ref(), req.managed_save)
             .await)
     }
 
@@ -236,7 +241,7 @@ impl Domain for DomainService {
                 os_type: v.def.os_type(),
                 persistent: v.persistent,
                 autostart: false,
-                has_managed_save: false,
+                has_managed_save: self.driver.has_managed_save_named(&v.name),
                 id: v.id,
                 uuid: v.uuid.clone(),
                 name: v.name.clone(),
@@ -405,7 +410,10 @@ impl Domain for DomainService {
         let filter = req.filter.unwrap_or_default();
         // Every group this driver has is always returned; a request for
         // groups it does not know gets what it has, as libvirt does.
-        let stats = self.driver.all_stats(|v| list_filter(&filter, v)).await;
+        let stats = self
+            .driver
+            .all_stats(|v| list_filter(&self.driver, &filter, v))
+            .await;
         Ok(Response::new(Box::pin(tokio_stream::iter(
             stats.into_iter().map(Ok),
         ))))
@@ -445,27 +453,26 @@ impl Domain for DomainService {
         let stream = crate::console::session(&pty, input, cancel)?;
         Ok(Response::new(stream))
     }
-    async fn managed_save(&self, _: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
-        unimpl("ManagedSave")
+    async fn managed_save(&self, request: Request<pb::ObjectRef>) -> Result<Response<()>, Status> {
+        ok(self.driver.managed_save(Some(request.get_ref())).await)
     }
     async fn has_managed_save(
         &self,
         request: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::HasManagedSaveReply>, Status> {
-        // ManagedSave is not implemented, so no domain has a saved image.
         ok(self
             .driver
-            .lookup(Some(request.get_ref()))
-            .map(|_| pb::HasManagedSaveReply {
-                has_managed_save: false,
-            }))
+            .has_managed_save(Some(request.get_ref()))
+            .map(|has_managed_save| pb::HasManagedSaveReply { has_managed_save }))
     }
     async fn managed_save_remove(
         &self,
         request: Request<pb::ObjectRef>,
     ) -> Result<Response<()>, Status> {
-        // Nothing to remove; libvirt succeeds in that case too.
-        ok(self.driver.lookup(Some(request.get_ref())).map(|_| ()))
+        ok(self
+            .driver
+            .managed_save_remove(Some(request.get_ref()))
+            .await)
     }
     async fn snapshot_create_xml(
         &self,

@@ -20,6 +20,19 @@ impl QemuDriver {
                 .clone()
                 .ok_or_else(|| err::internal("domain has no definition"))?
         };
+        // A managed save image is restored instead of booting, with the
+        // hardware the guest had when it was saved.
+        let img = self.save_image(&def.name());
+        if img.exists() {
+            let record = img.load()?;
+            let saved_def =
+                DomainDef::parse(&save::restorable_xml(&record.xml)?).map_err(err::conf)?;
+            let view = self
+                .start_with(&dom, saved_def, paused, Some((&img, record.running)))
+                .await?;
+            img.remove()?;
+            return Ok(view);
+        }
         self.start_locked(&dom, def, paused).await
     }
 
@@ -77,6 +90,18 @@ impl QemuDriver {
         dom: &Arc<Dom>,
         def: DomainDef,
         paused: bool,
+    ) -> Result<DomView> {
+        self.start_with(dom, def, paused, None).await
+    }
+
+    /// Start, or with `restore` (a managed save image and whether the
+    /// guest was running) load the saved state before the guest runs.
+    pub(super) async fn start_with(
+        &self,
+        dom: &Arc<Dom>,
+        def: DomainDef,
+        paused: bool,
+        restore: Option<(&save::SaveImage, bool)>,
     ) -> Result<DomView> {
         let mut def = def;
         crate::graphics::assign_ports(&mut def);
@@ -175,7 +200,7 @@ impl QemuDriver {
                     crate::blockdev::netdev_json(i, b, fd)
                 })
                 .collect();
-            argv::build(
+            let mut args = argv::build(
                 &def,
                 &ArgvOptions {
                     monitor: paths.monitor.clone(),
@@ -183,7 +208,12 @@ impl QemuDriver {
                     pidfile: Some(paths.pidfile.clone()),
                     netdevs: Some(netdevs),
                 },
-            )
+            );
+            if restore.is_some() {
+                // The state comes with `migrate-incoming` once QMP is up.
+                args.extend(["-incoming".to_owned(), "defer".to_owned()]);
+            }
+            args
         };
         let emulator = self.emulator_path(&def.emulator());
         let log_start = std::fs::metadata(&paths.log).map(|m| m.len()).unwrap_or(0);
@@ -228,6 +258,13 @@ impl QemuDriver {
         if let Err(e) = qmp.execute(qmp::QmpCapabilities {}).await {
             return Err(fail(err::qmp(e), spawned.pid).await);
         }
+        if let Some((img, _)) = restore
+            && let Err(e) = Self::restore_image(&qmp, img).await
+        {
+            return Err(fail(e, spawned.pid).await);
+        }
+        // A restored guest runs again only if it was running when saved.
+        let paused = paused || restore.is_some_and(|(_, running)| !running);
         let ptys = match qmp::serial_ptys(&qmp).await {
             Ok(p) => p,
             Err(e) => return Err(fail(err::qmp(e), spawned.pid).await),
@@ -249,6 +286,7 @@ impl QemuDriver {
             generation,
             starting: true,
             destroying: false,
+            saving: false,
             got_shutdown: false,
             fake_reboot: false,
             rebooting: false,
@@ -291,9 +329,12 @@ impl QemuDriver {
         };
         live.starting = false;
         let name = st.name.clone();
-        self.inner
-            .events
-            .lifecycle(&dom.uuid, &name, Lifecycle::StartedBooted);
+        let started = if restore.is_some() {
+            Lifecycle::StartedRestored
+        } else {
+            Lifecycle::StartedBooted
+        };
+        self.inner.events.lifecycle(&dom.uuid, &name, started);
         if paused {
             st.state = DomainState::Paused;
             st.reason = PAUSED_USER;
@@ -302,7 +343,11 @@ impl QemuDriver {
                 .lifecycle(&dom.uuid, &name, Lifecycle::SuspendedPaused);
         } else {
             st.state = DomainState::Running;
-            st.reason = RUNNING_BOOTED;
+            st.reason = if restore.is_some() {
+                RUNNING_RESTORED
+            } else {
+                RUNNING_BOOTED
+            };
         }
         view(&dom.uuid, st).ok_or_else(|| err::internal("domain has no definition"))
     }

@@ -15,6 +15,7 @@ mod lifecycle;
 mod metadata;
 mod monitor;
 mod recovery;
+mod save;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -47,14 +48,17 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 // virDomain*Reason numbers used here (libvirt's).
 pub const RUNNING_UNKNOWN: i32 = 0;
 pub const RUNNING_BOOTED: i32 = 1;
+pub const RUNNING_RESTORED: i32 = 3;
 pub const RUNNING_UNPAUSED: i32 = 5;
 pub const PAUSED_UNKNOWN: i32 = 0;
 pub const PAUSED_USER: i32 = 1;
+pub const PAUSED_SAVE: i32 = 3;
 pub const PAUSED_STARTING_UP: i32 = 11;
 pub const SHUTDOWN_USER: i32 = 1;
 pub const SHUTOFF_UNKNOWN: i32 = 0;
 pub const SHUTOFF_SHUTDOWN: i32 = 1;
 pub const SHUTOFF_DESTROYED: i32 = 2;
+pub const SHUTOFF_SAVED: i32 = 5;
 pub const SHUTOFF_FAILED: i32 = 6;
 pub const CRASHED_PANICKED: i32 = 1;
 
@@ -140,6 +144,8 @@ struct Live {
     /// Between spawn and `cont`: QMP's STOP/RESUME are ours, not news.
     starting: bool,
     destroying: bool,
+    /// Managed save wrote the state and is ending QEMU.
+    saving: bool,
     got_shutdown: bool,
     fake_reboot: bool,
     /// Between the guest's poweroff and the `cont` after the reset of a

@@ -106,7 +106,9 @@ impl QemuDriver {
                 EventKind::Powerdown | EventKind::Other => {}
             },
             MonitorMsg::Eof => {
-                let (ev, reason) = if live.destroying {
+                let (ev, reason) = if live.saving {
+                    (Some(Lifecycle::StoppedSaved), SHUTOFF_SAVED)
+                } else if live.destroying {
                     (Some(Lifecycle::StoppedDestroyed), SHUTOFF_DESTROYED)
                 } else if live.starting {
                     // A failed start is reported to the caller, not as an event.

@@ -61,49 +61,50 @@ impl QemuDriver {
             .next_id
             .fetch_max(status.id + 1, Ordering::Relaxed);
         {
-        let mut st = dom.lock();
-        st.live = Some(Live {
-            id: status.id,
-            pid: status.pid,
-            def,
-            qmp: qmp.clone(),
-            paths,
-            generation,
-            starting: false,
-            destroying: false,
-            got_shutdown: false,
-            fake_reboot: false,
-            rebooting: false,
-            pause_reason: None,
-            ptys,
-            console: None,
-            links: status.links.clone(),
-        });
-        match run {
-            Ok(s) if s.running => {
-                st.state = DomainState::Running;
-                st.reason = RUNNING_UNKNOWN;
-            }
-            Ok(s) if s.status == "shutdown" => {
-                // Powered off while we were away; finish what on_poweroff
-                // (destroy) asks.
-                st.state = DomainState::Shutdown;
-                st.reason = SHUTDOWN_USER;
-                if let Some(l) = st.live.as_mut() {
-                    l.got_shutdown = true;
-                    let _ = process::signal(l.pid, Signal::SIGTERM);
+            let mut st = dom.lock();
+            st.live = Some(Live {
+                id: status.id,
+                pid: status.pid,
+                def,
+                qmp: qmp.clone(),
+                paths,
+                generation,
+                starting: false,
+                destroying: false,
+                saving: false,
+                got_shutdown: false,
+                fake_reboot: false,
+                rebooting: false,
+                pause_reason: None,
+                ptys,
+                console: None,
+                links: status.links.clone(),
+            });
+            match run {
+                Ok(s) if s.running => {
+                    st.state = DomainState::Running;
+                    st.reason = RUNNING_UNKNOWN;
+                }
+                Ok(s) if s.status == "shutdown" => {
+                    // Powered off while we were away; finish what on_poweroff
+                    // (destroy) asks.
+                    st.state = DomainState::Shutdown;
+                    st.reason = SHUTDOWN_USER;
+                    if let Some(l) = st.live.as_mut() {
+                        l.got_shutdown = true;
+                        let _ = process::signal(l.pid, Signal::SIGTERM);
+                    }
+                }
+                Ok(_) => {
+                    st.state = DomainState::Paused;
+                    st.reason = PAUSED_USER;
+                }
+                Err(e) => {
+                    tracing::warn!("guest {}: query-status failed: {e}", status.name);
+                    st.state = DomainState::Running;
+                    st.reason = RUNNING_UNKNOWN;
                 }
             }
-            Ok(_) => {
-                st.state = DomainState::Paused;
-                st.reason = PAUSED_USER;
-            }
-            Err(e) => {
-                tracing::warn!("guest {}: query-status failed: {e}", status.name);
-                st.state = DomainState::Running;
-                st.reason = RUNNING_UNKNOWN;
-            }
-        }
         }
         // The network service may have restarted too: tell it again which
         // ports this guest uses (a port it still has is left as it is).
@@ -120,7 +121,7 @@ impl QemuDriver {
         links: &[crate::hostnet::OwnedLink],
     ) {
         // The links this service created for the guest, and only those.
-        crate::hostnet::release(links).await;
+        crate::hostnet::release(&self.inner.net, links).await;
         paths.cleanup();
         let mut st = dom.lock();
         st.live = None;

@@ -122,17 +122,17 @@ impl QemuDriver {
             .filter(|d| d.name == "disk")
             .collect();
         let wanted: Vec<String> = if path.is_empty() {
-            disks.iter().filter_map(|d| crate::def::alias_of(d)).collect()
-        } else {
-            let disk = disks
+            disks
                 .iter()
-                .find(|d| disk_named(d, path))
-                .ok_or_else(|| {
-                    err::qemu(
-                        ErrorCode::InvalidArg,
-                        format!("invalid argument: invalid path: {path}"),
-                    )
-                })?;
+                .filter_map(|d| crate::def::alias_of(d))
+                .collect()
+        } else {
+            let disk = disks.iter().find(|d| disk_named(d, path)).ok_or_else(|| {
+                err::qemu(
+                    ErrorCode::InvalidArg,
+                    format!("invalid argument: invalid path: {path}"),
+                )
+            })?;
             crate::def::alias_of(disk).into_iter().collect()
         };
         let all = qmp
@@ -141,7 +141,10 @@ impl QemuDriver {
             .map_err(err::qmp)?;
         let mut total = BlockStats::default();
         for entry in all.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let qdev = entry.get("qdev").and_then(Value::as_str).unwrap_or_default();
+            let qdev = entry
+                .get("qdev")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !wanted.iter().any(|alias| qdev_is(qdev, alias)) {
                 continue;
             }
@@ -160,7 +163,11 @@ impl QemuDriver {
     /// statistics; for a tap (bridge, network) the host's rx is the
     /// guest's tx, so they are swapped as libvirt swaps them, while a
     /// macvtap or ethernet link shares the guest's view.
-    pub fn interface_stats(&self, r: Option<&pb::ObjectRef>, device: &str) -> Result<InterfaceStats> {
+    pub fn interface_stats(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        device: &str,
+    ) -> Result<InterfaceStats> {
         let dom = self.find(r)?;
         let def = {
             let st = dom.lock();
