@@ -30,8 +30,8 @@ const ROUTER: &str = "10.77.6.1";
 /// The guest's kernel and network initramfs, built (or found) by the qemu
 /// crate's fixture script.
 fn guest_files() -> Option<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("services/qemu/tests/fixtures/build-guest.sh");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("services/qemu/tests/fixtures/build-guest.sh");
     let out = Command::new("sh").arg(&script).output().ok()?;
     if !out.status.success() {
         eprintln!(
@@ -110,9 +110,7 @@ impl Vsh {
             }
         });
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline
-            && !done(&seen.lock().unwrap_or_else(|e| e.into_inner()))
-        {
+        while Instant::now() < deadline && !done(&seen.lock().unwrap_or_else(|e| e.into_inner())) {
             std::thread::sleep(Duration::from_millis(200));
         }
         // ^] ends the session as in virsh; a kill if it does not.
@@ -174,7 +172,8 @@ impl Drop for KillQemus {
 #[test]
 fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     let tools = ["ip", "dnsmasq", "nft", "script"];
-    let have = is_root() && tools.iter().all(|t| which(t).is_some()) && Path::new(EMULATOR).exists();
+    let have =
+        is_root() && tools.iter().all(|t| which(t).is_some()) && Path::new(EMULATOR).exists();
     if !require(
         "root, ip, dnsmasq, nft, script and qemu-system-x86_64 (scripts/install-host-deps.sh)",
         have,
@@ -223,8 +222,8 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
             ],
         )
     };
-    let network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
-    let qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
+    let mut network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
+    let mut qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
     let gateway = Proc::start(
         env!("CARGO_BIN_EXE_virtmesh-gateway"),
         &["--config", &config, "--listen", "127.0.0.1:0"],
@@ -258,8 +257,11 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     let dom_xml = path("guest.xml");
     std::fs::write(&dom_xml, guest_xml(GUEST, NET, MAC)).expect("guest xml");
     let stray_xml = path("stray.xml");
-    std::fs::write(&stray_xml, guest_xml("stray", "nosuch", "52:54:00:4e:77:07"))
-        .expect("stray xml");
+    std::fs::write(
+        &stray_xml,
+        guest_xml("stray", "nosuch", "52:54:00:4e:77:07"),
+    )
+    .expect("stray xml");
     vsh.ok(&["net-define", &net_xml]);
     vsh.ok(&["define", &dom_xml]);
     vsh.ok(&["define", &stray_xml]);
@@ -273,7 +275,10 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     let err = vsh.fails(&["start", GUEST]);
     assert!(err.contains("network is not active"), "{err}");
     let links = String::from_utf8_lossy(&ns.ip(&["-o", "link"]).stdout).into_owned();
-    assert!(!links.contains("vnet"), "a failed start left a tap: {links}");
+    assert!(
+        !links.contains("vnet"),
+        "a failed start left a tap: {links}"
+    );
 
     vsh.ok(&["net-start", NET]);
     vsh.ok(&["start", GUEST]);
@@ -292,8 +297,7 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         "{live}"
     );
     assert!(live.contains("<target dev='vnet0'/>"), "{live}");
-    let tap = String::from_utf8_lossy(&ns.ip(&["-o", "link", "show", "vnet0"]).stdout)
-        .into_owned();
+    let tap = String::from_utf8_lossy(&ns.ip(&["-o", "link", "show", "vnet0"]).stdout).into_owned();
     assert!(tap.contains(&format!("master {BRIDGE}")), "{tap}");
     let port_xml = vsh.ok(&["net-port-dumpxml", NET, &port]);
     assert!(
@@ -348,6 +352,55 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
             && l.contains(&format!("{ip}/24"))),
         "{addrs}"
     );
+
+    // Both services restart under the running guest: the network service
+    // finds its port again, the qemu service reconnects and re-announces
+    // it; the lease is still reported.
+    network.kill();
+    qemu.kill();
+    network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
+    qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
+    assert_eq!(vsh.ok(&["net-port-list", NET, "--uuid"]).trim(), port);
+    let addrs = vsh.ok(&["domifaddr", GUEST, "--source", "lease"]);
+    assert!(addrs.contains(&format!("{ip}/24")), "{addrs}");
+
+    // A hot-plugged interface on the network takes a port of its own,
+    // and gives it back when the guest has ejected it.
+    let nic_xml = path("nic.xml");
+    std::fs::write(
+        &nic_xml,
+        format!(
+            "<interface type='network'><mac address='52:54:00:4e:77:08'/>\
+             <source network='{NET}'/><model type='virtio'/></interface>"
+        ),
+    )
+    .expect("nic xml");
+    vsh.ok(&["attach-device", GUEST, &nic_xml, "--live"]);
+    let ports = vsh.ok(&["net-port-list", NET, "--uuid"]);
+    let second = ports
+        .lines()
+        .map(str::trim)
+        .find(|u| !u.is_empty() && *u != port)
+        .unwrap_or_else(|| panic!("no second port after attach: {ports}"))
+        .to_owned();
+    let live = vsh.ok(&["dumpxml", GUEST]);
+    assert!(
+        live.contains(&format!(
+            "<source network='{NET}' portid='{second}' bridge='{BRIDGE}'/>"
+        )),
+        "{live}"
+    );
+    vsh.ok(&["detach-device", GUEST, &nic_xml, "--live"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ports = String::new();
+    while Instant::now() < deadline {
+        ports = vsh.ok(&["net-port-list", NET, "--uuid"]);
+        if ports.trim() == port {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(ports.trim(), port, "the unplugged NIC's port stayed");
 
     // Destroy gives the port back and removes the tap.
     vsh.ok(&["destroy", GUEST]);

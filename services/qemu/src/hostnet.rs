@@ -78,7 +78,6 @@ impl From<HostNetError> for VirtError {
     }
 }
 
-
 fn target_dev(iface: &Element) -> Option<String> {
     iface
         .child("target")
@@ -220,7 +219,9 @@ async fn prepare_one(
                 // An existing tap the user manages: used, never created
                 // nor deleted by us.
                 let name = target_dev(iface).ok_or_else(|| {
-                    HostNetError::Host("XML error: target dev must be supplied when managed='no'".into())
+                    HostNetError::Host(
+                        "XML error: target dev must be supplied when managed='no'".into(),
+                    )
                 })?;
                 return Ok((Backend::Tap(name.clone()), Some(name), None));
             }
@@ -251,7 +252,9 @@ async fn bridge_tap(
                 .await
                 .map_err(|e| HostNetError::Host(e.to_string()))?
                 .ok_or_else(|| {
-                    HostNetError::Host(format!("Cannot get interface MTU on '{br}': No such device"))
+                    HostNetError::Host(format!(
+                        "Cannot get interface MTU on '{br}': No such device"
+                    ))
                 })?,
         ),
         None => None,
@@ -281,7 +284,8 @@ async fn bridge_tap(
 /// rtnetlink, and TUNSETIFF is an ioctl). An existing name fails first,
 /// so a link that was there is never adopted.
 async fn create_tap(nl: &Netlink, name: &str) -> Result<u32, HostNetError> {
-    let fail = |msg: String| HostNetError::Host(format!("Unable to create tap device {name}: {msg}"));
+    let fail =
+        |msg: String| HostNetError::Host(format!("Unable to create tap device {name}: {msg}"));
     if nl
         .link_index(name)
         .await

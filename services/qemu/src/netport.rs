@@ -118,27 +118,25 @@ impl NetPeer {
             port_uuid: port.port_uuid.clone(),
         };
         let described = client.port_get_xml_desc(port_ref.clone()).await;
-        let record = described
-            .map_err(|s| peer_err(&s))
-            .and_then(|x| {
-                let xml = x.into_inner().xml;
-                let bridge = plug_bridge(&xml).ok_or_else(|| {
-                    VirtError::new(
-                        ErrorCode::InternalError,
-                        ErrorDomain::Qemu,
-                        format!(
-                            "internal error: network '{network}' gave port {} no bridge to plug into",
-                            port.port_uuid
-                        ),
-                    )
-                })?;
-                Ok(PortRecord {
-                    network: network.clone(),
-                    uuid: port.port_uuid.clone(),
-                    bridge,
-                    xml,
-                })
-            });
+        let record = described.map_err(|s| peer_err(&s)).and_then(|x| {
+            let xml = x.into_inner().xml;
+            let bridge = plug_bridge(&xml).ok_or_else(|| {
+                VirtError::new(
+                    ErrorCode::InternalError,
+                    ErrorDomain::Qemu,
+                    format!(
+                        "internal error: network '{network}' gave port {} no bridge to plug into",
+                        port.port_uuid
+                    ),
+                )
+            })?;
+            Ok(PortRecord {
+                network: network.clone(),
+                uuid: port.port_uuid.clone(),
+                bridge,
+                xml,
+            })
+        });
         if record.is_err() {
             // The port is ours and useless: give it back.
             let _ = client.port_delete(port_ref).await;
@@ -229,9 +227,7 @@ pub fn port_xml(iface: &Element, owner_uuid: &str, owner_name: &str) -> String {
     if let Some(group) = iface.child("source").and_then(|s| s.attr("portgroup")) {
         root = root.with_child(Element::new("group").with_text(group));
     }
-    root = root.with_child(
-        Element::new("mac").with_attr("address", crate::hostnet::mac_of(iface)),
-    );
+    root = root.with_child(Element::new("mac").with_attr("address", crate::hostnet::mac_of(iface)));
     for kind in ["virtualport", "bandwidth", "vlan", "port"] {
         if let Some(e) = iface.child(kind) {
             root = root.with_child(e.clone());

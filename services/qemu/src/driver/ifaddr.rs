@@ -111,7 +111,7 @@ fn arp_addresses(def: &DomainDef, table: &str) -> Vec<pb::DomainInterface> {
                     prefix: 0,
                 })
                 .collect();
-            (!addrs.is_empty()).then(|| pb::DomainInterface {
+            (!addrs.is_empty()).then_some(pb::DomainInterface {
                 name: nic.name,
                 hwaddr: nic.mac,
                 addrs,
