@@ -581,8 +581,77 @@ fn filterrefs(devices: &mut Element) {
     }
 }
 
+/// Checks the qemu driver makes on the devices before defaults, with
+/// libvirt's errors.
+fn validate(devices: &Element, q35: bool) -> Result<(), ConfError> {
+    let mut targets: Vec<(&str, String)> = Vec::new();
+    let mut tpms = 0;
+    for d in devices.elements() {
+        match d.name.as_str() {
+            "disk" => {
+                let dev = d
+                    .child("target")
+                    .and_then(|t| t.attr("dev"))
+                    .unwrap_or_default();
+                let src = crate::blockdev::disk_source(d).unwrap_or_default();
+                if let Some((_, first)) = targets.iter().find(|(t, _)| *t == dev) {
+                    return Err(ConfError::xml(format!(
+                        "target '{dev}' duplicated for disk sources '{first}' and '{src}'"
+                    )));
+                }
+                targets.push((dev, src));
+                let bus = d.child("target").and_then(|t| t.attr("bus"));
+                let bus = bus.unwrap_or(if dev.starts_with("hd") { "ide" } else { "" });
+                if q35 && bus == "ide" {
+                    return Err(ConfError::unsupported(
+                        "IDE controllers are unsupported for this QEMU binary or machine type",
+                    ));
+                }
+                if matches!(attr(d, "device"), "cdrom" | "floppy")
+                    && (bus == "virtio" || dev.starts_with("vd"))
+                {
+                    return Err(ConfError::unsupported(format!(
+                        "disk type of '{dev}' does not support ejectable media"
+                    )));
+                }
+            }
+            "controller" if q35 && attr(d, "type") == "ide" => {
+                return Err(ConfError::unsupported(
+                    "IDE controllers are unsupported for this QEMU binary or machine type",
+                ));
+            }
+            "tpm" if attr(d, "model") != "spapr-tpm-proxy" => {
+                tpms += 1;
+                if tpms > 1 {
+                    return Err(ConfError::unsupported(
+                        "only a single TPM non-proxy device is supported",
+                    ));
+                }
+            }
+            "watchdog" if q35 && attr(d, "model") == "ib700" => {
+                return Err(ConfError::unsupported(
+                    "ib700 model of watchdog cannot be used with this machine type",
+                ));
+            }
+            "vsock" => {
+                if let Some(cid) = d
+                    .child("cid")
+                    .and_then(|c| c.attr("address"))
+                    .and_then(|a| a.parse::<u64>().ok())
+                    && cid < 3
+                {
+                    return Err(ConfError::unsupported("guest CIDs must be >= 3"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// All of the above, then PCI, virtio-serial and USB addresses.
 pub fn apply(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
+    validate(devices, q35)?;
     for g in devices.elements_mut().filter(|d| d.name == "graphics") {
         graphics(g);
     }
