@@ -353,8 +353,8 @@ mod tests {
             "qemu.argv regressed: {argv_ok}/{argv_total} < 123"
         );
         assert!(
-            err_ok >= 12,
-            "define errors regressed: {err_ok}/{err_total} < 12"
+            err_ok >= 25,
+            "define errors regressed: {err_ok}/{err_total} < 25"
         );
     }
 
