@@ -2,6 +2,8 @@
 //! parser and post-parse callbacks apply for the test driver (implicit
 //! controllers, drive addresses, interface names, consoles, ...).
 
+use std::collections::HashSet;
+
 use crate::ConfError;
 use crate::xml::{Element, Node};
 
@@ -195,20 +197,25 @@ fn sort_device(dev: &mut Element, order: &[&str]) {
     dev.sort_children(&full);
 }
 
-/// Index of a disk name: sda -> 0, sdb -> 1, sdaa -> 26.
+/// Index of a disk name as virDiskNameToIndex: one of libvirt's prefixes,
+/// lowercase letters, an optional partition number (sda -> 0, sdb -> 1,
+/// sdaa -> 26, hdb2 -> 1).  libvirt computes it in an `int`; a name whose
+/// index does not fit is no disk name here.
 pub fn disk_index(dev: &str) -> Option<u64> {
-    let prefix_len = if dev.starts_with("xvd") || dev.starts_with("ubd") {
-        3
-    } else {
-        2
-    };
-    let suffix = dev.get(prefix_len..)?;
-    if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_lowercase()) {
+    let rest = ["fd", "hd", "vd", "sd", "xvd", "ubd"]
+        .iter()
+        .find_map(|p| dev.strip_prefix(p))?;
+    let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+    let (suffix, digits) = rest.split_at(letters);
+    if suffix.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let mut idx: u64 = 0;
     for c in suffix.bytes() {
         idx = idx.checked_mul(26)?.checked_add(u64::from(c - b'a') + 1)?;
+        if idx > i32::MAX as u64 + 1 {
+            return None;
+        }
     }
     Some(idx - 1)
 }
@@ -738,6 +745,9 @@ fn normalize_graphics(dev: &mut Element) {
     }
 }
 
+/// The highest disk controller index implied controllers are added up to.
+const MAX_DRIVE_CONTROLLER: u32 = 4095;
+
 /// Child order of character devices (serial, parallel, channel, console).
 const CHR_ORDER: &[&str] = &["source", "protocol", "log", "target"];
 
@@ -913,6 +923,7 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
     // Implicit controllers, in the order libvirt adds them: one per
     // controller index a drive address names.
     let mut wanted: Vec<(String, String)> = Vec::new();
+    let mut wanted_set: HashSet<(String, String)> = HashSet::new();
     for ty in ["ide", "fdc", "scsi", "sata"] {
         for d in devices.elements() {
             let is_disk_on_bus = d.name == "disk" && disk_bus(d) == ty;
@@ -928,11 +939,19 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
                 .unwrap_or("0")
                 .to_owned();
             // libvirt adds every controller index up to the one named.
+            // It has no bound, so a drive address (or disk name) naming
+            // controller 4000000000 would make it allocate that many; we
+            // refuse instead.
             let max: u32 = idx.parse().unwrap_or(0);
+            if max > MAX_DRIVE_CONTROLLER {
+                return Err(ConfError::unsupported(format!(
+                    "{ty} controller index {max} is out of range (at most {MAX_DRIVE_CONTROLLER})"
+                )));
+            }
             for i in 0..=max {
-                let i = i.to_string();
-                if !wanted.iter().any(|(t, w)| t == ty && *w == i) {
-                    wanted.push((ty.to_owned(), i));
+                let key = (ty.to_owned(), i.to_string());
+                if wanted_set.insert(key.clone()) {
+                    wanted.push(key);
                 }
             }
         }
@@ -947,11 +966,15 @@ pub fn normalize(devices: &mut Element) -> Result<(), ConfError> {
     if devices.child("smartcard").is_some() {
         wanted.push(("ccid".into(), "0".into()));
     }
+    let existing: HashSet<(String, String)> = devices
+        .children_named("controller")
+        .map(|c| {
+            let attr = |k| c.attr(k).unwrap_or("").to_owned();
+            (attr("type"), attr("index"))
+        })
+        .collect();
     for (ty, idx) in wanted {
-        let exists = devices
-            .children_named("controller")
-            .any(|c| c.attr("type") == Some(ty.as_str()) && c.attr("index") == Some(idx.as_str()));
-        if !exists {
+        if !existing.contains(&(ty.clone(), idx.clone())) {
             devices.children.push(Node::Element(
                 Element::new("controller")
                     .with_attr("type", ty)

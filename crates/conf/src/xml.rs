@@ -333,6 +333,9 @@ fn start_element(
         // XML 1.0 §3.3.3 (as libxml2): literal tabs and newlines in an
         // attribute value are spaces; only character references keep them.
         let raw = utf8(&attr.value, doc, pos)?.replace(['\t', '\n'], " ");
+        if raw.contains('<') {
+            return Err(err("Unescaped '<' not allowed in attributes values".into()));
+        }
         let value = unescape(&raw)
             .ok_or_else(|| err(format!("EntityRef: expecting ';' in attribute {key}")))?;
         if el.attr(&key).is_some() {
@@ -480,10 +483,14 @@ fn push_text(parent: &mut Element, text: &str) {
 }
 
 /// Drop whitespace-only text: indentation between elements, and blank
-/// content of leaves (libvirt prints those as `<x/>`).
+/// content of leaves (libvirt prints those as `<x/>`).  Text beside child
+/// elements goes too: libvirt's parsers read element content through
+/// XPath and never see such stray text, and kept, it would move around as
+/// the children are sorted (a define/dumpxml cycle would not be stable).
 fn strip_whitespace(el: &mut Element) {
+    let mixed = el.children.iter().any(|n| matches!(n, Node::Element(_)));
     el.children
-        .retain(|n| !matches!(n, Node::Text(t) if t.trim().is_empty()));
+        .retain(|n| !matches!(n, Node::Text(t) if mixed || t.trim().is_empty()));
     for child in el.elements_mut() {
         strip_whitespace(child);
     }
@@ -561,14 +568,10 @@ fn format_element(el: &Element, depth: usize, dquote: bool, out: &mut String) {
     for child in &el.children {
         match child {
             Node::Element(e) => format_element(e, depth + 1, dquote || el.name == "metadata", out),
-            Node::Text(t) => {
-                // Mixed content is rare in libvirt documents; keep the text
-                // on its own line rather than lose it.
-                out.push_str(&"  ".repeat(depth + 1));
-                out.push_str(&escape(t.trim()));
-                out.push('\n');
-            }
-            Node::Break => {}
+            // Text beside child elements (left when a normaliser adds a
+            // child to an element that had text) is not part of any
+            // libvirt document, and the parser drops it: so does output.
+            Node::Text(_) | Node::Break => {}
         }
     }
     out.push_str(&indent);

@@ -131,12 +131,113 @@ fn pool_attribute_with_newline_formats_stably() {
     <name>rbdpool</name>
     <host name='mon1.example.org' port='6789'/>
     <auth username='admin' type='ceph'>
-      <productsecret uuid='2ec115d7</uuid>
-  <sourac909a6fd87'/>
+      <productsecret uuid='2ec115d7
+  sourac909a6fd87'/>
     </auth>
   </source>
 </pool>",
         PoolDef::parse,
         |p| p.to_xml(1 << 30, 1 << 20, 1 << 29),
     );
+}
+
+/// Stray text beside child elements is not part of any libvirt document;
+/// it is dropped (it used to be kept and moved as devices were sorted).
+#[test]
+fn stray_text_in_element_content_is_dropped() {
+    let xml = stable(
+        "<domain type='kvm'>
+  <name>vm</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <smartcard mode='host-certificates'>
+    ( <certificate>cert1</certificate>
+      <certificate>cert2</certificate>
+      <certificate>cert3</certificate>
+      <database>/etc/pki/nssdb</database>
+    </smartcard>
+  </devices>
+</domain>",
+        DomainDef::parse,
+        domain_xml,
+    );
+    assert!(!xml.contains('('), "{xml}");
+    let el = virtmesh_conf::xml::parse("<a>x<b/>y</a>").expect("parses");
+    assert_eq!(el.to_xml(), "<a>\n  <b/>\n</a>\n");
+}
+
+fn domain_with_disk(disk: &str) -> String {
+    format!(
+        "<domain type='kvm'><name>vm</name><memory>1024</memory>\
+         <os><type>hvm</type></os><devices>{disk}</devices></domain>"
+    )
+}
+
+/// Disk names are read as virDiskNameToIndex reads them: "hidmapda" has no
+/// disk prefix (it used to be read as index ~2e8 and hang adding IDE
+/// controllers); a partition number is allowed.
+#[test]
+fn disk_names_as_libvirt_reads_them() {
+    use virtmesh_conf::devices::disk_index;
+    assert_eq!(disk_index("hidmapda"), None);
+    assert_eq!(disk_index("sdaa"), Some(26));
+    assert_eq!(disk_index("hdb2"), Some(1));
+    assert_eq!(disk_index("xvdc"), Some(2));
+    assert_eq!(disk_index("sda1x"), None);
+    assert_eq!(disk_index("vdzzzzzzzzzzzz"), None);
+    let started = std::time::Instant::now();
+    stable(
+        &domain_with_disk(
+            "<disk type=\"file\" device=\"disk\"><source file=\"/tmp/a.raw\"/>\
+             <target dev=\"hidmapda\" bus=\"ide\"/></disk>",
+        ),
+        DomainDef::parse,
+        domain_xml,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// A drive address naming a huge controller index is refused instead of
+/// adding every controller up to it (libvirt has no bound there).
+#[test]
+fn huge_drive_controller_index_is_refused() {
+    let e = DomainDef::parse(&domain_with_disk(
+        "<disk type='file'><source file='/a'/><target dev='sda' bus='scsi'/>\
+         <address type='drive' controller='4000000000' bus='0' target='0' unit='0'/></disk>",
+    ))
+    .expect_err("out of range");
+    assert!(e.message.contains("out of range"), "{}", e.message);
+    let e = DomainDef::parse(&domain_with_disk(
+        "<disk type='file'><source file='/a'/><target dev='hdzzzzz'/></disk>",
+    ))
+    .expect_err("out of range");
+    assert!(e.message.contains("ide controller index"), "{}", e.message);
+    // The bound still leaves room for thousands of controllers.
+    stable(
+        &domain_with_disk(
+            "<disk type='file'><source file='/a'/><target dev='sda' bus='scsi'/>\
+             <address type='drive' controller='300' bus='0' target='0' unit='0'/></disk>",
+        ),
+        DomainDef::parse,
+        domain_xml,
+    );
+}
+
+/// Text in an element that a normaliser then gives a child (<forward> gets
+/// its <interface>) is not formatted; '<' in an attribute value is not XML.
+#[test]
+fn text_beside_added_children_and_lt_in_attributes() {
+    let xml = stable(
+        "<network>
+  <name>n</name>
+  <forward mode='nat' dev='eth0'>stray</forward>
+  <ip address='192.168.231.1' netmask='255.255.255.0'/>
+</network>",
+        NetworkDef::parse,
+        |d| d.to_xml(),
+    );
+    assert!(!xml.contains("stray"), "{xml}");
+    let e = virtmesh_conf::xml::parse("<a b='1<2'/>").expect_err("'<' in attribute");
+    assert!(e.to_string().contains("Unescaped '<' not allowed in attributes values"), "{e}");
 }
