@@ -143,30 +143,49 @@ fn dnsmasq_with(needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// Kill QEMUs of this test (their command line names our directory), in
-/// case an assertion failed before destroy.
+/// SIGKILL the QEMUs whose command line names `dir` (ours).
+fn kill_qemus(dir: &Path) -> usize {
+    let marker = dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for pid in entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains("qemu-system") && cmd.contains(&marker) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Kill QEMUs of this test, in case an assertion failed before destroy.
 struct KillQemus(PathBuf);
 
 impl Drop for KillQemus {
     fn drop(&mut self) {
-        let marker = self.0.display().to_string();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for pid in entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("qemu-system") && cmd.contains(&marker) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        kill_qemus(&self.0);
     }
+}
+
+/// Poll `vsh net-port-list NET --uuid` until it is empty (true) or 15 s.
+fn ports_drain(vsh: &Vsh) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if vsh.ok(&["net-port-list", NET, "--uuid"]).trim().is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
 }
 
 #[test]
@@ -409,6 +428,26 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     assert!(
         !ns.ip(&["link", "show", "vnet0"]).status.success(),
         "tap left after destroy"
+    );
+
+    // QEMU dying under the service: the port goes with it.
+    vsh.ok(&["start", GUEST]);
+    assert!(!vsh.ok(&["net-port-list", NET, "--uuid"]).trim().is_empty());
+    assert_eq!(kill_qemus(dir.path()), 1);
+    assert!(ports_drain(&vsh), "port left after QEMU was killed");
+    // QEMU dying while the qemu service is down: recovery finds the guest
+    // gone and gives the port back.
+    vsh.ok(&["start", GUEST]);
+    qemu.kill();
+    assert_eq!(kill_qemus(dir.path()), 1);
+    qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
+    assert!(
+        ports_drain(&vsh),
+        "port left after recovery of a gone guest"
+    );
+    assert!(
+        !ns.ip(&["link", "show", "vnet0"]).status.success(),
+        "tap left after recovery of a gone guest"
     );
 
     // net-destroy: no bridge, no dnsmasq, no nft table of ours.
