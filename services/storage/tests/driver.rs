@@ -1,0 +1,265 @@
+//! The driver core on real directories: lifecycle rules and libvirt's
+//! errors, what survives a restart, refresh, transient pools and events.
+//! qcow2 volumes need qemu-img; without it those tests say why and skip
+//! (a failure under VIRTMESH_REQUIRE_HOST=1).
+
+use std::path::Path;
+use tokio_stream::StreamExt;
+use virtmesh_proto::v1::{self as pb, StoragePoolEventType as Ev, event::Kind};
+use virtmesh_rpc::ErrorCode;
+use virtmesh_storage::{StorageConfig, StorageDriver};
+
+fn have_qemu_img() -> bool {
+    if virtmesh_storage::qemu_img::find().is_some() {
+        return true;
+    }
+    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
+        panic!("qemu-img is missing (VIRTMESH_REQUIRE_HOST=1)");
+    }
+    eprintln!("SKIP: qemu-img is not installed (scripts/install-host-deps.sh)");
+    false
+}
+
+fn name(n: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        key: Some(pb::object_ref::Key::Name(n.to_owned())),
+    }
+}
+
+fn vol(pool: &str, n: &str) -> pb::VolRef {
+    pb::VolRef {
+        by: Some(pb::vol_ref::By::PoolAndName(pb::PoolVolName {
+            pool: Some(name(pool)),
+            name: n.to_owned(),
+        })),
+    }
+}
+
+fn pool_xml(n: &str, dir: &Path) -> String {
+    format!(
+        "<pool type='dir'><name>{n}</name><target><path>{}</path></target></pool>",
+        dir.display()
+    )
+}
+
+async fn driver(state: &Path) -> StorageDriver {
+    StorageDriver::new(StorageConfig::system(Some(state.to_owned())))
+        .await
+        .expect("driver")
+}
+
+#[tokio::test]
+async fn lifecycle_rules_and_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = driver(&tmp.path().join("state")).await;
+    let dir = tmp.path().join("p1");
+    d.define_xml(&pool_xml("p1", &dir)).await.expect("define");
+
+    // Not built yet: start fails with the errno text and stays inactive.
+    let e = d.start(Some(&name("p1"))).await.expect_err("no directory");
+    assert_eq!(e.code, ErrorCode::SystemError);
+    assert_eq!(
+        e.message,
+        format!(
+            "cannot open directory '{}': No such file or directory",
+            dir.display()
+        )
+    );
+    assert!(!d.lookup(Some(&name("p1"))).expect("lookup").active);
+
+    d.build(Some(&name("p1"))).await.expect("build");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o711, "libvirt's default pool mode");
+    }
+    d.start(Some(&name("p1"))).await.expect("start");
+    let e = d.start(Some(&name("p1"))).await.expect_err("twice");
+    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: storage pool 'p1' is already active"
+    );
+    let e = d.undefine(Some(&name("p1"))).await.expect_err("active");
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: storage pool 'p1' is still active"
+    );
+
+    // Live XML: the filesystem's sizes and the directory's permissions;
+    // the inactive XML stays the definition.
+    let live = d.xml_desc(Some(&name("p1")), false).expect("xml");
+    assert!(
+        !live.contains("<capacity unit='bytes'>0</capacity>"),
+        "{live}"
+    );
+    assert!(live.contains("<mode>0711</mode>"), "{live}");
+    let inactive = d.xml_desc(Some(&name("p1")), true).expect("xml");
+    assert!(inactive.contains("<capacity unit='bytes'>0</capacity>"));
+    assert!(!inactive.contains("<permissions>"));
+    let info = d.info(Some(&name("p1"))).expect("info");
+    assert!(info.capacity > 0 && info.capacity >= info.available);
+
+    // A second pool on the same directory is refused.
+    let e = d
+        .define_xml(&pool_xml("p2", &dir))
+        .await
+        .expect_err("same directory");
+    assert_eq!(e.code, ErrorCode::OperationFailed);
+    assert_eq!(
+        e.message,
+        "operation failed: Storage source conflict with pool: 'p1'"
+    );
+
+    // Pool types without a backend cannot be defined; ones with a
+    // definition-only backend define but do not start.
+    let e = d
+        .define_xml(
+            "<pool type='zfs'><name>z</name><source><device path='/dev/x'/></source></pool>",
+        )
+        .await
+        .expect_err("zfs");
+    assert_eq!(e.code, ErrorCode::InternalError);
+    assert_eq!(
+        e.message,
+        "internal error: missing backend for pool type 12 (zfs)"
+    );
+    d.define_xml(
+        "<pool type='fs'><name>f</name><source><device path='/dev/nope'/></source><target><path>/mnt/nope</path></target></pool>",
+    )
+    .await
+    .expect("define fs");
+    let e = d.start(Some(&name("f"))).await.expect_err("fs");
+    assert_eq!(e.code, ErrorCode::NoSupport);
+
+    // Refresh sees files that appeared behind the driver's back.
+    std::fs::write(dir.join("outside.img"), vec![0u8; 4096]).expect("file");
+    d.refresh(Some(&name("p1"))).await.expect("refresh");
+    let vols = d.list_vols(Some(&name("p1"))).expect("vols");
+    assert_eq!(vols.len(), 1);
+    assert_eq!(vols[0].name, "outside.img");
+    assert_eq!(vols[0].key, dir.join("outside.img").display().to_string());
+
+    // Volume names are unique and stay inside the pool.
+    let raw = "<volume><name>outside.img</name><capacity>1024</capacity></volume>";
+    let e = d
+        .create_vol(Some(&name("p1")), raw, false)
+        .await
+        .expect_err("exists");
+    assert_eq!(e.code, ErrorCode::StorageVolExist);
+    assert_eq!(e.message, "storage volume already exists: 'outside.img'");
+
+    d.delete_vol(Some(&vol("p1", "outside.img")))
+        .await
+        .expect("delete vol");
+    assert!(!dir.join("outside.img").exists());
+    let e = d
+        .lookup_vol(Some(&vol("p1", "outside.img")))
+        .expect_err("gone");
+    assert_eq!(e.code, ErrorCode::NoStorageVol);
+    assert_eq!(
+        e.message,
+        "Storage volume not found: no storage vol with matching name 'outside.img'"
+    );
+
+    d.destroy(Some(&name("p1"))).await.expect("destroy");
+    let e = d.list_vols(Some(&name("p1"))).expect_err("inactive");
+    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    d.delete(Some(&name("p1"))).await.expect("pool-delete");
+    assert!(!dir.exists(), "pool-delete removes the directory");
+    d.undefine(Some(&name("p1"))).await.expect("undefine");
+    let e = d.lookup(Some(&name("p1"))).expect_err("undefined");
+    assert_eq!(e.code, ErrorCode::NoStoragePool);
+    assert_eq!(
+        e.message,
+        "Storage pool not found: no storage pool with matching name 'p1'"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_finds_active_pools_their_volumes_and_autostart() {
+    if !have_qemu_img() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    {
+        let d = driver(&state).await;
+        d.define_xml(&pool_xml("a", &a)).await.expect("define a");
+        d.build(Some(&name("a"))).await.expect("build a");
+        d.start(Some(&name("a"))).await.expect("start a");
+        d.create_vol(
+            Some(&name("a")),
+            "<volume><name>v.qcow2</name><capacity unit='MiB'>64</capacity><target><format type='qcow2'/><compat>1.1</compat><features><lazy_refcounts/></features></target></volume>",
+            false,
+        )
+        .await
+        .expect("qcow2 volume");
+        d.define_xml(&pool_xml("b", &b)).await.expect("define b");
+        d.build(Some(&name("b"))).await.expect("build b");
+        d.set_autostart(Some(&name("b")), true)
+            .await
+            .expect("autostart");
+        // A second driver on the same state directory is refused.
+        let e = StorageDriver::new(StorageConfig::system(Some(state.clone())))
+            .await
+            .expect_err("locked");
+        assert!(e.to_string().contains("another virtmesh-storage"), "{e}");
+    }
+    let d = driver(&state).await;
+    let a_info = d.lookup(Some(&name("a"))).expect("a");
+    assert!(a_info.active && a_info.persistent);
+    assert!(d.lookup(Some(&name("b"))).expect("b").active, "autostarted");
+    // The volume is found again, probed from its header.
+    let xml = d
+        .vol_xml(Some(&vol("a", "v.qcow2")))
+        .await
+        .expect("vol xml");
+    assert!(xml.contains("<format type='qcow2'/>"), "{xml}");
+    assert!(
+        xml.contains("<capacity unit='bytes'>67108864</capacity>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<compat>1.1</compat>\n    <features>\n      <lazy_refcounts/>\n    </features>"
+        ),
+        "{xml}"
+    );
+}
+
+#[tokio::test]
+async fn transient_pools_and_events() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = driver(&tmp.path().join("state")).await;
+    let mut events = tokio_stream::wrappers::BroadcastStream::new(d.events().subscribe());
+    let dir = tmp.path().join("t");
+    std::fs::create_dir(&dir).expect("dir");
+    let s = d.create_xml(&pool_xml("t", &dir)).await.expect("create");
+    assert!(s.active && !s.persistent);
+    let e = d
+        .set_autostart(Some(&name("t")), true)
+        .await
+        .expect_err("transient");
+    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    d.destroy(Some(&name("t"))).await.expect("destroy");
+    assert_eq!(
+        d.lookup(Some(&name("t"))).expect_err("gone").code,
+        ErrorCode::NoStoragePool
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = events.next().await.expect("event").expect("not lagged");
+        if let Some(Kind::PoolLifecycle(l)) = ev.kind {
+            seen.push(l.r#type);
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            Ev::StoragePoolEventStarted as i32,
+            Ev::StoragePoolEventStopped as i32
+        ]
+    );
+}
