@@ -5,5 +5,7 @@ use virtmesh_conf_fuzz::{as_text, round_trip};
 
 fuzz_target!(|data: &[u8]| {
     let Some(text) = as_text(data) else { return };
-    round_trip(text, virtmesh_conf::misc::InterfaceDef::parse, |d| d.to_xml());
+    round_trip(text, virtmesh_conf::misc::InterfaceDef::parse, |d| {
+        d.to_xml()
+    });
 });

@@ -8,7 +8,9 @@ use virtmesh_conf_fuzz::{as_text, round_trip};
 
 fuzz_target!(|data: &[u8]| {
     let Some(text) = as_text(data) else { return };
-    round_trip(text, VolDef::parse, |v| v.to_xml("/var/lib/libvirt/images/vol"));
+    round_trip(text, VolDef::parse, |v| {
+        v.to_xml("/var/lib/libvirt/images/vol")
+    });
     round_trip(
         text,
         |t| VolDef::parse_for(t, Some(("raw", &["raw", "qcow2", "vmdk"])), true),

@@ -21,8 +21,13 @@ pub fn round_trip<T, E: std::fmt::Debug>(
     let first = format(&def);
     let again = match parse(&first) {
         Ok(d) => d,
-        Err(e) => panic!("formatted output does not parse again: {e:?}\n--- input\n{text}\n--- formatted\n{first}"),
+        Err(e) => panic!(
+            "formatted output does not parse again: {e:?}\n--- input\n{text}\n--- formatted\n{first}"
+        ),
     };
     let second = format(&again);
-    assert_eq!(first, second, "format is not stable across a re-parse\n--- input\n{text}");
+    assert_eq!(
+        first, second,
+        "format is not stable across a re-parse\n--- input\n{text}"
+    );
 }

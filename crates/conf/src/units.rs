@@ -7,7 +7,11 @@ use crate::ConfError;
 /// As virScaleInteger, "b", "byte" and "bytes" in any case are bytes
 /// (libvirt itself formats `<clusterSize unit='B'>`).
 pub fn unit_bytes(unit: &str) -> Option<u64> {
-    if unit.is_empty() || ["b", "byte", "bytes"].iter().any(|b| unit.eq_ignore_ascii_case(b)) {
+    if unit.is_empty()
+        || ["b", "byte", "bytes"]
+            .iter()
+            .any(|b| unit.eq_ignore_ascii_case(b))
+    {
         return Some(1);
     }
     let mut chars = unit.chars();

@@ -239,5 +239,9 @@ fn text_beside_added_children_and_lt_in_attributes() {
     );
     assert!(!xml.contains("stray"), "{xml}");
     let e = virtmesh_conf::xml::parse("<a b='1<2'/>").expect_err("'<' in attribute");
-    assert!(e.to_string().contains("Unescaped '<' not allowed in attributes values"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Unescaped '<' not allowed in attributes values"),
+        "{e}"
+    );
 }
