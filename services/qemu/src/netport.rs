@@ -287,6 +287,48 @@ mod tests {
         assert!(root.child("model").is_none() && root.child("uuid").is_none());
     }
 
+    fn network_iface() -> Element {
+        virtmesh_conf::xml::parse(
+            "<interface type='network'><mac address='52:54:00:11:22:33'/>\
+             <source network='default'/></interface>",
+        )
+        .expect("parse")
+    }
+
+    #[tokio::test]
+    async fn without_a_network_service_libvirts_no_connect_error() {
+        let e = NetPeer::new(None)
+            .create_port(
+                &network_iface(),
+                "c7a5fdbd-cdaf-9455-926a-d65c16db1809",
+                "g",
+            )
+            .await
+            .expect_err("no peer");
+        assert_eq!(e.code, ErrorCode::NoConnect);
+        assert_eq!(
+            e.message,
+            "no connection driver available for network:///system"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_network_service_that_is_down_fails_fast() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = ListenAddr::Unix(dir.path().join("nobody.sock"));
+        let started = std::time::Instant::now();
+        let e = NetPeer::new(Some(&addr))
+            .create_port(
+                &network_iface(),
+                "c7a5fdbd-cdaf-9455-926a-d65c16db1809",
+                "g",
+            )
+            .await
+            .expect_err("peer down");
+        assert_eq!(e.code, ErrorCode::Rpc, "{e}");
+        assert!(started.elapsed() < CALL_TIMEOUT);
+    }
+
     #[test]
     fn plug_bridge_and_live_source() {
         assert_eq!(
