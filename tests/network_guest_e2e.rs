@@ -284,6 +284,18 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     vsh.ok(&["net-define", &net_xml]);
     vsh.ok(&["define", &dom_xml]);
     vsh.ok(&["define", &stray_xml]);
+    // A start that fails after its port was taken (QEMU cannot read the
+    // kernel) must give the port back.
+    let broken_xml = path("broken.xml");
+    std::fs::write(
+        &broken_xml,
+        guest_xml("broken", NET, "52:54:00:4e:77:09").replace(
+            &files.join("vmlinuz").display().to_string(),
+            "/nonexistent/vmlinuz",
+        ),
+    )
+    .expect("broken xml");
+    vsh.ok(&["define", &broken_xml]);
 
     // libvirt's errors, and nothing left behind by a start that failed.
     let err = vsh.fails(&["start", "stray"]);
@@ -300,6 +312,18 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     );
 
     vsh.ok(&["net-start", NET]);
+    let err = vsh.fails(&["start", "broken"]);
+    assert!(err.contains("/nonexistent/vmlinuz"), "{err}");
+    let ports = vsh.ok(&["net-port-list", NET, "--uuid"]);
+    assert!(
+        ports.trim().is_empty(),
+        "a failed start kept its port: {ports}"
+    );
+    let links = String::from_utf8_lossy(&ns.ip(&["-o", "link"]).stdout).into_owned();
+    assert!(
+        !links.contains("vnet"),
+        "a failed start left a tap: {links}"
+    );
     vsh.ok(&["start", GUEST]);
     let booted = Instant::now();
 
@@ -467,6 +491,7 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
 
     vsh.ok(&["undefine", GUEST]);
     vsh.ok(&["undefine", "stray"]);
+    vsh.ok(&["undefine", "broken"]);
     vsh.ok(&["net-undefine", NET]);
     eprintln!("whole test: {:?}", started.elapsed());
     drop(gateway);
