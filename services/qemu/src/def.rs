@@ -245,6 +245,11 @@ impl DomainDef {
         }
     }
 
+    /// The whole `<domain>` tree.
+    pub fn element(&self) -> &Element {
+        &self.root
+    }
+
     pub fn name(&self) -> String {
         self.root.child_text("name").unwrap_or_default()
     }

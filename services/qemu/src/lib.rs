@@ -26,6 +26,7 @@ pub mod events;
 pub mod graphics;
 pub mod host;
 pub mod hostnet;
+pub mod machine;
 pub mod netlink;
 pub mod netport;
 pub mod pci;
