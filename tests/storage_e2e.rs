@@ -1,7 +1,7 @@
 //! The storage service through the gateway: vsh on `qemu:///system` walks
 //! a directory pool in a temporary directory through its whole life
-//! (define, build, start, volumes raw and qcow2, delete, destroy,
-//! undefine) and the files on disk follow: the pool directory is made with
+//! (define, build, start, volumes raw and qcow2, upload and download,
+//! delete, destroy, undefine) and the files on disk follow: the pool directory is made with
 //! the pool's mode, volumes appear with the sizes and formats asked for
 //! and disappear when deleted.  Needs qemu-img (qcow2 volumes).
 
@@ -157,6 +157,36 @@ fn dir_pool_and_volumes_through_the_gateway() {
             & 0o777,
         0o640
     );
+
+    // Contents go in and out through the gateway's streams.
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let upload = dir.path().join("upload.bin");
+    std::fs::write(&upload, &data).expect("upload file");
+    vsh(&[
+        "vol-upload",
+        "--pool",
+        "e2epool",
+        "disk.raw",
+        upload.to_str().expect("utf-8"),
+        "--offset",
+        "4096",
+    ]);
+    let on_disk = std::fs::read(&raw).expect("raw");
+    assert_eq!(on_disk.len(), 8 << 20, "upload keeps the size");
+    assert_eq!(&on_disk[4096..4096 + data.len()], &data[..]);
+    let download = dir.path().join("download.bin");
+    vsh(&[
+        "vol-download",
+        "--pool",
+        "e2epool",
+        "disk.raw",
+        download.to_str().expect("utf-8"),
+        "--offset",
+        "4096",
+        "--length",
+        &data.len().to_string(),
+    ]);
+    assert_eq!(std::fs::read(&download).expect("download"), data);
 
     let vols = vsh(&["vol-list", "e2epool", "--details"]);
     let row = |name: &str| {

@@ -720,6 +720,19 @@ pub struct BackingStore {
     pub perms: Perms,
 }
 
+/// When a volume's `<capacity>` may be omitted (libvirt's parse flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// Always required (no flags).
+    Required,
+    /// Omitted when a backing store gives it (VIR_VOL_XML_PARSE_OPT_CAPACITY,
+    /// virStorageVolCreateXML).
+    OptionalWithBacking,
+    /// Omitted freely (VIR_VOL_XML_PARSE_NO_CAPACITY, CreateXMLFrom: the
+    /// source gives it).
+    Optional,
+}
+
 /// A storage volume definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolDef {
@@ -808,17 +821,16 @@ impl VolDef {
     /// Parse for a dir-like pool with capacity required (libvirt's test
     /// driver and virStorageVolDefParseString without flags).
     pub fn parse(xml: &str) -> Result<Self, ConfError> {
-        Self::parse_for(xml, Some(("raw", FILE_FORMATS)), false)
+        Self::parse_for(xml, Some(("raw", FILE_FORMATS)), Capacity::Required)
     }
 
     /// virStorageVolDefParseXML for a pool whose volume formats are
-    /// `formats` (None: no format).  `opt_capacity`: capacity may be
-    /// omitted when a backing store gives it (VIR_VOL_XML_PARSE_OPT_CAPACITY,
-    /// as virStorageVolCreateXML parses).
+    /// `formats` (None: no format), with `capacity` deciding whether
+    /// `<capacity>` may be omitted.
     pub fn parse_for(
         xml: &str,
         formats: Option<(&str, &[&str])>,
-        opt_capacity: bool,
+        capacity_rule: Capacity,
     ) -> Result<Self, ConfError> {
         let root = parse_root(xml, "volume")?;
         let name = root
@@ -854,7 +866,12 @@ impl VolDef {
             }
         };
         let capacity = sized(&root, "capacity")?;
-        if capacity.is_none() && !(opt_capacity && backing.is_some()) {
+        let may_omit = match capacity_rule {
+            Capacity::Required => false,
+            Capacity::OptionalWithBacking => backing.is_some(),
+            Capacity::Optional => true,
+        };
+        if capacity.is_none() && !may_omit {
             return Err(ConfError::xml("missing capacity element"));
         }
         let allocation = sized(&root, "allocation")?;

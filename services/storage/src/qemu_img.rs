@@ -203,7 +203,7 @@ mod tests {
         VolDef::parse_for(
             xml,
             Some(("raw", virtmesh_conf::storage::FILE_FORMATS)),
-            true,
+            virtmesh_conf::storage::Capacity::OptionalWithBacking,
         )
         .unwrap()
     }

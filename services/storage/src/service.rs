@@ -3,10 +3,13 @@
 use crate::driver::StorageDriver;
 use crate::error::unimplemented;
 use std::pin::Pin;
-use tokio_stream::Stream;
+use tokio::io::AsyncWriteExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use virtmesh_proto::v1::{
     self as pb, storage_pool_server::StoragePool, storage_vol_server::StorageVol,
+    vol_upload_chunk::Msg,
 };
 
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -201,9 +204,20 @@ impl StorageVol for VolService {
 
     async fn create_xml_from(
         &self,
-        _: Request<pb::VolCreateFromRequest>,
+        request: Request<pb::VolCreateFromRequest>,
     ) -> Result<Response<pb::StorageVolSummary>, Status> {
-        Err(unimplemented("StorageVol.CreateXMLFrom").into())
+        let r = request.get_ref();
+        if r.prealloc_metadata {
+            return Err(crate::error::unsupported(
+                "metadata preallocation of clones is not implemented by the virtmesh storage driver",
+            )
+            .into());
+        }
+        Ok(Response::new(
+            self.driver
+                .clone_vol(r.pool.as_ref(), &r.xml, r.clone_from.as_ref())
+                .await?,
+        ))
     }
 
     async fn delete(&self, request: Request<pb::VolRef>) -> Result<Response<()>, Status> {
@@ -211,8 +225,9 @@ impl StorageVol for VolService {
         Ok(Response::new(()))
     }
 
-    async fn wipe(&self, _: Request<pb::VolRef>) -> Result<Response<()>, Status> {
-        Err(unimplemented("StorageVol.Wipe").into())
+    async fn wipe(&self, request: Request<pb::VolRef>) -> Result<Response<()>, Status> {
+        self.driver.wipe(Some(request.get_ref())).await?;
+        Ok(Response::new(()))
     }
 
     async fn get_xml_desc(
@@ -232,21 +247,85 @@ impl StorageVol for VolService {
         ))
     }
 
-    async fn resize(&self, _: Request<pb::VolResizeRequest>) -> Result<Response<()>, Status> {
-        Err(unimplemented("StorageVol.Resize").into())
+    async fn resize(&self, request: Request<pb::VolResizeRequest>) -> Result<Response<()>, Status> {
+        self.driver.resize(request.get_ref()).await?;
+        Ok(Response::new(()))
     }
 
     async fn upload(
         &self,
-        _: Request<Streaming<pb::VolUploadChunk>>,
+        request: Request<Streaming<pb::VolUploadChunk>>,
     ) -> Result<Response<Self::UploadStream>, Status> {
-        Err(unimplemented("StorageVol.Upload").into())
+        let mut input = request.into_inner();
+        let start = match input.next().await {
+            Some(Ok(pb::VolUploadChunk {
+                msg: Some(Msg::Start(s)),
+            })) => s,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(crate::error::invalid_arg(
+                    "the first upload message must name the volume",
+                )
+                .into());
+            }
+        };
+        let (mut file, total, path) = self.driver.upload_target(&start).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        // Bytes are written as they arrive; progress goes back per chunk.
+        tokio::spawn(async move {
+            let mut written: u64 = 0;
+            while let Some(msg) = input.next().await {
+                let data = match msg {
+                    Ok(pb::VolUploadChunk {
+                        msg: Some(Msg::Data(d)),
+                    }) => d,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if data.len() as u64 > total - written {
+                    let e = crate::error::invalid_arg(format!(
+                        "upload is larger than the {total} bytes from the offset to the end of '{path}'"
+                    ));
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+                if let Err(e) = file.write_all(&data).await {
+                    let e = crate::error::system(format!("cannot write to '{path}'"), &e);
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+                written += data.len() as u64;
+                let progress = pb::Progress {
+                    processed_bytes: written,
+                    total_bytes: total,
+                };
+                if tx.send(Ok(progress)).await.is_err() {
+                    return;
+                }
+            }
+            let done = match file.sync_all().await {
+                Ok(()) => Ok(pb::Progress {
+                    processed_bytes: written,
+                    total_bytes: total,
+                }),
+                Err(e) => Err(crate::error::system(format!("cannot sync '{path}'"), &e).into()),
+            };
+            let _ = tx.send(done).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn download(
         &self,
-        _: Request<pb::VolDownloadRequest>,
+        request: Request<pb::VolDownloadRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
-        Err(unimplemented("StorageVol.Download").into())
+        let range = request.into_inner().range.unwrap_or_default();
+        let rx = self.driver.download(&range)?;
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|r| r.map_err(Status::from)),
+        )))
     }
 }

@@ -148,7 +148,7 @@ pub fn create_raw(vol: &VolDef, path: &Path) -> Result<()> {
         file.set_len(vol.capacity)
             .map_err(fs_err(format!("cannot extend file '{}'", path.display())))?;
         if vol.allocation > 0 {
-            allocate(&file, path, vol.allocation)?;
+            allocate_file(&file, path, vol.allocation)?;
         }
         file.sync_all().map_err(fs_err(format!(
             "cannot sync data to file '{}'",
@@ -161,7 +161,9 @@ pub fn create_raw(vol: &VolDef, path: &Path) -> Result<()> {
     result
 }
 
-fn allocate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
+/// fallocate `len` bytes from the start (zeros where the filesystem
+/// cannot preallocate).
+pub fn allocate_file(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
     use nix::fcntl::{FallocateFlags, fallocate};
     let Ok(len_i) = i64::try_from(len) else {
         return Err(err::invalid_arg(format!("allocation {len} is too large")));

@@ -263,3 +263,84 @@ async fn transient_pools_and_events() {
         ]
     );
 }
+
+#[tokio::test]
+async fn resize_wipe_and_clone_work_on_the_files() {
+    if !have_qemu_img() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = driver(&tmp.path().join("state")).await;
+    let dir = tmp.path().join("r");
+    std::fs::create_dir(&dir).expect("dir");
+    d.create_xml(&pool_xml("r", &dir)).await.expect("pool");
+    let p = Some(name("r"));
+    d.create_vol(
+        p.as_ref(),
+        "<volume><name>a.raw</name><capacity unit='KiB'>64</capacity></volume>",
+        false,
+    )
+    .await
+    .expect("raw");
+    let raw = dir.join("a.raw");
+    std::fs::write(&raw, [7u8; 65536]).expect("data");
+
+    // Raw: grow by a delta; shrinking needs the flag.
+    let resize = |capacity: u64, delta: bool, shrink: bool| pb::VolResizeRequest {
+        volume: Some(vol("r", "a.raw")),
+        capacity,
+        delta,
+        shrink,
+        allocate: false,
+    };
+    d.resize(&resize(65536, true, false)).await.expect("grow");
+    assert_eq!(std::fs::metadata(&raw).expect("raw").len(), 131072);
+    let e = d
+        .resize(&resize(4096, false, false))
+        .await
+        .expect_err("shrink");
+    assert_eq!(e.code, ErrorCode::InvalidArg);
+    d.resize(&resize(65536, false, true)).await.expect("shrink");
+    assert_eq!(std::fs::metadata(&raw).expect("raw").len(), 65536);
+
+    // Clones: raw to raw copies the bytes, raw to qcow2 converts.
+    d.clone_vol(
+        p.as_ref(),
+        "<volume><name>b.raw</name></volume>",
+        Some(&vol("r", "a.raw")),
+    )
+    .await
+    .expect("raw clone");
+    assert_eq!(
+        std::fs::read(dir.join("b.raw")).expect("clone"),
+        vec![7u8; 65536]
+    );
+    d.clone_vol(
+        p.as_ref(),
+        "<volume><name>c.qcow2</name><target><format type='qcow2'/></target></volume>",
+        Some(&vol("r", "a.raw")),
+    )
+    .await
+    .expect("qcow2 clone");
+    let xml = d.vol_xml(Some(&vol("r", "c.qcow2"))).await.expect("xml");
+    assert!(
+        xml.contains("<capacity unit='bytes'>65536</capacity>"),
+        "{xml}"
+    );
+    // qcow2: qemu-img resizes the image.
+    d.resize(&pb::VolResizeRequest {
+        volume: Some(vol("r", "c.qcow2")),
+        capacity: 1 << 20,
+        ..Default::default()
+    })
+    .await
+    .expect("qcow2 resize");
+    let info = d.vol_info(Some(&vol("r", "c.qcow2"))).await.expect("info");
+    assert_eq!(info.capacity, 1 << 20);
+
+    // Wipe: the data is gone, the size stays.
+    d.wipe(Some(&vol("r", "a.raw"))).await.expect("wipe");
+    let after = std::fs::read(&raw).expect("raw");
+    assert_eq!(after.len(), 65536);
+    assert!(after.iter().all(|b| *b == 0));
+}

@@ -7,6 +7,7 @@
 //! files and the host consistent).  Lock order: job, then pools.
 
 mod pools;
+mod transfer;
 mod vols;
 
 use crate::error::{self as err, Result};

@@ -5,8 +5,8 @@ use super::{Pool, StorageDriver};
 use crate::error::{self as err, Result};
 use crate::qemu_img;
 use crate::volume::{self, Vol};
-use std::path::Path;
-use virtmesh_conf::storage::VolDef;
+use std::path::{Path, PathBuf};
+use virtmesh_conf::storage::{Capacity, VolDef};
 use virtmesh_proto::v1::{self as pb, vol_ref::By};
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 
@@ -133,10 +133,40 @@ impl StorageDriver {
         xml: &str,
         prealloc_metadata: bool,
     ) -> Result<pb::StorageVolSummary> {
+        self.create_vol_with(r, xml, None, |def, path| async move {
+            self.build_vol(&def, &path, prealloc_metadata).await
+        })
+        .await
+    }
+
+    /// The checks and bookkeeping of a volume creation around `build`,
+    /// which makes the file.  `clone_capacity`: a clone's source capacity
+    /// (the new volume is never smaller; its capacity may be omitted).
+    pub(super) async fn create_vol_with<F, Fut>(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        xml: &str,
+        clone_capacity: Option<u64>,
+        build: F,
+    ) -> Result<pb::StorageVolSummary>
+    where
+        F: FnOnce(VolDef, PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let _job = self.inner.job.lock().await;
         let Target { pool, dir } = self.creation_target(r)?;
         let formats = pool.current().and_then(|d| d.vol_formats());
-        let mut def = VolDef::parse_for(xml, formats, true).map_err(err::conf)?;
+        let rule = if clone_capacity.is_some() {
+            Capacity::Optional
+        } else {
+            Capacity::OptionalWithBacking
+        };
+        let mut def = VolDef::parse_for(xml, formats, rule).map_err(err::conf)?;
+        if let Some(c) = clone_capacity
+            && def.capacity < c
+        {
+            def.capacity = c;
+        }
         let exists = pool
             .live
             .as_ref()
@@ -163,7 +193,7 @@ impl StorageDriver {
         }
         def.path = Some(path_s.clone());
         def.key = Some(path_s.clone());
-        self.build_vol(&def, &path, prealloc_metadata).await?;
+        build(def.clone(), path.clone()).await?;
         let vol_type = if def.format == "dir" { "dir" } else { "file" };
         let vol = Vol {
             name: def.name.clone(),
