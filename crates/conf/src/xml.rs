@@ -367,9 +367,10 @@ pub fn parse(doc: &str) -> Result<Element, ParseError> {
         let event = match reader.read_event() {
             Ok(ev) => ev,
             Err(e) => {
-                let at = usize::try_from(reader.error_position())
-                    .unwrap_or(pos)
-                    .min(doc.len());
+                // quick-xml may report a position inside a multi-byte
+                // character; slicing there would panic.
+                let at =
+                    clamp_boundary(doc, usize::try_from(reader.error_position()).unwrap_or(pos));
                 return Err(match &e {
                     quick_xml::Error::IllFormed(
                         quick_xml::errors::IllFormedError::MismatchedEndTag { expected, found },

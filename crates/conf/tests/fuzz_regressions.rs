@@ -245,3 +245,14 @@ fn text_beside_added_children_and_lt_in_attributes() {
         "{e}"
     );
 }
+
+/// A mismatched end tag after a multi-byte character: quick-xml reports a
+/// position inside the character, and slicing there panicked.
+#[test]
+fn error_position_inside_a_character_does_not_panic() {
+    let doc = "\u{feff} <u.ig>\n  <ownerrbind\u{fd7f}>\n    <ownerrbind\u{fd7f}>\nute'ind\u{fd7f}wnerrbinddngeg>\n  <ownerrb>\n  <ownerrbind\u{fd7f}>\n  <owneg>\n'absolute'ind\u{fd7f}w.ig>\n  <ownerrbind\u{fd7f}>\n    <ownerrbind\u{fd7f}>\nute'ind\u{fd7f}wnerrbinddngeg>\n  <ownerrbind\u{fd7f}wnerk>rbinddng>wner>\n  dng>\n  <mwnerrbind\u{fd7f}>\n  <ow>\n  dng>\n  <ownerrbind\u{fd7f}>\n$ <owneg>\n  <ownerrbind\u{fd7f}wnererrbind\u{fd7f}>\n  <ownerrbinbind\u{fd7f}nerrbinddng>wner>\n  dng>\n  <ownerrbind\u{fd7f}>\n  <owneg>\n'absolute'ind\u{fd7f}w.ig>\n  <ownerrbind\u{fd7f}>\n    <ownerrbind\u{fd7f}>\nute'ind\u{fd7f}wnerrbinddngeg>\n  <ownerrbind\u{fd7f}wnerk>rbinddng>wner>\n  dng>\n  <mwnerrbind\u{fd7f}>\n  <ow>\n  dng>\n  <ownerrbind\u{fd7f}>\n$ <owneg>\n  <ownerrbind\u{fd7f}wnererrbind\u{fd7f}>\n  <ownerrbind\u{fd7f}>r</forward <ownerrbind\u{fd7f}>\n  <owneg>\n  <owne<shmemrrbind\u{fff5}wnerrbind\u{fd7f}ar>\n";
+    let e = virtmesh_conf::xml::parse(doc).expect_err("not well formed");
+    assert!(!e.message.is_empty());
+    let e = virtmesh_conf::xml::parse("<a>\u{fd7f}</b\u{fd7f}></a>").expect_err("mismatch");
+    assert!(!e.message.is_empty());
+}
