@@ -117,6 +117,34 @@ obj_arg!(
 );
 obj_arg!(DevArg, "device", "device_pos", "DEVICE", "device name");
 obj_arg!(
+    TypeArg,
+    "type",
+    "type_pos",
+    "TYPE",
+    "network interface type"
+);
+obj_arg!(
+    IfSourceArg,
+    "source",
+    "source_pos",
+    "SOURCE",
+    "source of network interface"
+);
+obj_arg!(
+    DiskSourceArg,
+    "source",
+    "source_pos",
+    "SOURCE",
+    "source of disk device or name of network disk"
+);
+obj_arg!(
+    TargetArg,
+    "target",
+    "target_pos",
+    "TARGET",
+    "target of disk device"
+);
+obj_arg!(
     BindingArg,
     "binding",
     "binding_pos",
@@ -460,6 +488,43 @@ pub enum DomainCmd {
         #[command(flatten)]
         impact: ImpactArgs,
     },
+    /// attach disk device
+    AttachDisk(AttachDiskArgs),
+    /// attach network interface
+    AttachInterface(AttachInterfaceArgs),
+    /// detach network interface
+    DetachInterface {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        r#type: TypeArg,
+        /// MAC address
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+        /// make live change persistent
+        #[arg(long)]
+        persistent: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+        /// print XML document rather than detach the interface
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+    },
+    /// detach disk device
+    DetachDisk {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        target: TargetArg,
+        /// make live change persistent
+        #[arg(long)]
+        persistent: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+        /// print XML document rather than detach the disk
+        #[arg(long = "print-xml")]
+        print_xml: bool,
+    },
     /// get device block stats for a domain
     Domblkstat {
         #[command(flatten)]
@@ -712,6 +777,16 @@ pub enum NetworkCmd {
         /// list table (default)
         #[arg(long)]
         table: bool,
+    },
+    /// create a network port from an XML file
+    NetPortCreate {
+        #[command(flatten)]
+        network: NetArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// validate the XML against the schema
+        #[arg(long)]
+        validate: bool,
     },
     /// network port information in XML
     NetPortDumpxml {
@@ -1197,6 +1272,131 @@ impl DomstatsArgs {
         .map(|(_, g)| (*g).to_owned())
         .collect()
     }
+}
+
+/// attach-disk's options (cmdAttachDisk).
+#[derive(Debug, Clone, Args)]
+pub struct AttachDiskArgs {
+    #[command(flatten)]
+    pub domain: DomArg,
+    #[command(flatten)]
+    pub source: DiskSourceArg,
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// target bus of disk device
+    #[arg(long, value_name = "BUS")]
+    pub targetbus: Option<String>,
+    /// driver of disk device
+    #[arg(long, value_name = "DRIVER")]
+    pub driver: Option<String>,
+    /// subdriver of disk device
+    #[arg(long, value_name = "SUBDRIVER")]
+    pub subdriver: Option<String>,
+    /// IOThread to be used by supported device
+    #[arg(long, value_name = "IOTHREAD")]
+    pub iothread: Option<String>,
+    /// cache mode of disk device
+    #[arg(long, value_name = "CACHE")]
+    pub cache: Option<String>,
+    /// io policy of disk device
+    #[arg(long, value_name = "IO")]
+    pub io: Option<String>,
+    /// target device type
+    #[arg(long = "type", value_name = "TYPE")]
+    pub device_type: Option<String>,
+    /// mode=shareable
+    #[arg(long, conflicts_with = "mode")]
+    pub shareable: bool,
+    /// mode of device reading and writing
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// type of source (block|file|network)
+    #[arg(long, value_name = "TYPE")]
+    pub sourcetype: Option<String>,
+    /// serial of disk device
+    #[arg(long, value_name = "SERIAL")]
+    pub serial: Option<String>,
+    /// wwn of disk device
+    #[arg(long, value_name = "WWN")]
+    pub wwn: Option<String>,
+    /// custom alias name of disk device
+    #[arg(long, value_name = "ALIAS")]
+    pub alias: Option<String>,
+    /// needs rawio capability
+    #[arg(long)]
+    pub rawio: bool,
+    /// address of disk device
+    #[arg(long, value_name = "ADDRESS")]
+    pub address: Option<String>,
+    /// use multifunction pci under specified address
+    #[arg(long)]
+    pub multifunction: bool,
+    /// print XML document rather than attach the disk
+    #[arg(long = "print-xml")]
+    pub print_xml: bool,
+    /// protocol used by disk device source
+    #[arg(long = "source-protocol", value_name = "PROTOCOL")]
+    pub source_protocol: Option<String>,
+    /// host name for source of disk device
+    #[arg(long = "source-host-name", value_name = "NAME")]
+    pub source_host_name: Option<String>,
+    /// host transport for source of disk device
+    #[arg(long = "source-host-transport", value_name = "TRANSPORT")]
+    pub source_host_transport: Option<String>,
+    /// host socket for source of disk device
+    #[arg(long = "source-host-socket", value_name = "SOCKET")]
+    pub source_host_socket: Option<String>,
+    /// make live change persistent
+    #[arg(long)]
+    pub persistent: bool,
+    #[command(flatten)]
+    pub impact: ImpactArgs,
+}
+
+/// attach-interface's options (cmdAttachInterface).
+#[derive(Debug, Clone, Args)]
+pub struct AttachInterfaceArgs {
+    #[command(flatten)]
+    pub domain: DomArg,
+    #[command(flatten)]
+    pub r#type: TypeArg,
+    #[command(flatten)]
+    pub source: IfSourceArg,
+    /// target network name
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// MAC address
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// script used to bridge network interface
+    #[arg(long, value_name = "SCRIPT")]
+    pub script: Option<String>,
+    /// model type
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// custom alias name of interface device
+    #[arg(long, value_name = "ALIAS")]
+    pub alias: Option<String>,
+    /// control domain's incoming traffics
+    #[arg(long, value_name = "RATE")]
+    pub inbound: Option<String>,
+    /// control domain's outgoing traffics
+    #[arg(long, value_name = "RATE")]
+    pub outbound: Option<String>,
+    /// make live change persistent
+    #[arg(long)]
+    pub persistent: bool,
+    #[command(flatten)]
+    pub impact: ImpactArgs,
+    /// print XML document rather than attach the interface
+    #[arg(long = "print-xml")]
+    pub print_xml: bool,
+    /// libvirt will automatically detach/attach the device from/to host
+    #[arg(long)]
+    pub managed: bool,
+    /// mode attribute of <source/> element
+    #[arg(long = "source-mode", value_name = "MODE")]
+    pub source_mode: Option<String>,
 }
 
 /// virsh's `--config/--live/--current`.

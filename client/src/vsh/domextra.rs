@@ -107,27 +107,20 @@ pub async fn setvcpus(
 }
 
 /// attach-device (`attach == true`) and detach-device.
-pub async fn device(ctl: &Ctl, key: &str, file: &str, imp: v1::Impact, attach: bool) -> CmdResult {
+pub async fn device(
+    ctl: &Ctl,
+    key: &str,
+    file: &str,
+    imp: super::devices::DevImpact,
+    attach: bool,
+) -> CmdResult {
+    imp.check()?;
     let d = lookup(ctl, key, Kinds::DOMAIN).await?;
     let xml = read_file(file).map_err(CmdError::msg)?;
-    let req = v1::DeviceRequest {
-        domain: Some(by_uuid(d.uuid)),
-        device_xml: xml,
-        impact: Some(imp),
-        force: false,
-    };
-    let mut c = ctl.conn.domain();
-    let (res, verb) = if attach {
-        (c.attach_device(req).await, "attach")
-    } else {
-        (c.detach_device(req).await, "detach")
-    };
-    res.map_err(|e| {
-        CmdError::ctx(
-            format!("Failed to {verb} device from {file}"),
-            crate::Error::from(e),
-        )
-    })?;
+    let verb = if attach { "attach" } else { "detach" };
+    super::devices::send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), attach)
+        .await
+        .map_err(|e| CmdError::ctx(format!("Failed to {verb} device from {file}"), e))?;
     ctl.extra(&format!("Device {verb}ed successfully\n"));
     Ok(())
 }

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod cmdline;
 pub mod console;
+pub mod devices;
 pub mod domain;
 pub mod domextra;
 pub mod event;
@@ -900,12 +901,10 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             persistent,
             impact,
         }) => {
-            // --persistent is virsh's "--live --config" for running domains.
-            let imp = domextra::impact(
-                impact.config || persistent,
-                impact.live || persistent,
-                impact.current,
-            )?;
+            let imp = devices::DevImpact {
+                args: impact,
+                persistent,
+            };
             domextra::device(ctl, domain.get(), file.get(), imp, true).await
         }
         C::Domain(DomainCmd::DetachDevice {
@@ -914,12 +913,64 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             persistent,
             impact,
         }) => {
-            let imp = domextra::impact(
-                impact.config || persistent,
-                impact.live || persistent,
-                impact.current,
-            )?;
+            let imp = devices::DevImpact {
+                args: impact,
+                persistent,
+            };
             domextra::device(ctl, domain.get(), file.get(), imp, false).await
+        }
+        C::Domain(DomainCmd::AttachDisk(a)) => {
+            let imp = devices::DevImpact {
+                args: a.impact,
+                persistent: a.persistent,
+            };
+            imp.check()?;
+            let xml = devices::disk_xml(&a)?;
+            devices::attach_built(ctl, a.domain.get(), xml, imp, a.print_xml, "Disk").await
+        }
+        C::Domain(DomainCmd::AttachInterface(a)) => {
+            let imp = devices::DevImpact {
+                args: a.impact,
+                persistent: a.persistent,
+            };
+            imp.check()?;
+            let xml = devices::interface_xml(&a)?;
+            devices::attach_built(ctl, a.domain.get(), xml, imp, a.print_xml, "Interface").await
+        }
+        C::Domain(DomainCmd::DetachInterface {
+            domain,
+            r#type,
+            mac,
+            persistent,
+            impact,
+            print_xml,
+        }) => {
+            let imp = devices::DevImpact {
+                args: impact,
+                persistent,
+            };
+            devices::detach_interface(
+                ctl,
+                domain.get(),
+                r#type.get(),
+                mac.as_deref(),
+                imp,
+                print_xml,
+            )
+            .await
+        }
+        C::Domain(DomainCmd::DetachDisk {
+            domain,
+            target,
+            persistent,
+            impact,
+            print_xml,
+        }) => {
+            let imp = devices::DevImpact {
+                args: impact,
+                persistent,
+            };
+            devices::detach_disk(ctl, domain.get(), target.get(), imp, print_xml).await
         }
         C::Domain(DomainCmd::Domblkstat { domain, device }) => {
             domextra::domblkstat(ctl, domain.get(), device.get()).await
@@ -985,6 +1036,11 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             uuid,
             table,
         }) => network::port_list(ctl, network.get(), uuid, table).await,
+        C::Network(NetworkCmd::NetPortCreate {
+            network,
+            file,
+            validate,
+        }) => network::port_create(ctl, network.get(), file.get(), validate).await,
         C::Network(NetworkCmd::NetPortDumpxml { network, port }) => {
             network::port_dumpxml(ctl, network.get(), port.get()).await
         }
