@@ -117,6 +117,14 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         format!("{cur},maxcpus={max},{topology}")
     };
     push(&mut a, "-smp", smp);
+    for (id, extra) in def.iothreads() {
+        let mut f: Vec<(&str, serde_json::Value)> = vec![
+            ("qom-type", "iothread".into()),
+            ("id", format!("iothread{id}").into()),
+        ];
+        f.extend(extra);
+        push(&mut a, "-object", json_object(&f));
+    }
     push(&mut a, "-uuid", def.uuid());
     if !def.devices().iter().any(|d| d.name == "graphics") {
         push(&mut a, "-display", "none".into());
@@ -165,7 +173,10 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         def.is_q35(),
         &def.boot_devs(),
         &netdev,
-        &format!("/run/libvirt/qemu/channel/-1-{}", def.name()),
+        &format!(
+            "/run/libvirt/qemu/channel/-1-{}",
+            def.name().chars().take(20).collect::<String>()
+        ),
     ));
     push(
         &mut a,
@@ -396,8 +407,8 @@ mod tests {
             "output.xml regressed: {xml_ok}/{xml_total} < 186"
         );
         assert!(
-            argv_ok >= 135,
-            "qemu.argv regressed: {argv_ok}/{argv_total} < 135"
+            argv_ok >= 145,
+            "qemu.argv regressed: {argv_ok}/{argv_total} < 145"
         );
         assert!(
             err_ok >= 25,

@@ -33,6 +33,67 @@ pub fn node_names(n: usize, disk: &Element) -> (String, Option<String>) {
 
 /// The `-blockdev` objects of one disk (storage, then format if any).
 pub fn blockdev_objects(n: usize, disk: &Element) -> Vec<String> {
+    objects(n, disk, None)
+}
+
+/// The file-backed `<backingStore>` chain of a disk, top down:
+/// (path, format, whether the level below is explicitly empty).
+fn backing_chain(disk: &Element) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let mut cur = disk.child("backingStore");
+    while let Some(b) = cur {
+        let Some(path) = b.child("source").and_then(|s| s.attr("file")) else {
+            break;
+        };
+        let fmt = b
+            .child("format")
+            .and_then(|f| f.attr("type"))
+            .unwrap_or("raw");
+        v.push((path.to_owned(), fmt.to_owned()));
+        cur = b.child("backingStore");
+    }
+    v
+}
+
+/// How many node indices a disk uses (itself and its backing chain).
+pub fn chain_len(disk: &Element) -> usize {
+    1 + backing_chain(disk).len()
+}
+
+/// The `-blockdev` objects of a disk with its backing chain, deepest
+/// first, as libvirt orders them: the top is `libvirt-N`, the levels
+/// below `N+1`, `N+2`, ...; each format node names the one below
+/// (`"backing"`), the last one `null`.
+pub fn chain_objects(n: usize, disk: &Element) -> Vec<String> {
+    let chain = backing_chain(disk);
+    if chain.is_empty() {
+        return objects(n, disk, None);
+    }
+    let mut out = Vec::new();
+    for (level, (path, fmt)) in chain.iter().enumerate().rev() {
+        let idx = n + level + 1;
+        let below = (level + 1 < chain.len()).then(|| format!("libvirt-{}-format", idx + 1));
+        let el = Element::new("disk")
+            .with_attr("type", "file")
+            .with_child(
+                Element::new("driver")
+                    .with_attr("name", "qemu")
+                    .with_attr("type", fmt.as_str()),
+            )
+            .with_child(Element::new("source").with_attr("file", path.as_str()))
+            .with_child(Element::new("readonly"));
+        out.extend(objects(idx, &el, Some(below)));
+    }
+    out.extend(objects(
+        n,
+        disk,
+        Some(Some(format!("libvirt-{}-format", n + 1))),
+    ));
+    out
+}
+
+/// `backing`: `None` leaves the key out, `Some(None)` is `null`.
+fn objects(n: usize, disk: &Element, backing: Option<Option<String>>) -> Vec<String> {
     let (storage, format) = node_names(n, disk);
     let path = disk_source(disk).unwrap_or_default();
     let driver = if disk.attr("type") == Some("block") {
@@ -73,6 +134,9 @@ pub fn blockdev_objects(n: usize, disk: &Element) -> Vec<String> {
             }
             g.push(("driver", disk_format(disk).into()));
             g.push(("file", storage.into()));
+            if let Some(b) = backing {
+                g.push(("backing", b.map_or(Value::Null, Value::from)));
+            }
             out.push(json_object(&g));
         }
     }
@@ -135,15 +199,51 @@ pub fn disk_device_in(
     let bus = drive_addr(disk, "bus").unwrap_or(0);
     let unit = drive_addr(disk, "unit").unwrap_or(idx);
     let mut f: Vec<(&str, Value)> = Vec::new();
+    let drv = disk.child("driver");
+    let shareable = disk.child("shareable").is_some();
+    // A user alias (`ua-*`) names the device.
+    let alias = disk
+        .child("alias")
+        .and_then(|a| a.attr("name"))
+        .filter(|a| a.starts_with("ua-"))
+        .map(str::to_owned);
+    let id_or = |d: String| alias.clone().unwrap_or(d);
     match target.attr("bus")? {
         "virtio" => {
             f.push(("driver", "virtio-blk-pci".into()));
+            if let Some(io) = drv.and_then(|d| d.attr("iothread")) {
+                f.push(("iothread", format!("iothread{io}").into()));
+            }
+            if let Some(q) = drv
+                .and_then(|d| d.attr("queues"))
+                .and_then(|q| q.parse::<u64>().ok())
+            {
+                f.push(("num-queues", q.into()));
+            }
+            for (k, prop) in [
+                ("iommu", "iommu_platform"),
+                ("ats", "ats"),
+                ("packed", "packed"),
+            ] {
+                if let Some(v) = drv.and_then(|d| d.attr(k)) {
+                    f.push((prop, (v == "on").into()));
+                }
+            }
             if let Some((bus, addr)) = bus_addr {
                 f.push(("bus", bus.into()));
+                if disk
+                    .child("address")
+                    .is_some_and(|a| a.attr("multifunction") == Some("on"))
+                {
+                    f.push(("multifunction", true.into()));
+                }
                 f.push(("addr", addr.into()));
             }
+            if shareable {
+                f.push(("share-rw", true.into()));
+            }
             f.push(("drive", drive.into()));
-            f.push(("id", format!("virtio-disk{idx}").into()));
+            f.push(("id", id_or(format!("virtio-disk{idx}")).into()));
         }
         "sata" => {
             f.push(("driver", if cdrom { "ide-cd" } else { "ide-hd" }.into()));
@@ -219,11 +319,42 @@ pub fn disk_device_in(
     if let Some(b) = bootindex {
         f.push(("bootindex", b.into()));
     }
+    if let Some(bio) = disk.child("blockio") {
+        for k in ["logical_block_size", "physical_block_size"] {
+            if let Some(v) = bio.attr(k).and_then(|v| v.parse::<u64>().ok()) {
+                f.push((k, v.into()));
+            }
+        }
+    }
+    if let Some(g) = disk.child("geometry") {
+        for k in ["cyls", "heads", "secs"] {
+            if let Some(v) = g.attr(k).and_then(|v| v.parse::<u64>().ok()) {
+                f.push((k, v.into()));
+            }
+        }
+        if let Some(t) = g.attr("trans") {
+            f.push(("bios-chs-trans", t.into()));
+        }
+    }
+    if let Some(w) = disk
+        .child_text("wwn")
+        .and_then(|w| u64::from_str_radix(w.trim(), 16).ok())
+    {
+        f.push(("wwn", w.into()));
+    }
+    for k in ["vendor", "product"] {
+        if let Some(v) = disk.child_text(k) {
+            f.push((k, v.trim().to_owned().into()));
+        }
+    }
     if target.attr("bus") == Some("usb") && target.attr("removable") == Some("on") {
         f.push(("removable", true.into()));
     }
     if cache_none {
         f.push(("write-cache", "on".into()));
+    }
+    if let Some(serial) = disk.child_text("serial") {
+        f.push(("serial", serial.trim().to_owned().into()));
     }
     Some(json_object(&f))
 }

@@ -245,6 +245,39 @@ impl DomainDef {
         }
     }
 
+    /// The I/O threads: `<iothreadids>` if given, else 1..=`<iothreads>`,
+    /// with their thread-pool limits as QEMU properties.
+    pub fn iothreads(&self) -> Vec<(u32, Vec<(&'static str, serde_json::Value)>)> {
+        let count: u32 = self
+            .root
+            .child_text("iothreads")
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let ids: Vec<&Element> = self
+            .root
+            .child("iothreadids")
+            .map(|i| i.children_named("iothread").collect())
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return (1..=count).map(|i| (i, Vec::new())).collect();
+        }
+        ids.iter()
+            .filter_map(|t| {
+                let id = t.attr("id")?.parse().ok()?;
+                let mut extra = Vec::new();
+                for (k, prop) in [
+                    ("thread_pool_min", "thread-pool-min"),
+                    ("thread_pool_max", "thread-pool-max"),
+                ] {
+                    if let Some(v) = t.attr(k).and_then(|v| v.parse::<u64>().ok()) {
+                        extra.push((prop, v.into()));
+                    }
+                }
+                Some((id, extra))
+            })
+            .collect()
+    }
+
     /// The whole `<domain>` tree.
     pub fn element(&self) -> &Element {
         &self.root

@@ -176,8 +176,10 @@ pub fn supported(dev: &Element) -> bool {
                 && matches!(attr("device"), "" | "disk" | "cdrom")
         }
         "interface" => {
-            matches!(attr("type"), "user" | "direct" | "bridge" | "ethernet" | "network")
-                && crate::blockdev::nic_driver(crate::blockdev::nic_model(dev)).is_some()
+            matches!(
+                attr("type"),
+                "user" | "direct" | "bridge" | "ethernet" | "network"
+            ) && crate::blockdev::nic_driver(crate::blockdev::nic_model(dev)).is_some()
         }
         _ => false,
     }
@@ -232,9 +234,17 @@ pub fn argv(
     {
         a.device(&[("driver", "isa-fdc".into())]);
     }
+    // Node indices: libvirt numbers from the last disk up, a disk's
+    // backing chain right after it.
+    let mut start = vec![0; disks.len()];
+    let mut next = 1;
+    for (i, d) in disks.iter().enumerate().rev() {
+        start[i] = next;
+        next += crate::blockdev::chain_len(d);
+    }
     for (i, d) in disks.iter().enumerate() {
-        let n = disks.len() - i;
-        for obj in crate::blockdev::blockdev_objects(n, d) {
+        let n = start[i];
+        for obj in crate::blockdev::chain_objects(n, d) {
             a.opt("-blockdev", obj);
         }
         if let Some(dev) =
