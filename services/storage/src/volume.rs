@@ -201,7 +201,7 @@ pub fn create_dir(vol: &VolDef, path: &Path) -> Result<()> {
             "backing storage not supported for directories volumes",
         ));
     }
-    let mode = vol.perms.mode.unwrap_or(0o755);
+    let mode = vol.perms.mode.unwrap_or(DEFAULT_VOL_MODE);
     std::fs::create_dir(path)
         .map_err(fs_err(format!("cannot create path '{}'", path.display())))?;
     chmod(path, mode)?;
