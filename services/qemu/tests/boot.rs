@@ -8,6 +8,8 @@
 //! Needs QEMU and the guest files (apt-get download works on CI); skips
 //! with the reason otherwise, fails under VIRTMESH_REQUIRE_HOST=1.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
@@ -19,48 +21,7 @@ use virtmesh_rpc::serve::{Listener, serve};
 const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 const MARKER: &str = "VIRTMESH-KERNEL-UP";
 
-fn skip(why: &str) -> bool {
-    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
-        panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
-/// The directory with vmlinuz, busybox and modules/, built if needed
-/// (once per test process: the tests here run in parallel).
-fn guest_files() -> Option<PathBuf> {
-    static FILES: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
-    if files.is_none() {
-        *files = build_guest_files();
-    }
-    files.clone()
-}
-
-fn build_guest_files() -> Option<PathBuf> {
-    if !Path::new(EMULATOR).exists() {
-        skip("qemu-system-x86_64 is not installed (scripts/install-host-deps.sh)");
-        return None;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/build-guest.sh");
-    let out = match std::process::Command::new("sh").arg(&script).output() {
-        Ok(o) => o,
-        Err(e) => {
-            skip(&format!("cannot run {}: {e}", script.display()));
-            return None;
-        }
-    };
-    if !out.status.success() {
-        skip(&format!(
-            "build-guest.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-        return None;
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last()?);
-    dir.join("vmlinuz").exists().then_some(dir)
-}
+use common::{guest_files, skip};
 
 /// A `newc` cpio archive (what the kernel unpacks as initramfs), written
 /// here so the test needs no cpio tool: directories, files and the

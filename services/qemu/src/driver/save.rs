@@ -195,10 +195,8 @@ impl QemuDriver {
         if let Err(e) = saved {
             // The guest goes on as it was; nothing half-written stays.
             let _ = img.remove();
-            if running {
-                if let Err(cont) = qmp.execute(qmp::Cont {}).await {
-                    tracing::warn!("managed save failed and the guest could not resume: {cont}");
-                }
+            if running && let Err(cont) = qmp.execute(qmp::Cont {}).await {
+                tracing::warn!("managed save failed and the guest could not resume: {cont}");
             }
             return Err(e);
         }

@@ -45,7 +45,7 @@ impl QemuDriver {
         Ok(stats)
     }
 
-    /// libvirt's `state`, `cpu`, `balloon` and `vcpu` groups for each
+    /// libvirt's `state`, `cpu`, `balloon`, `vcpu`, `block` and `net` groups for each
     /// domain `keep` selects. A guest that stops meanwhile still gets its
     /// config-based fields.
     pub async fn all_stats(&self, keep: impl Fn(&DomView) -> bool) -> Vec<pb::DomainStats> {
@@ -57,8 +57,10 @@ impl QemuDriver {
             ];
             let live = self.find_uuid(&v.uuid).and_then(|d| self.live_parts(&d));
             let mut balloon_current = v.def.current_memory_kib();
+            let mut device_params = Vec::new();
             if let Some((qmp, pid, balloon)) = live {
                 params.push(param("cpu.time", P::Uint(process::cpu_time_ns(pid))));
+                Self::device_params(&qmp, &v.def, &mut device_params).await;
                 if let Ok(Some(actual)) = Self::balloon_kib(&qmp, balloon).await {
                     balloon_current = actual;
                 }
@@ -70,6 +72,7 @@ impl QemuDriver {
             params.push(param("balloon.maximum", P::Uint(v.def.max_memory_kib())));
             params.push(param("vcpu.current", P::Uint(u64::from(v.def.vcpus()))));
             params.push(param("vcpu.maximum", P::Uint(u64::from(v.def.max_vcpus()))));
+            params.extend(device_params);
             out.push(pb::DomainStats {
                 uuid: v.uuid.clone(),
                 name: v.name.clone(),
@@ -80,17 +83,35 @@ impl QemuDriver {
     }
 }
 
-/// Block I/O counters of one disk (virDomainBlockStats).
+/// Block I/O counters of one disk (virDomainBlockStats and the `block`
+/// group of the all-domain stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockStats {
     pub rd_req: i64,
     pub rd_bytes: i64,
+    pub rd_times_ns: i64,
     pub wr_req: i64,
     pub wr_bytes: i64,
+    pub wr_times_ns: i64,
+    pub fl_req: i64,
+    pub fl_times_ns: i64,
+}
+
+impl BlockStats {
+    fn add(&mut self, o: &BlockStats) {
+        self.rd_req += o.rd_req;
+        self.rd_bytes += o.rd_bytes;
+        self.rd_times_ns += o.rd_times_ns;
+        self.wr_req += o.wr_req;
+        self.wr_bytes += o.wr_bytes;
+        self.wr_times_ns += o.wr_times_ns;
+        self.fl_req += o.fl_req;
+        self.fl_times_ns += o.fl_times_ns;
+    }
 }
 
 /// Interface counters from the guest's point of view
-/// (virDomainInterfaceStats).
+/// (virDomainInterfaceStats and the `net` group).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InterfaceStats {
     pub rx_bytes: i64,
@@ -116,53 +137,33 @@ impl QemuDriver {
     pub async fn block_stats(&self, r: Option<&pb::ObjectRef>, path: &str) -> Result<BlockStats> {
         let dom = self.find(r)?;
         let (qmp, def) = self.live_def(&dom).ok_or_else(err::not_running)?;
-        let disks: Vec<&virtmesh_conf::Element> = def
-            .devices()
-            .into_iter()
-            .filter(|d| d.name == "disk")
-            .collect();
-        let wanted: Vec<String> = if path.is_empty() {
+        let disks = elements(&def, "disk");
+        let wanted: Vec<&virtmesh_conf::Element> = if path.is_empty() {
             disks
-                .iter()
-                .filter_map(|d| crate::def::alias_of(d))
-                .collect()
         } else {
-            let disk = disks.iter().find(|d| disk_named(d, path)).ok_or_else(|| {
-                err::qemu(
-                    ErrorCode::InvalidArg,
-                    format!("invalid argument: invalid path: {path}"),
-                )
-            })?;
-            crate::def::alias_of(disk).into_iter().collect()
+            let disk = disks
+                .into_iter()
+                .find(|d| disk_named(d, path))
+                .ok_or_else(|| {
+                    err::qemu(
+                        ErrorCode::InvalidArg,
+                        format!("invalid argument: invalid path: {path}"),
+                    )
+                })?;
+            vec![disk]
         };
-        let all = qmp
-            .execute_raw("query-blockstats", Value::Null)
-            .await
-            .map_err(err::qmp)?;
+        let all = query_blockstats(&qmp).await?;
         let mut total = BlockStats::default();
-        for entry in all.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let qdev = entry
-                .get("qdev")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !wanted.iter().any(|alias| qdev_is(qdev, alias)) {
-                continue;
+        for disk in wanted {
+            if let Some(s) = disk_counters(&all, disk) {
+                total.add(&s);
             }
-            let s = entry.get("stats").cloned().unwrap_or(Value::Null);
-            let n = |k: &str| s.get(k).and_then(Value::as_i64).unwrap_or(0);
-            total.rd_req += n("rd_operations");
-            total.rd_bytes += n("rd_bytes");
-            total.wr_req += n("wr_operations");
-            total.wr_bytes += n("wr_bytes");
         }
         Ok(total)
     }
 
     /// virDomainInterfaceStats: `device` is the host link (`vnet0`) or
-    /// the guest MAC. Counters come from the host link's sysfs
-    /// statistics; for a tap (bridge, network) the host's rx is the
-    /// guest's tx, so they are swapped as libvirt swaps them, while a
-    /// macvtap or ethernet link shares the guest's view.
+    /// the guest MAC.
     pub fn interface_stats(
         &self,
         r: Option<&pb::ObjectRef>,
@@ -184,33 +185,141 @@ impl QemuDriver {
                 format!("invalid argument: '{device}' is not a known interface"),
             )
         };
-        let iface = def
-            .devices()
+        let iface = elements(&def, "interface")
             .into_iter()
-            .filter(|d| d.name == "interface")
             .find(|d| {
                 let target = d.child("target").and_then(|t| t.attr("dev"));
                 target == Some(device) || hostnet::mac_of(d).eq_ignore_ascii_case(device)
             })
             .ok_or_else(unknown)?;
-        let link = iface
-            .child("target")
-            .and_then(|t| t.attr("dev"))
-            .ok_or_else(unknown)?;
-        let shares_host_view = matches!(iface.attr("type"), Some("direct" | "ethernet"));
-        let read = |what: &str| -> Result<i64> {
-            let p = format!("/sys/class/net/{link}/statistics/{what}");
-            std::fs::read_to_string(&p)
-                .map_err(|e| {
-                    err::qemu(
-                        ErrorCode::SystemError,
-                        format!("cannot read statistics of interface {link}: {e}"),
-                    )
-                })?
-                .trim()
-                .parse()
-                .map_err(|e| err::internal(format!("unexpected contents of {p}: {e}")))
-        };
+        link_counters(iface).ok_or_else(unknown)?
+    }
+
+    /// libvirt's `block` and `net` groups of one running guest.
+    async fn device_params(qmp: &Qmp, def: &DomainDef, params: &mut Vec<pb::TypedParam>) {
+        let disks = elements(def, "disk");
+        let blockstats = query_blockstats(qmp).await.unwrap_or_default();
+        params.push(param("block.count", P::Uint(disks.len() as u64)));
+        for (i, disk) in disks.iter().enumerate() {
+            let name = disk
+                .child("target")
+                .and_then(|t| t.attr("dev"))
+                .unwrap_or_default();
+            params.push(param(
+                &format!("block.{i}.name"),
+                P::String(name.to_owned()),
+            ));
+            if let Some(path) = disk
+                .child("source")
+                .and_then(|s| s.attr("file").or_else(|| s.attr("dev")))
+            {
+                params.push(param(
+                    &format!("block.{i}.path"),
+                    P::String(path.to_owned()),
+                ));
+            }
+            if let Some(s) = disk_counters(&blockstats, disk) {
+                for (k, v) in [
+                    ("rd.reqs", s.rd_req),
+                    ("rd.bytes", s.rd_bytes),
+                    ("rd.times", s.rd_times_ns),
+                    ("wr.reqs", s.wr_req),
+                    ("wr.bytes", s.wr_bytes),
+                    ("wr.times", s.wr_times_ns),
+                    ("fl.reqs", s.fl_req),
+                    ("fl.times", s.fl_times_ns),
+                ] {
+                    params.push(param(&format!("block.{i}.{k}"), P::Uint(v.max(0) as u64)));
+                }
+            }
+        }
+        let ifaces = elements(def, "interface");
+        params.push(param("net.count", P::Uint(ifaces.len() as u64)));
+        for (i, iface) in ifaces.iter().enumerate() {
+            let name = iface
+                .child("target")
+                .and_then(|t| t.attr("dev"))
+                .unwrap_or_default();
+            params.push(param(&format!("net.{i}.name"), P::String(name.to_owned())));
+            if let Some(Ok(s)) = link_counters(iface) {
+                for (k, v) in [
+                    ("rx.bytes", s.rx_bytes),
+                    ("rx.pkts", s.rx_packets),
+                    ("rx.errs", s.rx_errs),
+                    ("rx.drop", s.rx_drop),
+                    ("tx.bytes", s.tx_bytes),
+                    ("tx.pkts", s.tx_packets),
+                    ("tx.errs", s.tx_errs),
+                    ("tx.drop", s.tx_drop),
+                ] {
+                    params.push(param(&format!("net.{i}.{k}"), P::Uint(v.max(0) as u64)));
+                }
+            }
+        }
+    }
+}
+
+/// The definition's devices called `name`, in order.
+fn elements<'a>(def: &'a DomainDef, name: &str) -> Vec<&'a virtmesh_conf::Element> {
+    def.devices()
+        .into_iter()
+        .filter(|d| d.name == name)
+        .collect()
+}
+
+async fn query_blockstats(qmp: &Qmp) -> Result<Vec<Value>> {
+    let all = qmp
+        .execute_raw("query-blockstats", Value::Null)
+        .await
+        .map_err(err::qmp)?;
+    Ok(match all {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    })
+}
+
+/// The counters `query-blockstats` has for a disk, found by its alias.
+fn disk_counters(all: &[Value], disk: &virtmesh_conf::Element) -> Option<BlockStats> {
+    let alias = crate::def::alias_of(disk)?;
+    let entry = all.iter().find(|e| {
+        let qdev = e.get("qdev").and_then(Value::as_str).unwrap_or_default();
+        qdev_is(qdev, &alias)
+    })?;
+    let s = entry.get("stats")?;
+    let n = |k: &str| s.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Some(BlockStats {
+        rd_req: n("rd_operations"),
+        rd_bytes: n("rd_bytes"),
+        rd_times_ns: n("rd_total_time_ns"),
+        wr_req: n("wr_operations"),
+        wr_bytes: n("wr_bytes"),
+        wr_times_ns: n("wr_total_time_ns"),
+        fl_req: n("flush_operations"),
+        fl_times_ns: n("flush_total_time_ns"),
+    })
+}
+
+/// The counters of an interface's host link (None: it has none, e.g.
+/// user networking). They come from sysfs; for a tap (bridge, network)
+/// the host's rx is the guest's tx, so they are swapped as libvirt swaps
+/// them, while a macvtap or ethernet link shares the guest's view.
+fn link_counters(iface: &virtmesh_conf::Element) -> Option<Result<InterfaceStats>> {
+    let link = iface.child("target").and_then(|t| t.attr("dev"))?;
+    let shares_host_view = matches!(iface.attr("type"), Some("direct" | "ethernet"));
+    let read = |what: &str| -> Result<i64> {
+        let p = format!("/sys/class/net/{link}/statistics/{what}");
+        std::fs::read_to_string(&p)
+            .map_err(|e| {
+                err::qemu(
+                    ErrorCode::SystemError,
+                    format!("cannot read statistics of interface {link}: {e}"),
+                )
+            })?
+            .trim()
+            .parse()
+            .map_err(|e| err::internal(format!("unexpected contents of {p}: {e}")))
+    };
+    let counters = || -> Result<InterfaceStats> {
         let host = InterfaceStats {
             rx_bytes: read("rx_bytes")?,
             rx_packets: read("rx_packets")?,
@@ -235,7 +344,8 @@ impl QemuDriver {
                 tx_drop: host.rx_drop,
             }
         })
-    }
+    };
+    Some(counters())
 }
 
 /// Whether a `<disk>` is the one virsh's PATH argument names: its target

@@ -31,12 +31,7 @@ pub fn host_ready() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let why = missing.join("; ");
-    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
-        panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
+    skip(&missing.join("; "))
 }
 
 /// A network namespace with `veth0` (up) as macvtap parent, and the
@@ -184,4 +179,48 @@ pub fn by_name(name: &str) -> pb::ObjectRef {
     pb::ObjectRef {
         key: Some(Key::Name(name.to_owned())),
     }
+}
+
+/// Print why a test skips; under VIRTMESH_REQUIRE_HOST=1 fail instead.
+pub fn skip(why: &str) -> bool {
+    if std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() == Ok("1") {
+        panic!("VIRTMESH_REQUIRE_HOST=1 but {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// The test guest's directory (vmlinuz, busybox, modules/, initrd-net.cpio, busybox and modules/, built if needed
+/// (once per test process: the tests here run in parallel).
+pub fn guest_files() -> Option<PathBuf> {
+    static FILES: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if files.is_none() {
+        *files = build_guest_files();
+    }
+    files.clone()
+}
+
+fn build_guest_files() -> Option<PathBuf> {
+    if !Path::new(EMULATOR).exists() {
+        skip("qemu-system-x86_64 is not installed (scripts/install-host-deps.sh)");
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/build-guest.sh");
+    let out = match std::process::Command::new("sh").arg(&script).output() {
+        Ok(o) => o,
+        Err(e) => {
+            skip(&format!("cannot run {}: {e}", script.display()));
+            return None;
+        }
+    };
+    if !out.status.success() {
+        skip(&format!(
+            "build-guest.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last()?);
+    dir.join("vmlinuz").exists().then_some(dir)
 }
