@@ -126,6 +126,17 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         push(&mut a, "-object", json_object(&f));
     }
     push(&mut a, "-uuid", def.uuid());
+    if let Some(g) = def.element().child_text("genid") {
+        push(
+            &mut a,
+            "-device",
+            json_object(&[
+                ("driver", "vmgenid".into()),
+                ("guid", g.trim().to_owned().into()),
+                ("id", "vmgenid0".into()),
+            ]),
+        );
+    }
     if !def.devices().iter().any(|d| d.name == "graphics") {
         push(&mut a, "-display", "none".into());
     }
@@ -178,11 +189,28 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
             def.name().chars().take(20).collect::<String>()
         ),
     ));
+    if def
+        .element()
+        .child("features")
+        .and_then(|f| f.child("vmcoreinfo"))
+        .is_some_and(|v| v.attr("state") != Some("off"))
+    {
+        push(
+            &mut a,
+            "-device",
+            json_object(&[("driver", "vmcoreinfo".into())]),
+        );
+    }
     push(
         &mut a,
         "-sandbox",
         "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
     );
+    {
+        let mut late = crate::cmdline::Args::default();
+        crate::cmdline::late(&mut late, &def.devices(), def.is_q35());
+        a.extend(late.0);
+    }
     push(&mut a, "-msg", "timestamp=on".into());
     if let Some(pidfile) = &opts.pidfile {
         push(&mut a, "-pidfile", pidfile.display().to_string());
@@ -407,8 +435,8 @@ mod tests {
             "output.xml regressed: {xml_ok}/{xml_total} < 186"
         );
         assert!(
-            argv_ok >= 145,
-            "qemu.argv regressed: {argv_ok}/{argv_total} < 145"
+            argv_ok >= 167,
+            "qemu.argv regressed: {argv_ok}/{argv_total} < 167"
         );
         assert!(
             err_ok >= 25,

@@ -726,3 +726,293 @@ pub fn redirdevs(a: &mut Args, redirs: &[&Element], filter: Option<&Element>) {
         a.device(&with(f, usb_fields(r)));
     }
 }
+
+/// 9p filesystems (`-fsdev` + `virtio-9p-pci`).
+pub fn filesystems(a: &mut Args, fss: &[&Element], q35: bool) {
+    for (i, fs) in fss.iter().enumerate() {
+        let driver = fs.child("driver");
+        if !matches!(driver.and_then(|d| d.attr("type")), None | Some("path")) {
+            continue;
+        }
+        let model = match attr(fs, "accessmode") {
+            "" | "passthrough" => "passthrough",
+            "mapped" => "mapped",
+            "squash" => "none",
+            _ => continue,
+        };
+        let mut v = format!("local,security_model={model}");
+        if let Some(w) = driver.and_then(|d| d.attr("wrpolicy")) {
+            v.push_str(&format!(",writeout={w}"));
+        }
+        for k in ["fmode", "dmode"] {
+            if let Some(m) = fs.attr(k) {
+                v.push_str(&format!(",{k}={m}"));
+            }
+        }
+        let id = format!("fs{i}");
+        let src = fs
+            .child("source")
+            .and_then(|s| s.attr("dir"))
+            .unwrap_or_default();
+        v.push_str(&format!(",id=fsdev-{id},path={}", src.replace(',', ",,")));
+        if fs.child("readonly").is_some() {
+            v.push_str(",readonly");
+        }
+        a.opt("-fsdev", v);
+        let tag = target_attr(fs, "dir").unwrap_or_default();
+        a.device(&with(
+            vec![
+                ("driver", "virtio-9p-pci".into()),
+                ("id", id.clone().into()),
+                ("fsdev", format!("fsdev-{id}").into()),
+                ("mount_tag", tag.into()),
+            ],
+            pci_fields(fs, q35),
+        ));
+    }
+}
+
+/// Smartcards on CCID slots.
+pub fn smartcards(a: &mut Args, cards: &[&Element]) {
+    for (i, sc) in cards.iter().enumerate() {
+        let id = format!("smartcard{i}");
+        let ctl = sc
+            .child("address")
+            .and_then(|x| x.attr("controller"))
+            .unwrap_or("0");
+        let bus = format!("ccid{ctl}.0");
+        match attr(sc, "mode") {
+            "host" => a.device(&[
+                ("driver", "ccid-card-emulated".into()),
+                ("backend", "nss-emulated".into()),
+                ("id", id.into()),
+                ("bus", bus.into()),
+            ]),
+            "host-certificates" => {
+                let mut f: Vec<(&str, Value)> = vec![
+                    ("driver", "ccid-card-emulated".into()),
+                    ("backend", "certificates".into()),
+                ];
+                let certs: Vec<String> = sc
+                    .children_named("certificate")
+                    .map(|c| c.text().trim().to_owned())
+                    .collect();
+                for (k, c) in ["cert1", "cert2", "cert3"].iter().zip(certs) {
+                    f.push((k, c.into()));
+                }
+                let db = sc
+                    .child_text("database")
+                    .map(|d| d.trim().to_owned())
+                    .unwrap_or_else(|| "/etc/pki/nssdb".into());
+                f.push(("db", db.into()));
+                f.push(("id", id.into()));
+                f.push(("bus", bus.into()));
+                a.device(&f);
+            }
+            "passthrough" => {
+                let chr = format!("charsmartcard{i}");
+                let Some(c) = chardev(sc, &chr, None) else {
+                    continue;
+                };
+                a.opt("-chardev", c);
+                a.device(&[
+                    ("driver", "ccid-card-passthru".into()),
+                    ("chardev", chr.into()),
+                    ("id", id.into()),
+                    ("bus", bus.into()),
+                ]);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// TPM emulator front ends (the preview's backend is a null chardev,
+/// as libvirt prints it before swtpm runs).
+pub fn tpms(a: &mut Args, tpms: &[&Element]) {
+    for (i, t) in tpms.iter().enumerate() {
+        let backend = t.child("backend").map(|b| attr(b, "type")).unwrap_or("");
+        if backend != "emulator" && backend != "" {
+            continue;
+        }
+        let id = format!("tpm{i}");
+        a.opt("-chardev", "null,id=chrtpm");
+        a.opt("-tpmdev", format!("emulator,id=tpm-{id},chardev=chrtpm"));
+        let driver = match attr(t, "model") {
+            "tpm-crb" => "tpm-crb",
+            _ => "tpm-tis",
+        };
+        a.device(&[
+            ("driver", driver.into()),
+            ("tpmdev", format!("tpm-{id}").into()),
+            ("id", id.into()),
+        ]);
+    }
+}
+
+/// IOMMUs (before the PCI controllers).
+pub fn iommus(a: &mut Args, iommus: &[&Element], q35: bool) {
+    for (i, m) in iommus.iter().enumerate() {
+        let id = format!("iommu{i}");
+        let d = m.child("driver");
+        match attr(m, "model") {
+            "intel" => {
+                let mut f: Vec<(&str, Value)> =
+                    vec![("driver", "intel-iommu".into()), ("id", id.into())];
+                if let Some(d) = d {
+                    if let Some(v) = d.attr("intremap") {
+                        f.push(("intremap", v.into()));
+                    }
+                    if let Some(v) = d.attr("caching_mode") {
+                        f.push(("caching-mode", (v == "on").into()));
+                    }
+                    if let Some(v) = d.attr("eim") {
+                        f.push(("eim", v.into()));
+                    }
+                    if let Some(v) = d.attr("iotlb") {
+                        f.push(("device-iotlb", (v == "on").into()));
+                    }
+                    if let Some(v) = d.attr("aw_bits").and_then(|v| v.parse::<u64>().ok()) {
+                        f.push(("aw-bits", v.into()));
+                    }
+                }
+                a.device(&f);
+            }
+            "virtio" => a.device(&with(
+                vec![("driver", "virtio-iommu".into()), ("id", id.into())],
+                pci_fields(m, q35),
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// The devices libvirt adds after `-sandbox`: panic, shared memory,
+/// vsock, crypto.
+pub fn late(a: &mut Args, devices: &[&Element], q35: bool) {
+    let of = |name: &'static str| devices.iter().copied().filter(move |d| d.name == name);
+    for p in of("panic") {
+        match attr(p, "model") {
+            "" | "isa" => {
+                let port = p
+                    .child("address")
+                    .and_then(|x| x.attr("iobase"))
+                    .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+                    .unwrap_or(0x505);
+                a.device(&[("driver", "pvpanic".into()), ("ioport", port.into())]);
+            }
+            "pvpanic" => a.device(&with(
+                vec![("driver", "pvpanic-pci".into())],
+                pci_fields(p, q35),
+            )),
+            _ => {}
+        }
+    }
+    for (i, s) in of("shmem").enumerate() {
+        let name = attr(s, "name");
+        let id = format!("shmem{i}");
+        let size_mib: u64 = s
+            .child("size")
+            .map(|z| {
+                let n: u64 = z.text().trim().parse().unwrap_or(4);
+                match z.attr("unit").unwrap_or("M") {
+                    "G" | "GiB" => n * 1024,
+                    "K" | "KiB" => n / 1024,
+                    _ => n,
+                }
+            })
+            .unwrap_or(4);
+        match s
+            .child("model")
+            .and_then(|m| m.attr("type"))
+            .unwrap_or("ivshmem-plain")
+        {
+            "ivshmem-plain" => {
+                let mem = format!("shmmem-{id}");
+                a.opt(
+                    "-object",
+                    json_object(&[
+                        ("qom-type", "memory-backend-file".into()),
+                        ("id", mem.clone().into()),
+                        ("mem-path", format!("/dev/shm/{name}").into()),
+                        ("size", (size_mib * 1024 * 1024).into()),
+                        ("share", true.into()),
+                    ]),
+                );
+                a.device(&with(
+                    vec![
+                        ("driver", "ivshmem-plain".into()),
+                        ("id", id.into()),
+                        ("memdev", mem.into()),
+                    ],
+                    pci_fields(s, q35),
+                ));
+            }
+            "ivshmem-doorbell" => {
+                let chr = format!("char{id}");
+                let mut f: Vec<(&str, Value)> = vec![
+                    ("driver", "ivshmem-doorbell".into()),
+                    ("id", id.into()),
+                    ("chardev", chr.clone().into()),
+                ];
+                if let Some(msi) = s.child("msi") {
+                    if let Some(v) = msi.attr("vectors").and_then(|v| v.parse::<u64>().ok()) {
+                        f.push(("vectors", v.into()));
+                    }
+                    if let Some(v) = msi.attr("ioeventfd") {
+                        f.push(("ioeventfd", (v == "on").into()));
+                    }
+                }
+                a.device(&with(f, pci_fields(s, q35)));
+                let path = s
+                    .child("server")
+                    .and_then(|x| x.attr("path"))
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("/var/lib/libvirt/shmem-{name}-sock"));
+                a.opt("-chardev", format!("socket,id={chr},path={path}"));
+            }
+            _ => {}
+        }
+    }
+    for (i, v) in of("vsock").enumerate() {
+        let cid: u64 = v
+            .child("cid")
+            .and_then(|c| c.attr("address"))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        a.device(&with(
+            vec![
+                ("driver", "vhost-vsock-pci".into()),
+                ("id", format!("vsock{i}").into()),
+                ("guest-cid", cid.into()),
+                // The descriptor of /dev/vhost-vsock (none in a preview).
+                ("vhostfd", "-1".into()),
+            ],
+            pci_fields(v, q35),
+        ));
+    }
+    for (i, c) in of("crypto").enumerate() {
+        let obj = format!("objcrypto{i}");
+        let queues: u64 = c
+            .child("backend")
+            .and_then(|b| b.attr("queues"))
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1);
+        a.opt(
+            "-object",
+            json_object(&[
+                ("qom-type", "cryptodev-backend-builtin".into()),
+                ("id", obj.clone().into()),
+                ("queues", queues.into()),
+            ]),
+        );
+        a.device(&with(
+            vec![
+                ("driver", "virtio-crypto-pci".into()),
+                ("cryptodev", obj.into()),
+                ("id", format!("crypto{i}").into()),
+            ],
+            pci_fields(c, q35),
+        ));
+    }
+}

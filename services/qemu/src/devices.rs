@@ -150,6 +150,15 @@ pub fn supported(dev: &Element) -> bool {
             "ich6" | "ich9" | "es1370" | "ac97" | "sb16" | "usb"
         ),
         "hub" => attr("type") == "usb",
+        "panic" => matches!(attr("model"), "" | "isa" | "pvpanic" | "hyperv"),
+        "crypto" => true,
+        "iommu" => matches!(attr("model"), "intel" | "virtio"),
+        "filesystem" => {
+            matches!(
+                dev.child("driver").and_then(|d| d.attr("type")),
+                None | Some("path")
+            ) && matches!(attr("accessmode"), "" | "passthrough" | "mapped" | "squash")
+        }
         "rng" => dev
             .child("backend")
             .is_some_and(|b| matches!(b.attr("model"), Some("random" | "builtin"))),
@@ -222,6 +231,7 @@ pub fn argv(
         devices.iter().copied().filter(|d| d.name == name).collect()
     };
     let conts = of("controller");
+    c::iommus(&mut a, &of("iommu"), q35);
     c::pci_controllers(&mut a, &conts, q35);
     c::controllers(&mut a, &conts, q35);
     c::hubs(&mut a, &of("hub"));
@@ -253,6 +263,7 @@ pub fn argv(
             a.opt("-device", dev);
         }
     }
+    c::filesystems(&mut a, &of("filesystem"), q35);
     for (i, iface) in of("interface").into_iter().enumerate() {
         a.opt("-netdev", netdev(i));
         a.opt(
@@ -260,6 +271,7 @@ pub fn argv(
             crate::blockdev::nic_device(i, iface, pci_location(iface, q35), bootindex(iface)),
         );
     }
+    c::smartcards(&mut a, &of("smartcard"));
     for (i, ser) in of("serial").into_iter().enumerate() {
         let port = ser
             .child("target")
@@ -291,6 +303,7 @@ pub fn argv(
         ]);
     }
     c::channels(&mut a, &of("channel"), &of("console"), channel_dir);
+    c::tpms(&mut a, &of("tpm"));
     c::inputs(&mut a, &of("input"), q35);
     let audios = of("audio");
     c::audio(&mut a, &audios);
