@@ -1231,7 +1231,10 @@ async fn vnc_autoport_listens_where_the_live_xml_says() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no VNC port in the live XML: {live}"));
     assert!(port >= 5900, "{live}");
-    assert!(live.contains(&format!("port='{port}' autoport='yes' listen='127.0.0.1'")), "{live}");
+    assert!(
+        live.contains(&format!("port='{port}' autoport='yes' listen='127.0.0.1'")),
+        "{live}"
+    );
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("QEMU listens on the VNC port");
@@ -1249,6 +1252,110 @@ async fn vnc_autoport_listens_where_the_live_xml_says() {
     .await
     .expect("destroy");
     assert!(host.our_qemus().is_empty());
+    drop(c);
+    svc.stop().await;
+}
+
+/// What the corpus checks byte for byte also runs: a TCG guest with the
+/// device kinds a start admits (SCSI/SATA disks, USB tablet and hub, HDA
+/// sound, qxl and VGA video, virtio channels, RNG, balloon options, 9p,
+/// crypto, pvpanic, an iothread) starts with all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_with_many_device_kinds_starts() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+    let dir = host.dir.path();
+    for f in ["scsi.raw", "sata.raw"] {
+        std::fs::write(dir.join(f), vec![0u8; 1 << 20]).expect("image");
+    }
+    std::fs::create_dir_all(dir.join("share")).expect("share dir");
+    let d = dir.display();
+    let devices = format!(
+        "<iothreads>1</iothreads>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{d}/scsi.raw'/>
+      <target dev='sda' bus='scsi'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{d}/sata.raw'/>
+      <target dev='sdb' bus='sata'/>
+    </disk>
+    <controller type='scsi' model='virtio-scsi'>
+      <driver iothread='1'/>
+    </controller>
+    <filesystem type='mount' accessmode='mapped'>
+      <source dir='{d}/share'/>
+      <target dir='share0'/>
+    </filesystem>
+    <channel type='unix'>
+      <source mode='bind' path='{d}/agent.sock'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
+    <input type='tablet' bus='usb'/>
+    <hub type='usb'/>
+    <graphics type='vnc'/>
+    <sound model='ich9'/>
+    <video><model type='qxl'/></video>
+    <video><model type='vga'/></video>
+    <memballoon model='virtio' autodeflate='on'/>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <panic model='isa'/>
+    <crypto model='virtio' type='qemu'><backend model='builtin' queues='1'/></crypto>
+  </devices>
+"
+    );
+    let xml = guest_xml("many1", "qemu").replace("</domain>", &format!("  {devices}</domain>"));
+    let created = c
+        .create_xml(pb::CreateXmlRequest {
+            xml,
+            start_paused: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("QEMU refused the command line: {}", e.message()))
+        .into_inner();
+    assert_eq!(created.state, DomainState::Paused as i32);
+    // QEMU exits at once on a device it cannot create, so a paused guest
+    // means every -device below was accepted.
+    let pids = host.our_qemus();
+    assert_eq!(pids.len(), 1, "one QEMU");
+    let qtree = std::fs::read(format!("/proc/{}/cmdline", pids[0]))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .expect("cmdline");
+    for dev in [
+        "virtio-scsi-pci",
+        "scsi-hd",
+        "ide-hd",
+        "virtio-9p-pci",
+        "virtserialport",
+        "usb-tablet",
+        "usb-hub",
+        "ich9-intel-hda",
+        "qxl-vga",
+        "secondary-vga",
+        "virtio-balloon-pci",
+        "virtio-rng-pci",
+        "pvpanic",
+        "virtio-crypto-pci",
+    ] {
+        assert!(
+            qtree.contains(&format!("\"driver\":\"{dev}\"")),
+            "{dev} missing from QEMU's command line"
+        );
+    }
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("many1")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
     drop(c);
     svc.stop().await;
 }
