@@ -127,52 +127,49 @@ impl Vsh {
     }
 }
 
-/// Pids of dnsmasq processes whose command line names `needle`.
-fn dnsmasq_with(needle: &str) -> Vec<String> {
+/// Processes of `program` whose command line names `dir` (this test's
+/// temporary directory), with their command lines.
+fn procs_of(program: &str, dir: &Path) -> Vec<(i32, String)> {
+    let marker = dir.display().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains("dnsmasq") && cmd.contains(needle)).then(|| format!("{pid}: {cmd}"))
+            let exe = cmd.split(' ').next().unwrap_or_default();
+            (exe.ends_with(program) && cmd.contains(&marker)).then_some((pid, cmd))
         })
         .collect()
 }
 
-/// SIGKILL the QEMUs whose command line names `dir` (ours).
-fn kill_qemus(dir: &Path) -> usize {
-    let marker = dir.display().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut killed = 0;
-    for pid in entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.contains("qemu-system") && cmd.contains(&marker) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            killed += 1;
-        }
+/// SIGKILL the processes of `program` that are this test's; how many.
+fn kill_all(program: &str, dir: &Path) -> usize {
+    let found = procs_of(program, dir);
+    for (pid, _) in &found {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
-    killed
+    found.len()
 }
 
-/// Kill QEMUs of this test, in case an assertion failed before destroy.
-struct KillQemus(PathBuf);
+fn kill_qemus(dir: &Path) -> usize {
+    kill_all("qemu-system-x86_64", dir)
+}
 
-impl Drop for KillQemus {
+/// What a failed assertion would leave running: our QEMUs and dnsmasqs
+/// (the namespace itself is deleted by `Netns`).
+struct Leftovers(PathBuf);
+
+impl Drop for Leftovers {
     fn drop(&mut self) {
-        kill_qemus(&self.0);
+        kill_all("qemu-system-x86_64", &self.0);
+        kill_all("dnsmasq", &self.0);
     }
 }
 
@@ -210,7 +207,7 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     let started = Instant::now();
     let ns = Netns::create(&format!("vmng-{}", std::process::id())).expect("ip netns add");
     let dir = tempfile::tempdir().expect("tempdir");
-    let _qemus = KillQemus(dir.path().to_path_buf());
+    let _leftovers = Leftovers(dir.path().to_path_buf());
     let path = |p: &str| dir.path().join(p).to_str().expect("utf-8").to_owned();
     // One config for everyone: the qemu service finds the network service
     // in it, the gateway finds both.
@@ -474,15 +471,43 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         "tap left after recovery of a gone guest"
     );
 
+    // The port commands by hand, as virsh has them.
+    let port_file = path("port.xml");
+    std::fs::write(
+        &port_file,
+        "<networkport><owner><name>manual</name>\
+         <uuid>8f2a4b7c-1d3e-4f5a-9b6c-7d8e9f0a1b2c</uuid></owner>\
+         <mac address='52:54:00:4e:77:0a'/></networkport>",
+    )
+    .expect("port xml");
+    let created = vsh.ok(&["net-port-create", NET, &port_file]);
+    let manual = created
+        .strip_prefix("Network port ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        created.trim_end(),
+        format!("Network port {manual} created from {port_file}")
+    );
+    assert_eq!(vsh.ok(&["net-port-list", NET, "--uuid"]).trim(), manual);
+    assert_eq!(
+        vsh.ok(&["net-port-delete", NET, &manual]).trim_end(),
+        format!("Network port {manual} deleted")
+    );
+    assert!(ports_drain(&vsh));
+
     // net-destroy: no bridge, no dnsmasq, no nft table of ours.
-    let dnsmasq_conf = format!("{NET}.conf");
-    assert!(!dnsmasq_with(&dnsmasq_conf).is_empty(), "dnsmasq never ran");
+    assert!(
+        !procs_of("dnsmasq", dir.path()).is_empty(),
+        "dnsmasq never ran"
+    );
     vsh.ok(&["net-destroy", NET]);
     assert!(
         !ns.ip(&["link", "show", BRIDGE]).status.success(),
         "bridge left after net-destroy"
     );
-    let left = dnsmasq_with(&dnsmasq_conf);
+    let left = procs_of("dnsmasq", dir.path());
     assert!(left.is_empty(), "dnsmasq left after net-destroy: {left:?}");
     let tables = ns.exec("nft", &["list", "tables"]);
     assert!(tables.status.success(), "{tables:?}");

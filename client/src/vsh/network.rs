@@ -323,6 +323,33 @@ fn port_ref(network_uuid: String, port: &str) -> v1::PortRef {
     }
 }
 
+pub async fn port_create(ctl: &Ctl, key: &str, file: &str, validate: bool) -> CmdResult {
+    let xml = read_file(file).map_err(CmdError::msg)?;
+    let n = lookup(ctl, key).await?;
+    let port = ctl
+        .conn
+        .network()
+        .port_create_xml(v1::PortCreateRequest {
+            network: Some(by_uuid(n.uuid)),
+            xml,
+            reclaim: false,
+            validate,
+        })
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to create network from {file}"),
+                crate::Error::from(e),
+            )
+        })?
+        .into_inner();
+    ctl.extra(&format!(
+        "Network port {} created from {file}\n",
+        port.port_uuid
+    ));
+    Ok(())
+}
+
 pub async fn port_dumpxml(ctl: &Ctl, key: &str, port: &str) -> CmdResult {
     let n = lookup(ctl, key).await?;
     let xml = ctl
