@@ -39,6 +39,8 @@ pub struct PortRecord {
 #[derive(Debug, Clone)]
 pub struct NetPeer {
     client: Option<NetworkClient<Channel>>,
+    /// Where the peer is, for errors that come from the transport.
+    addr: String,
 }
 
 fn by_name(name: &str) -> pb::ObjectRef {
@@ -53,12 +55,6 @@ fn by_uuid(uuid: &str) -> pb::ObjectRef {
     }
 }
 
-/// A peer's error as libvirt would report it: the network driver's own
-/// code, domain and message when it sent one.
-fn peer_err(status: &tonic::Status) -> VirtError {
-    VirtError::from_status(status)
-}
-
 impl NetPeer {
     pub fn new(addr: Option<&ListenAddr>) -> NetPeer {
         let opts = ChannelOptions {
@@ -67,7 +63,26 @@ impl NetPeer {
         };
         NetPeer {
             client: addr.map(|a| NetworkClient::new(channel(a, &opts))),
+            addr: addr.map(ToString::to_string).unwrap_or_default(),
         }
+    }
+
+    /// A peer's error as libvirt would report it: the network driver's own
+    /// code, domain and message when it sent one; a transport failure
+    /// (service down, timeout) names the endpoint tried (DESIGN.md §5).
+    fn peer_err(&self, status: &tonic::Status) -> VirtError {
+        let e = VirtError::from_status(status);
+        if e.domain != ErrorDomain::Rpc || e.code != ErrorCode::Rpc {
+            return e;
+        }
+        VirtError::new(
+            ErrorCode::NoConnect,
+            ErrorDomain::Rpc,
+            format!(
+                "no connection driver available for network:///system: the network service at {} is unreachable: {}",
+                self.addr, e.message
+            ),
+        )
     }
 
     /// libvirt's error when no network driver is there to open.
@@ -100,7 +115,7 @@ impl NetPeer {
         let net = client
             .lookup(by_name(&network))
             .await
-            .map_err(|s| peer_err(&s))?
+            .map_err(|s| self.peer_err(&s))?
             .into_inner();
         let xml = port_xml(iface, owner_uuid, owner_name);
         let port = client
@@ -111,14 +126,14 @@ impl NetPeer {
                 validate: false,
             })
             .await
-            .map_err(|s| peer_err(&s))?
+            .map_err(|s| self.peer_err(&s))?
             .into_inner();
         let port_ref = pb::PortRef {
             network: Some(by_uuid(&net.uuid)),
             port_uuid: port.port_uuid.clone(),
         };
         let described = client.port_get_xml_desc(port_ref.clone()).await;
-        let record = described.map_err(|s| peer_err(&s)).and_then(|x| {
+        let record = described.map_err(|s| self.peer_err(&s)).and_then(|x| {
             let xml = x.into_inner().xml;
             let bridge = plug_bridge(&xml).ok_or_else(|| {
                 VirtError::new(
@@ -157,7 +172,7 @@ impl NetPeer {
         {
             Ok(_) => Ok(()),
             Err(s) => {
-                let e = peer_err(&s);
+                let e = self.peer_err(&s);
                 if matches!(
                     e.code,
                     ErrorCode::NoNetworkPort | ErrorCode::NoNetwork | ErrorCode::OperationInvalid
@@ -186,7 +201,7 @@ impl NetPeer {
         {
             Ok(_) => Ok(()),
             Err(s) => {
-                let e = peer_err(&s);
+                let e = self.peer_err(&s);
                 if e.code == ErrorCode::NetworkPortExist {
                     Ok(())
                 } else {
@@ -205,10 +220,10 @@ impl NetPeer {
                 mac: mac.to_owned(),
             })
             .await
-            .map_err(|s| peer_err(&s))?
+            .map_err(|s| self.peer_err(&s))?
             .into_inner();
         let mut out = Vec::new();
-        while let Some(lease) = stream.message().await.map_err(|s| peer_err(&s))? {
+        while let Some(lease) = stream.message().await.map_err(|s| self.peer_err(&s))? {
             out.push(lease);
         }
         Ok(out)
@@ -325,7 +340,8 @@ mod tests {
             )
             .await
             .expect_err("peer down");
-        assert_eq!(e.code, ErrorCode::Rpc, "{e}");
+        assert_eq!(e.code, ErrorCode::NoConnect, "{e}");
+        assert!(e.message.contains(&addr.to_string()), "{e}");
         assert!(started.elapsed() < CALL_TIMEOUT);
     }
 
