@@ -24,6 +24,25 @@ fn unsupported(dev: &Element) -> VirtError {
     )
 }
 
+/// libvirt's parse-time defaults apply to a device document as to a
+/// definition: a NIC without `<mac>` gets a generated one (QEMU refuses an
+/// empty `mac=`), one without `<model>` the default model. The same
+/// element then goes to the live guest and the config.
+fn with_parse_defaults(dev: Element) -> Element {
+    if dev.name != "interface" {
+        return dev;
+    }
+    let mut holder = Element::new("devices");
+    holder.children.push(virtmesh_conf::Node::Element(dev));
+    crate::devices::normalize_interfaces(&mut holder);
+    match holder.children.pop() {
+        Some(virtmesh_conf::Node::Element(e)) => e,
+        // normalize_interfaces edits the element in place; it is still
+        // the only child.
+        _ => Element::new("interface"),
+    }
+}
+
 fn parse_json(s: &str) -> Result<Value> {
     serde_json::from_str(s).map_err(|e| err::internal(format!("bad JSON we built: {e}")))
 }
@@ -56,7 +75,7 @@ impl QemuDriver {
         xml: &str,
         impact: Option<&pb::Impact>,
     ) -> Result<()> {
-        let dev = virtmesh_conf::domain::parse_device(xml).map_err(err::conf)?;
+        let dev = with_parse_defaults(virtmesh_conf::domain::parse_device(xml).map_err(err::conf)?);
         if !matches!(dev.name.as_str(), "disk" | "interface") || !crate::devices::supported(&dev) {
             return Err(unsupported(&dev));
         }
@@ -490,4 +509,41 @@ async fn top_node(qmp: &Qmp, id: &str) -> Option<String> {
                 .map(str::to_owned)
         })?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hotplugged_nic_gets_libvirts_defaults() {
+        let dev = virtmesh_conf::domain::parse_device(
+            "<interface type='bridge'><source bridge='br0'/></interface>",
+        )
+        .expect("parses");
+        let dev = with_parse_defaults(dev);
+        let mac = dev
+            .child("mac")
+            .and_then(|m| m.attr("address"))
+            .expect("a generated MAC");
+        assert!(mac.starts_with("52:54:00:") && mac.len() == 17, "{mac}");
+        assert_eq!(
+            dev.child("model").and_then(|m| m.attr("type")),
+            Some("rtl8139")
+        );
+        // A given MAC and a disk are left alone.
+        let given = with_parse_defaults(
+            virtmesh_conf::domain::parse_device(
+                "<interface type='user'><mac address='52:54:00:00:00:07'/><model type='virtio'/></interface>",
+            )
+            .expect("parses"),
+        );
+        assert_eq!(
+            given.child("mac").and_then(|m| m.attr("address")),
+            Some("52:54:00:00:00:07")
+        );
+        let disk = "<disk type='file'><source file='/x'/><target dev='vdb'/></disk>";
+        let d = virtmesh_conf::domain::parse_device(disk).expect("parses");
+        assert_eq!(with_parse_defaults(d.clone()), d);
+    }
 }
