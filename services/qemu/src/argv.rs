@@ -92,17 +92,18 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         push(&mut a, "-global", g);
     }
     push(&mut a, "-cpu", crate::machine::cpu(def));
-    let kib = def.max_memory_kib();
-    push(&mut a, "-m", format!("size={kib}k"));
-    push(
-        &mut a,
-        "-object",
-        json_object(&[
-            ("qom-type", "memory-backend-ram".into()),
-            ("id", "pc.ram".into()),
-            ("size", kib.saturating_mul(1024).into()),
-        ]),
-    );
+    push(&mut a, "-m", crate::numa::memory_arg(def));
+    if !crate::numa::has_numa(def) {
+        push(
+            &mut a,
+            "-object",
+            json_object(&[
+                ("qom-type", "memory-backend-ram".into()),
+                ("id", "pc.ram".into()),
+                ("size", def.max_memory_kib().saturating_mul(1024).into()),
+            ]),
+        );
+    }
     push(&mut a, "-overcommit", "mem-lock=off".into());
     let (cur, max) = (def.vcpus(), def.max_vcpus());
     let topology = match def.cpu_topology() {
@@ -124,6 +125,24 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         ];
         f.extend(extra);
         push(&mut a, "-object", json_object(&f));
+    }
+    {
+        // Shared NUMA memory: libvirt's memory_backing_dir in a preview,
+        // beside the monitor socket at a real start.
+        let ram_dir = match &opts.pidfile {
+            None => format!(
+                "/var/lib/libvirt/qemu/ram/-1-{}",
+                def.name().chars().take(20).collect::<String>()
+            ),
+            Some(_) => opts
+                .monitor
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        };
+        let mut numa = crate::cmdline::Args::default();
+        crate::numa::numa_args(&mut numa, def, &ram_dir);
+        a.extend(numa.0);
     }
     push(&mut a, "-uuid", def.uuid());
     if let Some(g) = def.element().child_text("genid") {
@@ -431,12 +450,12 @@ mod tests {
         // that reproduces fewer cases byte for byte fails here.
         assert!(xml_total > 0 && argv_total > 0, "corpus is empty");
         assert!(
-            xml_ok >= 186,
-            "output.xml regressed: {xml_ok}/{xml_total} < 186"
+            xml_ok >= 191,
+            "output.xml regressed: {xml_ok}/{xml_total} < 191"
         );
         assert!(
-            argv_ok >= 167,
-            "qemu.argv regressed: {argv_ok}/{argv_total} < 167"
+            argv_ok >= 175,
+            "qemu.argv regressed: {argv_ok}/{argv_total} < 175"
         );
         assert!(
             err_ok >= 25,

@@ -184,6 +184,7 @@ impl DomainDef {
             ));
         }
         normalize_cpu(root.child_or_insert("cpu"));
+        crate::numa::normalize(&mut root)?;
         for sec in root.elements_mut().filter(|e| e.name == "seclabel") {
             normalize_seclabel(sec);
         }

@@ -234,6 +234,11 @@ pub fn argv(
     c::iommus(&mut a, &of("iommu"), q35);
     c::pci_controllers(&mut a, &conts, q35);
     c::controllers(&mut a, &conts, q35);
+    let mems: Vec<&Element> = of("memory")
+        .into_iter()
+        .filter(|m| m.attr("model").is_some())
+        .collect();
+    crate::numa::devices(&mut a, &mems, q35);
     c::hubs(&mut a, &of("hub"));
     let bootindex = boot_indices(devices, boot);
     let disks = of("disk");

@@ -29,6 +29,7 @@ pub mod hostnet;
 pub mod machine;
 pub mod netlink;
 pub mod netport;
+pub mod numa;
 pub mod pci;
 pub mod probe;
 pub mod process;

@@ -45,7 +45,11 @@ pub fn machine(def: &DomainDef) -> String {
     if feature_state(def, "ps2") == Some("off") {
         m.push_str(",i8042=off");
     }
-    m.push_str(",dump-guest-core=off,memory-backend=pc.ram");
+    m.push_str(",dump-guest-core=off");
+    if !crate::numa::has_numa(def) {
+        m.push_str(",memory-backend=pc.ram");
+    }
+    m.push_str(&crate::numa::machine_props(def));
     let useserial = def
         .element()
         .child("os")
