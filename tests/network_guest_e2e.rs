@@ -301,7 +301,12 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         "{err}"
     );
     let err = vsh.fails(&["start", GUEST]);
-    assert!(err.contains("network is not active"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Requested operation is not valid: network '{NET}' is not active"
+        )),
+        "{err}"
+    );
     let links = String::from_utf8_lossy(&ns.ip(&["-o", "link"]).stdout).into_owned();
     assert!(
         !links.contains("vnet"),

@@ -87,7 +87,13 @@ impl NetworkDriver {
         reclaim: bool,
     ) -> Result<pb::NetworkPortSummary> {
         let _job = self.inner.job.lock().await;
-        let (net, live) = self.active(r)?;
+        let net = self.find(r)?;
+        // networkAllocatePort's wording: a guest started on an inactive
+        // network reports the network by name.
+        let live = net
+            .live
+            .clone()
+            .ok_or_else(|| err::invalid_op(&format!("network '{}' is not active", net.name)))?;
         let mut port = PortDef::parse(xml)?;
         if live.ports.iter().any(|p| p.uuid() == port.uuid()) {
             return Err(err::net(
