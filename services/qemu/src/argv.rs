@@ -92,17 +92,22 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         push(&mut a, "-global", g);
     }
     push(&mut a, "-cpu", crate::machine::cpu(def));
+    // File-backed guest memory: libvirt's memory_backing_dir in a
+    // preview, beside the monitor socket at a real start.
+    let ram_dir = match &opts.pidfile {
+        None => format!(
+            "/var/lib/libvirt/qemu/ram/-1-{}",
+            def.name().chars().take(20).collect::<String>()
+        ),
+        Some(_) => opts
+            .monitor
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
     push(&mut a, "-m", crate::numa::memory_arg(def));
     if !crate::numa::has_numa(def) {
-        push(
-            &mut a,
-            "-object",
-            json_object(&[
-                ("qom-type", "memory-backend-ram".into()),
-                ("id", "pc.ram".into()),
-                ("size", def.max_memory_kib().saturating_mul(1024).into()),
-            ]),
-        );
+        push(&mut a, "-object", crate::numa::pc_ram(def, &ram_dir));
     }
     push(&mut a, "-overcommit", "mem-lock=off".into());
     let (cur, max) = (def.vcpus(), def.max_vcpus());
@@ -127,19 +132,6 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         push(&mut a, "-object", json_object(&f));
     }
     {
-        // Shared NUMA memory: libvirt's memory_backing_dir in a preview,
-        // beside the monitor socket at a real start.
-        let ram_dir = match &opts.pidfile {
-            None => format!(
-                "/var/lib/libvirt/qemu/ram/-1-{}",
-                def.name().chars().take(20).collect::<String>()
-            ),
-            Some(_) => opts
-                .monitor
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        };
         let mut numa = crate::cmdline::Args::default();
         crate::numa::numa_args(&mut numa, def, &ram_dir);
         a.extend(numa.0);
@@ -454,8 +446,8 @@ mod tests {
             "output.xml regressed: {xml_ok}/{xml_total} < 191"
         );
         assert!(
-            argv_ok >= 175,
-            "qemu.argv regressed: {argv_ok}/{argv_total} < 175"
+            argv_ok >= 178,
+            "qemu.argv regressed: {argv_ok}/{argv_total} < 178"
         );
         assert!(
             err_ok >= 25,

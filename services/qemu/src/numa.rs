@@ -396,3 +396,43 @@ pub fn devices(a: &mut Args, mems: &[&Element], q35: bool) {
         }
     }
 }
+
+/// The `pc.ram` backend of a guest without NUMA, from `<memoryBacking>`:
+/// RAM, memfd or a file in `ram_dir`; shared or private; preallocated.
+pub fn pc_ram(def: &DomainDef, ram_dir: &str) -> String {
+    let mb = def.element().child("memoryBacking");
+    let source = mb
+        .and_then(|m| m.child("source"))
+        .and_then(|s| s.attr("type"))
+        .unwrap_or("anonymous");
+    let access = mb
+        .and_then(|m| m.child("access"))
+        .and_then(|a| a.attr("mode"));
+    let alloc = mb.and_then(|m| m.child("allocation"));
+    let qom = match source {
+        "memfd" => "memory-backend-memfd",
+        "file" => "memory-backend-file",
+        _ => "memory-backend-ram",
+    };
+    let mut f: Vec<(&str, Value)> = vec![("qom-type", qom.into()), ("id", "pc.ram".into())];
+    if source == "file" {
+        f.push(("mem-path", format!("{ram_dir}/pc.ram").into()));
+    }
+    if qom != "memory-backend-ram" {
+        if let Some(a) = access {
+            f.push(("share", (a == "shared").into()));
+        }
+        f.push(("x-use-canonical-path-for-ramblock-id", false.into()));
+    }
+    if alloc.and_then(|a| a.attr("mode")) == Some("immediate") {
+        f.push(("prealloc", true.into()));
+        if let Some(t) = alloc
+            .and_then(|a| a.attr("threads"))
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            f.push(("prealloc-threads", t.into()));
+        }
+    }
+    f.push(("size", def.max_memory_kib().saturating_mul(1024).into()));
+    json_object(&f)
+}
