@@ -243,12 +243,12 @@ pub struct PoolSource {
     /// (path, part_separator)
     pub devices: Vec<(String, Option<String>)>,
     pub dir: Option<String>,
-    /// `<adapter>` as given (libvirt validates and formats its attributes).
+    /// `<adapter>` in libvirt's canonical form.
     pub adapter: Option<Element>,
     pub name: Option<String>,
     pub initiator_iqn: Option<String>,
     pub format: Option<String>,
-    /// `<auth>` as given.
+    /// `<auth>` in libvirt's canonical form.
     pub auth: Option<Element>,
     pub protocol_ver: Option<u32>,
     pub vendor: Option<String>,
@@ -346,18 +346,13 @@ fn parse_source(el: &Element, pool_type: &str) -> Result<PoolSource, ConfError> 
     if src.dir.is_none() && pool_type == "gluster" {
         src.dir = Some("/".into());
     }
-    src.adapter = el.child("adapter").cloned();
+    src.adapter = el.child("adapter").map(parse_adapter).transpose()?;
     if let Some(auth) = el.child("auth") {
-        match auth.attr("type") {
-            Some("chap" | "ceph") => {}
-            Some(other) => {
-                return Err(ConfError::xml(format!("unknown auth type '{other}'")));
-            }
-            None => {
-                return Err(ConfError::unsupported("storage pool missing auth type"));
-            }
+        let (ty, canonical) = parse_auth(auth)?;
+        if ty == "none" {
+            return Err(ConfError::unsupported("storage pool missing auth type"));
         }
-        src.auth = Some(auth.clone());
+        src.auth = Some(canonical);
     }
     if let Some(ver) = el.child("protocol").and_then(|p| p.attr("ver")) {
         let fmt = src.format.as_deref().unwrap_or("auto");
@@ -386,35 +381,340 @@ fn parse_source(el: &Element, pool_type: &str) -> Result<PoolSource, ConfError> 
     Ok(src)
 }
 
-/// virStorageAdapterValidate, the part a missing or typeless adapter hits.
-fn validate_adapter(adapter: Option<&Element>) -> Result<(), ConfError> {
-    let Some(a) = adapter else {
-        return Err(ConfError::xml("missing storage pool source adapter"));
-    };
+/// A number as libvirt's virXMLPropUInt with base 0 reads it (`0x1f`,
+/// `017`, `31`).
+fn parse_uint0(s: &str) -> Option<u32> {
+    let t = s.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u32::from_str_radix(h, 16).ok()
+    } else if t.len() > 1 && t.starts_with('0') {
+        u32::from_str_radix(&t[1..], 8).ok()
+    } else {
+        t.parse().ok()
+    }
+}
+
+/// virValidateWWN: 16 hex digits, optionally after `0x`.
+fn check_wwn(wwn: &str) -> Result<(), ConfError> {
+    let digits = wwn.strip_prefix("0x").unwrap_or(wwn);
+    if digits.len() == 16 && digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ConfError::xml(format!("Malformed wwn: {wwn}")))
+    }
+}
+
+/// virStorageAdapterParseXML: the adapter in libvirt's canonical form
+/// (type first, fc_host attributes in its order, the legacy name-only form
+/// as scsi_host).
+fn parse_adapter(a: &Element) -> Result<Element, ConfError> {
+    let mut out = Element::new("adapter");
     match a.attr("type") {
-        Some("scsi_host") => {
-            if a.attr("name").is_none() && a.child("parentaddr").is_none() {
+        None => {
+            if a.attr("wwnn").is_some() || a.attr("wwpn").is_some() || a.attr("parent").is_some() {
                 return Err(ConfError::xml(
-                    "Either 'name' or 'parent' must be specified for the 'scsi_host' adapter",
+                    "Use of 'wwnn', 'wwpn', and 'parent' attributes requires use of the adapter 'type'",
                 ));
             }
-            Ok(())
+            if a.child("parentaddr").is_some() {
+                return Err(ConfError::xml(
+                    "Use of 'parentaddr' element requires use of the adapter 'type'",
+                ));
+            }
+            // Without a name the adapter has no type: validation says so.
+            if let Some(name) = a.attr("name") {
+                out = out.with_attr("type", "scsi_host").with_attr("name", name);
+            }
         }
         Some("fc_host") => {
-            if a.attr("wwnn").is_none() || a.attr("wwpn").is_none() {
-                return Err(ConfError::xml(
-                    "'wwnn' and 'wwpn' must be specified for the 'fc_host' adapter",
-                ));
+            out = out.with_attr("type", "fc_host");
+            let managed = match a.attr("managed") {
+                None => None,
+                Some(v @ ("yes" | "no")) => Some(v),
+                Some(v) => {
+                    return Err(ConfError::xml(format!(
+                        "Invalid value for attribute 'managed' in element 'adapter': '{v}'. Expected one of 'yes', 'no'"
+                    )));
+                }
+            };
+            for k in ["parent", "parent_wwnn", "parent_wwpn", "parent_fabric_wwn"] {
+                if let Some(v) = a.attr(k) {
+                    out = out.with_attr(k, v);
+                }
             }
-            Ok(())
+            if let Some(m) = managed {
+                out = out.with_attr("managed", m);
+            }
+            for k in ["wwnn", "wwpn"] {
+                if let Some(v) = a.attr(k) {
+                    out = out.with_attr(k, v);
+                }
+            }
         }
-        Some(other) => Err(ConfError::xml(format!(
-            "Unknown pool adapter type '{other}'"
-        ))),
-        // An adapter with only a name is the legacy scsi_host form.
-        None if a.attr("name").is_some() => Ok(()),
-        None => Err(ConfError::xml("missing storage pool source adapter")),
+        Some("scsi_host") => {
+            out = out.with_attr("type", "scsi_host");
+            if let Some(name) = a.attr("name") {
+                out = out.with_attr("name", name);
+            }
+            if let Some(pa) = a.child("parentaddr") {
+                let addr = pa
+                    .child("address")
+                    .ok_or_else(|| ConfError::xml("Missing scsi_host PCI address element"))?;
+                let unique_id = pa
+                    .attr("unique_id")
+                    .and_then(|u| u.trim().parse::<i32>().ok())
+                    .filter(|u| *u >= 0)
+                    .ok_or_else(|| {
+                        ConfError::xml("Missing or invalid scsi adapter 'unique_id' value")
+                    })?;
+                let field = |k: &str| -> Result<u32, ConfError> {
+                    match addr.attr(k) {
+                        None => Ok(0),
+                        Some(v) => parse_uint0(v).ok_or_else(|| {
+                            ConfError::xml(format!(
+                                "Invalid value for attribute '{k}' in element 'address': '{v}'. Expected non-negative integer value"
+                            ))
+                        }),
+                    }
+                };
+                let address = Element::new("address")
+                    .with_attr("domain", format!("0x{:04x}", field("domain")?))
+                    .with_attr("bus", format!("0x{:02x}", field("bus")?))
+                    .with_attr("slot", format!("0x{:02x}", field("slot")?))
+                    .with_attr("function", format!("0x{:x}", field("function")?));
+                out = out.with_child(
+                    Element::new("parentaddr")
+                        .with_attr("unique_id", unique_id.to_string())
+                        .with_child(address),
+                );
+            }
+        }
+        Some(other) => {
+            return Err(ConfError::xml(format!(
+                "Invalid value for attribute 'type' in element 'adapter': '{other}'."
+            )));
+        }
     }
+    Ok(out)
+}
+
+/// virStorageAdapterValidate on the canonical adapter.
+fn validate_adapter(adapter: Option<&Element>) -> Result<(), ConfError> {
+    let Some(a) = adapter.filter(|a| a.attr("type").is_some()) else {
+        return Err(ConfError::xml("missing storage pool source adapter"));
+    };
+    if a.attr("type") == Some("fc_host") {
+        let (Some(wwnn), Some(wwpn)) = (a.attr("wwnn"), a.attr("wwpn")) else {
+            return Err(ConfError::xml(
+                "'wwnn' and 'wwpn' must be specified for adapter type 'fchost'",
+            ));
+        };
+        check_wwn(wwnn)?;
+        check_wwn(wwpn)?;
+        match (a.attr("parent_wwnn"), a.attr("parent_wwpn")) {
+            (Some(n), None) => {
+                return Err(ConfError::xml(format!(
+                    "when providing parent_wwnn='{n}', the parent_wwpn must also be provided"
+                )));
+            }
+            (None, Some(p)) => {
+                return Err(ConfError::xml(format!(
+                    "when providing parent_wwpn='{p}', the parent_wwnn must also be provided"
+                )));
+            }
+            (Some(n), Some(p)) => {
+                check_wwn(n)?;
+                check_wwn(p)?;
+            }
+            (None, None) => {}
+        }
+        if let Some(f) = a.attr("parent_fabric_wwn") {
+            check_wwn(f)?;
+        }
+        return Ok(());
+    }
+    let has_parent = a.child("parentaddr").is_some();
+    match (a.attr("name").is_some(), has_parent) {
+        (false, false) => Err(ConfError::xml(
+            "Either 'name' or 'parent' must be specified for the 'scsi_host' adapter",
+        )),
+        (true, true) => Err(ConfError::xml(
+            "Both 'name' and 'parent' cannot be specified for the 'scsi_host' adapter",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// virSecretLookupParseSecret + format: `<secret [type] uuid|usage/>`.
+fn parse_secret_ref(sec: &Element, ty: Option<&str>) -> Result<Element, ConfError> {
+    let mut out = Element::new("secret");
+    if let Some(t) = ty {
+        out = out.with_attr("type", t);
+    }
+    match (sec.attr("uuid"), sec.attr("usage")) {
+        (Some(_), Some(_)) => Err(ConfError::xml("either secret uuid or usage expected")),
+        (Some(u), None) => {
+            let uuid = crate::error::parse_uuid_str(u)
+                .ok_or_else(|| ConfError::xml(format!("invalid secret uuid '{u}'")))?;
+            Ok(out.with_attr("uuid", uuid.to_string()))
+        }
+        (None, Some(u)) => Ok(out.with_attr("usage", u)),
+        (None, None) => Err(ConfError::xml("missing secret uuid or usage attribute")),
+    }
+}
+
+/// virStorageAuthDefParse: (auth type, canonical element).
+fn parse_auth(auth: &Element) -> Result<(String, Element), ConfError> {
+    let username = auth
+        .attr("username")
+        .ok_or_else(|| ConfError::xml("missing username for auth"))?;
+    let ty = match auth.attr("type") {
+        None => "none",
+        Some(t @ ("none" | "chap" | "ceph")) => t,
+        Some(t) => return Err(ConfError::xml(format!("unknown auth type '{t}'"))),
+    };
+    let sec = auth
+        .child("secret")
+        .ok_or_else(|| ConfError::xml("Missing <secret> element in auth"))?;
+    let mut out = Element::new("auth");
+    if ty != "none" {
+        out = out.with_attr("type", ty);
+    }
+    out = out
+        .with_attr("username", username)
+        .with_child(parse_secret_ref(sec, sec.attr("type"))?);
+    Ok((ty.to_owned(), out))
+}
+
+/// virStorageEncryptionParseNode: the canonical `<encryption>`.
+fn parse_encryption(enc: &Element) -> Result<Element, ConfError> {
+    let format = enc
+        .attr("format")
+        .ok_or_else(|| ConfError::xml("unknown volume encryption format"))?;
+    if !matches!(format, "default" | "qcow" | "luks" | "luks2" | "luks-any") {
+        return Err(ConfError::unsupported(format!(
+            "unknown volume encryption format type {format}"
+        )));
+    }
+    let mut out = Element::new("encryption").with_attr("format", format);
+    match enc.attr("engine") {
+        None => {}
+        Some(e @ ("qemu" | "librbd")) => out = out.with_attr("engine", e),
+        Some(e) => {
+            return Err(ConfError::xml(format!(
+                "Invalid value for attribute 'engine' in element 'encryption': '{e}'."
+            )));
+        }
+    }
+    for sec in enc.children_named("secret") {
+        let ty = sec
+            .attr("type")
+            .ok_or_else(|| ConfError::xml("unknown volume encryption secret type"))?;
+        if ty != "passphrase" {
+            return Err(ConfError::unsupported(format!(
+                "unknown volume encryption secret type {ty}"
+            )));
+        }
+        out = out.with_child(parse_secret_ref(sec, Some(ty))?);
+    }
+    if format == "luks" {
+        let cipher = enc.child("cipher");
+        if let Some(c) = cipher {
+            let name = c
+                .attr("name")
+                .ok_or_else(|| ConfError::xml("cipher info missing 'name' attribute"))?;
+            let size = c.attr("size").ok_or_else(|| {
+                ConfError::xml("Missing required attribute 'size' in element 'cipher'")
+            })?;
+            let size: u32 = size.trim().parse().map_err(|_| {
+                ConfError::xml(format!(
+                    "Invalid value for attribute 'size' in element 'cipher': '{size}'. Expected non-negative integer value"
+                ))
+            })?;
+            let mut ce = Element::new("cipher")
+                .with_attr("name", name)
+                .with_attr("size", size.to_string());
+            for k in ["mode", "hash"] {
+                if let Some(v) = c.attr(k) {
+                    ce = ce.with_attr(k, v);
+                }
+            }
+            out = out.with_child(ce);
+        }
+        if let Some(iv) = enc.child("ivgen") {
+            if cipher.is_none() {
+                return Err(ConfError::xml("ivgen element found, but cipher is missing"));
+            }
+            let name = iv
+                .attr("name")
+                .ok_or_else(|| ConfError::xml("missing ivgen info name string"))?;
+            let mut ie = Element::new("ivgen").with_attr("name", name);
+            if let Some(h) = iv.attr("hash") {
+                ie = ie.with_attr("hash", h);
+            }
+            out = out.with_child(ie);
+        }
+    }
+    Ok(out)
+}
+
+/// Namespace declarations and the option elements that use them.
+type NsOptions = (Vec<(String, String)>, Vec<Element>);
+
+/// The namespaced options of fs/netfs (`fs:mount_opts`) and rbd
+/// (`rbd:config_opts`) pools, as libvirt's namespace parsers read and
+/// format them: only under libvirt's namespace URI.
+fn parse_ns_options(root: &Element, pool_type: &str) -> Result<NsOptions, ConfError> {
+    let (prefix, href, list, with_value) = match pool_type {
+        "fs" | "netfs" => (
+            "fs",
+            "http://libvirt.org/schemas/storagepool/fs/1.0",
+            "mount_opts",
+            false,
+        ),
+        "rbd" => (
+            "rbd",
+            "http://libvirt.org/schemas/storagepool/rbd/1.0",
+            "config_opts",
+            true,
+        ),
+        _ => return Ok((Vec::new(), Vec::new())),
+    };
+    // The prefix the document binds to libvirt's URI (usually the same).
+    let Some(bound) = root
+        .attrs
+        .iter()
+        .find_map(|(k, v)| k.strip_prefix("xmlns:").filter(|_| v == href))
+    else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut opts = Element::new(format!("{prefix}:{list}"));
+    for l in root.children_named(&format!("{bound}:{list}")) {
+        for o in l.children_named(&format!("{bound}:option")) {
+            let name = o.attr("name").ok_or_else(|| {
+                ConfError::xml(if with_value {
+                    "no rbd option name specified".to_owned()
+                } else {
+                    "no fs mount option name specified".to_owned()
+                })
+            })?;
+            let mut oe = Element::new(format!("{prefix}:option")).with_attr("name", name);
+            if with_value {
+                let value = o
+                    .attr("value")
+                    .ok_or_else(|| ConfError::xml("no rbd option value specified"))?;
+                oe = oe.with_attr("value", value);
+            }
+            opts = opts.with_child(oe);
+        }
+    }
+    if opts.children.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    Ok((
+        vec![(format!("xmlns:{prefix}"), href.to_owned())],
+        vec![opts],
+    ))
 }
 
 impl PoolDef {
@@ -526,34 +826,7 @@ impl PoolDef {
                 )));
             }
         };
-        // Namespaced options: fs (fs, netfs) and rbd pools have a schema
-        // of their own; libvirt keeps them only for those types.
-        let ns_prefix = match pool_type.as_str() {
-            "fs" | "netfs" => Some("fs"),
-            "rbd" => Some("rbd"),
-            _ => None,
-        };
-        let (ns_attrs, ns_elements) = match ns_prefix {
-            Some(p) => {
-                let elements: Vec<Element> = root
-                    .elements()
-                    .filter(|e| e.name.starts_with(&format!("{p}:")))
-                    .cloned()
-                    .collect();
-                let attrs = root
-                    .attrs
-                    .iter()
-                    .filter(|(k, _)| *k == format!("xmlns:{p}"))
-                    .cloned()
-                    .collect::<Vec<_>>();
-                if elements.is_empty() || attrs.is_empty() {
-                    (Vec::new(), Vec::new())
-                } else {
-                    (attrs, elements)
-                }
-            }
-            None => (Vec::new(), Vec::new()),
-        };
+        let (ns_attrs, ns_elements) = parse_ns_options(&root, &pool_type)?;
         Ok(PoolDef {
             pool_type,
             name,
@@ -751,7 +1024,7 @@ pub struct VolDef {
     pub path: Option<String>,
     pub format: String,
     pub perms: Perms,
-    /// `<encryption>` as given.
+    /// `<encryption>` in libvirt's canonical form.
     pub encryption: Option<Element>,
     pub compat: Option<String>,
     pub nocow: bool,
@@ -887,20 +1160,10 @@ impl VolDef {
             None => String::new(),
         };
         let perms = Perms::parse(target.and_then(|t| t.child("permissions")))?;
-        let encryption = target.and_then(|t| t.child("encryption")).cloned();
-        if let Some(enc) = &encryption {
-            match enc.attr("format") {
-                Some("default" | "qcow" | "luks" | "luks2" | "luks-any") => {}
-                Some(f) => {
-                    return Err(ConfError::xml(format!(
-                        "unknown volume encryption format type {f}"
-                    )));
-                }
-                None => {
-                    return Err(ConfError::xml("unknown volume encryption format type"));
-                }
-            }
-        }
+        let encryption = target
+            .and_then(|t| t.child("encryption"))
+            .map(parse_encryption)
+            .transpose()?;
         let mut compat = target.and_then(|t| t.child_text("compat"));
         if let Some(c) = &compat {
             let ok = c
@@ -1203,5 +1466,73 @@ mod tests {
         let v = VolDef::parse("<volume><name>a</name><capacity>1</capacity><target><format type='qcow2'/><features><extended_l2/></features></target></volume>").unwrap();
         assert_eq!(v.compat.as_deref(), Some("1.1"));
         assert_eq!(v.features, Some(vec!["extended_l2".to_owned()]));
+    }
+
+    #[test]
+    fn auth_adapter_and_options_in_libvirt_form() {
+        let p = PoolDef::parse(
+            "<pool type='rbd'><name>r</name><source><name>rbdpool</name><host name='m' port='6789'/><auth username='admin' type='ceph'><secret uuid='2ec115d73a883cebbc120ac909a6fd87'/></auth></source></pool>",
+        )
+        .unwrap();
+        let x = p.to_xml(0, 0, 0);
+        assert!(
+            x.contains("    <auth type='ceph' username='admin'>\n      <secret uuid='2ec115d7-3a88-3ceb-bc12-0ac909a6fd87'/>\n    </auth>\n"),
+            "{x}"
+        );
+        assert!(!x.contains("<target>"), "{x}");
+        let p = PoolDef::parse(
+            "<pool type='scsi'><name>s</name><source><adapter wwpn='10000000c9831b4b' wwnn='20000000c9831b4b' managed='no' type='fc_host'/></source><target><path>/dev/disk/by-path</path></target></pool>",
+        )
+        .unwrap();
+        assert!(p.to_xml(0, 0, 0).contains(
+            "<adapter type='fc_host' managed='no' wwnn='20000000c9831b4b' wwpn='10000000c9831b4b'/>"
+        ));
+        let p = PoolDef::parse(
+            "<pool type='scsi'><name>s</name><source><adapter type='scsi_host'><parentaddr unique_id='1'><address domain='0' bus='0' slot='31' function='2'/></parentaddr></adapter></source><target><path>/dev/disk/by-path</path></target></pool>",
+        )
+        .unwrap();
+        assert!(p.to_xml(0, 0, 0).contains(
+            "    <adapter type='scsi_host'>\n      <parentaddr unique_id='1'>\n        <address domain='0x0000' bus='0x00' slot='0x1f' function='0x2'/>\n      </parentaddr>\n    </adapter>\n"
+        ));
+        let e = PoolDef::parse(
+            "<pool type='scsi'><name>s</name><source><adapter type='fc_host' wwnn='xyz' wwpn='10000000c9831b4b'/></source><target><path>/p</path></target></pool>",
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "XML error: Malformed wwn: xyz");
+        let p = PoolDef::parse(
+            "<pool type='netfs' xmlns:x='http://libvirt.org/schemas/storagepool/fs/1.0'><name>n</name><source><host name='h'/><dir path='/e'/></source><target><path>/t</path></target><x:mount_opts><x:option name='ro'/></x:mount_opts></pool>",
+        )
+        .unwrap();
+        let x = p.to_xml(0, 0, 0);
+        assert!(
+            x.starts_with(
+                "<pool type='netfs' xmlns:fs='http://libvirt.org/schemas/storagepool/fs/1.0'>"
+            ),
+            "{x}"
+        );
+        assert!(
+            x.contains("  <fs:mount_opts>\n    <fs:option name='ro'/>\n  </fs:mount_opts>\n"),
+            "{x}"
+        );
+    }
+
+    #[test]
+    fn encryption_in_libvirt_form() {
+        let v = VolDef::parse(
+            "<volume><name>a</name><capacity>1</capacity><target><format type='qcow2'/><encryption format='luks'><secret uuid='nope' type='passphrase'/></encryption></target></volume>",
+        );
+        assert_eq!(
+            v.unwrap_err().message,
+            "XML error: invalid secret uuid 'nope'"
+        );
+        let v = VolDef::parse("<volume><name>a</name><capacity>1</capacity><target><encryption format='luks'><secret usage='u' type='passphrase'/><cipher size='256' name='aes' mode='xts'/></encryption></target></volume>").unwrap();
+        assert!(v.to_xml("/p/a").contains(
+            "    <encryption format='luks'>\n      <secret type='passphrase' usage='u'/>\n      <cipher name='aes' size='256' mode='xts'/>\n    </encryption>\n"
+        ));
+        let e = VolDef::parse("<volume><name>a</name><capacity>1</capacity><target><encryption format='rot13'/></target></volume>").unwrap_err();
+        assert_eq!(
+            e.message,
+            "unsupported configuration: unknown volume encryption format type rot13"
+        );
     }
 }

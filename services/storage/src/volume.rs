@@ -72,9 +72,14 @@ pub async fn stat_volume(tool: Option<&Path>, path: &Path, format: &str) -> Resu
 }
 
 /// The stat of a volume's backing store, if it can be read (libvirt
-/// ignores an unreadable backing store here).
-pub fn backing_stat(pool_dir: &Path, backing: &BackingStore) -> Option<VolStat> {
-    stat_of(&resolve(pool_dir, &backing.path)).ok()
+/// ignores an unreadable backing store here).  A relative path is not
+/// resolved: libvirt opens it from its own working directory (/), where
+/// it is not found, and shows no permissions or timestamps for it.
+pub fn backing_stat(backing: &BackingStore) -> Option<VolStat> {
+    if !backing.path.starts_with('/') {
+        return None;
+    }
+    stat_of(Path::new(&backing.path)).ok()
 }
 
 /// A backing path relative to the pool directory, as libvirt resolves it.

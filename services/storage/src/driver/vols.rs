@@ -84,15 +84,10 @@ impl StorageDriver {
 
     /// virStorageVolGetXMLDesc: the definition with what the file is now.
     pub async fn vol_xml(&self, r: Option<&pb::VolRef>) -> Result<String> {
-        let (pool, v) = self.find_vol(r)?;
-        let dir = pool.current().map(|d| d.target_path()).unwrap_or_default();
+        let (_, v) = self.find_vol(r)?;
         let stat =
             volume::stat_volume(self.inner.qemu_img.as_deref(), &v.path, &v.def.format).await?;
-        let bstat = v
-            .def
-            .backing
-            .as_ref()
-            .and_then(|b| volume::backing_stat(Path::new(&dir), b));
+        let bstat = v.def.backing.as_ref().and_then(volume::backing_stat);
         Ok(v.def
             .format_live(v.vol_type, &v.path_str(), &stat, bstat.as_ref()))
     }
@@ -251,11 +246,8 @@ impl StorageDriver {
         let tool = self.inner.qemu_img.clone().ok_or_else(|| {
             err::internal("creation of non-raw file images is not supported without qemu-img.")
         })?;
-        if let Some(enc) = &def.encryption {
-            return Err(encryption_refusal(
-                def,
-                enc.attr("format").unwrap_or("default"),
-            ));
+        if def.encryption.is_some() {
+            return Err(encryption_refusal(def));
         }
         if let Some(b) = &def.backing {
             let pool_dir = path.parent().unwrap_or(Path::new("/"));
@@ -297,22 +289,12 @@ impl StorageDriver {
 }
 
 /// Encrypted volumes: libvirt fetches the passphrase from the secret
-/// driver before running qemu-img.  The mesh has no secret service for
-/// non-test URIs yet, so no secret can be found: libvirt's answer for a
-/// secret that does not exist.  Formats libvirt itself refuses first get
-/// its refusal.
-fn encryption_refusal(def: &VolDef, format: &str) -> VirtError {
-    if matches!(format, "default" | "qcow") && matches!(def.format.as_str(), "qcow" | "qcow2") {
-        return err::unsupported("creation of qcow2 encrypted image is not supported");
-    }
-    if !matches!(def.format.as_str(), "raw" | "qcow2") {
-        return err::unsupported(format!(
-            "volume encryption unsupported with format {}",
-            def.format
-        ));
-    }
-    let secrets = def.encryption_secrets();
-    match secrets.as_slice() {
+/// driver before it runs qemu-img (storageBackendCreateQemuImgSecretPath,
+/// whose checks come first).  The mesh has no secret service for non-test
+/// URIs yet, so no secret can be found: libvirt's answer for a secret that
+/// does not exist.
+fn encryption_refusal(def: &VolDef) -> VirtError {
+    match def.encryption_secrets().as_slice() {
         [(Some(uuid), _)] => VirtError::new(
             ErrorCode::NoSecret,
             ErrorDomain::Secret,
