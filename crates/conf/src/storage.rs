@@ -111,6 +111,15 @@ fn type_info(pool_type: &str) -> PoolTypeInfo {
     }
 }
 
+/// virXPathString: an element's text, `None` when absent or empty.
+fn xpath_string(el: &Element, name: &str) -> Option<String> {
+    el.child_text(name).filter(|t| !t.is_empty())
+}
+
+fn nonempty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
 /// libvirt's number for a pool type (its enum index).
 pub fn pool_type_number(pool_type: &str) -> Option<usize> {
     POOL_TYPES.iter().position(|t| *t == pool_type)
@@ -136,7 +145,7 @@ impl Perms {
             return Ok(Perms::default());
         };
         let mut p = Perms::default();
-        if let Some(mode) = el.child_text("mode") {
+        if let Some(mode) = xpath_string(el, "mode") {
             match parse_c_long(&mode, 8) {
                 Some(m) if (0..=0o777).contains(&m) => p.mode = Some(m as u32),
                 _ => return Err(ConfError::xml("malformed octal mode")),
@@ -159,7 +168,7 @@ impl Perms {
         };
         p.owner = id("owner", "owner")?.filter(|v| *v != -1);
         p.group = id("group", "group")?.filter(|v| *v != -1);
-        p.label = el.child_text("label");
+        p.label = xpath_string(el, "label");
         Ok(p)
     }
 
@@ -287,7 +296,7 @@ pub struct PoolSizes {
 fn parse_source(el: &Element, pool_type: &str) -> Result<PoolSource, ConfError> {
     let info = type_info(pool_type);
     let mut src = PoolSource {
-        name: el.child_text("name"),
+        name: xpath_string(el, "name"),
         ..Default::default()
     };
     if pool_type == "rbd" && src.name.is_none() {
@@ -746,7 +755,8 @@ impl PoolDef {
             },
         };
         let name = root
-            .child_text("name")
+            .child("name")
+            .and_then(|n| nonempty(n.text()))
             .or_else(|| {
                 (info.flags & SRC_NAME != 0)
                     .then(|| source.name.clone())
@@ -756,7 +766,7 @@ impl PoolDef {
         if name.contains('/') {
             return Err(ConfError::xml(format!("name {name} cannot contain '/'")));
         }
-        let uuid = parse_uuid(root.child_text("uuid"))
+        let uuid = parse_uuid(xpath_string(&root, "uuid"))
             .map_err(|_| ConfError::xml("malformed uuid element"))?
             .to_string();
         let cow = match root
@@ -804,7 +814,7 @@ impl PoolDef {
                 "zfs" => format!("/dev/zvol/{src_name}"),
                 _ => root
                     .child("target")
-                    .and_then(|t| t.child_text("path"))
+                    .and_then(|t| xpath_string(t, "path"))
                     .ok_or_else(|| ConfError::xml("missing storage pool target path"))?,
             };
             target_path = Some(sanitize_path(&path));
@@ -1107,9 +1117,10 @@ impl VolDef {
     ) -> Result<Self, ConfError> {
         let root = parse_root(xml, "volume")?;
         let name = root
-            .child_text("name")
+            .child("name")
+            .and_then(|n| nonempty(n.text()))
             .ok_or_else(|| ConfError::xml("missing volume name element"))?;
-        let key = root.child_text("key");
+        let key = xpath_string(&root, "key");
         let vol_type = match root.attr("type") {
             None => None,
             Some(t @ ("file" | "block" | "dir" | "network" | "netdir" | "ploop")) => {
@@ -1121,7 +1132,7 @@ impl VolDef {
         };
         let backing = match root
             .child("backingStore")
-            .and_then(|b| b.child_text("path").map(|p| (b, p)))
+            .and_then(|b| xpath_string(b, "path").map(|p| (b, p)))
         {
             None => None,
             Some((b, path)) => {
@@ -1164,7 +1175,7 @@ impl VolDef {
             .and_then(|t| t.child("encryption"))
             .map(parse_encryption)
             .transpose()?;
-        let mut compat = target.and_then(|t| t.child_text("compat"));
+        let mut compat = target.and_then(|t| xpath_string(t, "compat"));
         if let Some(c) = &compat {
             let ok = c
                 .split_once('.')
@@ -1218,7 +1229,7 @@ impl VolDef {
             has_capacity: capacity.is_some(),
             allocation: allocation.unwrap_or(capacity_v),
             has_allocation: allocation.is_some(),
-            path: target.and_then(|t| t.child_text("path")),
+            path: target.and_then(|t| xpath_string(t, "path")),
             format,
             perms,
             encryption,

@@ -239,9 +239,14 @@ impl StorageDriver {
             return volume::create_dir(def, path);
         }
         if def.format == "ploop" {
-            return Err(err::no_support(
-                "ploop volumes are not implemented by the virtmesh storage driver",
-            ));
+            // storageBackendCreatePloop needs the ploop tools first.
+            let have_ploop = std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ploop").is_file()));
+            return Err(if have_ploop {
+                err::no_support("ploop volumes are not implemented by the virtmesh storage driver")
+            } else {
+                err::internal("unable to find ploop, please install ploop tools")
+            });
         }
         let tool = self.inner.qemu_img.clone().ok_or_else(|| {
             err::internal("creation of non-raw file images is not supported without qemu-img.")
