@@ -118,8 +118,10 @@ fn volume_cluster_size_in_bytes_defines_again() {
     assert!(xml.contains("131072</clusterSize>"), "{xml}");
 }
 
-/// A newline inside an attribute value (here a broken secret uuid under
-/// <auth>) is a space once parsed, so the pool formats stably.
+/// A newline inside an attribute value (here a secret usage under <auth>)
+/// is a space once parsed, so the pool formats stably.  (The fuzzer's
+/// input had no <secret> at all, which libvirt rejects: "Missing <secret>
+/// element in auth".)
 #[test]
 fn pool_attribute_with_newline_formats_stably() {
     use virtmesh_conf::storage::PoolDef;
@@ -131,7 +133,7 @@ fn pool_attribute_with_newline_formats_stably() {
     <name>rbdpool</name>
     <host name='mon1.example.org' port='6789'/>
     <auth username='admin' type='ceph'>
-      <productsecret uuid='2ec115d7
+      <secret usage='2ec115d7
   sourac909a6fd87'/>
     </auth>
   </source>
