@@ -103,7 +103,10 @@ fn objects(n: usize, disk: &Element, backing: Option<Option<String>>) -> Vec<Str
     };
     let drv = disk.child("driver");
     let cache_none = drv.and_then(|d| d.attr("cache")) == Some("none");
-    let mut f: Vec<(&str, Value)> = vec![("driver", driver.into()), ("filename", path.into())];
+    let mut f: Vec<(&str, Value)> = match network_source(disk) {
+        Some(fields) => fields,
+        None => vec![("driver", driver.into()), ("filename", path.into())],
+    };
     if let Some(io) = drv.and_then(|d| d.attr("io")) {
         f.push(("aio", io.into()));
     }
@@ -141,6 +144,92 @@ fn objects(n: usize, disk: &Element, backing: Option<Option<String>>) -> Vec<Str
         }
     }
     out
+}
+
+/// The storage node fields of a `<disk type='network'>` (NBD, Gluster,
+/// iSCSI, HTTP(S)/FTP(S)), as libvirt's blockdev JSON has them.
+fn network_source(disk: &Element) -> Option<Vec<(&'static str, Value)>> {
+    if disk.attr("type") != Some("network") {
+        return None;
+    }
+    let src = disk.child("source")?;
+    let proto = src.attr("protocol")?;
+    let name = src.attr("name").unwrap_or_default();
+    let host = src.child("host");
+    let h = |k: &str| host.and_then(|h| h.attr(k)).unwrap_or_default().to_owned();
+    let inet = |default_port: &str| {
+        let port = host
+            .and_then(|x| x.attr("port"))
+            .unwrap_or(default_port)
+            .to_owned();
+        serde_json::json!({"type": "inet", "host": h("name"), "port": port})
+    };
+    let mut f: Vec<(&'static str, Value)> = vec![("driver", proto.into())];
+    match proto {
+        "nbd" => {
+            let server = if host.and_then(|x| x.attr("transport")) == Some("unix") {
+                serde_json::json!({"type": "unix", "path": h("socket")})
+            } else {
+                inet("10809")
+            };
+            f.push(("server", server));
+            if !name.is_empty() {
+                f.push(("export", name.into()));
+            }
+        }
+        "gluster" => {
+            let (volume, path) = name.split_once('/').unwrap_or((name, ""));
+            f.push(("volume", volume.into()));
+            f.push(("path", path.into()));
+            f.push(("server", Value::Array(vec![inet("24007")])));
+            f.push(("debug", 4.into()));
+        }
+        "iscsi" => {
+            let (target, lun) = name.rsplit_once('/').unwrap_or((name, "0"));
+            let port = host.and_then(|x| x.attr("port")).unwrap_or("3260");
+            f.push(("portal", format!("{}:{port}", h("name")).into()));
+            f.push(("target", target.into()));
+            f.push(("lun", lun.parse::<u64>().unwrap_or(0).into()));
+            f.push(("transport", "tcp".into()));
+            if let Some(iqn) = src
+                .child("initiator")
+                .and_then(|i| i.child("iqn"))
+                .and_then(|i| i.attr("name"))
+            {
+                f.push(("initiator-name", iqn.into()));
+            }
+        }
+        "http" | "https" | "ftp" | "ftps" => {
+            let port = host
+                .and_then(|x| x.attr("port"))
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let sep = if name.starts_with('/') { "" } else { "/" };
+            f.push((
+                "url",
+                format!("{proto}://{}{port}{sep}{name}", h("name")).into(),
+            ));
+            if let Some(v) = src.child("ssl").and_then(|x| x.attr("verify")) {
+                f.push(("sslverify", (v == "yes").into()));
+            }
+            if let Some(t) = src
+                .child("timeout")
+                .and_then(|x| x.attr("seconds"))
+                .and_then(|t| t.parse::<u64>().ok())
+            {
+                f.push(("timeout", t.into()));
+            }
+            if let Some(r) = src
+                .child("readahead")
+                .and_then(|x| x.attr("size"))
+                .and_then(|t| t.parse::<u64>().ok())
+            {
+                f.push(("readahead", r.into()));
+            }
+        }
+        _ => return None,
+    }
+    Some(f)
 }
 
 /// The QEMU id of a disk, from its target and bus (`virtio-disk1`,
@@ -280,7 +369,15 @@ pub fn disk_device_in(
                 .and_then(|c| c.attr("model"))
                 .unwrap_or("lsilogic");
             let target_no = drive_addr(disk, "target").unwrap_or(0);
-            f.push(("driver", if cdrom { "scsi-cd" } else { "scsi-hd" }.into()));
+            let lun = disk.attr("device") == Some("lun");
+            let driver = if lun {
+                "scsi-block"
+            } else if cdrom {
+                "scsi-cd"
+            } else {
+                "scsi-hd"
+            };
+            f.push(("driver", driver.into()));
             f.push(("bus", format!("scsi{ctl}.0").into()));
             let serial = disk.child_text("serial").map(|s| s.trim().to_owned());
             if model.starts_with("virtio") {
@@ -288,7 +385,9 @@ pub fn disk_device_in(
                 f.push(("scsi-id", target_no.into()));
                 f.push(("lun", unit.into()));
                 let id = format!("drive-scsi{ctl}-{bus}-{target_no}-{unit}");
-                f.push(("device_id", serial.clone().unwrap_or(id).into()));
+                if !lun {
+                    f.push(("device_id", serial.clone().unwrap_or(id).into()));
+                }
                 f.push(("drive", drive.into()));
                 f.push(("id", format!("scsi{ctl}-{bus}-{target_no}-{unit}").into()));
             } else {

@@ -343,7 +343,9 @@ fn boot_indices<'a>(
         let mut n = 0;
         for b in boot {
             let first = devices.iter().find(|d| match b.as_str() {
-                "hd" => d.name == "disk" && d.attr("device").unwrap_or("disk") == "disk",
+                "hd" => {
+                    d.name == "disk" && matches!(d.attr("device").unwrap_or("disk"), "disk" | "lun")
+                }
                 "cdrom" => d.name == "disk" && d.attr("device") == Some("cdrom"),
                 "network" => d.name == "interface",
                 _ => false,
