@@ -279,3 +279,140 @@ fn tcg_guest_console_and_acpi_shutdown_through_the_gateway() {
         "shut off (shutdown)"
     );
 }
+
+/// Hot-plug into a TCG guest that runs Linux, so the guest really takes
+/// and ejects the devices: `vsh attach-disk`/`detach-disk`, and a
+/// user-mode NIC (`attach-device`, since virsh 11.3's attach-interface
+/// has no XML for `type='user'`) removed with `detach-interface --type
+/// user`. The guest's kernel log (its serial console, written to a file)
+/// shows it enumerating each hot-plugged virtio device; after each detach
+/// the device leaves the lists once the guest has ejected it. Both plugs
+/// use the same spare root port, one after the other.
+#[test]
+fn tcg_linux_guest_hotplug_and_unplug_through_the_gateway() {
+    if !require(
+        "qemu-system-x86_64 (scripts/install-host-deps.sh)",
+        which("qemu-system-x86_64").is_some(),
+    ) {
+        return;
+    }
+    let Some(files) = guest_files() else {
+        return;
+    };
+    let mesh = QemuMesh::start();
+    let name = format!("e2e-tcg-hp-{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |p: &str| dir.path().join(p).to_str().expect("utf-8").to_owned();
+    let log = path("console.log");
+    let xml = path("vm.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
+             <cmdline>console=ttyS0 panic=-1</cmdline></os><features><acpi/></features>\
+             <devices><serial type='file'><source path='{log}'/></serial></devices></domain>",
+            files.join("vmlinuz").display(),
+            files.join("initrd-net.cpio").display()
+        ),
+    )
+    .expect("xml");
+    let raw = path("x.raw");
+    std::fs::File::create(&raw)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("raw image");
+    let nic = path("nic.xml");
+    let mac = "52:54:00:4e:77:21";
+    std::fs::write(
+        &nic,
+        format!("<interface type='user'><mac address='{mac}'/><model type='virtio'/></interface>"),
+    )
+    .expect("nic xml");
+    let _cleanup = Cleanup(&mesh, &name);
+    mesh.ok(&["define", &xml]);
+    mesh.ok(&["start", &name]);
+
+    // Until `what` shows up in the guest's console log.
+    let logged = |what: &str, secs: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(what) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what:?} in the guest's console:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    };
+    // Until the device is gone from a vsh table.
+    let gone = |cmd: &str, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let table = mesh.ok(&[cmd, &name]);
+            if !table.contains(what) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} still in {cmd} a minute after detach:\n{table}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    };
+    // The init's marker: Linux is up (and its hot-plug driver with it).
+    logged("VIRTMESH-NO-LEASE", 120);
+
+    assert_eq!(
+        mesh.ok(&[
+            "attach-disk",
+            &name,
+            &raw,
+            "vdb",
+            "--targetbus",
+            "virtio",
+            "--live"
+        ]),
+        "Disk attached successfully\n\n"
+    );
+    // virtio-blk (1af4:1042, mass storage) on the spare root port's bus.
+    logged("pci 0000:03:00.0: [1af4:1042] type 00 class 0x010000", 60);
+    assert!(
+        mesh.ok(&["domblklist", &name])
+            .contains(&format!(" vdb      {raw}\n"))
+    );
+    assert!(
+        mesh.ok(&["domblkstat", &name, "vdb"])
+            .contains("vdb rd_req ")
+    );
+    assert_eq!(
+        mesh.ok(&["detach-disk", &name, "vdb", "--live"]),
+        "Disk detached successfully\n\n"
+    );
+    gone("domblklist", " vdb ");
+
+    assert_eq!(
+        mesh.ok(&["attach-device", &name, &nic, "--live"]),
+        "Device attached successfully\n\n"
+    );
+    // virtio-net (1af4:1041, network controller) in the port the disk left.
+    logged("pci 0000:03:00.0: [1af4:1041] type 00 class 0x020000", 60);
+    assert!(
+        mesh.ok(&["domiflist", &name])
+            .contains(&format!(" user   -        virtio   {mac}\n")),
+        "no user NIC listed"
+    );
+    assert_eq!(
+        mesh.ok(&["detach-interface", &name, "--type", "user", "--live"]),
+        "Interface detached successfully\n\n"
+    );
+    gone("domiflist", mac);
+    // Nothing of either is left in the live XML.
+    let live = mesh.ok(&["dumpxml", &name]);
+    assert!(
+        !live.contains("<interface") && !live.contains("vdb"),
+        "{live}"
+    );
+}
