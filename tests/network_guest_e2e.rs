@@ -501,6 +501,22 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         format!("Network port {manual} deleted")
     );
     assert!(ports_drain(&vsh));
+    // QoS on a port is not built yet: refused, never dropped.
+    let qos_file = path("port-qos.xml");
+    std::fs::write(
+        &qos_file,
+        "<networkport><owner><name>manual</name>\
+         <uuid>8f2a4b7c-1d3e-4f5a-9b6c-7d8e9f0a1b2c</uuid></owner>\
+         <mac address='52:54:00:4e:77:0b'/><bandwidth><inbound average='1000'/></bandwidth>\
+         </networkport>",
+    )
+    .expect("qos port xml");
+    let err = vsh.fails(&["net-port-create", NET, &qos_file]);
+    assert!(
+        err.contains("bandwidth (QoS) on ports of network 'guestnat' is not implemented"),
+        "{err}"
+    );
+    assert!(ports_drain(&vsh));
 
     // net-destroy: no bridge, no dnsmasq, no nft table of ours.
     assert!(

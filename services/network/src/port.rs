@@ -93,6 +93,20 @@ impl PortDef {
         )
     }
 
+    /// What the port asks for that this driver cannot give yet (QoS,
+    /// VLAN tags, virtual port profiles need tc/OVS support): refused,
+    /// never silently dropped.
+    pub fn unimplemented_feature(&self) -> Option<&'static str> {
+        [
+            ("bandwidth", "bandwidth (QoS)"),
+            ("vlan", "VLAN tags"),
+            ("virtualport", "virtual port profiles"),
+        ]
+        .into_iter()
+        .find(|(el, _)| self.root.child(el).is_some())
+        .map(|(_, what)| what)
+    }
+
     pub fn has_plug(&self) -> bool {
         self.root.child("plug").is_some()
     }
@@ -145,5 +159,12 @@ mod tests {
             )
             .is_err()
         );
+        assert_eq!(p.unimplemented_feature(), None);
+        let qos = PortDef::parse(
+            "<networkport><owner><name>g</name><uuid>14f6865f-355e-56c2-afd4-2f005da5b17b</uuid></owner>\
+             <mac address='52:54:00:aa:bb:cc'/><bandwidth><inbound average='1000'/></bandwidth></networkport>",
+        )
+        .expect("parse");
+        assert_eq!(qos.unimplemented_feature(), Some("bandwidth (QoS)"));
     }
 }

@@ -95,6 +95,16 @@ impl NetworkDriver {
             .clone()
             .ok_or_else(|| err::invalid_op(&format!("network '{}' is not active", net.name)))?;
         let mut port = PortDef::parse(xml)?;
+        if let Some(what) = port.unimplemented_feature() {
+            // Not built yet: UNIMPLEMENTED, never a port without it.
+            return Err(err::net(
+                virtmesh_rpc::ErrorCode::NoSupport,
+                format!(
+                    "this function is not supported by the connection driver: {what} on ports of network '{}' is not implemented by the network driver",
+                    net.name
+                ),
+            ));
+        }
         if live.ports.iter().any(|p| p.uuid() == port.uuid()) {
             return Err(err::net(
                 virtmesh_rpc::ErrorCode::NetworkPortExist,
