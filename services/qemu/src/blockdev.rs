@@ -132,6 +132,9 @@ fn objects(n: usize, disk: &Element, backing: Option<Option<String>>) -> Vec<Str
                 ("node-name", fmt.clone().into()),
                 ("read-only", readonly(disk).into()),
             ];
+            if let Some(d) = drv.and_then(|d| d.attr("discard")) {
+                g.push(("discard", d.into()));
+            }
             if cache_none {
                 g.push(("cache", cache()));
             }
@@ -484,7 +487,9 @@ pub fn nic_device(
     bus_addr: Option<(String, String)>,
     bootindex: Option<u32>,
 ) -> String {
-    let driver = nic_driver(nic_model(iface)).unwrap_or("virtio-net-pci");
+    // A model libvirt does not know is passed to QEMU as is.
+    let model = nic_model(iface);
+    let driver = nic_driver(model).unwrap_or(model);
     let mut f: Vec<(&str, Value)> = vec![
         ("driver", driver.into()),
         ("netdev", format!("hostnet{i}").into()),
@@ -495,7 +500,9 @@ pub fn nic_device(
         f.push(("bus", bus.into()));
         f.push(("addr", addr.into()));
     }
-    if let Some(b) = bootindex {
+    // libvirt gives no boot index to a NIC whose option ROM is off.
+    let rom_off = iface.child("rom").and_then(|r| r.attr("enabled")) == Some("no");
+    if let Some(b) = bootindex.filter(|_| !rom_off) {
         f.push(("bootindex", b.into()));
     }
     json_object(&f)

@@ -568,14 +568,11 @@ pub fn sounds(a: &mut Args, sounds: &[&Element], audios: &[&Element], q35: bool)
     }
 }
 
-/// Watchdogs: the q35 iTCO is part of the chipset, others are devices.
+/// Watchdogs: the q35 iTCO is part of the chipset, others are devices;
+/// QEMU has one action for all of them.
 pub fn watchdogs(a: &mut Args, dogs: &[&Element], q35: bool) {
+    let mut action = None;
     for (i, w) in dogs.iter().enumerate() {
-        let action = match attr(w, "action") {
-            "dump" => "pause",
-            "" => "reset",
-            other => other,
-        };
         match attr(w, "model") {
             "itco" => a.opt("-global", "ICH9-LPC.noreboot=off"),
             m @ ("ib700" | "i6300esb") => a.device(&with(
@@ -584,7 +581,14 @@ pub fn watchdogs(a: &mut Args, dogs: &[&Element], q35: bool) {
             )),
             _ => continue,
         }
-        a.opt("-watchdog-action", action);
+        action.get_or_insert(match attr(w, "action") {
+            "dump" => "pause",
+            "" => "reset",
+            other => other,
+        });
+    }
+    if let Some(act) = action {
+        a.opt("-watchdog-action", act);
     }
 }
 
@@ -720,6 +724,13 @@ pub fn redirdevs(a: &mut Args, redirs: &[&Element], filter: Option<&Element>) {
             ("chardev", id.into()),
             ("id", format!("redir{i}").into()),
         ];
+        if let Some(b) = r
+            .child("boot")
+            .and_then(|b| b.attr("order"))
+            .and_then(|o| o.parse::<u64>().ok())
+        {
+            f.push(("bootindex", b.into()));
+        }
         if let Some(fl) = &filter {
             f.push(("filter", fl.clone().into()));
         }

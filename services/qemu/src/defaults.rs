@@ -252,12 +252,22 @@ fn implicit_devices(devices: &mut Element, q35: bool) {
             );
         }
     }
-    if q35 && devices.child("watchdog").is_none() {
+    // q35's iTCO is always there; QEMU has one action for all watchdogs.
+    if q35
+        && !devices
+            .children_named("watchdog")
+            .any(|w| attr(w, "model") == "itco")
+    {
+        let action = devices
+            .child("watchdog")
+            .and_then(|w| w.attr("action"))
+            .unwrap_or("reset")
+            .to_owned();
         push(
             devices,
             Element::new("watchdog")
                 .with_attr("model", "itco")
-                .with_attr("action", "reset"),
+                .with_attr("action", action),
         );
     }
     for w in devices.elements_mut().filter(|e| e.name == "watchdog") {

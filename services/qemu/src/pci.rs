@@ -167,8 +167,18 @@ fn connect_flags(dev: &Element, q35: bool) -> u32 {
                 match m {
                     "virtio" | "virtio-non-transitional" => virtio,
                     "virtio-transitional" => pci,
-                    "e1000e" | "igb" | "" => pcie,
-                    _ => pci,
+                    // Conventional models libvirt knows; any model it
+                    // does not know is taken for PCI Express.
+                    "rtl8139"
+                    | "e1000"
+                    | "vmxnet3"
+                    | "ne2k_pci"
+                    | "pcnet"
+                    | "i82551"
+                    | "i82557b"
+                    | "i82559er"
+                    | "virtio-transitional-net" => pci,
+                    _ => pcie,
                 }
             }
         }
