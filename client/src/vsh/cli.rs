@@ -489,9 +489,9 @@ pub enum DomainCmd {
         impact: ImpactArgs,
     },
     /// attach disk device
-    AttachDisk(AttachDiskArgs),
+    AttachDisk(Box<AttachDiskArgs>),
     /// attach network interface
-    AttachInterface(AttachInterfaceArgs),
+    AttachInterface(Box<AttachInterfaceArgs>),
     /// detach network interface
     DetachInterface {
         #[command(flatten)]

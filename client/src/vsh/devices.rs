@@ -859,11 +859,11 @@ mod tests {
              </interface>\n"
         );
         assert_eq!(
-            iface(&["vhostuser", "/tmp/s"]).unwrap_err(),
+            iface(&["vhostuser", "/tmp/s"]).expect_err("refused"),
             "error: source-mode is mandatory\n"
         );
         assert_eq!(
-            iface(&["network", "n", "--source-mode", "x"]).unwrap_err(),
+            iface(&["network", "n", "--source-mode", "x"]).expect_err("refused"),
             "error: Invalid source mode: x\n"
         );
     }
@@ -876,7 +876,7 @@ mod tests {
              bus='0x03' slot='0x00' function='0x1'/>\n  </source>\n</interface>\n"
         );
         assert_eq!(
-            iface(&["hostdev", "03:00.1"]).unwrap_err(),
+            iface(&["hostdev", "03:00.1"]).expect_err("refused"),
             "error: cannot parse pci address '03:00.1' for network interface\n"
         );
     }
@@ -886,12 +886,12 @@ mod tests {
         // virsh 11.3 has no XML for user/ethernet/… in attach-interface.
         for ty in ["user", "ethernet", "mcast", "null"] {
             assert_eq!(
-                iface(&[ty, "x"]).unwrap_err(),
+                iface(&[ty, "x"]).expect_err("refused"),
                 format!("error: No support for {ty} in command 'attach-interface'\n")
             );
         }
         assert_eq!(
-            iface(&["bogus", "x"]).unwrap_err(),
+            iface(&["bogus", "x"]).expect_err("refused"),
             "error: No support for bogus in command 'attach-interface'\n"
         );
     }
@@ -899,19 +899,19 @@ mod tests {
     #[test]
     fn interface_rate_errors() {
         assert_eq!(
-            iface(&["network", "d", "--inbound", "0"]).unwrap_err(),
+            iface(&["network", "d", "--inbound", "0"]).expect_err("refused"),
             "error: either inbound average or floor is mandatory\n"
         );
         assert_eq!(
-            iface(&["network", "d", "--inbound", "a"]).unwrap_err(),
+            iface(&["network", "d", "--inbound", "a"]).expect_err("refused"),
             "error: field 'average' is malformed\n"
         );
         assert_eq!(
-            iface(&["network", "d", "--outbound", "1,2,3,4"]).unwrap_err(),
+            iface(&["network", "d", "--outbound", "1,2,3,4"]).expect_err("refused"),
             "error: outbound floor is unsupported yet\n"
         );
         assert_eq!(
-            iface(&["network", "d", "--outbound", "1,2,3,4,5"]).unwrap_err(),
+            iface(&["network", "d", "--outbound", "1,2,3,4,5"]).expect_err("refused"),
             "error: Rate string '1,2,3,4,5' has too many fields\n"
         );
     }
@@ -1020,11 +1020,11 @@ mod tests {
              <host name='h' port='10809'/>\n  </source>\n  <target dev='vdb'/>\n</disk>\n"
         );
         assert_eq!(
-            disk(&["vol", "vdb", "--source-host-name", "h"]).unwrap_err(),
+            disk(&["vol", "vdb", "--source-host-name", "h"]).expect_err("refused"),
             "error: Option --source-protocol is required by option --source-host-name\n"
         );
         assert_eq!(
-            disk(&["vol", "vdb", "--sourcetype", "network"]).unwrap_err(),
+            disk(&["vol", "vdb", "--sourcetype", "network"]).expect_err("refused"),
             "error: --source-protocol option requires --sourcetype network\n"
         );
     }
@@ -1053,19 +1053,19 @@ mod tests {
             "<address type='usb' bus='1' port='2'/>"
         );
         assert_eq!(
-            addr("vdb", "scsi:0.0.1").unwrap_err(),
+            addr("vdb", "scsi:0.0.1").expect_err("refused"),
             "error: expecting a pci:0000.00.00.00 or ccw:00.0.0000 address.\n"
         );
         assert_eq!(
-            addr("hdb", "pci:0.0.1.0").unwrap_err(),
+            addr("hdb", "pci:0.0.1.0").expect_err("refused"),
             "error: expecting an ide:00.00.00 address.\n"
         );
         assert_eq!(
-            addr("vdb", "bogus").unwrap_err(),
+            addr("vdb", "bogus").expect_err("refused"),
             "error: Invalid address.\n"
         );
         assert_eq!(
-            addr("vdb", "pci:0.0").unwrap_err(),
+            addr("vdb", "pci:0.0").expect_err("refused"),
             "error: Invalid address.\n"
         );
         let multi = disk(&[
@@ -1085,15 +1085,15 @@ mod tests {
     #[test]
     fn disk_option_errors() {
         assert_eq!(
-            disk(&["/x", "vdb", "--mode", "bogus"]).unwrap_err(),
+            disk(&["/x", "vdb", "--mode", "bogus"]).expect_err("refused"),
             "error: No support for bogus in command 'attach-disk'\n"
         );
         assert_eq!(
-            disk(&["/x", "vdb", "--sourcetype", "foo"]).unwrap_err(),
+            disk(&["/x", "vdb", "--sourcetype", "foo"]).expect_err("refused"),
             "error: Unknown source type: 'foo'\n"
         );
         assert_eq!(
-            disk(&["/x", "vdb", "--wwn", "12"]).unwrap_err(),
+            disk(&["/x", "vdb", "--wwn", "12"]).expect_err("refused"),
             "error: internal error: Malformed wwn: 12\n"
         );
     }
@@ -1130,7 +1130,7 @@ mod tests {
             persistent: true,
         };
         assert_eq!(
-            bad.check().unwrap_err().render(),
+            bad.check().expect_err("refused").render(),
             "error: Options --persistent and --current are mutually exclusive\n"
         );
     }
@@ -1149,7 +1149,9 @@ mod tests {
         let root = crate::vsh::xml::parse(DOM).expect("xml");
         assert_eq!(pick_interface(&root, "user", None).expect("one"), 0);
         assert_eq!(
-            pick_interface(&root, "bridge", None).unwrap_err().render(),
+            pick_interface(&root, "bridge", None)
+                .expect_err("refused")
+                .render(),
             "error: Domain has 2 interfaces. Please specify which one to detach using --mac\n"
         );
         // Compared as MAC addresses: case and leading zeros do not matter.
@@ -1159,12 +1161,14 @@ mod tests {
         );
         assert_eq!(
             pick_interface(&root, "bridge", Some("52:54:00:00:00:01"))
-                .unwrap_err()
+                .expect_err("refused")
                 .render(),
             "error: No interface with MAC address 52:54:00:00:00:01 was found\n"
         );
         assert_eq!(
-            pick_interface(&root, "network", None).unwrap_err().render(),
+            pick_interface(&root, "network", None)
+                .expect_err("refused")
+                .render(),
             "error: No interface found whose type is network\n"
         );
         let xml = crate::vsh::xml::dump_device(DOM, "interface", 2, &[]).expect("dump");
@@ -1181,12 +1185,12 @@ mod tests {
         assert_eq!(pick_disk(&root, "vda").expect("by target"), 0);
         assert_eq!(pick_disk(&root, "/img/a.qcow2").expect("by source"), 0);
         assert_eq!(
-            pick_disk(&root, "vdz").unwrap_err().render(),
+            pick_disk(&root, "vdz").expect_err("refused").render(),
             "error: No disk found whose source path or target is vdz\n"
         );
         let empty = crate::vsh::xml::parse("<domain><devices/></domain>").expect("xml");
         assert_eq!(
-            pick_disk(&empty, "vda").unwrap_err().render(),
+            pick_disk(&empty, "vda").expect_err("refused").render(),
             "error: Failed to get disk information\n"
         );
     }
