@@ -398,6 +398,15 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         "{addrs}"
     );
 
+    // The guest pinged the bridge, so the namespace's neighbour table
+    // (what the qemu service reads) knows it too.
+    let arp = vsh.ok(&["domifaddr", GUEST, "--source", "arp"]);
+    assert!(
+        arp.lines()
+            .any(|l| l.contains("vnet0") && l.contains(MAC) && l.contains(&format!("{ip}/0"))),
+        "{arp}"
+    );
+
     // Both services restart under the running guest: the network service
     // finds its port again, the qemu service reconnects and re-announces
     // it; the lease is still reported.
