@@ -30,10 +30,12 @@ pub fn no_pool(what: &str, value: &str) -> VirtError {
     )
 }
 
-pub fn no_vol(what: &str, value: &str) -> VirtError {
+/// VIR_ERR_NO_STORAGE_VOL; `detail` is libvirt's text after the prefix
+/// ("no storage vol with matching name 'x'", "... matching key x").
+pub fn no_vol(detail: impl std::fmt::Display) -> VirtError {
     storage(
         ErrorCode::NoStorageVol,
-        format!("Storage volume not found: no storage vol with matching {what} '{value}'"),
+        format!("Storage volume not found: {detail}"),
     )
 }
 

@@ -56,7 +56,10 @@ pub fn stat_of(path: &Path) -> std::io::Result<VolStat> {
 /// capacity of an image format is its virtual size (qemu-img info).
 pub async fn stat_volume(tool: Option<&Path>, path: &Path, format: &str) -> Result<VolStat> {
     let mut st = stat_of(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => err::no_vol("path", &path.display().to_string()),
+        std::io::ErrorKind::NotFound => err::no_vol(format!(
+            "no storage vol with matching path '{}'",
+            path.display()
+        )),
         _ => err::system(format!("cannot stat file '{}'", path.display()), &e),
     })?;
     if path.is_file()

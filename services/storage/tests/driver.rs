@@ -242,7 +242,8 @@ async fn transient_pools_and_events() {
         .set_autostart(Some(&name("t")), true)
         .await
         .expect_err("transient");
-    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    assert_eq!(e.code, ErrorCode::InternalError);
+    assert_eq!(e.message, "internal error: pool has no config file");
     d.destroy(Some(&name("t"))).await.expect("destroy");
     assert_eq!(
         d.lookup(Some(&name("t"))).expect_err("gone").code,

@@ -322,7 +322,7 @@ impl StorageDriver {
         let _job = self.inner.job.lock().await;
         let p = self.find(r)?;
         if p.config.is_none() {
-            return Err(err::invalid_op("cannot set autostart for transient pool"));
+            return Err(err::internal("pool has no config file"));
         }
         self.inner
             .store

@@ -86,6 +86,12 @@ impl StorageDriver {
     /// rules: one UUID per name, one pool per directory).
     fn prepare(&self, xml: &str) -> Result<PoolDef> {
         let def = PoolDef::parse(xml).map_err(err::conf)?;
+        if def.name.contains('\n') {
+            return Err(err::storage(
+                virtmesh_rpc::ErrorCode::XmlDetail,
+                "invalid char in name: \n",
+            ));
+        }
         check_backend(&def)?;
         let pools = self.pools();
         if let Some(p) = pools.iter().find(|p| p.uuid == def.uuid)
@@ -215,7 +221,11 @@ impl StorageDriver {
             .cloned()
             .ok_or_else(|| err::internal("storage pool has no definition"))?;
         check_runs(&def, "building")?;
-        build_dir(&def)
+        build_dir(&def)?;
+        self.inner
+            .events
+            .lifecycle(&p.uuid, &p.name, Ev::StoragePoolEventCreated);
+        Ok(())
     }
 
     pub async fn start(&self, r: Option<&pb::ObjectRef>) -> Result<pb::StoragePoolSummary> {

@@ -44,26 +44,37 @@ impl StorageDriver {
                     .iter()
                     .find(|v| v.name == pn.name)
                     .cloned()
-                    .ok_or_else(|| err::no_vol("name", &pn.name))?;
+                    .ok_or_else(|| {
+                        err::no_vol(format!("no storage vol with matching name '{}'", pn.name))
+                    })?;
                 Ok((pool, v))
             }
             By::Key(k) | By::Path(k) => {
+                // Keys are paths in directory pools; a path is compared
+                // sanitised (virFileSanitizePath), a key as given.
+                let is_path = matches!(by, By::Path(_));
+                let want = if is_path {
+                    virtmesh_conf::storage::sanitize_path(k)
+                } else {
+                    k.clone()
+                };
                 let pools = self.pools();
                 for p in pools.iter() {
                     if let Some(v) = p
                         .live
                         .as_ref()
-                        .and_then(|l| l.vols.iter().find(|v| v.path_str() == *k))
+                        .and_then(|l| l.vols.iter().find(|v| v.path_str() == want))
                     {
                         return Ok((p.clone(), v.clone()));
                     }
                 }
-                let what = if matches!(by, By::Key(_)) {
-                    "key"
-                } else {
-                    "path"
-                };
-                Err(err::no_vol(what, k))
+                Err(err::no_vol(match (is_path, want == *k) {
+                    (false, _) => format!("no storage vol with matching key {k}"),
+                    (true, true) => format!("no storage vol with matching path '{k}'"),
+                    (true, false) => {
+                        format!("no storage vol with matching path '{k}' ({want})")
+                    }
+                }))
             }
         }
     }
