@@ -348,7 +348,9 @@ fn lay_out_volpool(dir: &Path) {
     }
 }
 
-async fn run_vols(ch: Channel, tally: &mut Tally, pool_dir: &Path) {
+/// Runs the volume cases; returns the started pool's live XML (sizes and
+/// the directory's permissions filled in) for the schema check.
+async fn run_vols(ch: Channel, tally: &mut Tally, pool_dir: &Path) -> String {
     let mut pools = pb::storage_pool_client::StoragePoolClient::new(ch.clone());
     let mut vols = pb::storage_vol_client::StorageVolClient::new(ch);
     let dir = pool_dir.display().to_string();
@@ -364,6 +366,19 @@ async fn run_vols(ch: Channel, tally: &mut Tally, pool_dir: &Path) {
         .create(by_uuid(&pool.uuid))
         .await
         .expect("start cc-volpool");
+    let live = pools
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_uuid(&pool.uuid)),
+            ..Default::default()
+        })
+        .await
+        .expect("live pool XML")
+        .into_inner()
+        .xml;
+    assert!(
+        live.contains("<permissions>") && !live.contains("<capacity unit='bytes'>0<"),
+        "live XML shows the directory and its filesystem: {live}"
+    );
     for case in cases("vol-") {
         let Some(raw_input) = case.read("input.xml") else {
             continue;
@@ -401,6 +416,7 @@ async fn run_vols(ch: Channel, tally: &mut Tally, pool_dir: &Path) {
     }
     let _ = pools.destroy(by_uuid(&pool.uuid)).await;
     let _ = pools.undefine(by_uuid(&pool.uuid)).await;
+    live
 }
 
 fn check_schemas(kind: &str, schema: &str, docs: &[(String, String)]) {
@@ -468,7 +484,8 @@ async fn libvirt_storage_corpus() {
     run_pools(ch.clone(), &mut pools).await;
     pools.report("storage-pool", &mut rates);
     let mut vols = Tally::default();
-    run_vols(ch.clone(), &mut vols, &pool_dir).await;
+    let live = run_vols(ch.clone(), &mut vols, &pool_dir).await;
+    pools.emitted.push(("cc-volpool-live".into(), live));
     vols.report("storage-vol", &mut rates);
     let _ = stop_tx.send(());
     let _ = server.await;
