@@ -27,6 +27,7 @@ const TOP_ORDER: &[&str] = &[
     "memoryBacking",
     "vcpu",
     "vcpus",
+    "throttlegroups",
     "iothreads",
     "iothreadids",
     "defaultiothread",

@@ -659,8 +659,146 @@ fn validate(devices: &Element, q35: bool) -> Result<(), ConfError> {
     Ok(())
 }
 
+/// The device-info tail every device formats last.
+const INFO_TAIL: &[&str] = &["boot", "alias", "master", "rom", "acpi", "address"];
+
+const INTERFACE_ORDER: &[&str] = &[
+    "mac",
+    "source",
+    "vlan",
+    "virtualport",
+    "bandwidth",
+    "port",
+    "ip",
+    "route",
+    "script",
+    "downscript",
+    "backenddomain",
+    "target",
+    "guest",
+    "model",
+    "driver",
+    "backend",
+    "filterref",
+    "tune",
+    "teaming",
+    "link",
+    "mtu",
+    "coalesce",
+];
+
+const DISK_ORDER: &[&str] = &[
+    "driver",
+    "auth",
+    "source",
+    "backingStore",
+    "backenddomain",
+    "geometry",
+    "blockio",
+    "target",
+    "iotune",
+    "readonly",
+    "shareable",
+    "transient",
+    "serial",
+    "wwn",
+    "vendor",
+    "product",
+    "encryption",
+];
+
+const IOTUNE_ORDER: &[&str] = &[
+    "total_bytes_sec",
+    "read_bytes_sec",
+    "write_bytes_sec",
+    "total_iops_sec",
+    "read_iops_sec",
+    "write_iops_sec",
+    "total_bytes_sec_max",
+    "read_bytes_sec_max",
+    "write_bytes_sec_max",
+    "total_iops_sec_max",
+    "read_iops_sec_max",
+    "write_iops_sec_max",
+    "size_iops_sec",
+    "group_name",
+    "total_bytes_sec_max_length",
+    "read_bytes_sec_max_length",
+    "write_bytes_sec_max_length",
+    "total_iops_sec_max_length",
+    "read_iops_sec_max_length",
+    "write_iops_sec_max_length",
+    "*",
+];
+
+fn sort_device(dev: &mut Element, order: &[&str]) {
+    let mut full: Vec<&str> = order.to_vec();
+    full.push("*");
+    full.extend_from_slice(INFO_TAIL);
+    dev.sort_children(&full);
+}
+
+/// Children in libvirt's formatting order, and the small canonical forms
+/// its formatter applies (TCP chardevs speak raw, USB filter ids in upper
+/// case hex, LUKS encryption by QEMU).
+fn canonical_children(devices: &mut Element) {
+    for d in devices.elements_mut() {
+        match d.name.as_str() {
+            "interface" => sort_device(d, INTERFACE_ORDER),
+            "disk" => {
+                if let Some(io) = d.child_mut("iotune") {
+                    io.sort_children(IOTUNE_ORDER);
+                }
+                for enc in d
+                    .elements_mut()
+                    .filter(|e| e.name == "source")
+                    .flat_map(|s| s.elements_mut())
+                    .filter(|e| e.name == "encryption")
+                {
+                    if enc.attr("format") == Some("luks") && enc.attr("engine").is_none() {
+                        enc.set_attr("engine", "qemu");
+                    }
+                }
+                sort_device(d, DISK_ORDER);
+            }
+            "serial" | "parallel" | "channel" | "console" | "redirdev" | "smartcard" => {
+                if d.attr("type") == Some("tcp") && d.child("protocol").is_none() {
+                    let at = d
+                        .children
+                        .iter()
+                        .position(|n| matches!(n, Node::Element(e) if e.name == "source"))
+                        .map_or(0, |p| p + 1);
+                    d.children.insert(
+                        at,
+                        Node::Element(Element::new("protocol").with_attr("type", "raw")),
+                    );
+                }
+                sort_device(d, &["source", "protocol", "log", "target"]);
+            }
+            "redirfilter" => {
+                for usb in d.elements_mut() {
+                    for key in ["vendor", "product"] {
+                        let n = usb.attr(key).and_then(|v| {
+                            u32::from_str_radix(
+                                v.trim_start_matches("0x").trim_start_matches("0X"),
+                                16,
+                            )
+                            .ok()
+                        });
+                        if let Some(n) = n {
+                            usb.set_attr(key, format!("0x{n:04X}"));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// All of the above, then PCI, virtio-serial and USB addresses.
 pub fn apply(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
+    canonical_children(devices);
     validate(devices, q35)?;
     for g in devices.elements_mut().filter(|d| d.name == "graphics") {
         graphics(g);
