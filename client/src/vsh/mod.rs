@@ -389,15 +389,33 @@ pub fn usage_error_text(e: &clap::Error, args: &[String]) -> Option<String> {
         }
         ErrorKind::MissingRequiredArgument => {
             // clap names the argument `<DOMAIN>` or `<DOMAIN|--domain <DOMAIN>>`;
-            // virsh says `<domain>`.
-            let arg = invalid(ContextKind::InvalidArg)?;
-            let name = arg
-                .trim_start_matches('<')
-                .split(['|', '>'])
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("--")
-                .to_lowercase();
+            // virsh says `<domain>`. clap also lists a positional that was
+            // given in its `--name` form, so the first one not given is it.
+            let listed = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(s)) => vec![s.clone()],
+                Some(ContextValue::Strings(v)) => v.clone(),
+                _ => Vec::new(),
+            };
+            let names: Vec<String> = listed
+                .iter()
+                .map(|arg| {
+                    arg.trim_start_matches('<')
+                        .split(['|', '>'])
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("--")
+                        .to_lowercase()
+                })
+                .collect();
+            let given = |n: &str| {
+                args.iter()
+                    .any(|a| a == &format!("--{n}") || a.starts_with(&format!("--{n}=")))
+            };
+            let name = names
+                .iter()
+                .find(|n| !given(n))
+                .or(names.first())
+                .cloned()?;
             format!("command '{}' requires <{name}> option", command?)
         }
         _ => return None,
@@ -1116,6 +1134,19 @@ mod tests {
         assert_eq!(
             usage_error(&["vsh", "vol-create", "default-pool"]).as_deref(),
             Some("error: command 'vol-create' requires <file> option\n")
+        );
+        // An earlier argument given by name is not the missing one.
+        assert_eq!(
+            usage_error(&["vsh", "vol-create", "--pool", "default-pool"]).as_deref(),
+            Some("error: command 'vol-create' requires <file> option\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "attach-disk", "vm", "--source", "/x"]).as_deref(),
+            Some("error: command 'attach-disk' requires <target> option\n")
+        );
+        assert_eq!(
+            usage_error(&["vsh", "attach-interface", "vm", "--type", "user"]).as_deref(),
+            Some("error: command 'attach-interface' requires <source> option\n")
         );
     }
 
