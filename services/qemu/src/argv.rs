@@ -481,8 +481,8 @@ mod tests {
         // that reproduces fewer cases byte for byte fails here.
         assert!(xml_total > 0 && argv_total > 0, "corpus is empty");
         assert!(
-            xml_ok >= 205,
-            "output.xml regressed: {xml_ok}/{xml_total} < 205"
+            xml_ok >= 210,
+            "output.xml regressed: {xml_ok}/{xml_total} < 210"
         );
         assert!(
             argv_ok >= 189,

@@ -185,6 +185,10 @@ impl DomainDef {
             ));
         }
         normalize_cpu(root.child_or_insert("cpu"));
+        normalize_tuning(&mut root);
+        if let Some(f) = root.child_mut("features") {
+            f.sort_children(FEATURE_ORDER);
+        }
         crate::numa::normalize(&mut root)?;
         for sec in root.elements_mut().filter(|e| e.name == "seclabel") {
             normalize_seclabel(sec);
@@ -672,6 +676,141 @@ fn normalize_memory(root: &mut Element) -> Result<(), ConfError> {
 /// zero count; this driver does not validate `placement`.
 fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
     virtmesh_conf::domain::DomainDef::normalize_vcpu_with(root, "Invalid vCPU count", false)
+}
+
+/// libvirt's order of `<features>` children (virDomainFeature).
+const FEATURE_ORDER: &[&str] = &[
+    "acpi",
+    "apic",
+    "pae",
+    "hap",
+    "viridian",
+    "privnet",
+    "hyperv",
+    "kvm",
+    "pvspinlock",
+    "capabilities",
+    "pmu",
+    "vmport",
+    "gic",
+    "smm",
+    "ioapic",
+    "hpt",
+    "vmcoreinfo",
+    "htm",
+    "nested-hv",
+    "msrs",
+    "ccf-assist",
+    "xen",
+    "cfpc",
+    "sbbc",
+    "ibs",
+    "tcg",
+    "async-teardown",
+    "ras",
+    "ps2",
+    "aia",
+    "*",
+];
+
+/// A CPU list (`0-3,^2,8`) as a set, and back in libvirt's canonical
+/// form (ranges, ascending).
+pub fn cpuset_canonical(list: &str) -> Option<String> {
+    let mut set = std::collections::BTreeSet::new();
+    let mut minus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (neg, part) = match part.strip_prefix('^') {
+            Some(p) => (true, p),
+            None => (false, part),
+        };
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let n = part.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if lo > hi {
+            return None;
+        }
+        for n in lo..=hi {
+            if neg {
+                minus.push(n);
+            } else {
+                set.insert(n);
+            }
+        }
+    }
+    for n in minus {
+        set.remove(&n);
+    }
+    let v: Vec<u32> = set.into_iter().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    Some(out.join(","))
+}
+
+/// CPU sets in canonical form, pins of vCPUs that do not exist dropped
+/// (an empty `<cputune>` with them), a hugepage nodeset that names the
+/// only node dropped.
+fn normalize_tuning(root: &mut Element) {
+    let max: u32 = root
+        .child("vcpu")
+        .and_then(|v| v.text().trim().parse().ok())
+        .unwrap_or(1);
+    if let Some(v) = root.child_mut("vcpu")
+        && let Some(c) = v.attr("cpuset").and_then(cpuset_canonical)
+    {
+        v.set_attr("cpuset", c);
+    }
+    if let Some(t) = root.child_mut("cputune") {
+        t.children.retain(|n| match n {
+            Node::Element(e) if e.name == "vcpupin" => e
+                .attr("vcpu")
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| v < max),
+            _ => true,
+        });
+        for e in t.elements_mut() {
+            if let Some(c) = e.attr("cpuset").and_then(cpuset_canonical) {
+                e.set_attr("cpuset", c);
+            }
+        }
+        if t.elements().next().is_none() {
+            root.remove_children("cputune");
+        }
+    }
+    let cells = root
+        .child("cpu")
+        .and_then(|c| c.child("numa"))
+        .map_or(0, |n| n.children_named("cell").count());
+    if let Some(hp) = root
+        .child_mut("memoryBacking")
+        .and_then(|m| m.child_mut("hugepages"))
+    {
+        let pages: Vec<&mut Element> = hp.elements_mut().filter(|e| e.name == "page").collect();
+        if pages.len() == 1 && cells <= 1 {
+            for p in pages {
+                if p.attr("nodeset") == Some("0") {
+                    p.remove_attr("nodeset");
+                }
+            }
+        }
+    }
 }
 
 /// libvirt's x86 CPU defaults: no CPU at all, or only topology/NUMA, is
