@@ -281,6 +281,14 @@ pub async fn probe(tool: Option<&Path>, path: &Path) -> Option<Vol> {
         // Sockets, fifos, devices: libvirt skips them in directory pools.
         return None;
     }
+    match sniff(path) {
+        Sniffed::Raw => return Some(file_vol(name, path, def)),
+        Sniffed::Iso => {
+            def.format = "iso".into();
+            return Some(file_vol(name, path, def));
+        }
+        Sniffed::Image => {}
+    }
     if let Some(tool) = tool
         && let Ok(info) = qemu_img::info(tool, path, None).await
     {
@@ -317,4 +325,99 @@ pub async fn probe(tool: Option<&Path>, path: &Path) -> Option<Vol> {
         vol_type: "file",
         def,
     })
+}
+
+fn file_vol(name: String, path: &Path, def: VolDef) -> Vol {
+    Vol {
+        name,
+        path: path.to_owned(),
+        vol_type: "file",
+        def,
+    }
+}
+
+/// What a file's header says before asking qemu-img (libvirt probes
+/// headers itself): most pool files are raw, and one qemu-img run per
+/// raw file would make starting a large pool slow.
+#[derive(Debug, PartialEq, Eq)]
+enum Sniffed {
+    Raw,
+    Iso,
+    /// Some image format's magic: qemu-img tells which and its details.
+    Image,
+}
+
+fn sniff(path: &Path) -> Sniffed {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Sniffed::Raw;
+    };
+    let mut head = [0u8; 512];
+    let n = f.read(&mut head).unwrap_or(0);
+    let head = &head[..n];
+    const MAGICS: &[(usize, &[u8])] = &[
+        (0, b"QFI\xfb"),                 // qcow, qcow2
+        (0, b"QED\0"),                   // qed
+        (0, b"KDMV"),                    // vmdk sparse extent
+        (0, b"# Disk DescriptorFile"),   // vmdk descriptor
+        (0, b"conectix"),                // vpc (dynamic)
+        (0, b"vhdxfile"),                // vhdx
+        (0, b"Bochs Virtual HD Image"),  // bochs
+        (0, b"#!/bin/sh\n#V2.0 Format"), // cloop
+        (0, b"WithoutFreeSpace"),        // parallels
+        (0, b"WithouFreSpacExt"),        // parallels
+        (0, b"LUKS\xba\xbe"),            // luks
+        (64, b"\x7f\x10\xda\xbe"),       // vdi
+    ];
+    if MAGICS
+        .iter()
+        .any(|(off, m)| head.get(*off..off + m.len()) == Some(*m))
+    {
+        return Sniffed::Image;
+    }
+    // Fixed vpc and dmg keep their magic in the last 512 bytes.
+    let mut tail = [0u8; 512];
+    if f.seek(SeekFrom::End(-512)).is_ok()
+        && f.read_exact(&mut tail).is_ok()
+        && (tail.starts_with(b"conectix") || tail.starts_with(b"koly"))
+    {
+        return Sniffed::Image;
+    }
+    // ISO 9660: "CD001" in the first volume descriptor (libvirt's iso).
+    let mut cd = [0u8; 5];
+    if f.seek(SeekFrom::Start(32769)).is_ok() && f.read_exact(&mut cd).is_ok() && &cd == b"CD001" {
+        return Sniffed::Iso;
+    }
+    Sniffed::Raw
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sniffing_tells_raw_iso_and_images_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, vec![0u8; 4096]).unwrap();
+        assert_eq!(sniff(&raw), Sniffed::Raw);
+        let qcow = dir.path().join("q");
+        let mut bytes = b"QFI\xfb".to_vec();
+        bytes.resize(1024, 0);
+        std::fs::write(&qcow, bytes).unwrap();
+        assert_eq!(sniff(&qcow), Sniffed::Image);
+        let iso = dir.path().join("iso");
+        let mut bytes = vec![0u8; 32769];
+        bytes.extend_from_slice(b"CD001");
+        bytes.resize(40960, 0);
+        std::fs::write(&iso, bytes).unwrap();
+        assert_eq!(sniff(&iso), Sniffed::Iso);
+        let vpc = dir.path().join("vpc");
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(b"conectix");
+        bytes.resize(4096 + 512, 0);
+        std::fs::write(&vpc, bytes).unwrap();
+        assert_eq!(sniff(&vpc), Sniffed::Image);
+    }
 }
