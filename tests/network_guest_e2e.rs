@@ -415,6 +415,22 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
     qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
     assert_eq!(vsh.ok(&["net-port-list", NET, "--uuid"]).trim(), port);
+    // A network service that lost the port (its file, README: Files) is
+    // told again by the qemu service's reconnect: same UUID, same plug.
+    qemu.kill();
+    network.kill();
+    let port_file = dir
+        .path()
+        .join(format!("network-state/run/ports/{NET}/{port}.xml"));
+    std::fs::remove_file(&port_file).expect("the port's file");
+    network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
+    qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
+    assert_eq!(vsh.ok(&["net-port-list", NET, "--uuid"]).trim(), port);
+    let reclaimed = vsh.ok(&["net-port-dumpxml", NET, &port]);
+    assert!(
+        reclaimed.contains(&format!("<plug type='network' bridge='{BRIDGE}'/>")),
+        "{reclaimed}"
+    );
     let addrs = vsh.ok(&["domifaddr", GUEST, "--source", "lease"]);
     assert!(addrs.contains(&format!("{ip}/24")), "{addrs}");
 
