@@ -1,7 +1,7 @@
 //! The storage service through the gateway: vsh on `qemu:///system` walks
 //! a directory pool in a temporary directory through its whole life
-//! (define, build, start, volumes raw and qcow2, upload and download,
-//! delete, destroy, undefine) and the files on disk follow: the pool directory is made with
+//! (define, build, start, info, refresh, volumes raw and qcow2, upload
+//! and download, delete, destroy, undefine) and the files on disk follow: the pool directory is made with
 //! the pool's mode, volumes appear with the sizes and formats asked for
 //! and disappear when deleted.  Needs qemu-img (qcow2 volumes).
 
@@ -111,6 +111,23 @@ fn dir_pool_and_volumes_through_the_gateway() {
             .any(|l| l.contains("e2epool") && l.contains("active")),
         "{list}"
     );
+    // A running pool reports its filesystem's sizes and its directory.
+    let info = vsh(&["pool-info", "e2epool"]);
+    assert!(info.contains("State:          running"), "{info}");
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Capacity:") && !l.contains(" 0.00 B")),
+        "{info}"
+    );
+    let live = vsh(&["pool-dumpxml", "e2epool"]);
+    assert!(live.contains("<mode>0750</mode>"), "{live}");
+    // A file put there behind the service's back shows up on refresh.
+    std::fs::write(pool_dir.join("outside.img"), vec![0u8; 65536]).expect("outside file");
+    assert!(!vsh(&["vol-list", "e2epool"]).contains("outside.img"));
+    vsh(&["pool-refresh", "e2epool"]);
+    assert!(vsh(&["vol-list", "e2epool"]).contains("outside.img"));
+    vsh(&["vol-delete", "--pool", "e2epool", "outside.img"]);
+    assert!(!pool_dir.join("outside.img").exists());
 
     let raw_xml = dir.path().join("raw.xml");
     std::fs::write(
