@@ -1,9 +1,10 @@
 //! The storage service through the gateway: vsh on `qemu:///system` walks
 //! a directory pool in a temporary directory through its whole life
 //! (define, build, start, info, refresh, volumes raw and qcow2, upload
-//! and download, delete, destroy, undefine) and the files on disk follow: the pool directory is made with
-//! the pool's mode, volumes appear with the sizes and formats asked for
-//! and disappear when deleted.  Needs qemu-img (qcow2 volumes).
+//! and download, delete, destroy, undefine) and the files on disk follow:
+//! the pool directory is made with the pool's mode, volumes appear with the
+//! sizes and formats asked for and disappear when deleted.  Needs qemu-img
+//! (qcow2 volumes).
 
 mod common;
 
