@@ -75,7 +75,7 @@ pub async fn send(
 fn non_empty<'a>(name: &str, v: Option<&'a str>) -> Result<Option<&'a str>, CmdError> {
     match v {
         Some("") => Err(CmdError::msg(format!(
-            "Failed to get option '{name}': option {name} is empty"
+            "Failed to get option '{name}': Option argument is empty"
         ))),
         v => Ok(v),
     }
@@ -403,6 +403,8 @@ fn rate(s: &str) -> Result<[u64; 4], CmdError> {
 pub fn interface_xml(a: &AttachInterfaceArgs) -> Result<String, CmdError> {
     let ty = a.r#type.get();
     let source = a.source.get();
+    non_empty("type", Some(ty))?;
+    non_empty("source", Some(source))?;
     let target = non_empty("target", a.target.as_deref())?;
     let mac = non_empty("mac", a.mac.as_deref())?;
     let script = non_empty("script", a.script.as_deref())?;
@@ -708,6 +710,7 @@ pub async fn detach_interface(
     let affect_config = imp.affects_config();
     let affect_live = imp.args.live || (imp.persistent && d.id >= 0);
     let run = async {
+        non_empty("type", Some(ty))?;
         let mac = non_empty("mac", mac)?;
         if affect_config {
             let config_only = v1::Impact {
@@ -752,6 +755,7 @@ pub async fn detach_disk(
 ) -> CmdResult {
     imp.check()?;
     let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    non_empty("target", Some(target))?;
     let config_only = imp.affects_config() && !imp.args.live;
     let doc = domain_doc(ctl, &d.uuid, config_only).await?;
     let root = parse_doc(&doc, "disk")?;
@@ -1080,6 +1084,22 @@ mod tests {
             "<address type='pci' domain='0x0000' bus='0x00' slot='0x1f' function='0x0' \
              multifunction='on'/>"
         ));
+    }
+
+    #[test]
+    fn empty_option_values_are_refused_like_virsh() {
+        assert_eq!(
+            disk(&["/x", ""]).expect_err("refused"),
+            "error: Failed to get option 'target': Option argument is empty\n"
+        );
+        assert_eq!(
+            disk(&["/x", "vdb", "--driver", ""]).expect_err("refused"),
+            "error: Failed to get option 'driver': Option argument is empty\n"
+        );
+        assert_eq!(
+            iface(&["bridge", ""]).expect_err("refused"),
+            "error: Failed to get option 'source': Option argument is empty\n"
+        );
     }
 
     #[test]
