@@ -131,6 +131,9 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         push(&mut a, "-global", g);
     }
     push(&mut a, "-cpu", crate::machine::cpu(def));
+    if let Some(b) = crate::machine::bios(def) {
+        push(&mut a, "-bios", b);
+    }
     // File-backed guest memory: libvirt's memory_backing_dir in a
     // preview, beside the monitor socket at a real start.
     let ram_dir = match &opts.pidfile {
@@ -176,6 +179,9 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         a.extend(numa.0);
     }
     push(&mut a, "-uuid", def.uuid());
+    for (opt, v) in crate::machine::sysinfo(def) {
+        push(&mut a, opt, v);
+    }
     if let Some(g) = def.element().child_text("genid") {
         push(
             &mut a,
@@ -190,6 +196,7 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
     if !def.devices().iter().any(|d| d.name == "graphics") {
         push(&mut a, "-display", "none".into());
     }
+
     a.push("-no-user-config".into());
     a.push("-nodefaults".into());
     push(
@@ -216,6 +223,9 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         push(&mut a, "-global", g);
     }
     push(&mut a, "-boot", crate::machine::boot(def));
+    for t in crate::machine::acpi_tables(def) {
+        push(&mut a, "-acpitable", t);
+    }
     for (opt, name) in [
         ("-kernel", "kernel"),
         ("-initrd", "initrd"),
@@ -485,8 +495,8 @@ mod tests {
             "output.xml regressed: {xml_ok}/{xml_total} < 210"
         );
         assert!(
-            argv_ok >= 189,
-            "qemu.argv regressed: {argv_ok}/{argv_total} < 189"
+            argv_ok >= 195,
+            "qemu.argv regressed: {argv_ok}/{argv_total} < 195"
         );
         assert!(
             err_ok >= 25,

@@ -339,7 +339,17 @@ pub fn disk_device_in(
         }
         "sata" => {
             f.push(("driver", if cdrom { "ide-cd" } else { "ide-hd" }.into()));
-            let b = if ctl == 0 {
+            // q35's built-in AHCI is `ide`; added ones are `sataN`.
+            let builtin = ctl == 0
+                && !devices.iter().any(|c| {
+                    c.name == "controller"
+                        && c.attr("type") == Some("sata")
+                        && c.attr("index") == Some("0")
+                        && c.child("address")
+                            .and_then(|a| a.attr("slot"))
+                            .is_some_and(|s| s != "0x1f")
+                });
+            let b = if builtin {
                 format!("ide.{unit}")
             } else {
                 format!("sata{ctl}.{unit}")

@@ -149,8 +149,9 @@ pub fn controllers(a: &mut Args, conts: &[&Element], q35: bool) {
                     a.device(&with(f, pci_fields(c, q35)));
                 }
                 // The first IDE (pc) and SATA (q35) controllers are built in.
-                "ide" | "sata" if index == 0 => {}
-                "sata" => a.device(&with(
+                "ide" if index == 0 && !q35 => {}
+                "sata" if index == 0 && q35 => {}
+                "sata" | "ide" => a.device(&with(
                     vec![
                         ("driver", "ahci".into()),
                         ("id", format!("sata{index}").into()),

@@ -288,6 +288,28 @@ pub fn argv(
             continue;
         };
         a.opt("-chardev", chardev);
+        let target = ser.child("target").and_then(|t| t.attr("type"));
+        if let Some(driver @ ("pci-serial" | "usb-serial")) = target {
+            let mut f: Vec<(&str, serde_json::Value)> = vec![
+                ("driver", driver.into()),
+                ("chardev", id.into()),
+                ("id", format!("serial{i}").into()),
+            ];
+            if driver == "pci-serial" {
+                f.extend(c::pci_fields(ser, q35));
+            } else if let Some(ad) = ser
+                .child("address")
+                .filter(|x| x.attr("type") == Some("usb"))
+            {
+                f.push((
+                    "bus",
+                    format!("usb.{}", ad.attr("bus").unwrap_or("0")).into(),
+                ));
+                f.push(("port", ad.attr("port").unwrap_or("1").into()));
+            }
+            a.device(&f);
+            continue;
+        }
         a.device(&[
             ("driver", "isa-serial".into()),
             ("chardev", id.into()),

@@ -346,3 +346,75 @@ mod tests {
         assert_eq!(super::rtc_date(1_700_000_000), "2023-11-14T22:13:20");
     }
 }
+
+/// `-smbios` lines from `<sysinfo type='smbios'>` when `<os><smbios
+/// mode='sysinfo'>` asks for them, and `-fw_cfg` entries.
+pub fn sysinfo(def: &DomainDef) -> Vec<(&'static str, String)> {
+    let root = def.element();
+    let mut out = Vec::new();
+    let esc = |v: &str| v.replace(',', ",,");
+    let smbios_mode = root
+        .child("os")
+        .and_then(|o| o.child("smbios"))
+        .and_then(|s| s.attr("mode"));
+    for si in root.children_named("sysinfo") {
+        match si.attr("type") {
+            Some("smbios") if smbios_mode == Some("sysinfo") => {
+                for (name, ty) in [("bios", 0), ("system", 1), ("baseBoard", 2), ("chassis", 3)] {
+                    let Some(sec) = si.child(name) else { continue };
+                    let mut line = format!("type={ty}");
+                    for e in sec.children_named("entry") {
+                        line.push_str(&format!(",{}={}", attr(e, "name"), esc(e.text().trim())));
+                    }
+                    out.push(("-smbios", line));
+                }
+                if let Some(oem) = si.child("oemStrings") {
+                    let mut line = "type=11".to_owned();
+                    for e in oem.children_named("entry") {
+                        line.push_str(&format!(",value={}", esc(e.text().trim())));
+                    }
+                    out.push(("-smbios", line));
+                }
+            }
+            Some("fwcfg") => {
+                for e in si.children_named("entry") {
+                    let name = attr(e, "name");
+                    match e.attr("file") {
+                        Some(f) => out.push(("-fw_cfg", format!("name={name},file={}", esc(f)))),
+                        None => out.push((
+                            "-fw_cfg",
+                            format!("name={name},string={}", esc(e.text().trim())),
+                        )),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `-acpitable` for `<os><acpi><table>`.
+pub fn acpi_tables(def: &DomainDef) -> Vec<String> {
+    def.element()
+        .child("os")
+        .and_then(|o| o.child("acpi"))
+        .map(|a| {
+            a.children_named("table")
+                .map(|t| {
+                    format!(
+                        "sig={},file={}",
+                        attr(t, "type").to_ascii_uppercase(),
+                        t.text().trim().replace(',', ",,")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `-bios` for a ROM loader.
+pub fn bios(def: &DomainDef) -> Option<String> {
+    let l = def.element().child("os")?.child("loader")?;
+    (l.attr("type") == Some("rom")).then(|| l.text().trim().to_owned())
+}
