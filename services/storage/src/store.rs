@@ -41,8 +41,8 @@ pub fn remove_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// The `.xml` files of a directory, sorted; temporary (hidden) files are
-/// not configs.
+/// The `.xml` files of a directory, sorted.  write_atomic's temporary
+/// files never end in `.xml`, so a pool named `.x` is still found.
 fn xml_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -53,7 +53,7 @@ fn xml_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".xml") && !n.starts_with('.'))
+                .is_some_and(|n| n.ends_with(".xml"))
         })
         .collect();
     out.sort();

@@ -201,6 +201,10 @@ async fn a_restart_finds_active_pools_their_volumes_and_autostart() {
         d.set_autostart(Some(&name("b")), true)
             .await
             .expect("autostart");
+        // libvirt allows names that start with a dot.
+        d.define_xml(&pool_xml(".dot", &tmp.path().join("dot")))
+            .await
+            .expect("define .dot");
         // A second driver on the same state directory is refused.
         let e = StorageDriver::new(StorageConfig::system(Some(state.clone())))
             .await
@@ -211,6 +215,7 @@ async fn a_restart_finds_active_pools_their_volumes_and_autostart() {
     let a_info = d.lookup(Some(&name("a"))).expect("a");
     assert!(a_info.active && a_info.persistent);
     assert!(d.lookup(Some(&name("b"))).expect("b").active, "autostarted");
+    assert!(d.lookup(Some(&name(".dot"))).expect(".dot").persistent);
     // The volume is found again, probed from its header.
     let xml = d
         .vol_xml(Some(&vol("a", "v.qcow2")))
