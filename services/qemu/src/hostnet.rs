@@ -161,7 +161,13 @@ async fn prepare_one(
             match bridge_tap(nl, iface, Some(&port.bridge), Some(port.clone()), created).await {
                 Ok((backend, target)) => Ok((backend, target, Some(port))),
                 Err(e) => {
-                    if let Err(d) = net.delete_port(&port).await {
+                    // Once the tap is recorded, the port goes with it when
+                    // `prepare` releases what it created; before that it
+                    // is given back here.
+                    let recorded = created
+                        .iter()
+                        .any(|l| l.port.as_ref().is_some_and(|p| p.uuid == port.uuid));
+                    if !recorded && let Err(d) = net.delete_port(&port).await {
                         tracing::warn!("cannot delete network port {}: {d}", port.uuid);
                     }
                     Err(e)
