@@ -455,3 +455,34 @@ pub fn show_ports(def: &mut crate::def::DomainDef, ports: &[Option<PortRecord>])
 fn log_release(l: &OwnedLink, e: &NetlinkError) {
     tracing::warn!("cannot delete host link {} ({}): {e}", l.name, l.index);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_xml_shows_the_port_of_each_network_interface() {
+        let mut def = crate::def::DomainDef::parse(
+            "<domain type='qemu'><name>g</name><memory>65536</memory><os><type>hvm</type></os>\
+             <devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface>\
+             <interface type='network'><mac address='52:54:00:00:00:02'/><source network='n'/>\
+             <target dev='vnet4'/></interface></devices></domain>",
+        )
+        .expect("def");
+        let port = PortRecord {
+            network: "n".into(),
+            uuid: "4a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d".into(),
+            bridge: "virbr1".into(),
+            xml: String::new(),
+        };
+        show_ports(&mut def, &[None, Some(port)]);
+        let xml = def.to_xml(None);
+        assert!(
+            xml.contains(
+                "<source network='n' portid='4a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d' bridge='virbr1'/>\n      <target dev='vnet4'/>"
+            ),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("portid=").count(), 1, "{xml}");
+    }
+}

@@ -5,7 +5,8 @@
 //! persistent configs and libvirt's define-time addresses; the lifecycle
 //! (start, create from XML, suspend, resume, shutdown, reboot, reset,
 //! destroy) with state that follows QMP events; disks and interfaces
-//! (user, ethernet, bridge, direct/macvtap) at start and hot-plugged;
+//! (user, ethernet, bridge, direct/macvtap, and network: a port from the
+//! network service, `netport`) at start and hot-plugged;
 //! host links released exactly when this service created them (DESIGN.md
 //! §6); recovery of running guests after a service restart;
 //! `DomainXMLToNative("qemu-argv")`. Everything else answers UNIMPLEMENTED
