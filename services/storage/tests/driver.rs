@@ -254,6 +254,30 @@ async fn transient_pools_and_events() {
         d.lookup(Some(&name("t"))).expect_err("gone").code,
         ErrorCode::NoStoragePool
     );
+    // CreateXML of a defined, inactive pool starts it; it stays persistent.
+    // (Without a UUID the second document would be another pool of the
+    // same name, which libvirt refuses.)
+    let xml = pool_xml("t", &dir).replace(
+        "<name>t</name>",
+        "<name>t</name><uuid>7a1f2c44-0c1e-4b4e-9d38-5b1c5b1e0001</uuid>",
+    );
+    let e = d
+        .define_xml(&pool_xml("t", &dir))
+        .await
+        .map(|_| ())
+        .and(d.define_xml(&pool_xml("t", &dir)).await.map(|_| ()))
+        .expect_err("same name, new uuid");
+    assert_eq!(e.code, ErrorCode::OperationFailed);
+    d.undefine(Some(&name("t"))).await.expect("undefine");
+    let def = d.define_xml(&xml).await.expect("define");
+    assert!(!def.active && def.persistent);
+    let s = d.create_xml(&xml).await.expect("create");
+    assert!(s.active && s.persistent);
+    let e = d.create_xml(&xml).await.expect_err("twice");
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: storage pool 't' is already active"
+    );
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let ev = events.next().await.expect("event").expect("not lagged");

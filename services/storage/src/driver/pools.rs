@@ -163,23 +163,31 @@ impl StorageDriver {
     pub async fn create_xml(&self, xml: &str) -> Result<pb::StoragePoolSummary> {
         let _job = self.inner.job.lock().await;
         let def = self.prepare(xml)?;
-        if let Some(p) = self.pools().iter().find(|p| p.uuid == def.uuid) {
-            return Err(if p.live.is_some() {
-                err::already_active(&p.name)
-            } else {
-                err::operation_failed(format!("pool '{}' already exists", p.name))
-            });
+        let known = self
+            .pools()
+            .iter()
+            .find(|p| p.uuid == def.uuid)
+            .map(|p| (p.name.clone(), p.live.is_some()));
+        if let Some((name, true)) = &known {
+            return Err(err::already_active(name));
         }
         check_runs(&def, "starting")?;
         let live = self.start_live(&def).await?;
         let (uuid, name) = (def.uuid.clone(), def.name.clone());
-        self.pools().push(Pool {
-            uuid: uuid.clone(),
-            name: name.clone(),
-            config: None,
-            live: Some(live),
-            autostart: false,
-        });
+        if known.is_some() {
+            // A defined, inactive pool starts with this definition as its
+            // live one and stays persistent (virStoragePoolObjListAdd with
+            // the LIVE flag).
+            self.with_pool(&uuid, |p| p.live = Some(live));
+        } else {
+            self.pools().push(Pool {
+                uuid: uuid.clone(),
+                name: name.clone(),
+                config: None,
+                live: Some(live),
+                autostart: false,
+            });
+        }
         self.inner
             .events
             .lifecycle(&uuid, &name, Ev::StoragePoolEventStarted);
