@@ -499,8 +499,8 @@ mod tests {
             "qemu.argv regressed: {argv_ok}/{argv_total} < 195"
         );
         assert!(
-            err_ok >= 25,
-            "define errors regressed: {err_ok}/{err_total} < 25"
+            err_ok >= 56,
+            "define errors regressed: {err_ok}/{err_total} < 56"
         );
     }
 

@@ -229,6 +229,7 @@ impl DomainDef {
             .and_then(|o| o.child("type"))
             .and_then(|t| t.attr("machine"))
             .is_some_and(|m| m.contains("q35"));
+        crate::validate::domain(&root, q35)?;
         let devices = root.child_or_insert("devices");
         crate::devices::normalize_serials(devices);
         crate::devices::normalize_interfaces(devices);

@@ -36,6 +36,7 @@ pub mod probe;
 pub mod process;
 pub mod qmp;
 pub mod state;
+pub mod validate;
 
 pub use driver::{QemuConfig, QemuDriver};
 
