@@ -99,6 +99,17 @@ pub fn missing_ref(what: &str) -> VirtError {
 }
 
 pub fn conf(e: ConfError) -> VirtError {
+    // virScaleInteger's overflow is VIR_ERR_OVERFLOW ("numerical
+    // overflow: value too large: …"); the conf layer has no such kind.
+    if let Some(rest) = e
+        .message
+        .strip_prefix("unsupported configuration: value too large: ")
+    {
+        return storage(
+            ErrorCode::Overflow,
+            format!("numerical overflow: value too large: {rest}"),
+        );
+    }
     let code = match e.kind {
         ConfErrorKind::XmlDetail => ErrorCode::XmlDetail,
         ConfErrorKind::XmlError => ErrorCode::XmlError,
@@ -116,4 +127,21 @@ pub fn conf(e: ConfError) -> VirtError {
         }
     };
     storage(code, e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn oversized_volumes_are_numerical_overflows() {
+        let e = virtmesh_conf::storage::VolDef::parse(
+            "<volume><name>v</name><capacity unit='EiB'>9</capacity></volume>",
+        )
+        .unwrap_err();
+        let v = conf(e);
+        assert_eq!(v.code, ErrorCode::Overflow);
+        assert_eq!(v.message, "numerical overflow: value too large: 9EiB");
+    }
 }
