@@ -370,14 +370,11 @@ fn parse_source(el: &Element, pool_type: &str) -> Result<PoolSource, ConfError> 
                 "storage pool protocol ver unsupported for pool type '{fmt}'"
             )));
         }
-        src.protocol_ver = Some(
-            parse_c_long(ver, 10)
-                .and_then(|v| u32::try_from(v).ok())
-                .filter(|v| *v > 0)
-                .ok_or_else(|| {
-                    ConfError::xml(format!("storage pool protocol ver '{ver}' is malformed"))
-                })?,
-        );
+        // virStrToLong_uip, base 0; a version 0 is not formatted.
+        let v = parse_uint0(ver).ok_or_else(|| {
+            ConfError::xml(format!("storage pool protocol ver '{ver}' is malformed"))
+        })?;
+        src.protocol_ver = (v > 0).then_some(v);
     }
     src.vendor = el
         .child("vendor")
