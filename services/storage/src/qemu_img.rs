@@ -14,16 +14,25 @@ pub fn find() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The arguments of `qemu-img create` for `vol` at `path`
-/// (storageBackendCreateQemuImgOpts and ...CmdFromVol, without
-/// encryption, which the caller refuses before).
-pub fn create_args(vol: &VolDef, path: &str, prealloc: bool) -> Result<Vec<String>> {
-    let format = match vol.format.as_str() {
-        // libvirt treats these as raw for qemu-img.
+/// The format qemu-img is asked for (libvirt treats these as raw).
+fn qemu_format(vol: &VolDef) -> &str {
+    match vol.format.as_str() {
         "iso" | "none" => "raw",
         f => f,
-    };
+    }
+}
+
+/// The checks libvirt makes before it looks at the backing file
+/// (virStorageBackendCreateQemuImgSetInfo, then the first ones of
+/// ...SetBacking), in its order.
+pub fn check(vol: &VolDef, prealloc: bool) -> Result<()> {
+    let format = qemu_format(vol);
     let qcow2 = format == "qcow2";
+    if prealloc && !qcow2 {
+        return Err(err::unsupported(
+            "metadata preallocation only available with qcow2",
+        ));
+    }
     if vol.compat.is_some() && !qcow2 {
         return Err(err::unsupported(
             "compatibility option only available with qcow2",
@@ -34,24 +43,31 @@ pub fn create_args(vol: &VolDef, path: &str, prealloc: bool) -> Result<Vec<Strin
             "format features only available with qcow2",
         ));
     }
-    if prealloc && !qcow2 {
-        return Err(err::unsupported(
-            "metadata preallocation only available with qcow2",
-        ));
-    }
-    let mut args: Vec<String> = vec!["create".into(), "-f".into(), format.into()];
-    let mut opts: Vec<String> = Vec::new();
-    if let Some(b) = &vol.backing {
+    if vol.backing.is_some() {
         if format == "raw" {
             return Err(err::unsupported("cannot set backing store for raw volume"));
         }
-        args.push("-b".into());
-        args.push(b.path.clone());
         if prealloc {
             return Err(err::unsupported(
                 "metadata preallocation conflicts with backing store",
             ));
         }
+    }
+    Ok(())
+}
+
+/// The arguments of `qemu-img create` for `vol` at `path`
+/// (storageBackendCreateQemuImgOpts and ...CmdFromVol, without
+/// encryption, which the caller refuses before).
+pub fn create_args(vol: &VolDef, path: &str, prealloc: bool) -> Result<Vec<String>> {
+    check(vol, prealloc)?;
+    let format = qemu_format(vol);
+    let qcow2 = format == "qcow2";
+    let mut args: Vec<String> = vec!["create".into(), "-f".into(), format.into()];
+    let mut opts: Vec<String> = Vec::new();
+    if let Some(b) = &vol.backing {
+        args.push("-b".into());
+        args.push(b.path.clone());
         opts.push(format!("backing_fmt={}", b.format));
     }
     let size_k = vol.capacity.div_ceil(1024);

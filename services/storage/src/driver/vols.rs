@@ -265,6 +265,7 @@ impl StorageDriver {
         if def.encryption.is_some() {
             return Err(encryption_refusal(def));
         }
+        qemu_img::check(def, prealloc)?;
         if let Some(b) = &def.backing {
             let pool_dir = path.parent().unwrap_or(Path::new("/"));
             let full = volume::resolve(pool_dir, &b.path);
