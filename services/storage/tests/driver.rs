@@ -374,3 +374,58 @@ async fn resize_wipe_and_clone_work_on_the_files() {
     assert_eq!(after.len(), 65536);
     assert!(after.iter().all(|b| *b == 0));
 }
+
+#[tokio::test]
+async fn volume_creation_errors_in_libvirts_order() {
+    if !have_qemu_img() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = driver(&tmp.path().join("state")).await;
+    let dir = tmp.path().join("e");
+    std::fs::create_dir(&dir).expect("dir");
+    d.create_xml(&pool_xml("e", &dir)).await.expect("pool");
+    let p = Some(name("e"));
+    let create = |xml: &'static str| {
+        let d = d.clone();
+        let p = p.clone();
+        async move { d.create_vol(p.as_ref(), xml, false).await }
+    };
+    // A format option on a non-qcow2 image comes before the backing file.
+    let e = create(
+        "<volume><name>a.vdi</name><capacity>1048576</capacity><target><format type='vdi'/><compat>1.1</compat></target><backingStore><path>/nonexistent/base</path><format type='raw'/></backingStore></volume>",
+    )
+    .await
+    .expect_err("compat on vdi");
+    assert_eq!(e.code, ErrorCode::ConfigUnsupported);
+    assert_eq!(
+        e.message,
+        "unsupported configuration: compatibility option only available with qcow2"
+    );
+    let e = create(
+        "<volume><name>b.qcow2</name><capacity>1048576</capacity><target><format type='qcow2'/></target><backingStore><path>/nonexistent/base</path><format type='raw'/></backingStore></volume>",
+    )
+    .await
+    .expect_err("missing backing");
+    assert_eq!(e.code, ErrorCode::SystemError);
+    assert_eq!(
+        e.message,
+        "inaccessible backing store volume /nonexistent/base: No such file or directory"
+    );
+    let e = create(
+        "<volume><name>c.qcow2</name><capacity>1048576</capacity><target><format type='qcow2'/><compat>0.10</compat><features><lazy_refcounts/></features></target></volume>",
+    )
+    .await
+    .expect_err("lazy refcounts on 0.10");
+    assert_eq!(
+        e.message,
+        "unsupported configuration: lazy_refcounts not supported with compat level 0.10"
+    );
+    let e = create("<volume><name>d</name><capacity unit='EiB'>9</capacity></volume>")
+        .await
+        .expect_err("too large");
+    assert_eq!(e.code, ErrorCode::Overflow);
+    // Nothing was left behind by the refusals.
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+    assert!(d.list_vols(p.as_ref()).expect("vols").is_empty());
+}
