@@ -844,7 +844,7 @@ pub fn smartcards(a: &mut Args, cards: &[&Element]) {
 pub fn tpms(a: &mut Args, tpms: &[&Element]) {
     for (i, t) in tpms.iter().enumerate() {
         let backend = t.child("backend").map(|b| attr(b, "type")).unwrap_or("");
-        if backend != "emulator" && backend != "" {
+        if backend != "emulator" && !backend.is_empty() {
             continue;
         }
         let id = format!("tpm{i}");

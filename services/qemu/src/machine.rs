@@ -338,15 +338,6 @@ pub fn boot(def: &DomainDef) -> String {
     b
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rtc_dates() {
-        assert_eq!(super::rtc_date(0), "1970-01-01T00:00:00");
-        assert_eq!(super::rtc_date(1_700_000_000), "2023-11-14T22:13:20");
-    }
-}
-
 /// `-smbios` lines from `<sysinfo type='smbios'>` when `<os><smbios
 /// mode='sysinfo'>` asks for them, and `-fw_cfg` entries.
 pub fn sysinfo(def: &DomainDef) -> Vec<(&'static str, String)> {
@@ -417,4 +408,13 @@ pub fn acpi_tables(def: &DomainDef) -> Vec<String> {
 pub fn bios(def: &DomainDef) -> Option<String> {
     let l = def.element().child("os")?.child("loader")?;
     (l.attr("type") == Some("rom")).then(|| l.text().trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rtc_dates() {
+        assert_eq!(super::rtc_date(0), "1970-01-01T00:00:00");
+        assert_eq!(super::rtc_date(1_700_000_000), "2023-11-14T22:13:20");
+    }
 }
