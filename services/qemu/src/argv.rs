@@ -491,8 +491,8 @@ mod tests {
         // that reproduces fewer cases byte for byte fails here.
         assert!(xml_total > 0 && argv_total > 0, "corpus is empty");
         assert!(
-            xml_ok >= 210,
-            "output.xml regressed: {xml_ok}/{xml_total} < 210"
+            xml_ok >= 213,
+            "output.xml regressed: {xml_ok}/{xml_total} < 213"
         );
         assert!(
             argv_ok >= 195,

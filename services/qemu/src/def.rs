@@ -230,10 +230,16 @@ impl DomainDef {
             .and_then(|t| t.attr("machine"))
             .is_some_and(|m| m.contains("q35"));
         crate::validate::domain(&root, q35)?;
+        // `<ps2 state='off'>` removes the i8042 and its implicit input.
+        let ps2 = root
+            .child("features")
+            .and_then(|f| f.child("ps2"))
+            .and_then(|p| p.attr("state"))
+            != Some("off");
         let devices = root.child_or_insert("devices");
         crate::devices::normalize_serials(devices);
         crate::devices::normalize_interfaces(devices);
-        crate::defaults::apply(devices, q35)?;
+        crate::defaults::apply(devices, q35, ps2)?;
         devices.sort_children(crate::devices::DEVICE_ORDER);
         root.sort_children(TOP_ORDER);
         Ok(DomainDef { root })

@@ -118,6 +118,20 @@ fn disks(devices: &mut Element) {
         if d.attr("type").is_none() {
             d.set_attr("type", "file");
         }
+        // The qemu driver names itself and does not probe formats: an
+        // image without a type is raw.
+        if (d.child("source").is_some() && d.attr("type") != Some("network"))
+            || d.child("driver").is_some()
+        {
+            let drv = d.child_or_insert("driver");
+            if drv.attr("name").is_none() {
+                drv.set_attr("name", "qemu");
+            }
+            if drv.attr("type").is_none() {
+                drv.set_attr("type", "raw");
+            }
+            drv.order_attrs(&["name", "type"]);
+        }
         if d.attr("device").is_none() {
             d.set_attr("device", "disk");
         }
@@ -208,8 +222,8 @@ fn push(devices: &mut Element, el: Element) {
 }
 
 /// PS/2 input, video for graphics, audio, the q35 watchdog and balloon.
-fn implicit_devices(devices: &mut Element, q35: bool) {
-    for ty in ["mouse", "keyboard"] {
+fn implicit_devices(devices: &mut Element, q35: bool, ps2: bool) {
+    for ty in ["mouse", "keyboard"].into_iter().filter(|_| ps2) {
         if !devices
             .children_named("input")
             .any(|i| attr(i, "type") == ty && attr(i, "bus") == "ps2")
@@ -797,7 +811,7 @@ fn canonical_children(devices: &mut Element) {
 }
 
 /// All of the above, then PCI, virtio-serial and USB addresses.
-pub fn apply(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
+pub fn apply(devices: &mut Element, q35: bool, ps2: bool) -> Result<(), ConfError> {
     canonical_children(devices);
     validate(devices, q35)?;
     for g in devices.elements_mut().filter(|d| d.name == "graphics") {
@@ -808,7 +822,7 @@ pub fn apply(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
     sort_controllers(devices);
     disks(devices);
     implicit_controllers(devices, q35);
-    implicit_devices(devices, q35);
+    implicit_devices(devices, q35, ps2);
     hostdevs(devices);
     smartcards(devices);
     virtio_serial(devices);
@@ -816,7 +830,9 @@ pub fn apply(devices: &mut Element, q35: bool) -> Result<(), ConfError> {
     usb(devices)?;
     for d in devices.elements_mut() {
         if d.child("address").is_some() {
-            d.sort_children(&["*", "boot", "alias", "address"]);
+            let mut order = vec!["*"];
+            order.extend_from_slice(INFO_TAIL);
+            d.sort_children(&order);
         }
     }
     Ok(())

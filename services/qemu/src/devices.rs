@@ -85,6 +85,9 @@ pub fn normalize_serials(devices: &mut Element) {
         }
     }
     let has_console = devices.elements().any(|e| e.name == "console");
+    // Only an ISA serial port gets the mirroring console.
+    let first =
+        first.filter(|s| s.child("target").and_then(|t| t.attr("type")) == Some("isa-serial"));
     if let (Some(ser), false) = (first, has_console) {
         let mut console = Element::new("console");
         console.attrs = ser.attrs.clone();
