@@ -10,7 +10,104 @@ mod common;
 
 use common::{Proc, require, which};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+
+/// The storage service, a qemu service (vsh opens the connection through
+/// the hypervisor service first, as virsh does) and a gateway in front.
+struct StorageMesh {
+    // Dropped in declaration order: the processes (gateway first), then
+    // their directory.
+    gateway: Proc,
+    _storage: Proc,
+    _qemu: Proc,
+    dir: tempfile::TempDir,
+}
+
+impl StorageMesh {
+    fn start() -> StorageMesh {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+        let storage = Proc::start(
+            env!("CARGO_BIN_EXE_virtmesh-storage"),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                &state("storage-state"),
+            ],
+        );
+        let qemu = Proc::start(
+            env!("CARGO_BIN_EXE_virtmesh-qemu"),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                &state("qemu-state"),
+            ],
+        );
+        let config = dir.path().join("virtmesh.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
+                 [[service]]\nname = \"qemu\"\nlisten = \"{}\"\nschemes = [\"qemu\"]\n\n\
+                 [[service]]\nname = \"storage\"\nlisten = \"{}\"\nfamilies = [\"StoragePool\", \"StorageVol\"]\n",
+                qemu.addr, storage.addr
+            ),
+        )
+        .expect("config");
+        let gateway = Proc::start(
+            env!("CARGO_BIN_EXE_virtmesh-gateway"),
+            &[
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
+        StorageMesh {
+            dir,
+            gateway,
+            _storage: storage,
+            _qemu: qemu,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vsh"))
+            .args(["--gateway", &self.gateway.addr, "-c", "qemu:///system"])
+            .args(args)
+            .output()
+            .expect("vsh")
+    }
+
+    fn vsh(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vsh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A dir pool definition in this mesh's temporary directory.
+    fn pool_xml(&self, name: &str, uuid: &str, extra_target: &str) -> (PathBuf, PathBuf) {
+        let pool_dir = self.dir.path().join("pools").join(name);
+        let xml = self.dir.path().join(format!("{name}.xml"));
+        std::fs::write(
+            &xml,
+            format!(
+                "<pool type='dir'><name>{name}</name>{uuid}<target><path>{}</path>{extra_target}</target></pool>",
+                pool_dir.display()
+            ),
+        )
+        .expect("pool xml");
+        (xml, pool_dir)
+    }
+}
 
 #[test]
 fn dir_pool_and_volumes_through_the_gateway() {
@@ -20,78 +117,16 @@ fn dir_pool_and_volumes_through_the_gateway() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage_state = dir.path().join("storage-state");
-    let storage = Proc::start(
-        env!("CARGO_BIN_EXE_virtmesh-storage"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            storage_state.to_str().expect("utf-8"),
-        ],
-    );
-    // vsh opens the connection through the hypervisor service first, as
-    // virsh does, so the mesh needs a qemu service too.
-    let qemu_state = dir.path().join("qemu-state");
-    let qemu = Proc::start(
-        env!("CARGO_BIN_EXE_virtmesh-qemu"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            qemu_state.to_str().expect("utf-8"),
-        ],
-    );
-    let config = dir.path().join("virtmesh.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
-             [[service]]\nname = \"qemu\"\nlisten = \"{}\"\nschemes = [\"qemu\"]\n\n\
-             [[service]]\nname = \"storage\"\nlisten = \"{}\"\nfamilies = [\"StoragePool\", \"StorageVol\"]\n",
-            qemu.addr, storage.addr
-        ),
-    )
-    .expect("config");
-    let gateway = Proc::start(
-        env!("CARGO_BIN_EXE_virtmesh-gateway"),
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let run = |args: &[&str]| -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vsh"))
-            .args(["--gateway", &gateway.addr, "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .expect("vsh")
-    };
-    let vsh = |args: &[&str]| -> String {
-        let out = run(args);
-        assert!(
-            out.status.success(),
-            "vsh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let mesh = StorageMesh::start();
+    let dir = &mesh.dir;
+    let run = |args: &[&str]| mesh.run(args);
+    let vsh = |args: &[&str]| mesh.vsh(args);
 
-    let pool_dir = dir.path().join("pools/e2epool");
-    let pool_path = pool_dir.to_str().expect("utf-8");
-    let pool_xml = dir.path().join("pool.xml");
-    std::fs::write(
-        &pool_xml,
-        format!(
-            "<pool type='dir'><name>e2epool</name><target><path>{pool_path}</path>\
-             <permissions><mode>0750</mode></permissions></target></pool>"
-        ),
-    )
-    .expect("pool xml");
+    let (pool_xml, pool_dir) = mesh.pool_xml(
+        "e2epool",
+        "",
+        "<permissions><mode>0750</mode></permissions>",
+    );
     vsh(&["pool-define", pool_xml.to_str().expect("utf-8")]);
     assert!(!pool_dir.exists(), "define must not create the directory");
     // Starting before building fails with libvirt's error.
@@ -245,7 +280,84 @@ fn dir_pool_and_volumes_through_the_gateway() {
     vsh(&["pool-undefine", "e2epool"]);
     let all = vsh(&["pool-list", "--all"]);
     assert!(!all.contains("e2epool"), "{all}");
-    drop(gateway);
-    drop(storage);
-    drop(qemu);
+}
+
+#[test]
+fn pool_events_reach_a_watcher_through_the_gateway() {
+    use std::io::{BufRead, BufReader};
+    let mesh = StorageMesh::start();
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_vsh"))
+        .args(["--gateway", &mesh.gateway.addr, "-c", "qemu:///system"])
+        .args([
+            "pool-event",
+            "--event",
+            "lifecycle",
+            "--loop",
+            "--timeout",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("vsh pool-event");
+    let stdout = watcher.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The watch is registered asynchronously: redefine a probe pool (its
+    // fixed UUID makes each define an update) until its event arrives.
+    let (probe, _) = mesh.pool_xml(
+        "probe",
+        "<uuid>5b0c7e1a-2f4d-4c61-9a3e-6d2f1b7c8e01</uuid>",
+        "",
+    );
+    let mut live = false;
+    for _ in 0..50 {
+        mesh.vsh(&["pool-define", probe.to_str().expect("utf-8")]);
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_ok_and(|l| l.contains("storage pool probe"))
+        {
+            live = true;
+            break;
+        }
+    }
+    assert!(live, "no pool event reached the watcher");
+    let (xml, _) = mesh.pool_xml("evpool", "", "");
+    mesh.vsh(&["pool-define", xml.to_str().expect("utf-8")]);
+    for step in [
+        "pool-build",
+        "pool-start",
+        "pool-refresh",
+        "pool-destroy",
+        "pool-delete",
+        "pool-undefine",
+    ] {
+        mesh.vsh(&[step, "evpool"]);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(line) if line.contains(" probe") => {}
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(
+        seen,
+        [
+            "event 'lifecycle' for storage pool evpool: Defined",
+            "event 'lifecycle' for storage pool evpool: Created",
+            "event 'lifecycle' for storage pool evpool: Started",
+            "event 'lifecycle' for storage pool evpool: Stopped",
+            "event 'lifecycle' for storage pool evpool: Deleted",
+            "event 'lifecycle' for storage pool evpool: Undefined",
+        ]
+    );
 }

@@ -243,6 +243,7 @@ async fn transient_pools_and_events() {
     std::fs::create_dir(&dir).expect("dir");
     let s = d.create_xml(&pool_xml("t", &dir)).await.expect("create");
     assert!(s.active && !s.persistent);
+    d.refresh(Some(&name("t"))).await.expect("refresh");
     let e = d
         .set_autostart(Some(&name("t")), true)
         .await
@@ -278,17 +279,21 @@ async fn transient_pools_and_events() {
         e.message,
         "Requested operation is not valid: storage pool 't' is already active"
     );
+    // Lifecycle types, and -1 for a refresh.
     let mut seen = Vec::new();
-    while seen.len() < 2 {
+    while seen.len() < 3 {
         let ev = events.next().await.expect("event").expect("not lagged");
-        if let Some(Kind::PoolLifecycle(l)) = ev.kind {
-            seen.push(l.r#type);
+        match ev.kind {
+            Some(Kind::PoolLifecycle(l)) => seen.push(l.r#type),
+            Some(Kind::PoolRefresh(_)) => seen.push(-1),
+            _ => {}
         }
     }
     assert_eq!(
         seen,
         vec![
             Ev::StoragePoolEventStarted as i32,
+            -1,
             Ev::StoragePoolEventStopped as i32
         ]
     );
