@@ -1,2 +1,3 @@
 //! Host plumbing shared by virtmesh services.
 pub mod fs;
+pub mod netlink;

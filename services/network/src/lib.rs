@@ -12,7 +12,6 @@
 //! sections and the macvtap/hostdev modes' interface pools answer
 //! UNIMPLEMENTED.
 
-pub mod bridge;
 pub mod def;
 pub mod dnsmasq;
 pub mod driver;

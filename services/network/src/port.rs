@@ -61,7 +61,7 @@ impl PortDef {
         let mac = root.child("mac").and_then(|m| m.attr("address"));
         match mac {
             None => return invalid("missing mac"),
-            Some(m) if crate::bridge::parse_mac(m).is_none() => {
+            Some(m) if virtmesh_util::netlink::parse_mac(m).is_none() => {
                 return invalid(&format!("unable to parse mac '{m}'"));
             }
             Some(_) => {}

@@ -9,12 +9,12 @@
 //! a port the network service hands out (`netport`): the port is held in
 //! the same record as its tap, given back when the tap is released.
 
-use crate::netlink::{self, EEXIST, Netlink, NetlinkError};
 use crate::netport::{NetPeer, PortRecord};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use virtmesh_conf::Element;
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
+use virtmesh_util::netlink::{self, EEXIST, Netlink, NetlinkError};
 
 /// A host link this service created for a guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,7 +280,7 @@ async fn bridge_tap(
         index,
         port,
     });
-    nl.attach_up(index, bridge)
+    nl.attach_up(index, bridge, None)
         .await
         .map_err(|e| HostNetError::Host(e.to_string()))?;
     Ok((Backend::Tap(name.clone()), Some(name)))

@@ -28,7 +28,6 @@ pub mod graphics;
 pub mod host;
 pub mod hostnet;
 pub mod machine;
-pub mod netlink;
 pub mod netport;
 pub mod numa;
 pub mod pci;

@@ -15,7 +15,6 @@ mod ports;
 mod recovery;
 mod update;
 
-use crate::bridge::{BridgeError, Netlink};
 use crate::def::{self, ForwardMode, NetDef};
 use crate::dnsmasq::{self, DnsmasqPaths};
 use crate::error::{self as err, Result};
@@ -29,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use virtmesh_conf::network::NetworkDef;
 use virtmesh_proto::v1::{self as pb, NetworkEventType as Ev, object_ref::Key};
 use virtmesh_rpc::VirtError;
+use virtmesh_util::netlink::{Netlink, NetlinkError};
 
 /// Where the driver keeps things.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ pub enum DriverError {
     #[error("cannot lock '{path}': {message}")]
     Lock { path: String, message: String },
     #[error(transparent)]
-    Netlink(#[from] BridgeError),
+    Netlink(#[from] NetlinkError),
 }
 
 fn state_err(e: StateError) -> VirtError {
