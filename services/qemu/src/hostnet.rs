@@ -280,10 +280,22 @@ async fn bridge_tap(
         index,
         port,
     });
-    nl.attach_up(index, bridge, None)
+    nl.attach_up(index, bridge, tap_mac(&mac_of(iface)).as_deref())
         .await
         .map_err(|e| HostNetError::Host(e.to_string()))?;
     Ok((Backend::Tap(name.clone()), Some(name)))
+}
+
+/// The host side's MAC of a guest's tap: the guest's MAC with 0xFE as
+/// first byte (libvirt's virNetDevTapCreateInBridgePort). A bridge takes
+/// the lowest MAC of its ports as its own, so a high first byte keeps a
+/// bridge from adopting a tap's address while any other port (a physical
+/// NIC) is on it, and the bridge's address stays put as guests come and
+/// go. `None` (a random MAC) when the guest has no valid MAC.
+pub fn tap_mac(guest_mac: &str) -> Option<Vec<u8>> {
+    let mut mac = netlink::parse_mac(guest_mac)?;
+    mac[0] = 0xFE;
+    Some(mac)
 }
 
 /// A persistent tap via `ip tuntap` (tun devices cannot be created over
@@ -459,6 +471,15 @@ fn log_release(l: &OwnedLink, e: &NetlinkError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tap_mac_is_the_guest_mac_with_fe_first() {
+        assert_eq!(
+            tap_mac("52:54:00:aa:bb:02"),
+            Some(vec![0xfe, 0x54, 0, 0xaa, 0xbb, 2])
+        );
+        assert_eq!(tap_mac(""), None);
+    }
 
     #[test]
     fn live_xml_shows_the_port_of_each_network_interface() {

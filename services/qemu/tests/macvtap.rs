@@ -165,9 +165,13 @@ fn bridge_tap_is_enslaved_and_released() {
     }
     let ns = Netns::new("e");
     ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    // An uplink with a low MAC on the bridge, as a host NIC would be: the
+    // bridge takes the lowest port MAC, which must stay the uplink's.
+    ns.ip(&["link", "set", "veth1", "address", "02:00:00:00:00:01"]);
+    ns.ip(&["link", "set", "veth1", "master", "br0"]);
     ns.ip(&["link", "set", "br0", "up"]);
     let ns_name = ns.name.clone();
-    let (xml, shown) = ns.run(move |cfg| async move {
+    let (xml, shown, bridge) = ns.run(move |cfg| async move {
         let d = QemuDriver::new(cfg).await.expect("driver");
         let xml = "<domain type='kvm'><name>e</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
              <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
@@ -181,13 +185,27 @@ fn bridge_tap_is_enslaved_and_released() {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
+        let bridge = Command::new("ip")
+            .args(["-n", &ns_name, "-o", "link", "show", "dev", "br0"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         let live = v.def.to_xml(Some(v.id));
         d.destroy(Some(&by_name("e")), false)
             .await
             .expect("destroy");
-        (live, shown)
+        (live, shown, bridge)
     });
     assert!(shown.contains("master br0"), "vnet0 on br0: {shown}");
+    // libvirt's tap MAC: the guest's with 0xFE first.
+    assert!(
+        shown.contains("link/ether fe:54:00:aa:bb:02 "),
+        "vnet0's MAC: {shown}"
+    );
+    assert!(
+        bridge.contains("link/ether 02:00:00:00:00:01 "),
+        "br0 keeps its uplink's MAC: {bridge}"
+    );
     assert!(xml.contains("<target dev='vnet0'/>"), "{xml}");
     assert_eq!(ns.link_index("vnet0"), None, "{}", ns.links());
     assert!(ns.link_index("br0").is_some(), "the bridge is not ours");
@@ -262,13 +280,19 @@ fn ethernet_taps_ours_and_unmanaged() {
         let during = Command::new("ip")
             .args(["-n", &ns_name, "-o", "link", "show", "dev", "ours0"])
             .output()
-            .is_ok_and(|o| o.status.success());
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         d.destroy(Some(&by_name("g")), false)
             .await
             .expect("destroy");
         during
     });
-    assert!(during, "ours0 exists while the guest runs");
+    let during = during.expect("ours0 exists while the guest runs");
+    assert!(
+        during.contains("link/ether fe:54:00:aa:bb:05 "),
+        "ours0's MAC is the guest's with 0xFE first: {during}"
+    );
     assert_eq!(ns.link_index("ours0"), None, "{}", ns.links());
     assert_eq!(ns.link_index("mine0"), Some(before), "{}", ns.links());
 }
