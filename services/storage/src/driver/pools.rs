@@ -147,6 +147,7 @@ impl StorageDriver {
                 autostart: false,
             });
         }
+        tracing::info!(pool = %name, "defined storage pool");
         self.inner
             .events
             .lifecycle(&uuid, &name, Ev::StoragePoolEventDefined);
@@ -249,6 +250,7 @@ impl StorageDriver {
         check_runs(&def, "starting")?;
         let live = self.start_live(&def).await?;
         self.with_pool(&p.uuid, |x| x.live = Some(live));
+        tracing::info!(pool = %p.name, "started storage pool");
         self.inner
             .events
             .lifecycle(&p.uuid, &p.name, Ev::StoragePoolEventStarted);
@@ -267,6 +269,7 @@ impl StorageDriver {
     /// Forget the active state (nothing to undo on the host for a
     /// directory); a transient pool is gone with it.
     fn stop(&self, p: &Pool) -> Result<()> {
+        tracing::info!(pool = %p.name, "stopping storage pool");
         crate::store::remove_file(&self.inner.store.live(&p.name)).map_err(store_err)?;
         if p.config.is_none() {
             self.pools().retain(|x| x.uuid != p.uuid);

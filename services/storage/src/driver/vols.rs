@@ -218,6 +218,7 @@ impl StorageDriver {
                 return Err(e);
             }
         };
+        tracing::info!(pool = %pool.name, volume = %vol.name, "created volume");
         let out = summary(&pool, &vol);
         self.with_pool(&pool.uuid, |p| {
             if let Some(l) = &mut p.live {
@@ -294,6 +295,7 @@ impl StorageDriver {
         let (pool, v) = self.find_vol(r)?;
         let alloc = volume::stat_of(&v.path).map(|s| s.allocation).unwrap_or(0);
         volume::delete(&v)?;
+        tracing::info!(pool = %pool.name, volume = %v.name, "deleted volume");
         self.with_pool(&pool.uuid, |p| {
             if let Some(l) = &mut p.live {
                 l.vols.retain(|x| x.path != v.path);
