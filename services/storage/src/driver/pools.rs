@@ -41,7 +41,7 @@ fn check_runs(def: &PoolDef, what: &str) -> Result<()> {
 
 /// virStorageBackendRefreshLocal: the volumes a directory holds and the
 /// filesystem's sizes (statvfs), with the directory's own permissions.
-async fn scan_dir(tool: Option<&Path>, def: &PoolDef, label: Option<String>) -> Result<Live> {
+async fn scan_dir(tool: Option<&Path>, def: &PoolDef) -> Result<Live> {
     let dir = def.target_path();
     let entries = std::fs::read_dir(&dir)
         .map_err(|e| err::system(format!("cannot open directory '{dir}'"), &e))?;
@@ -75,7 +75,9 @@ async fn scan_dir(tool: Option<&Path>, def: &PoolDef, label: Option<String>) -> 
             mode: Some(m.mode() & 0o777),
             owner: Some(m.uid().into()),
             group: Some(m.gid().into()),
-            label,
+            // The directory's own security label would go here (libvirt
+            // reads SELinux contexts); without one the live XML has none.
+            label: None,
         },
         vols,
     })
@@ -202,13 +204,7 @@ impl StorageDriver {
             .store
             .save_live(&def.name, &def.format(PoolSizes::default(), None))
             .map_err(store_err)?;
-        match scan_dir(
-            self.inner.qemu_img.as_deref(),
-            def,
-            def.target_perms.label.clone(),
-        )
-        .await
-        {
+        match scan_dir(self.inner.qemu_img.as_deref(), def).await {
             Ok(live) => Ok(live),
             Err(e) => {
                 let _ = crate::store::remove_file(&self.inner.store.live(&def.name));
@@ -340,13 +336,7 @@ impl StorageDriver {
         let Some(live) = &p.live else {
             return Err(err::not_active(&p.name));
         };
-        match scan_dir(
-            self.inner.qemu_img.as_deref(),
-            &live.def,
-            live.def.target_perms.label.clone(),
-        )
-        .await
-        {
+        match scan_dir(self.inner.qemu_img.as_deref(), &live.def).await {
             Ok(fresh) => {
                 self.with_pool(&p.uuid, |x| x.live = Some(fresh));
                 self.inner.events.refreshed(&p.uuid, &p.name);
@@ -372,14 +362,10 @@ impl StorageDriver {
                 }
             };
             let live = if def.pool_type == "dir" && Path::new(&def.target_path()).is_dir() {
-                scan_dir(
-                    self.inner.qemu_img.as_deref(),
-                    &def,
-                    def.target_perms.label.clone(),
-                )
-                .await
-                .map_err(|e| tracing::warn!("pool {}: {e}", def.name))
-                .ok()
+                scan_dir(self.inner.qemu_img.as_deref(), &def)
+                    .await
+                    .map_err(|e| tracing::warn!("pool {}: {e}", def.name))
+                    .ok()
             } else {
                 None
             };
