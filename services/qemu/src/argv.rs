@@ -173,6 +173,9 @@ pub fn build(def: &DomainDef, opts: &ArgvOptions) -> Vec<String> {
         f.extend(extra);
         push(&mut a, "-object", json_object(&f));
     }
+    for g in def.throttle_groups() {
+        push(&mut a, "-object", g);
+    }
     {
         let mut numa = crate::cmdline::Args::default();
         crate::numa::numa_args(&mut numa, def, &ram_dir);
@@ -491,12 +494,12 @@ mod tests {
         // that reproduces fewer cases byte for byte fails here.
         assert!(xml_total > 0 && argv_total > 0, "corpus is empty");
         assert!(
-            xml_ok >= 213,
-            "output.xml regressed: {xml_ok}/{xml_total} < 213"
+            xml_ok >= 215,
+            "output.xml regressed: {xml_ok}/{xml_total} < 215"
         );
         assert!(
-            argv_ok >= 195,
-            "qemu.argv regressed: {argv_ok}/{argv_total} < 195"
+            argv_ok >= 197,
+            "qemu.argv regressed: {argv_ok}/{argv_total} < 197"
         );
         assert!(
             err_ok >= 56,

@@ -55,9 +55,54 @@ fn backing_chain(disk: &Element) -> Vec<(String, String)> {
     v
 }
 
-/// How many node indices a disk uses (itself and its backing chain).
+/// How many node indices a disk uses (itself, its backing chain, its
+/// throttle filters).
 pub fn chain_len(disk: &Element) -> usize {
-    1 + backing_chain(disk).len()
+    1 + backing_chain(disk).len() + throttle_groups(disk).len()
+}
+
+/// The throttle groups a disk's `<throttlefilters>` name, in order.
+fn throttle_groups(disk: &Element) -> Vec<String> {
+    disk.child("throttlefilters")
+        .map(|t| {
+            t.children_named("throttlefilter")
+                .filter_map(|f| f.attr("group").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The node the guest device reads: the last throttle filter, else the
+/// format node, else the storage node.
+fn top_node(n: usize, disk: &Element) -> String {
+    let filters = throttle_groups(disk).len();
+    if filters > 0 {
+        return format!("libvirt-{}-filter", n + backing_chain(disk).len() + filters);
+    }
+    let (storage, format) = node_names(n, disk);
+    format.unwrap_or(storage)
+}
+
+/// `-blockdev` throttle filters stacked on a disk's top node.
+fn filter_objects(n: usize, disk: &Element) -> Vec<String> {
+    let (storage, format) = node_names(n, disk);
+    let mut below = format.unwrap_or(storage);
+    let base = n + backing_chain(disk).len();
+    throttle_groups(disk)
+        .iter()
+        .enumerate()
+        .map(|(k, g)| {
+            let node = format!("libvirt-{}-filter", base + k + 1);
+            let obj = json_object(&[
+                ("driver", "throttle".into()),
+                ("node-name", node.clone().into()),
+                ("throttle-group", format!("throttle-{g}").into()),
+                ("file", below.clone().into()),
+            ]);
+            below = node;
+            obj
+        })
+        .collect()
 }
 
 /// The `-blockdev` objects of a disk with its backing chain, deepest
@@ -67,7 +112,9 @@ pub fn chain_len(disk: &Element) -> usize {
 pub fn chain_objects(n: usize, disk: &Element) -> Vec<String> {
     let chain = backing_chain(disk);
     if chain.is_empty() {
-        return objects(n, disk, None);
+        let mut out = objects(n, disk, None);
+        out.extend(filter_objects(n, disk));
+        return out;
     }
     let mut out = Vec::new();
     for (level, (path, fmt)) in chain.iter().enumerate().rev() {
@@ -89,6 +136,7 @@ pub fn chain_objects(n: usize, disk: &Element) -> Vec<String> {
         disk,
         Some(Some(format!("libvirt-{}-format", n + 1))),
     ));
+    out.extend(filter_objects(n, disk));
     out
 }
 
@@ -280,8 +328,7 @@ pub fn disk_device_in(
     bootindex: Option<u32>,
     devices: &[&Element],
 ) -> Option<String> {
-    let (storage, format) = node_names(n, disk);
-    let drive = format.unwrap_or(storage);
+    let drive = top_node(n, disk);
     let target = disk.child("target")?;
     let dev = target.attr("dev")?;
     let idx = virtmesh_conf::devices::disk_index(dev)?;

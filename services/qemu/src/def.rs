@@ -291,6 +291,49 @@ impl DomainDef {
             .collect()
     }
 
+    /// `-object throttle-group` JSON for each `<throttlegroup>`.
+    pub fn throttle_groups(&self) -> Vec<String> {
+        const LIMITS: &[(&str, &str)] = &[
+            ("total_bytes_sec", "bps-total"),
+            ("read_bytes_sec", "bps-read"),
+            ("write_bytes_sec", "bps-write"),
+            ("total_iops_sec", "iops-total"),
+            ("read_iops_sec", "iops-read"),
+            ("write_iops_sec", "iops-write"),
+            ("total_bytes_sec_max", "bps-total-max"),
+            ("read_bytes_sec_max", "bps-read-max"),
+            ("write_bytes_sec_max", "bps-write-max"),
+            ("total_iops_sec_max", "iops-total-max"),
+            ("read_iops_sec_max", "iops-read-max"),
+            ("write_iops_sec_max", "iops-write-max"),
+            ("size_iops_sec", "iops-size"),
+        ];
+        let Some(groups) = self.root.child("throttlegroups") else {
+            return Vec::new();
+        };
+        groups
+            .children_named("throttlegroup")
+            .map(|g| {
+                let name = g.child_text("group_name").unwrap_or_default();
+                let limits: Vec<(&str, serde_json::Value)> = LIMITS
+                    .iter()
+                    .map(|(el, key)| {
+                        let v: u64 = g
+                            .child_text(el)
+                            .and_then(|t| t.trim().parse().ok())
+                            .unwrap_or(0);
+                        (*key, v.into())
+                    })
+                    .collect();
+                format!(
+                    "{{\"qom-type\":\"throttle-group\",\"id\":{},\"limits\":{}}}",
+                    serde_json::Value::from(format!("throttle-{}", name.trim())),
+                    crate::argv::json_object(&limits)
+                )
+            })
+            .collect()
+    }
+
     /// The whole `<domain>` tree.
     pub fn element(&self) -> &Element {
         &self.root

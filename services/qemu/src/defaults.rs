@@ -131,6 +131,7 @@ fn disks(devices: &mut Element) {
                 drv.set_attr("type", "raw");
             }
             drv.order_attrs(&["name", "type"]);
+            sort_device(d, DISK_ORDER);
         }
         if d.attr("device").is_none() {
             d.set_attr("device", "disk");
