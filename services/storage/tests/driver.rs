@@ -86,19 +86,34 @@ async fn lifecycle_rules_and_errors() {
         "Requested operation is not valid: storage pool 'p1' is still active"
     );
 
-    // Live XML: the filesystem's sizes and the directory's permissions;
-    // the inactive XML stays the definition.
+    // Live XML: the filesystem's sizes and the directory's permissions.
+    // Unchanged since the start, the inactive XML is the same document
+    // (libvirt has no separate new definition then).
     let live = d.xml_desc(Some(&name("p1")), false).expect("xml");
     assert!(
         !live.contains("<capacity unit='bytes'>0</capacity>"),
         "{live}"
     );
     assert!(live.contains("<mode>0711</mode>"), "{live}");
-    let inactive = d.xml_desc(Some(&name("p1")), true).expect("xml");
-    assert!(inactive.contains("<capacity unit='bytes'>0</capacity>"));
-    assert!(!inactive.contains("<permissions>"));
+    assert_eq!(d.xml_desc(Some(&name("p1")), true).expect("xml"), live);
     let info = d.info(Some(&name("p1"))).expect("info");
     assert!(info.capacity > 0 && info.capacity >= info.available);
+    // Redefined while running: the inactive XML is the new definition,
+    // the live one stays.
+    let uuid = d.lookup(Some(&name("p1"))).expect("p1").uuid;
+    let changed = pool_xml("p1", &dir).replace(
+        "</path>",
+        "</path><permissions><mode>0700</mode></permissions>",
+    );
+    let changed = changed.replace(
+        "<name>p1</name>",
+        &format!("<name>p1</name><uuid>{uuid}</uuid>"),
+    );
+    d.define_xml(&changed).await.expect("redefine");
+    let inactive = d.xml_desc(Some(&name("p1")), true).expect("xml");
+    assert!(inactive.contains("<capacity unit='bytes'>0</capacity>"));
+    assert!(inactive.contains("<mode>0700</mode>"), "{inactive}");
+    assert_eq!(d.xml_desc(Some(&name("p1")), false).expect("xml"), live);
 
     // A second pool on the same directory is refused.
     let e = d
@@ -279,6 +294,12 @@ async fn transient_pools_and_events() {
         e.message,
         "Requested operation is not valid: storage pool 't' is already active"
     );
+    // Stopped, it goes on reporting what its last refresh saw.
+    d.destroy(Some(&name("t"))).await.expect("destroy");
+    assert!(d.info(Some(&name("t"))).expect("info").capacity > 0);
+    let after = d.xml_desc(Some(&name("t")), true).expect("xml");
+    assert!(!after.contains("<capacity unit='bytes'>0<"), "{after}");
+    assert!(after.contains("<permissions>"), "{after}");
     // Lifecycle types, and -1 for a refresh.
     let mut seen = Vec::new();
     while seen.len() < 3 {

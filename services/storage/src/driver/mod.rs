@@ -98,6 +98,10 @@ struct Pool {
     config: Option<PoolDef>,
     live: Option<Live>,
     autostart: bool,
+    /// What the last refresh found, kept after the pool stops while its
+    /// definition is unchanged: libvirt's inactive XML and info go on
+    /// showing those sizes and the directory's permissions.
+    last_seen: Option<(PoolSizes, Perms)>,
 }
 
 impl Pool {
@@ -197,6 +201,7 @@ impl StorageDriver {
                     autostart: store.is_autostart(&def.name),
                     config: Some(def),
                     live: None,
+                    last_seen: None,
                 }),
                 Err(e) => tracing::error!("skipping pool config {}: {e}", path.display()),
             }
@@ -286,9 +291,15 @@ impl StorageDriver {
     pub fn xml_desc(&self, r: Option<&pb::ObjectRef>, inactive: bool) -> Result<String> {
         let p = self.find(r)?;
         match (&p.live, &p.config) {
-            (Some(_), Some(cfg)) if inactive => Ok(cfg.format(PoolSizes::default(), None)),
+            // A config changed while the pool runs (libvirt's newDef).
+            (Some(l), Some(cfg)) if inactive && *cfg != l.def => {
+                Ok(cfg.format(PoolSizes::default(), None))
+            }
             (Some(l), _) => Ok(l.def.format(l.sizes, Some(&l.perms))),
-            (None, Some(cfg)) => Ok(cfg.format(PoolSizes::default(), None)),
+            (None, Some(cfg)) => Ok(match &p.last_seen {
+                Some((sizes, perms)) => cfg.format(*sizes, Some(perms)),
+                None => cfg.format(PoolSizes::default(), None),
+            }),
             (None, None) => Err(err::internal("storage pool has no definition")),
         }
     }
@@ -299,7 +310,7 @@ impl StorageDriver {
             Some(l) => (pb::StoragePoolState::StoragePoolRunning, l.sizes),
             None => (
                 pb::StoragePoolState::StoragePoolInactive,
-                PoolSizes::default(),
+                p.last_seen.as_ref().map(|(s, _)| *s).unwrap_or_default(),
             ),
         };
         Ok(pb::StoragePoolInfo {

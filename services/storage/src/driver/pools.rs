@@ -137,16 +137,19 @@ impl StorageDriver {
             .save_config(&def.name, &def.format(PoolSizes::default(), None))
             .map_err(store_err)?;
         let (uuid, name) = (def.uuid.clone(), def.name.clone());
-        if self
-            .with_pool(&uuid, |p| p.config = Some(def.clone()))
-            .is_none()
-        {
+        let updated = self.with_pool(&uuid, |p| {
+            p.config = Some(def.clone());
+            // A new definition has never been seen running.
+            p.last_seen = None;
+        });
+        if updated.is_none() {
             self.pools().push(Pool {
                 uuid: uuid.clone(),
                 name: name.clone(),
                 config: Some(def),
                 live: None,
                 autostart: false,
+                last_seen: None,
             });
         }
         tracing::info!(pool = %name, "defined storage pool");
@@ -189,6 +192,7 @@ impl StorageDriver {
                 config: None,
                 live: Some(live),
                 autostart: false,
+                last_seen: None,
             });
         }
         self.inner
@@ -270,7 +274,15 @@ impl StorageDriver {
         if p.config.is_none() {
             self.pools().retain(|x| x.uuid != p.uuid);
         } else {
-            self.with_pool(&p.uuid, |x| x.live = None);
+            self.with_pool(&p.uuid, |x| {
+                // libvirt's def keeps what the last refresh wrote into it,
+                // unless a new definition waits (then that one takes over).
+                x.last_seen = match (&x.live, &x.config) {
+                    (Some(l), Some(cfg)) if *cfg == l.def => Some((l.sizes, l.perms.clone())),
+                    _ => None,
+                };
+                x.live = None;
+            });
         }
         self.inner
             .events
@@ -383,6 +395,7 @@ impl StorageDriver {
                     config: None,
                     live: Some(live),
                     autostart: false,
+                    last_seen: None,
                 });
             }
         }
