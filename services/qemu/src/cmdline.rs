@@ -1003,6 +1003,41 @@ pub fn late(a: &mut Args, devices: &[&Element], q35: bool) {
             pci_fields(v, q35),
         ));
     }
+    for (i, p) in of("pstore").enumerate() {
+        if attr(p, "backend") != "acpi-erst" {
+            continue;
+        }
+        let mem = format!("mempstore{i}");
+        let path = p
+            .child_text("path")
+            .map(|x| x.trim().to_owned())
+            .unwrap_or_default();
+        let kib = p
+            .child("size")
+            .and_then(|z| {
+                let v: u64 = z.text().trim().parse().ok()?;
+                virtmesh_conf::units::scale_to_kib(v, z.attr("unit")).ok()
+            })
+            .unwrap_or(0);
+        a.opt(
+            "-object",
+            json_object(&[
+                ("qom-type", "memory-backend-file".into()),
+                ("id", mem.clone().into()),
+                ("mem-path", path.into()),
+                ("size", (kib * 1024).into()),
+                ("share", true.into()),
+            ]),
+        );
+        a.device(&with(
+            vec![
+                ("driver", "acpi-erst".into()),
+                ("id", format!("pstore{i}").into()),
+                ("memdev", mem.into()),
+            ],
+            pci_fields(p, q35),
+        ));
+    }
     for (i, c) in of("crypto").enumerate() {
         let obj = format!("objcrypto{i}");
         let queues: u64 = c

@@ -221,6 +221,7 @@ fn connect_flags(dev: &Element, q35: bool) -> u32 {
         "vsock" => virtio_model(attr(dev, "model")),
         "memory" if matches!(attr(dev, "model"), "virtio-pmem" | "virtio-mem") => virtio,
         "crypto" => pci,
+        "pstore" if attr(dev, "backend") == "acpi-erst" => pci,
         "panic" if attr(dev, "model") == "pvpanic" => pci | INTEGRATED,
         _ => 0,
     }
@@ -849,6 +850,7 @@ impl Pass<'_> {
             "memory",
             "crypto",
             "panic",
+            "pstore",
         ] {
             for i in positions(self.devices, kind) {
                 self.assign(i)?;
