@@ -319,6 +319,13 @@ pub struct NetDef {
     pub mode: ForwardMode,
     /// `<forward dev=>`: the only host interface traffic may leave by.
     pub forward_dev: Option<String>,
+    /// `<forward><interface dev=>`: the pool of host interfaces of a
+    /// macvtap network; libvirt's parser makes a lone `<forward dev=>`
+    /// the pool's one member.
+    pub pool: Vec<String>,
+    /// `<forward><pf dev=>`: an SR-IOV physical function whose virtual
+    /// functions become the pool when there is no `<interface>`.
+    pub pf: Option<String>,
     /// `<nat><address start end>`.
     pub nat_addr: Option<(Ipv4Addr, Ipv4Addr)>,
     /// `<nat><port start end>`; libvirt's default is 1024-65535.
@@ -377,10 +384,28 @@ impl NetDef {
             .flat_map(|o| o.elements())
             .filter_map(|o| o.attr("value").map(str::to_owned))
             .collect();
+        let forward_dev = fwd.and_then(|f| f.attr("dev")).map(str::to_owned);
+        let mut pool: Vec<String> = fwd
+            .map(|f| {
+                f.children_named("interface")
+                    .filter_map(|i| i.attr("dev").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if pool.is_empty()
+            && let Some(d) = &forward_dev
+        {
+            pool.push(d.clone());
+        }
         NetDef {
             name: def.name(),
             uuid: def.uuid(),
-            forward_dev: fwd.and_then(|f| f.attr("dev")).map(str::to_owned),
+            pool,
+            pf: fwd
+                .and_then(|f| f.child("pf"))
+                .and_then(|p| p.attr("dev"))
+                .map(str::to_owned),
+            forward_dev,
             nat_addr,
             nat_ports,
             nat_ipv6: nat.and_then(|n| n.attr("ipv6")) == Some("yes"),
@@ -434,6 +459,19 @@ impl NetDef {
 
     pub fn to_xml(&self) -> String {
         self.def.to_xml()
+    }
+
+    /// The macvtap mode of a network whose guests get a macvtap on one of
+    /// its pool's interfaces (libvirt's "direct" forward modes): private,
+    /// vepa, passthrough, and bridge without a `<bridge name>`.
+    pub fn macvtap_mode(&self) -> Option<&str> {
+        match &self.mode {
+            ForwardMode::Bridge if self.bridge.is_none() => Some("bridge"),
+            ForwardMode::Other(m) if matches!(m.as_str(), "private" | "vepa" | "passthrough") => {
+                Some(m.as_str())
+            }
+            _ => None,
+        }
     }
 
     /// Whether DNS is served (`<dns enable='no'>` turns it off).
@@ -522,5 +560,42 @@ mod tests {
         .expect("parse");
         let filled = fill_defaults(def.clone(), &|_| false).expect("fill");
         assert_eq!(filled, def);
+    }
+}
+
+#[cfg(test)]
+mod macvtap_tests {
+    use super::*;
+
+    fn typed(xml: &str) -> NetDef {
+        NetDef::parse(xml).expect("parse")
+    }
+
+    #[test]
+    fn macvtap_modes_and_pools() {
+        let vepa = typed(
+            "<network><name>v</name><forward mode='vepa'><interface dev='eth1'/><interface dev='eth2'/></forward></network>",
+        );
+        assert_eq!(vepa.macvtap_mode(), Some("vepa"));
+        assert_eq!(vepa.pool, ["eth1", "eth2"]);
+        let lone =
+            typed("<network><name>p</name><forward mode='passthrough' dev='eth3'/></network>");
+        assert_eq!(lone.macvtap_mode(), Some("passthrough"));
+        assert_eq!(lone.pool, ["eth3"]);
+        let pf = typed(
+            "<network><name>f</name><forward mode='private'><pf dev='eth4'/></forward></network>",
+        );
+        assert_eq!(pf.pf.as_deref(), Some("eth4"));
+        assert!(pf.pool.is_empty());
+        // bridge mode is macvtap only without a bridge of its own.
+        let macvtap_bridge = typed(
+            "<network><name>b</name><forward mode='bridge'><interface dev='eth1'/></forward></network>",
+        );
+        assert_eq!(macvtap_bridge.macvtap_mode(), Some("bridge"));
+        let host_bridge =
+            typed("<network><name>h</name><forward mode='bridge'/><bridge name='br0'/></network>");
+        assert_eq!(host_bridge.macvtap_mode(), None);
+        let nat = typed("<network><name>n</name><forward mode='nat' dev='eth0'/></network>");
+        assert_eq!(nat.macvtap_mode(), None);
     }
 }

@@ -124,6 +124,33 @@ impl PortDef {
         self.root.sort_children(ORDER);
     }
 
+    /// Plug the port into a macvtap on host interface `dev` with macvtap
+    /// `mode` (`<plug type='direct' dev= mode=>`, networkAllocatePort for
+    /// the direct forward modes).
+    pub fn set_direct_plug(&mut self, dev: &str, mode: &str) {
+        self.root.remove_children("plug");
+        self.root.children.push(Node::Element(
+            Element::new("plug")
+                .with_attr("type", "direct")
+                .with_attr("dev", dev)
+                .with_attr("mode", mode),
+        ));
+        self.root.sort_children(ORDER);
+    }
+
+    /// `<plug type>`, when the port has a plug.
+    pub fn plug_type(&self) -> Option<&str> {
+        self.root.child("plug").and_then(|p| p.attr("type"))
+    }
+
+    /// The host interface of a direct plug (`<plug type='direct' dev>`).
+    pub fn direct_dev(&self) -> Option<&str> {
+        let plug = self.root.child("plug")?;
+        (plug.attr("type") == Some("direct"))
+            .then(|| plug.attr("dev"))
+            .flatten()
+    }
+
     pub fn to_xml(&self) -> String {
         self.root.to_xml()
     }
@@ -160,6 +187,16 @@ mod tests {
             .is_err()
         );
         assert_eq!(p.unimplemented_feature(), None);
+        assert_eq!(p.direct_dev(), None);
+        p.set_direct_plug("eth1", "vepa");
+        assert!(
+            p.to_xml()
+                .contains("<plug type='direct' dev='eth1' mode='vepa'/>"),
+            "{}",
+            p.to_xml()
+        );
+        assert_eq!(p.direct_dev(), Some("eth1"));
+        assert_eq!(p.plug_type(), Some("direct"));
         let qos = PortDef::parse(
             "<networkport><owner><name>g</name><uuid>14f6865f-355e-56c2-afd4-2f005da5b17b</uuid></owner>\
              <mac address='52:54:00:aa:bb:cc'/><bandwidth><inbound average='1000'/></bandwidth></networkport>",

@@ -44,6 +44,11 @@ pub struct LiveStatus {
     pub tables: Vec<Table>,
     /// Our dnsmasq.
     pub dnsmasq_pid: Option<i32>,
+    /// The interface pool of a macvtap network as its start found it
+    /// (the `<interface>`s, or the virtual functions of its `<pf>`):
+    /// ports are handed out from it. Nothing on the host is created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool: Vec<String>,
 }
 
 pub fn mkdir(dir: &Path) -> Result<(), StateError> {
@@ -183,6 +188,7 @@ mod tests {
                 name: "virtmesh_virbr3".into(),
             }],
             dnsmasq_pid: Some(42),
+            pool: vec!["vp0".into()],
         };
         let path = dir.path().join("n.status.json");
         save_status(&path, &st).expect("save");

@@ -1082,3 +1082,189 @@ async fn corpus_networks_start_with_libvirts_dnsmasq_files() {
     assert!(pass * 10 >= cases.len() * 9, "below 90%: {failures:?}");
     served.shutdown();
 }
+
+/// A port of guest `n` (its own UUID and MAC).
+fn port_xml(n: u8) -> String {
+    format!(
+        "<networkport><uuid>2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0c{n:02x}</uuid>\
+         <owner><name>guest{n}</name><uuid>6a3e3c4e-6a8b-4c54-9f3e-2222222222{n:02x}</uuid></owner>\
+         <mac address='52:54:00:00:0a:{n:02x}'/></networkport>"
+    )
+}
+
+fn port_req(net: &str, xml: String, reclaim: bool) -> pb::PortCreateRequest {
+    pb::PortCreateRequest {
+        network: Some(by_name(net)),
+        xml,
+        reclaim,
+        validate: false,
+    }
+}
+
+fn port_ref(net: &str, n: u8) -> pb::PortRef {
+    pb::PortRef {
+        network: Some(by_name(net)),
+        port_uuid: format!("2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0c{n:02x}"),
+    }
+}
+
+async fn port_plug(net: &mut NetworkClient<Channel>, name: &str, n: u8) -> String {
+    let xml = net
+        .port_get_xml_desc(port_ref(name, n))
+        .await
+        .expect("port xml")
+        .into_inner()
+        .xml;
+    xml.lines()
+        .find(|l| l.contains("<plug "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+async fn live_xml(net: &mut NetworkClient<Channel>, name: &str) -> String {
+    net.get_xml_desc(pb::GetXmlDescRequest {
+        object: Some(by_name(name)),
+        ..Default::default()
+    })
+    .await
+    .expect("live xml")
+    .into_inner()
+    .xml
+}
+
+/// macvtap networks (libvirt's direct forward modes): starting creates
+/// nothing on the host; each port gets a pool interface as libvirt's
+/// networkAllocatePort picks it (least used; passthrough: a free one),
+/// with libvirt's error when none is free; the counts come back after a
+/// restart of the service and drop when a port is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn macvtap_pools_hand_out_interfaces_and_survive_a_restart() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    for (a, b) in [
+        ("vp0", "vp0-peer"),
+        ("vp1", "vp1-peer"),
+        ("vp2", "vp2-peer"),
+    ] {
+        let (ok, _) = ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        assert!(ok, "veth {a}");
+    }
+    let (_, links_before) = ns.ip(&["-o", "link"]);
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let vepa = "<network><name>tvepa</name><forward mode='vepa'>\
+                <interface dev='vp0'/><interface dev='vp1'/></forward></network>";
+    let pass = "<network><name>tpass</name><forward mode='passthrough' dev='vp2'/></network>";
+    for xml in [vepa, pass] {
+        net.define_xml(define_req(xml)).await.expect("define");
+    }
+    net.create(by_name("tvepa")).await.expect("start vepa");
+    net.create(by_name("tpass"))
+        .await
+        .expect("start passthrough");
+    let (_, links_started) = ns.ip(&["-o", "link"]);
+    assert_eq!(links_before, links_started, "a start creates no link");
+    assert!(ns.dnsmasq_pid("tvepa").is_none());
+    assert!(!ns.ruleset().contains("virtmesh_"));
+
+    for n in 1..=3 {
+        net.port_create_xml(port_req("tvepa", port_xml(n), false))
+            .await
+            .expect("vepa port");
+    }
+    // Least used first, ties to the first in the pool: vp0, vp1, vp0.
+    for (n, dev) in [(1, "vp0"), (2, "vp1"), (3, "vp0")] {
+        assert_eq!(
+            port_plug(&mut net, "tvepa", n).await,
+            format!("<plug type='direct' dev='{dev}' mode='vepa'/>")
+        );
+    }
+    let live = live_xml(&mut net, "tvepa").await;
+    assert!(live.starts_with("<network connections='3'>"), "{live}");
+    assert!(
+        live.contains("<interface dev='vp0' connections='2'/>")
+            && live.contains("<interface dev='vp1' connections='1'/>"),
+        "{live}"
+    );
+
+    net.port_create_xml(port_req("tpass", port_xml(4), false))
+        .await
+        .expect("passthrough port");
+    assert_eq!(
+        port_plug(&mut net, "tpass", 4).await,
+        "<plug type='direct' dev='vp2' mode='passthrough'/>"
+    );
+    let e = VirtError::from_status(
+        &net.port_create_xml(port_req("tpass", port_xml(5), false))
+            .await
+            .expect_err("vp2 is taken"),
+    );
+    assert_eq!(e.code, ErrorCode::InternalError);
+    assert_eq!(
+        e.message,
+        "internal error: network 'tpass' requires exclusive access to interfaces, but none are available"
+    );
+    drop(net);
+    served.shutdown();
+
+    // A restarted service knows which interfaces are in use.
+    let served = Served::start(&ns, "b");
+    let mut net = served.client();
+    let live = live_xml(&mut net, "tvepa").await;
+    assert!(
+        live.contains("<interface dev='vp0' connections='2'/>")
+            && live.contains("<interface dev='vp1' connections='1'/>"),
+        "{live}"
+    );
+    net.port_create_xml(port_req("tvepa", port_xml(6), false))
+        .await
+        .expect("vepa port after restart");
+    assert_eq!(
+        port_plug(&mut net, "tvepa", 6).await,
+        "<plug type='direct' dev='vp1' mode='vepa'/>"
+    );
+    let e = VirtError::from_status(
+        &net.port_create_xml(port_req("tpass", port_xml(5), false))
+            .await
+            .expect_err("vp2 is still taken"),
+    );
+    assert!(e.message.contains("requires exclusive access"), "{e:?}");
+    // A guest's port handed back with a plug the pool does not have.
+    let foreign = port_xml(7).replace(
+        "</networkport>",
+        "<plug type='direct' dev='eth9' mode='passthrough'/></networkport>",
+    );
+    let e = VirtError::from_status(
+        &net.port_create_xml(port_req("tpass", foreign, true))
+            .await
+            .expect_err("eth9 is not in the pool"),
+    );
+    assert_eq!(
+        e.message,
+        "internal error: network 'tpass' doesn't have dev='eth9' in use by network port \
+         '2b4bd1c5-1b39-4b8e-a0a2-4b2f6c0a0c07'"
+    );
+    // Deleting the port frees the device.
+    net.port_delete(port_ref("tpass", 4)).await.expect("delete");
+    net.port_create_xml(port_req("tpass", port_xml(5), false))
+        .await
+        .expect("vp2 is free again");
+
+    // An SR-IOV pool from a device without virtual functions.
+    let pf = "<network><name>tpf</name><forward mode='private'><pf dev='vp0'/></forward></network>";
+    net.define_xml(define_req(pf)).await.expect("define pf");
+    let e = VirtError::from_status(&net.create(by_name("tpf")).await.expect_err("no VFs"));
+    assert_eq!(
+        e.message,
+        "internal error: Could not get Virtual functions on vp0"
+    );
+
+    net.destroy(by_name("tvepa")).await.expect("destroy");
+    net.destroy(by_name("tpass")).await.expect("destroy");
+    let (_, links_after) = ns.ip(&["-o", "link"]);
+    assert_eq!(links_before, links_after, "the pool's links are not ours");
+    served.shutdown();
+}

@@ -129,6 +129,15 @@ impl NetworkDriver {
     }
 
     async fn plumb(&self, def: &NetDef, st: &mut LiveStatus) -> Result<()> {
+        if def.macvtap_mode().is_some() {
+            // networkStartNetworkExternal: nothing is created; a `<pf>`
+            // without `<interface>`s is expanded to its virtual functions.
+            st.pool = match (&def.pf, def.pool.is_empty()) {
+                (Some(pf), true) => virtual_functions(pf)?,
+                _ => def.pool.clone(),
+            };
+            return Ok(());
+        }
         match &def.mode {
             ForwardMode::Bridge => {
                 // An existing host bridge: nothing to create, but it must
@@ -237,6 +246,41 @@ impl NetworkDriver {
             tracing::error!("network {}: {e}", st.name);
         }
     }
+}
+
+/// The network interfaces of the SR-IOV virtual functions of `pf`
+/// (libvirt's networkCreateInterfacePool): `/sys/class/net/PF/device/
+/// virtfnN/net/NAME`; a VF bound to no network driver has no name and is
+/// left out, as libvirt does.
+fn virtual_functions(pf: &str) -> Result<Vec<String>> {
+    let dev = std::path::Path::new("/sys/class/net")
+        .join(pf)
+        .join("device");
+    let entries = std::fs::read_dir(&dev)
+        .map_err(|_| err::internal(format!("Could not get Virtual functions on {pf}")))?;
+    let mut vfs: Vec<(u32, String)> = entries
+        .filter_map(std::result::Result::ok)
+        .filter_map(|e| {
+            let n: u32 = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("virtfn")?
+                .parse()
+                .ok()?;
+            let name = std::fs::read_dir(e.path().join("net"))
+                .ok()?
+                .filter_map(std::result::Result::ok)
+                .find_map(|x| x.file_name().into_string().ok())?;
+            Some((n, name))
+        })
+        .collect();
+    vfs.sort();
+    if vfs.is_empty() {
+        return Err(err::internal(format!(
+            "No usable Vf's present on SRIOV PF {pf}"
+        )));
+    }
+    Ok(vfs.into_iter().map(|(_, n)| n).collect())
 }
 
 /// Routed and NAT networks need the kernel to forward: libvirt turns

@@ -158,6 +158,37 @@ pub enum DriverError {
     Netlink(#[from] NetlinkError),
 }
 
+/// `<forward><interface dev connections>` for a macvtap network's pool
+/// (virNetworkForwardDefFormat, live only): the pool as the start found
+/// it, so VFs of a `<pf>` show too, each with its count when in use.
+fn show_pool_connections(root: &mut virtmesh_conf::xml::Element, live: &Live) {
+    use virtmesh_conf::xml::{Element, Node};
+    if live.def.macvtap_mode().is_none() {
+        return;
+    }
+    let Some(fwd) = root.child_mut("forward") else {
+        return;
+    };
+    for dev in &live.status.pool {
+        let n = ports::connections(live, dev);
+        let exists = fwd
+            .children_named("interface")
+            .any(|i| i.attr("dev") == Some(dev.as_str()));
+        if !exists {
+            fwd.children.push(Node::Element(
+                Element::new("interface").with_attr("dev", dev.as_str()),
+            ));
+        }
+        if let Some(iface) = fwd
+            .elements_mut()
+            .find(|i| i.name == "interface" && i.attr("dev") == Some(dev.as_str()))
+            && n > 0
+        {
+            iface.set_attr("connections", n.to_string());
+        }
+    }
+}
+
 fn state_err(e: StateError) -> VirtError {
     err::system(e)
 }
@@ -311,12 +342,16 @@ impl NetworkDriver {
     pub fn xml_desc(&self, r: Option<&pb::ObjectRef>, inactive: bool) -> Result<String> {
         let net = self.find(r)?;
         if !inactive && let Some(live) = &net.live {
-            // The live XML counts the ports in use, as libvirt's does.
-            if live.ports.is_empty() {
+            // The live XML counts the ports in use, as libvirt's does,
+            // for the network and for each pool interface in use.
+            if live.ports.is_empty() && live.def.macvtap_mode().is_none() {
                 return Ok(live.def.to_xml());
             }
             let mut root = live.def.def.element().clone();
-            root.set_attr("connections", live.ports.len().to_string());
+            if !live.ports.is_empty() {
+                root.set_attr("connections", live.ports.len().to_string());
+            }
+            show_pool_connections(&mut root, live);
             return Ok(root.to_xml());
         }
         net.config

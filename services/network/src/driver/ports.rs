@@ -112,7 +112,12 @@ impl NetworkDriver {
             ));
         }
         // A reclaimed port (a guest that kept running) keeps its plug.
-        if !(reclaim && port.has_plug()) {
+        if reclaim && port.has_plug() {
+            check_reclaimed(&net.name, &live, &port)?;
+        } else if let Some(mode) = live.def.macvtap_mode() {
+            let dev = pick_pool_dev(&net.name, &live, mode)?;
+            port.set_direct_plug(&dev, mode);
+        } else {
             let bridge = live.def.bridge.clone().unwrap_or_default();
             match &live.def.mode {
                 m if m.has_own_bridge() => port.set_plug("network", &bridge),
@@ -177,5 +182,69 @@ impl NetworkDriver {
             }
         });
         Ok(())
+    }
+}
+
+/// How many of the network's ports use pool interface `dev`: the count
+/// libvirt keeps per `<forward><interface>`, here derived from the ports
+/// themselves, which are persisted, so it survives a restart.
+pub(super) fn connections(live: &Live, dev: &str) -> usize {
+    live.ports
+        .iter()
+        .filter(|p| p.direct_dev() == Some(dev))
+        .count()
+}
+
+/// networkAllocatePort's choice for the direct modes: passthrough needs a
+/// device of its own (the first with no connection); the other modes
+/// share, and take the least used (the first of those).
+fn pick_pool_dev(network: &str, live: &Live, mode: &str) -> Result<String> {
+    let pool = &live.status.pool;
+    if pool.is_empty() {
+        return Err(err::internal(format!(
+            "network '{network}' uses a direct mode, but has no forward dev and no interface pool"
+        )));
+    }
+    let dev = if mode == "passthrough" {
+        pool.iter().find(|d| connections(live, d) == 0)
+    } else {
+        pool.iter().min_by_key(|d| connections(live, d))
+    };
+    dev.cloned().ok_or_else(|| {
+        err::internal(format!(
+            "network '{network}' requires exclusive access to interfaces, but none are available"
+        ))
+    })
+}
+
+/// networkNotifyPort's checks for a port handed back with its plug after
+/// the guest's service restarted: a direct plug must name a pool device,
+/// and a passthrough device must not be in use by another port.
+fn check_reclaimed(network: &str, live: &Live, port: &PortDef) -> Result<()> {
+    match (port.plug_type(), live.def.macvtap_mode()) {
+        (Some("direct"), Some(mode)) => {
+            let dev = port.direct_dev().unwrap_or_default();
+            if !live.status.pool.iter().any(|d| d == dev) {
+                return Err(err::internal(format!(
+                    "network '{network}' doesn't have dev='{dev}' in use by network port '{}'",
+                    port.uuid()
+                )));
+            }
+            if mode == "passthrough" && connections(live, dev) > 0 {
+                return Err(err::internal(format!(
+                    "network '{network}' claims dev='{dev}' is already in use by a different port"
+                )));
+            }
+            Ok(())
+        }
+        (Some("network" | "bridge"), _) if live.def.bridge.is_none() => Err(err::internal(
+            "Unexpectedly got a network port without a network bridge",
+        )),
+        (Some("direct"), None) => Err(err::internal(format!(
+            "network '{network}' doesn't have dev='{}' in use by network port '{}'",
+            port.direct_dev().unwrap_or_default(),
+            port.uuid()
+        ))),
+        _ => Ok(()),
     }
 }
