@@ -424,7 +424,27 @@ pub fn audio(a: &mut Args, audios: &[&Element]) {
                     f.push(("path", p.into()));
                 }
             }
+            "pulseaudio" => {
+                f.push(("driver", "pa".into()));
+                if let Some(sv) = au.attr("serverName") {
+                    f.push(("server", sv.into()));
+                }
+            }
             other => f.push(("driver", other.into())),
+        }
+        // Per-direction options (pulseaudio and the like).
+        for (el, key) in [("input", "in"), ("output", "out")] {
+            let Some(d) = au.child(el) else { continue };
+            let mut m = serde_json::Map::new();
+            if let Some(v) = d.attr("mixingEngine") {
+                m.insert("mixing-engine".into(), (v == "yes").into());
+            }
+            if let Some(v) = d.attr("streamName") {
+                m.insert("stream-name".into(), v.into());
+            }
+            if !m.is_empty() {
+                f.push((key, Value::Object(m)));
+            }
         }
         a.opt("-audiodev", json_object(&f));
     }
@@ -1061,5 +1081,30 @@ pub fn late(a: &mut Args, devices: &[&Element], q35: bool) {
             ],
             pci_fields(c, q35),
         ));
+    }
+}
+
+/// Mediated devices (vfio-pci on an mdev's sysfs node).
+pub fn hostdevs(a: &mut Args, hostdevs: &[&Element], q35: bool) {
+    for (i, h) in hostdevs.iter().enumerate() {
+        if attr(h, "type") != "mdev" || attr(h, "model") != "vfio-pci" {
+            continue;
+        }
+        let Some(uuid) = h
+            .child("source")
+            .and_then(|s| s.child("address"))
+            .and_then(|x| x.attr("uuid"))
+        else {
+            continue;
+        };
+        let mut f: Vec<(&str, Value)> = vec![
+            ("driver", "vfio-pci".into()),
+            ("id", format!("hostdev{i}").into()),
+            ("sysfsdev", format!("/sys/bus/mdev/devices/{uuid}").into()),
+        ];
+        if let Some(d) = h.attr("display") {
+            f.push(("display", d.into()));
+        }
+        a.device(&with(f, pci_fields(h, q35)));
     }
 }

@@ -342,6 +342,7 @@ pub fn argv(
     c::sounds(&mut a, &of("sound"), &audios, q35);
     c::watchdogs(&mut a, &of("watchdog"), q35);
     c::redirdevs(&mut a, &of("redirdev"), of("redirfilter").first().copied());
+    c::hostdevs(&mut a, &of("hostdev"), q35);
     for b in of("memballoon") {
         c::balloon(&mut a, b, q35);
     }
