@@ -146,6 +146,23 @@ async fn lifecycle_rules_and_errors() {
     .expect("define fs");
     let e = d.start(Some(&name("f"))).await.expect_err("fs");
     assert_eq!(e.code, ErrorCode::NoSupport);
+    // Building a netfs pool only makes its mount point (as libvirt without
+    // build flags); deleting removes it.
+    let mnt = tmp.path().join("mnt/share");
+    d.define_xml(&format!(
+        "<pool type='netfs'><name>n</name><source><host name='nfs.example.org'/><dir path='/export'/></source><target><path>{}</path></target></pool>",
+        mnt.display()
+    ))
+    .await
+    .expect("define netfs");
+    d.build(Some(&name("n"))).await.expect("build netfs");
+    assert!(mnt.is_dir());
+    assert_eq!(
+        d.start(Some(&name("n"))).await.expect_err("netfs").code,
+        ErrorCode::NoSupport
+    );
+    d.delete(Some(&name("n"))).await.expect("delete netfs");
+    assert!(!mnt.exists());
 
     // Refresh sees files that appeared behind the driver's back.
     std::fs::write(dir.join("outside.img"), vec![0u8; 4096]).expect("file");

@@ -33,10 +33,25 @@ fn check_runs(def: &PoolDef, what: &str) -> Result<()> {
     if def.pool_type == "dir" {
         return Ok(());
     }
-    Err(err::no_support(format!(
+    Err(unsupported_type(def, what))
+}
+
+fn unsupported_type(def: &PoolDef, what: &str) -> virtmesh_rpc::VirtError {
+    err::no_support(format!(
         "{what} of '{}' pools is not implemented by the virtmesh storage driver (only 'dir' pools run)",
         def.pool_type
-    )))
+    ))
+}
+
+/// Building and deleting: for dir, fs and netfs pools without build flags
+/// libvirt only makes or removes the target directory (mkfs needs the
+/// overwrite flags, which the API here does not carry), so those run here
+/// too.
+fn check_directory_op(def: &PoolDef, what: &str) -> Result<()> {
+    if matches!(def.pool_type.as_str(), "dir" | "fs" | "netfs") {
+        return Ok(());
+    }
+    Err(unsupported_type(def, what))
 }
 
 /// virStorageBackendRefreshLocal: the volumes a directory holds and the
@@ -229,7 +244,7 @@ impl StorageDriver {
             .current()
             .cloned()
             .ok_or_else(|| err::internal("storage pool has no definition"))?;
-        check_runs(&def, "building")?;
+        check_directory_op(&def, "building")?;
         build_dir(&def)?;
         self.inner
             .events
@@ -325,7 +340,7 @@ impl StorageDriver {
             .current()
             .cloned()
             .ok_or_else(|| err::internal("storage pool has no definition"))?;
-        check_runs(&def, "deleting")?;
+        check_directory_op(&def, "deleting")?;
         let dir = def.target_path();
         match std::fs::remove_dir(&dir) {
             Ok(()) => {}
