@@ -6,8 +6,10 @@
 //! falls below the floor it has reached (so regressions are caught).
 //!
 //! Kinds run here: domain-generic, network (through the test driver and
-//! through the network driver), storage (pools), secret, nwfilter. domain-qemu belongs to the qemu driver; storage volumes need a
-//! real dir pool (storage driver).
+//! through the network driver), storage (pools, through the test driver),
+//! secret, nwfilter. domain-qemu belongs to the qemu driver; the storage
+//! driver runs the pool and volume cases in
+//! services/storage/tests/conformance.rs.
 
 mod common;
 
