@@ -1259,7 +1259,8 @@ async fn vnc_autoport_listens_where_the_live_xml_says() {
 /// What the corpus checks byte for byte also runs: a TCG guest with the
 /// device kinds a start admits (SCSI/SATA disks, USB tablet and hub, HDA
 /// sound, qxl and VGA video, virtio channels, RNG, balloon options, 9p,
-/// crypto, pvpanic, an iothread) starts with all of them.
+/// crypto, pvpanic, an iothread, a shared NUMA cell, a throttle group)
+/// starts with all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_with_many_device_kinds_starts() {
     if !host_ready() {
@@ -1276,6 +1277,17 @@ async fn guest_with_many_device_kinds_starts() {
     let d = dir.display();
     let devices = format!(
         "<iothreads>1</iothreads>
+  <throttlegroups>
+    <throttlegroup>
+      <total_bytes_sec>4000000</total_bytes_sec>
+      <group_name>limit0</group_name>
+    </throttlegroup>
+  </throttlegroups>
+  <cpu>
+    <numa>
+      <cell id='0' cpus='0' memory='131072' unit='KiB' memAccess='shared'/>
+    </numa>
+  </cpu>
   <devices>
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
@@ -1286,6 +1298,9 @@ async fn guest_with_many_device_kinds_starts() {
       <driver name='qemu' type='raw'/>
       <source file='{d}/sata.raw'/>
       <target dev='sdb' bus='sata'/>
+      <throttlefilters>
+        <throttlefilter group='limit0'/>
+      </throttlefilters>
     </disk>
     <controller type='scsi' model='virtio-scsi'>
       <driver iothread='1'/>
