@@ -1066,6 +1066,39 @@ mod tests {
         assert!(!def.to_xml(None).contains("<metadata"));
     }
 
+    /// Every domain document of both corpora, as kvm guests on q35 and
+    /// pc: define-time defaults and the command line never panic,
+    /// whatever the input (errors are fine).
+    #[test]
+    fn corpora_never_panic() {
+        let base = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/conformance"
+        );
+        let mut seen = 0;
+        for kind in ["domain-generic", "domain-qemu"] {
+            let Ok(entries) = std::fs::read_dir(format!("{base}/{kind}")) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                let Ok(xml) = std::fs::read_to_string(e.path().join("input.xml")) else {
+                    continue;
+                };
+                for machine in ["q35", "pc"] {
+                    let xml = xml
+                        .replace("type='test'", "type='kvm'")
+                        .replace("machine='q35'", &format!("machine='{machine}'"));
+                    if let Ok(def) = DomainDef::parse(&xml) {
+                        let _ = crate::argv::native(&def);
+                        let _ = def.to_xml(None);
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 100, "corpora missing ({seen} documents)");
+    }
+
     #[test]
     fn machine_aliases_expand() {
         assert_eq!(expand_machine(Some("q35")), "pc-q35-10.0");
