@@ -185,6 +185,43 @@ fn ports_drain(vsh: &Vsh) -> bool {
     false
 }
 
+/// One config for everyone: the qemu service finds the network service
+/// in it, the gateway finds both. Returns its path.
+fn mesh_config(dir: &Path) -> String {
+    let path = |p: &str| dir.join(p).to_str().expect("utf-8").to_owned();
+    let config = path("virtmesh.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
+             [[service]]\nname = \"qemu\"\nlisten = \"unix:{}\"\nschemes = [\"qemu\"]\n\n\
+             [[service]]\nname = \"network\"\nlisten = \"unix:{}\"\nfamilies = [\"Network\"]\n",
+            path("qemu.sock"),
+            path("network.sock")
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// A service binary run inside the namespace (`ip netns exec` also gives
+/// it the namespace's sysfs, which the macvtap device lookup needs).
+fn in_netns(ns: &Netns, bin: &str, config: &str, state: &str) -> Proc {
+    Proc::start(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns.0,
+            bin,
+            "--config",
+            config,
+            "--state-dir",
+            state,
+        ],
+    )
+}
+
 #[test]
 fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     let tools = ["ip", "dnsmasq", "nft", "script"];
@@ -209,35 +246,8 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _leftovers = Leftovers(dir.path().to_path_buf());
     let path = |p: &str| dir.path().join(p).to_str().expect("utf-8").to_owned();
-    // One config for everyone: the qemu service finds the network service
-    // in it, the gateway finds both.
-    let config = path("virtmesh.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
-             [[service]]\nname = \"qemu\"\nlisten = \"unix:{}\"\nschemes = [\"qemu\"]\n\n\
-             [[service]]\nname = \"network\"\nlisten = \"unix:{}\"\nfamilies = [\"Network\"]\n",
-            path("qemu.sock"),
-            path("network.sock")
-        ),
-    )
-    .expect("config");
-    let in_ns = |bin: &str, state: &str| {
-        Proc::start(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &ns.0,
-                bin,
-                "--config",
-                &config,
-                "--state-dir",
-                &path(state),
-            ],
-        )
-    };
+    let config = mesh_config(dir.path());
+    let in_ns = |bin: &str, state: &str| in_netns(&ns, bin, &config, &path(state));
     let mut network = in_ns(env!("CARGO_BIN_EXE_virtmesh-network"), "network-state");
     let mut qemu = in_ns(env!("CARGO_BIN_EXE_virtmesh-qemu"), "qemu-state");
     let gateway = Proc::start(
@@ -565,6 +575,148 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
     vsh.ok(&["undefine", "broken"]);
     vsh.ok(&["net-undefine", NET]);
     eprintln!("whole test: {:?}", started.elapsed());
+    drop(gateway);
+    drop(qemu);
+    drop(network);
+}
+
+/// A macvtap-family network (libvirt's `<forward mode='vepa'>` with an
+/// interface pool; veth pairs stand in for the host NICs): a KVM guest
+/// with two `<interface type='network'>` gets one port per interface, on
+/// the two pool devices in turn, and a macvtap in vepa mode on each; the
+/// live XML shows the device and mode; destroy removes the macvtaps and
+/// gives the ports back, and the pool devices stay.
+#[test]
+fn kvm_guest_on_a_vepa_network_gets_macvtaps_on_the_pool_devices() {
+    let have = is_root()
+        && which("ip").is_some()
+        && Path::new(EMULATOR).exists()
+        && Path::new("/dev/kvm").exists();
+    if !require("root, ip, /dev/kvm and qemu-system-x86_64", have) {
+        return;
+    }
+    const VNET: &str = "vepanet";
+    let ns = Netns::create(&format!("vmnv-{}", std::process::id())).expect("ip netns add");
+    for (a, b) in [("pool0", "pool0p"), ("pool1", "pool1p")] {
+        let out = ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        assert!(out.status.success(), "veth {a}: {out:?}");
+        assert!(ns.ip(&["link", "set", a, "up"]).status.success());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _leftovers = Leftovers(dir.path().to_path_buf());
+    let path = |p: &str| dir.path().join(p).to_str().expect("utf-8").to_owned();
+    let config = mesh_config(dir.path());
+    let network = in_netns(
+        &ns,
+        env!("CARGO_BIN_EXE_virtmesh-network"),
+        &config,
+        &path("network-state"),
+    );
+    let qemu = in_netns(
+        &ns,
+        env!("CARGO_BIN_EXE_virtmesh-qemu"),
+        &config,
+        &path("qemu-state"),
+    );
+    let gateway = Proc::start(
+        env!("CARGO_BIN_EXE_virtmesh-gateway"),
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+    );
+    let vsh = Vsh {
+        gateway: gateway.addr.clone(),
+    };
+    let net_xml = path("vepa.xml");
+    std::fs::write(
+        &net_xml,
+        format!(
+            "<network><name>{VNET}</name><forward mode='vepa'>\
+             <interface dev='pool0'/><interface dev='pool1'/></forward></network>"
+        ),
+    )
+    .expect("net xml");
+    let nic = |mac: &str| {
+        format!(
+            "<interface type='network'><mac address='{mac}'/><source network='{VNET}'/>\
+             <model type='virtio'/></interface>"
+        )
+    };
+    let dom_xml = path("vguest.xml");
+    std::fs::write(
+        &dom_xml,
+        format!(
+            "<domain type='kvm'><name>vguest</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>{}{}</devices></domain>",
+            nic("52:54:00:4e:78:01"),
+            nic("52:54:00:4e:78:02")
+        ),
+    )
+    .expect("guest xml");
+    vsh.ok(&["net-define", &net_xml]);
+    vsh.ok(&["net-start", VNET]);
+    vsh.ok(&["define", &dom_xml]);
+    vsh.ok(&["start", "vguest"]);
+
+    let live = vsh.ok(&["dumpxml", "vguest"]);
+    let ports = vsh.ok(&["net-port-list", VNET, "--uuid"]);
+    let ports: Vec<&str> = ports
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(ports.len(), 2, "one port per interface: {ports:?}");
+    for (i, dev) in ["pool0", "pool1"].iter().enumerate() {
+        let macvtap = format!("macvtap{i}");
+        let shown = String::from_utf8_lossy(&ns.ip(&["-d", "-o", "link", "show", &macvtap]).stdout)
+            .into_owned();
+        assert!(
+            shown.contains(&format!("{macvtap}@{dev}")) && shown.contains("macvtap mode vepa"),
+            "{macvtap} on {dev} in vepa mode: {shown}"
+        );
+        // The guest's MAC, not the 0xFE one of a tap.
+        assert!(
+            shown.contains(&format!("link/ether 52:54:00:4e:78:0{} ", i + 1)),
+            "{shown}"
+        );
+        let port = ports
+            .iter()
+            .find(|p| {
+                vsh.ok(&["net-port-dumpxml", VNET, p])
+                    .contains(&format!("<plug type='direct' dev='{dev}' mode='vepa'/>"))
+            })
+            .unwrap_or_else(|| panic!("no port plugged into {dev}"));
+        assert!(
+            live.contains(&format!(
+                "<source network='{VNET}' portid='{port}' dev='{dev}' mode='vepa'/>\n      \
+                 <target dev='{macvtap}'/>"
+            )),
+            "{live}"
+        );
+    }
+    let net_live = vsh.ok(&["net-dumpxml", VNET]);
+    assert!(
+        net_live.contains("<network connections='2'>")
+            && net_live.contains("<interface dev='pool0' connections='1'/>")
+            && net_live.contains("<interface dev='pool1' connections='1'/>"),
+        "{net_live}"
+    );
+
+    vsh.ok(&["destroy", "vguest"]);
+    assert!(
+        vsh.ok(&["net-port-list", VNET, "--uuid"]).trim().is_empty(),
+        "ports left after destroy"
+    );
+    let links = String::from_utf8_lossy(&ns.ip(&["-o", "link"]).stdout).into_owned();
+    assert!(
+        !links.contains("macvtap"),
+        "macvtap left after destroy: {links}"
+    );
+    assert!(
+        links.contains("pool0@pool0p") && links.contains("pool1@pool1p"),
+        "the pool devices are not ours: {links}"
+    );
+    vsh.ok(&["net-destroy", VNET]);
+    vsh.ok(&["undefine", "vguest"]);
+    vsh.ok(&["net-undefine", VNET]);
     drop(gateway);
     drop(qemu);
     drop(network);

@@ -149,7 +149,6 @@ async fn prepare_one(
     created: &mut Vec<OwnedLink>,
 ) -> Result<PreparedOne, HostNetError> {
     let source = |k: &str| iface.child("source").and_then(|s| s.attr(k));
-    let (run_dir, uuid) = (owner.run_dir, owner.uuid);
     match iface.attr("type").unwrap_or_default() {
         "user" => Ok((Backend::User, None, None)),
         "network" => {
@@ -158,7 +157,19 @@ async fn prepare_one(
                 .create_port(iface, owner.uuid, owner.name)
                 .await
                 .map_err(HostNetError::Peer)?;
-            match bridge_tap(nl, iface, Some(&port.bridge), Some(port.clone()), created).await {
+            // The plug says what the interface is on the host: a tap on
+            // a bridge, or (macvtap-family networks) a macvtap on a pool
+            // interface, made exactly as for `type='direct'`.
+            let made = match &port.direct {
+                Some(d) => {
+                    let (dev, mode) = (d.dev.clone(), d.mode.clone());
+                    macvtap(nl, iface, &dev, &mode, owner, Some(port.clone()), created).await
+                }
+                None => {
+                    bridge_tap(nl, iface, Some(&port.bridge), Some(port.clone()), created).await
+                }
+            };
+            match made {
                 Ok((backend, target)) => Ok((backend, target, Some(port))),
                 Err(e) => {
                     // Once the tap is recorded, the port goes with it when
@@ -176,48 +187,9 @@ async fn prepare_one(
         }
         "direct" => {
             let dev = source("dev").unwrap_or_default();
-            let mode_name = source("mode").unwrap_or("vepa");
-            let mode = netlink::macvtap_mode(mode_name).ok_or_else(|| {
-                HostNetError::Host(format!(
-                    "unsupported configuration: macvtap mode '{mode_name}'"
-                ))
-            })?;
-            let parent = nl
-                .link_index(dev)
-                .await
-                .map_err(|e| HostNetError::Host(e.to_string()))?
-                .ok_or_else(|| {
-                    HostNetError::Host(format!(
-                        "Unable to get index for interface {dev}: No such device"
-                    ))
-                })?;
-            let mac = mac_of(iface);
-            let name = match target_dev(iface) {
-                Some(n) => n,
-                None => netlink::free_name(
-                    "macvtap",
-                    &nl.link_names()
-                        .await
-                        .map_err(|e| HostNetError::Host(e.to_string()))?,
-                ),
-            };
-            let index = nl
-                .create_macvtap(&name, parent, mode, netlink::parse_mac(&mac).as_deref())
-                .await
-                .map_err(|e| {
-                    // libvirt's message; the link that is there stays.
-                    HostNetError::Host(format!(
-                        "error creating macvtap interface {name}@{dev} ({mac}): {}",
-                        e.message()
-                    ))
-                })?;
-            created.push(OwnedLink {
-                name: name.clone(),
-                index,
-                port: None,
-            });
-            let file = open_macvtap(&name, index, run_dir, uuid).map_err(HostNetError::Host)?;
-            Ok((Backend::Fd(file), Some(name), None))
+            let mode = source("mode").unwrap_or("vepa");
+            let (backend, target) = macvtap(nl, iface, dev, mode, owner, None, created).await?;
+            Ok((backend, target, None))
         }
         kind @ ("bridge" | "ethernet") => {
             let unmanaged = iface.child("target").and_then(|t| t.attr("managed")) == Some("no");
@@ -239,6 +211,62 @@ async fn prepare_one(
             "unsupported configuration: interface type '{other}' is not supported by the qemu driver yet"
         ))),
     }
+}
+
+/// A macvtap of ours (`<target dev>` or the next free `macvtapN`) on host
+/// interface `dev` in macvtap `mode_name`, with the guest's MAC, and its
+/// character device opened for QEMU: a `direct` interface, or a `network`
+/// one whose port has a direct plug (`port` is recorded with the link).
+async fn macvtap(
+    nl: &Netlink,
+    iface: &Element,
+    dev: &str,
+    mode_name: &str,
+    owner: Owner<'_>,
+    port: Option<PortRecord>,
+    created: &mut Vec<OwnedLink>,
+) -> Result<(Backend, Option<String>), HostNetError> {
+    let mode = netlink::macvtap_mode(mode_name).ok_or_else(|| {
+        HostNetError::Host(format!(
+            "unsupported configuration: macvtap mode '{mode_name}'"
+        ))
+    })?;
+    let parent = nl
+        .link_index(dev)
+        .await
+        .map_err(|e| HostNetError::Host(e.to_string()))?
+        .ok_or_else(|| {
+            HostNetError::Host(format!(
+                "Unable to get index for interface {dev}: No such device"
+            ))
+        })?;
+    let mac = mac_of(iface);
+    let name = match target_dev(iface) {
+        Some(n) => n,
+        None => netlink::free_name(
+            "macvtap",
+            &nl.link_names()
+                .await
+                .map_err(|e| HostNetError::Host(e.to_string()))?,
+        ),
+    };
+    let index = nl
+        .create_macvtap(&name, parent, mode, netlink::parse_mac(&mac).as_deref())
+        .await
+        .map_err(|e| {
+            // libvirt's message; the link that is there stays.
+            HostNetError::Host(format!(
+                "error creating macvtap interface {name}@{dev} ({mac}): {}",
+                e.message()
+            ))
+        })?;
+    created.push(OwnedLink {
+        name: name.clone(),
+        index,
+        port,
+    });
+    let file = open_macvtap(&name, index, owner.run_dir, owner.uuid).map_err(HostNetError::Host)?;
+    Ok((Backend::Fd(file), Some(name)))
 }
 
 /// A tap of ours (`<target dev>` or the next free `vnetN`), up, and on
@@ -482,6 +510,34 @@ mod tests {
     }
 
     #[test]
+    fn live_xml_shows_the_device_and_mode_of_a_direct_port() {
+        let mut def = crate::def::DomainDef::parse(
+            "<domain type='kvm'><name>g</name><memory>65536</memory><os><type>hvm</type></os>\
+             <devices><interface type='network'><mac address='52:54:00:00:00:02'/><source network='v'/>\
+             <target dev='macvtap0'/></interface></devices></domain>",
+        )
+        .expect("def");
+        let port = PortRecord {
+            network: "v".into(),
+            uuid: "4a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d".into(),
+            bridge: String::new(),
+            direct: Some(crate::netport::DirectPlug {
+                dev: "eth1".into(),
+                mode: "vepa".into(),
+            }),
+            xml: String::new(),
+        };
+        show_ports(&mut def, &[Some(port)]);
+        let xml = def.to_xml(None);
+        assert!(
+            xml.contains(
+                "<source network='v' portid='4a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d' dev='eth1' mode='vepa'/>"
+            ),
+            "{xml}"
+        );
+    }
+
+    #[test]
     fn live_xml_shows_the_port_of_each_network_interface() {
         let mut def = crate::def::DomainDef::parse(
             "<domain type='qemu'><name>g</name><memory>65536</memory><os><type>hvm</type></os>\
@@ -494,6 +550,7 @@ mod tests {
             network: "n".into(),
             uuid: "4a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d".into(),
             bridge: "virbr1".into(),
+            direct: None,
             xml: String::new(),
         };
         show_ports(&mut def, &[None, Some(port)]);

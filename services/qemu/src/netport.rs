@@ -26,11 +26,32 @@ pub struct PortRecord {
     /// The network's name.
     pub network: String,
     pub uuid: String,
-    /// The bridge the port is plugged into.
+    /// The bridge the port is plugged into (empty for a direct plug).
+    #[serde(default)]
     pub bridge: String,
+    /// A direct plug (macvtap-family networks): the host interface and
+    /// macvtap mode the guest's macvtap goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<DirectPlug>,
     /// The port XML as the network service returned it (with `<plug>`),
     /// what a reclaim sends back.
     pub xml: String,
+}
+
+/// `<plug type='direct' dev mode>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectPlug {
+    pub dev: String,
+    pub mode: String,
+}
+
+/// Where a port's `<plug>` puts the guest's interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plug {
+    /// A tap on this bridge (`type='network'|'bridge'`).
+    Bridge(String),
+    /// A macvtap on a host interface (`type='direct'`).
+    Direct(DirectPlug),
 }
 
 /// The network service, reached lazily (nothing happens until the first
@@ -135,20 +156,25 @@ impl NetPeer {
         let described = client.port_get_xml_desc(port_ref.clone()).await;
         let record = described.map_err(|s| self.peer_err(&s)).and_then(|x| {
             let xml = x.into_inner().xml;
-            let bridge = plug_bridge(&xml).ok_or_else(|| {
+            let plug = plug_of(&xml).ok_or_else(|| {
                 VirtError::new(
                     ErrorCode::InternalError,
                     ErrorDomain::Qemu,
                     format!(
-                        "internal error: network '{network}' gave port {} no bridge to plug into",
+                        "internal error: network '{network}' gave port {} no bridge or device to plug into",
                         port.port_uuid
                     ),
                 )
             })?;
+            let (bridge, direct) = match plug {
+                Plug::Bridge(b) => (b, None),
+                Plug::Direct(d) => (String::new(), Some(d)),
+            };
             Ok(PortRecord {
                 network: network.clone(),
                 uuid: port.port_uuid.clone(),
                 bridge,
+                direct,
                 xml,
             })
         });
@@ -253,22 +279,46 @@ pub fn port_xml(iface: &Element, owner_uuid: &str, owner_name: &str) -> String {
 
 /// The bridge of a port's `<plug type='network'|'bridge' bridge='…'/>`.
 pub fn plug_bridge(port_xml: &str) -> Option<String> {
+    match plug_of(port_xml)? {
+        Plug::Bridge(b) => Some(b),
+        Plug::Direct(_) => None,
+    }
+}
+
+/// A port's `<plug>`: a bridge, or (`type='direct'`) a host interface
+/// and macvtap mode; `None` for a plug this driver cannot use (hostdev)
+/// or one missing its bridge/device.
+pub fn plug_of(port_xml: &str) -> Option<Plug> {
     let root = virtmesh_conf::xml::parse(port_xml).ok()?;
     let plug = root.child("plug")?;
-    matches!(plug.attr("type"), Some("network" | "bridge"))
-        .then(|| plug.attr("bridge").map(str::to_owned))
-        .flatten()
-        .filter(|b| !b.is_empty())
+    let non_empty = |k: &str| plug.attr(k).filter(|v| !v.is_empty()).map(str::to_owned);
+    match plug.attr("type")? {
+        "network" | "bridge" => non_empty("bridge").map(Plug::Bridge),
+        "direct" => Some(Plug::Direct(DirectPlug {
+            dev: non_empty("dev")?,
+            // virNetworkPortDefFormat leaves out the default mode.
+            mode: non_empty("mode").unwrap_or_else(|| "vepa".to_owned()),
+        })),
+        _ => None,
+    }
 }
 
 /// What libvirt's live XML shows for an interface on a network port:
-/// `<source network='N' portid='UUID' bridge='BR'/>`.
+/// `<source network='N' portid='UUID' bridge='BR'/>`, or for a direct
+/// plug the actual device and mode (virDomainActualNetDefContentsFormat):
+/// `<source network='N' portid='UUID' dev='eth1' mode='vepa'/>`.
 pub fn show_port(iface: &mut Element, port: &PortRecord) {
     let source = iface.child_or_insert("source");
     source.set_attr("network", port.network.as_str());
     source.set_attr("portid", port.uuid.as_str());
-    source.set_attr("bridge", port.bridge.as_str());
-    source.order_attrs(&["network", "portgroup", "portid", "bridge"]);
+    match &port.direct {
+        Some(d) => {
+            source.set_attr("dev", d.dev.as_str());
+            source.set_attr("mode", d.mode.as_str());
+        }
+        None => source.set_attr("bridge", port.bridge.as_str()),
+    }
+    source.order_attrs(&["network", "portgroup", "portid", "bridge", "dev", "mode"]);
     iface.sort_children(&["mac", "source", "target", "model", "*"]);
 }
 
@@ -368,6 +418,7 @@ mod tests {
                 network: "default".into(),
                 uuid: "2a8f3c32-1111-4c3d-9a0e-6b9e2f3d4c5b".into(),
                 bridge: "virbr0".into(),
+                direct: None,
                 xml: String::new(),
             },
         );
@@ -377,5 +428,48 @@ mod tests {
              <source network='default' portid='2a8f3c32-1111-4c3d-9a0e-6b9e2f3d4c5b' bridge='virbr0'/>\n  \
              <model type='virtio'/>\n</interface>\n"
         );
+    }
+
+    #[test]
+    fn direct_plug_and_its_live_source() {
+        let direct = DirectPlug {
+            dev: "eth1".into(),
+            mode: "vepa".into(),
+        };
+        assert_eq!(
+            plug_of("<networkport><plug type='direct' dev='eth1' mode='vepa'/></networkport>"),
+            Some(Plug::Direct(direct.clone()))
+        );
+        assert_eq!(
+            plug_of("<networkport><plug type='direct'/></networkport>"),
+            None
+        );
+        assert_eq!(
+            plug_of("<networkport><plug type='hostdev-pci'/></networkport>"),
+            None
+        );
+        let mut iface = network_iface();
+        show_port(
+            &mut iface,
+            &PortRecord {
+                network: "default".into(),
+                uuid: "2a8f3c32-1111-4c3d-9a0e-6b9e2f3d4c5b".into(),
+                bridge: String::new(),
+                direct: Some(direct),
+                xml: String::new(),
+            },
+        );
+        assert!(
+            iface.to_xml().contains(
+                "<source network='default' portid='2a8f3c32-1111-4c3d-9a0e-6b9e2f3d4c5b' dev='eth1' mode='vepa'/>"
+            ),
+            "{}",
+            iface.to_xml()
+        );
+        // A record written before direct plugs existed still loads.
+        let old: PortRecord =
+            serde_json::from_str(r#"{"network":"n","uuid":"u","bridge":"virbr0","xml":""}"#)
+                .expect("old record");
+        assert_eq!(old.direct, None);
     }
 }
