@@ -8,9 +8,9 @@
 //! open, isolated and bridge (an existing host bridge), DHCP leases from
 //! dnsmasq's lease file, Update of DHCP hosts/ranges and DNS records,
 //! lifecycle events, recovery of running networks after a restart, network
-//! ports on bridge networks. Port parameters (bandwidth), the other Update
-//! sections and the macvtap/hostdev modes' interface pools answer
-//! UNIMPLEMENTED.
+//! ports on bridge networks and on macvtap networks (a pool interface per
+//! port). Port parameters (bandwidth), the other Update sections and the
+//! hostdev mode's ports answer UNIMPLEMENTED.
 
 pub mod def;
 pub mod dnsmasq;
