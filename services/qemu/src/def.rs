@@ -258,6 +258,24 @@ impl DomainDef {
         }
     }
 
+    /// The XML a client gets (virDomainGetXMLDesc): graphics passwords
+    /// only with `secure` (VIR_DOMAIN_XML_SECURE), as libvirt. What is
+    /// persisted keeps them ([`DomainDef::to_xml`]).
+    pub fn to_xml_for_client(&self, id: Option<i32>, secure: bool) -> String {
+        let has_password = self
+            .devices()
+            .iter()
+            .any(|d| d.name == "graphics" && d.attr("passwd").is_some());
+        if secure || !has_password {
+            return self.to_xml(id);
+        }
+        let mut public = self.clone();
+        public.for_each_device_mut("graphics", &mut |g: &mut Element| {
+            g.remove_attr("passwd");
+        });
+        public.to_xml(id)
+    }
+
     /// The I/O threads: `<iothreadids>` if given, else 1..=`<iothreads>`,
     /// with their thread-pool limits as QEMU properties.
     pub fn iothreads(&self) -> Vec<(u32, Vec<(&'static str, serde_json::Value)>)> {

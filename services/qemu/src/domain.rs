@@ -217,9 +217,9 @@ impl Domain for DomainService {
         let req = request.into_inner();
         ok(self.driver.lookup(req.object.as_ref()).map(|v| {
             let xml = match (&v.config, req.inactive) {
-                (Some(config), true) => config.to_xml(None),
-                _ if v.is_active() => v.def.to_xml(Some(v.id)),
-                _ => v.def.to_xml(None),
+                (Some(config), true) => config.to_xml_for_client(None, req.secure),
+                _ if v.is_active() => v.def.to_xml_for_client(Some(v.id), req.secure),
+                _ => v.def.to_xml_for_client(None, req.secure),
             };
             pb::XmlDoc { xml }
         }))

@@ -186,6 +186,34 @@ pub fn argv(a: &mut Args, graphics: &[&Element], audios: &[&Element]) {
     }
 }
 
+/// Give QEMU the VNC password before the guest runs, as libvirt does at
+/// start (qemuDomainChangeGraphicsPasswords): the command line only says
+/// `password=on`, so until this QEMU refuses every login. The password
+/// never expires (`passwdValidTo` is not supported yet).
+pub async fn set_passwords(
+    qmp: &crate::qmp::Qmp,
+    def: &DomainDef,
+) -> Result<(), crate::qmp::QmpError> {
+    for g in def.devices() {
+        if g.name != "graphics" || attr(g, "type") != "vnc" {
+            continue;
+        }
+        if let Some(password) = g.attr("passwd") {
+            qmp.execute_raw(
+                "set_password",
+                serde_json::json!({ "protocol": "vnc", "password": password }),
+            )
+            .await?;
+            qmp.execute_raw(
+                "expire_password",
+                serde_json::json!({ "protocol": "vnc", "time": "never" }),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether a real start can serve this graphics device: VNC only (SPICE
 /// and GL need pieces the driver does not set up yet).
 pub fn start_supported(g: &Element) -> bool {

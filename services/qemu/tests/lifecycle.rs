@@ -1256,6 +1256,58 @@ async fn vnc_autoport_listens_where_the_live_xml_says() {
     svc.stop().await;
 }
 
+/// A VNC password reaches QEMU over QMP before the guest runs (the start
+/// fails if QEMU refuses it), and clients see it only with the secure
+/// flag, as libvirt shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_password_is_set_and_shown_only_when_secure() {
+    if !host_ready() {
+        return;
+    }
+    let host = Host::new();
+    let svc = Service::start(&host, "svc").await;
+    let mut c = svc.domains();
+    let xml = guest_xml("vncpw", "qemu").replace(
+        "  </os>\n",
+        "  </os>\n  <devices>\n    <graphics type='vnc' passwd='s3cret'/>\n  </devices>\n",
+    );
+    c.create_xml(pb::CreateXmlRequest {
+        xml,
+        start_paused: true,
+        ..Default::default()
+    })
+    .await
+    .expect("create_xml with a VNC password");
+    let dump = |secure: bool| {
+        let mut c = c.clone();
+        async move {
+            c.get_xml_desc(pb::GetXmlDescRequest {
+                object: Some(by_name("vncpw")),
+                secure,
+                ..Default::default()
+            })
+            .await
+            .expect("xml")
+            .into_inner()
+            .xml
+        }
+    };
+    let public = dump(false).await;
+    assert!(
+        !public.contains("s3cret") && !public.contains("passwd"),
+        "{public}"
+    );
+    assert!(dump(true).await.contains("passwd='s3cret'"));
+    c.destroy(pb::DestroyRequest {
+        domain: Some(by_name("vncpw")),
+        graceful: false,
+    })
+    .await
+    .expect("destroy");
+    drop(c);
+    svc.stop().await;
+}
+
 /// What the corpus checks byte for byte also runs: a TCG guest with the
 /// device kinds a start admits (SCSI/SATA disks, USB tablet and hub, HDA
 /// sound, qxl and VGA video, virtio channels, RNG, balloon options, 9p,

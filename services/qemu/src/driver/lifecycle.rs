@@ -263,6 +263,9 @@ impl QemuDriver {
         {
             return Err(fail(e, spawned.pid).await);
         }
+        if let Err(e) = crate::graphics::set_passwords(&qmp, &def).await {
+            return Err(fail(err::qmp(e), spawned.pid).await);
+        }
         // A restored guest runs again only if it was running when saved.
         let paused = paused || restore.is_some_and(|(_, running)| !running);
         let ptys = match qmp::serial_ptys(&qmp).await {
