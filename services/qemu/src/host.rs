@@ -3,6 +3,7 @@
 //! comparison belong to later phases (and to the cpu service).
 
 use crate::connect::node_info;
+use crate::domcaps;
 use crate::driver::QemuDriver;
 use crate::error::unimplemented;
 use crate::probe::QemuCaps;
@@ -151,9 +152,26 @@ impl Host for HostService {
 
     async fn get_domain_capabilities(
         &self,
-        _: Request<pb::DomainCapabilitiesRequest>,
+        request: Request<pb::DomainCapabilitiesRequest>,
     ) -> Result<Response<pb::XmlDoc>, Status> {
-        Err(unimplemented("GetDomainCapabilities").into())
+        let r = request.into_inner();
+        let req = domcaps::Request {
+            emulator: r.emulator,
+            arch: r.arch,
+            machine: r.machine,
+            virttype: r.virt_type,
+        };
+        let (emulator, arch) = domcaps::pick_emulator(&req, &self.driver.config().emulator)?;
+        let caps = self.driver.caps_for(&emulator).await?;
+        let resolved = domcaps::resolve(&req, &arch, &caps)?;
+        // Firmware descriptors and swtpm are files and processes: read
+        // off the async threads.
+        let host = tokio::task::spawn_blocking(domcaps::HostFacts::detect)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::XmlDoc {
+            xml: domcaps::format(&caps, &resolved, &host),
+        }))
     }
 
     async fn compare_cpu(
@@ -234,6 +252,7 @@ mod tests {
             ],
             cpu_models: Vec::new(),
             kvm: true,
+            features: Default::default(),
         };
         let node = pb::NodeInfo {
             sockets: 1,

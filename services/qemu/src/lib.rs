@@ -20,6 +20,7 @@ pub mod console;
 pub mod def;
 pub mod defaults;
 pub mod devices;
+pub mod domcaps;
 pub mod domain;
 pub mod driver;
 pub mod error;
