@@ -1253,6 +1253,49 @@ async fn macvtap_pools_hand_out_interfaces_and_survive_a_restart() {
         .await
         .expect("vp2 is free again");
 
+    // Update forward-interface: a pool interface in use cannot go; one
+    // added live takes the next port (it has no connection yet).
+    let fwd_update = |command: pb::NetworkUpdateCommand, dev: &str| pb::NetworkUpdateRequest {
+        network: Some(by_name("tvepa")),
+        command: command as i32,
+        section: pb::NetworkUpdateSection::NetworkSectionForwardInterface as i32,
+        parent_index: -1,
+        xml: format!("<interface dev='{dev}'/>"),
+        live: true,
+        config: true,
+    };
+    let e = VirtError::from_status(
+        &net.update(fwd_update(pb::NetworkUpdateCommand::Delete, "vp0"))
+            .await
+            .expect_err("vp0 is in use"),
+    );
+    assert_eq!(
+        e.message,
+        "Requested operation is not valid: unable to delete interface 'vp0' in network 'tvepa'. \
+         It is currently being used by 2 domains."
+    );
+    net.update(fwd_update(pb::NetworkUpdateCommand::AddLast, "vp3"))
+        .await
+        .expect("add vp3");
+    net.port_create_xml(port_req("tvepa", port_xml(8), false))
+        .await
+        .expect("port on vp3");
+    assert_eq!(
+        port_plug(&mut net, "tvepa", 8).await,
+        "<plug type='direct' dev='vp3' mode='vepa'/>"
+    );
+    let config = net
+        .get_xml_desc(pb::GetXmlDescRequest {
+            object: Some(by_name("tvepa")),
+            inactive: true,
+            ..Default::default()
+        })
+        .await
+        .expect("config xml")
+        .into_inner()
+        .xml;
+    assert!(config.contains("<interface dev='vp3'/>"), "{config}");
+
     // An SR-IOV pool from a device without virtual functions.
     let pf = "<network><name>tpf</name><forward mode='private'><pf dev='vp0'/></forward></network>";
     net.define_xml(define_req(pf)).await.expect("define pf");

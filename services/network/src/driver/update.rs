@@ -26,8 +26,8 @@ impl NetworkDriver {
         Ok(leases::parse(&text, &live.def, mac))
     }
 
-    /// virNetworkUpdate for the DHCP host/range and DNS host/txt/srv
-    /// sections.
+    /// virNetworkUpdate for the DHCP host/range, DNS host/txt/srv,
+    /// portgroup and forward-interface sections.
     pub async fn update(&self, req: &pb::NetworkUpdateRequest) -> Result<()> {
         use pb::{NetworkUpdateCommand as C, NetworkUpdateSection as S};
         let _job = self.inner.job.lock().await;
@@ -41,6 +41,8 @@ impl NetworkDriver {
                 | S::NetworkSectionDnsHost
                 | S::NetworkSectionDnsTxt
                 | S::NetworkSectionDnsSrv
+                | S::NetworkSectionPortgroup
+                | S::NetworkSectionForwardInterface
         ) {
             return Err(err::net(
                 virtmesh_rpc::ErrorCode::NoSupport,
@@ -64,8 +66,25 @@ impl NetworkDriver {
                 "cannot change persistent config of a transient network",
             ));
         }
+        // A running network's forward interfaces feed its firewall
+        // (nat/route) and are its pool (macvtap modes): only the pool is
+        // kept in step live; a firewall reload is not built.
+        if live
+            && section == S::NetworkSectionForwardInterface
+            && let Some(l) = &net.live
+            && l.def.macvtap_mode().is_none()
+        {
+            return Err(err::net(
+                virtmesh_rpc::ErrorCode::NoSupport,
+                format!(
+                    "this function is not supported by the connection driver: live update of the forward interfaces of network '{}' (forward mode without an interface pool) is not implemented",
+                    net.name
+                ),
+            ));
+        }
         let item = virtmesh_conf::xml::parse(&req.xml).map_err(|e| err::conf(e.into()))?;
-        let apply = |def: &NetDef| -> Result<NetDef> {
+        let apply = |def: &NetDef, counted: Option<&Live>| -> Result<NetDef> {
+            let connections = |dev: &str| counted.map_or(0, |l| super::ports::connections(l, dev));
             let root = crate::update::apply(
                 def.def.element(),
                 &def.name,
@@ -73,17 +92,18 @@ impl NetworkDriver {
                 command,
                 req.parent_index,
                 &item,
+                &connections,
             )?;
             Ok(NetDef::from_def(
                 NetworkDef::from_element(root).map_err(err::conf)?,
             ))
         };
         let new_config = match (&net.config, config) {
-            (Some(c), true) => Some(apply(c)?),
+            (Some(c), true) => Some(apply(c, None)?),
             _ => None,
         };
         let new_live = match (&net.live, live) {
-            (Some(l), true) => Some(apply(&l.def)?),
+            (Some(l), true) => Some(apply(&l.def, Some(l))?),
             _ => None,
         };
         if let Some(def) = &new_live
@@ -91,8 +111,19 @@ impl NetworkDriver {
         {
             let mut st = l.status.clone();
             st.xml = def.to_xml();
+            if section == S::NetworkSectionForwardInterface {
+                // The pool ports are handed out from.
+                st.pool = def.pool.clone();
+            }
             let mut failure = None;
-            if let Some(pid) = st.dnsmasq_pid.filter(|_| def.needs_dnsmasq()) {
+            let dnsmasq_section = !matches!(
+                section,
+                S::NetworkSectionPortgroup | S::NetworkSectionForwardInterface
+            );
+            if let Some(pid) = st
+                .dnsmasq_pid
+                .filter(|_| dnsmasq_section && def.needs_dnsmasq())
+            {
                 let paths = self.paths(&def.name);
                 self.write_dnsmasq_files(def, &paths)?;
                 let reread = matches!(
