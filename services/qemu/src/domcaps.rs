@@ -493,8 +493,9 @@ fn custom_models(models: &[CpuDefinition]) -> Element {
 fn cpu(caps: &QemuCaps, kvm: bool) -> Element {
     let onoff = |n: &str| enum_of(n, &[("on", true), ("off", true)]);
     let passthrough = if kvm {
-        supported("mode", true)
+        Element::new("mode")
             .with_attr("name", "host-passthrough")
+            .with_attr("supported", "yes")
             .with_child(onoff("hostPassthroughMigratable"))
     } else {
         Element::new("mode")
