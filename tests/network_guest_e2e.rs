@@ -606,18 +606,24 @@ fn kvm_guest_on_a_vepa_network_gets_macvtaps_on_the_pool_devices() {
     let _leftovers = Leftovers(dir.path().to_path_buf());
     let path = |p: &str| dir.path().join(p).to_str().expect("utf-8").to_owned();
     let config = mesh_config(dir.path());
-    let network = in_netns(
-        &ns,
-        env!("CARGO_BIN_EXE_virtmesh-network"),
-        &config,
-        &path("network-state"),
-    );
-    let qemu = in_netns(
-        &ns,
-        env!("CARGO_BIN_EXE_virtmesh-qemu"),
-        &config,
-        &path("qemu-state"),
-    );
+    let start_network = || {
+        in_netns(
+            &ns,
+            env!("CARGO_BIN_EXE_virtmesh-network"),
+            &config,
+            &path("network-state"),
+        )
+    };
+    let start_qemu = || {
+        in_netns(
+            &ns,
+            env!("CARGO_BIN_EXE_virtmesh-qemu"),
+            &config,
+            &path("qemu-state"),
+        )
+    };
+    let mut network = start_network();
+    let mut qemu = start_qemu();
     let gateway = Proc::start(
         env!("CARGO_BIN_EXE_virtmesh-gateway"),
         &["--config", &config, "--listen", "127.0.0.1:0"],
@@ -699,6 +705,50 @@ fn kvm_guest_on_a_vepa_network_gets_macvtaps_on_the_pool_devices() {
             && net_live.contains("<interface dev='pool1' connections='1'/>"),
         "{net_live}"
     );
+
+    // A hot-plugged NIC takes a third port, on the least used device
+    // (a tie: the first), and a macvtap passed to QEMU with getfd.
+    let nic_xml = path("vnic.xml");
+    std::fs::write(&nic_xml, nic("52:54:00:4e:78:03")).expect("nic xml");
+    vsh.ok(&["attach-device", "vguest", &nic_xml, "--live"]);
+    let shown = String::from_utf8_lossy(&ns.ip(&["-d", "-o", "link", "show", "macvtap2"]).stdout)
+        .into_owned();
+    assert!(
+        shown.contains("macvtap2@pool0") && shown.contains("macvtap mode vepa"),
+        "hot-plugged macvtap: {shown}"
+    );
+    let net_live = vsh.ok(&["net-dumpxml", VNET]);
+    assert!(
+        net_live.contains("<interface dev='pool0' connections='2'/>"),
+        "{net_live}"
+    );
+
+    // Both services restart under the guest; the network service, having
+    // lost one port's file, is told it again (reclaim) with its direct
+    // plug, and the pool's counts are whole again.
+    qemu.kill();
+    network.kill();
+    let lost = ports[0].to_owned();
+    std::fs::remove_file(
+        dir.path()
+            .join(format!("network-state/run/ports/{VNET}/{lost}.xml")),
+    )
+    .expect("the port's file");
+    network = start_network();
+    qemu = start_qemu();
+    let after = vsh.ok(&["net-port-list", VNET, "--uuid"]);
+    assert_eq!(
+        after.lines().filter(|l| !l.trim().is_empty()).count(),
+        3,
+        "{after}"
+    );
+    assert!(
+        vsh.ok(&["net-port-dumpxml", VNET, &lost])
+            .contains("<plug type='direct' dev="),
+        "reclaimed with its plug"
+    );
+    let net_live = vsh.ok(&["net-dumpxml", VNET]);
+    assert!(net_live.contains("<network connections='3'>"), "{net_live}");
 
     vsh.ok(&["destroy", "vguest"]);
     assert!(
