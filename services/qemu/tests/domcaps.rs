@@ -219,3 +219,56 @@ async fn bad_arguments_get_libvirts_errors() {
     assert_eq!(r.machine.name, "pc-i440fx-10.0");
     assert_eq!(r.virttype, "kvm");
 }
+
+/// Reference lines of `virsh capabilities` we reproduce; see
+/// host.rs `capabilities_xml` for what is left out and why.
+const FLOOR_CAPABILITIES: usize = 200;
+
+#[tokio::test]
+async fn capabilities_match_libvirt() {
+    if !host_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let caps = probe::probe(Path::new(EMULATOR), dir.path())
+        .await
+        .expect("probe");
+    let i386 = Path::new("/usr/bin/qemu-system-i386");
+    let caps32 = if i386.exists() {
+        Some(probe::probe(i386, dir.path()).await.expect("probe i386"))
+    } else {
+        None
+    };
+    let mut guests: Vec<(&str, &QemuCaps)> = Vec::new();
+    if let Some(c) = &caps32 {
+        guests.push(("i686", c));
+    }
+    guests.push(("x86_64", &caps));
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let (cpuinfo, meminfo) = (read("/proc/cpuinfo"), read("/proc/meminfo"));
+    let node = virtmesh_qemu::connect::node_info(&cpuinfo, &meminfo, 1);
+    let host = virtmesh_qemu::host::host_xml(
+        &virtmesh_qemu::host::host_uuid(),
+        &cpuinfo,
+        &meminfo,
+        &node,
+        Path::new("/sys"),
+    );
+    let got = virtmesh_qemu::host::capabilities_xml(&guests, host);
+    assert!(got.contains("<machine canonical='pc-q35-10.0' maxCpus='4096'>q35</machine>"));
+    let same = report(
+        "capabilities vs reference",
+        &reference("qemu-capabilities.xml"),
+        &got,
+    );
+    if let Ok(live) = std::env::var("DOMCAPS_LIVE_DIR") {
+        let p = Path::new(&live).join("capabilities.xml");
+        if let Ok(want) = std::fs::read_to_string(&p) {
+            report("capabilities vs live libvirt", &want, &got);
+        }
+    }
+    assert!(
+        same >= FLOOR_CAPABILITIES,
+        "{same} capabilities lines match, floor {FLOOR_CAPABILITIES}"
+    );
+}
