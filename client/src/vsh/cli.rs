@@ -226,7 +226,7 @@ pub enum HostCmd {
         #[arg(long, value_name = "TYPE")]
         virttype: Option<String>,
         /// path to emulator binary (/domain/devices/emulator)
-        #[arg(long, value_name = "PATH")]
+        #[arg(long = "emulatorbin", alias = "emulator", value_name = "PATH")]
         emulator: Option<String>,
         /// domain architecture (/domain/os/type/@arch)
         #[arg(long, value_name = "ARCH")]
