@@ -416,3 +416,45 @@ fn tcg_linux_guest_hotplug_and_unplug_through_the_gateway() {
         "{live}"
     );
 }
+
+#[test]
+fn domcapabilities_and_capabilities_through_the_gateway() {
+    let qemu = which("qemu-system-x86_64").is_some();
+    if !require(
+        "qemu-system-x86_64 (scripts/install-host-deps.sh)",
+        qemu,
+    ) {
+        return;
+    }
+    let kvm = std::path::Path::new("/dev/kvm").exists();
+    let mesh = QemuMesh::start();
+    let doc = mesh.ok(&["domcapabilities", "--machine", "q35"]);
+    assert!(doc.contains("<machine>pc-q35-10.0</machine>"), "{doc}");
+    let domain = if kvm { "kvm" } else { "qemu" };
+    assert!(doc.contains(&format!("<domain>{domain}</domain>")), "{doc}");
+    assert!(doc.contains("<path>/usr/bin/qemu-system-x86_64</path>"));
+    // virsh's option name.
+    let tcg = mesh.ok(&[
+        "domcapabilities",
+        "--virttype",
+        "qemu",
+        "--emulatorbin",
+        "/usr/bin/qemu-system-x86_64",
+    ]);
+    assert!(tcg.contains("<domain>qemu</domain>"), "{tcg}");
+    assert!(tcg.contains("<machine>pc-i440fx-10.0</machine>"), "{tcg}");
+    let bad = mesh.vsh(&["domcapabilities", "--machine", "bogus"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(
+            "invalid argument: the machine 'bogus' is not supported by emulator '/usr/bin/qemu-system-x86_64'"
+        ),
+        "{err}"
+    );
+    let caps = mesh.ok(&["capabilities"]);
+    assert!(
+        caps.contains("<machine canonical='pc-q35-10.0' maxCpus='4096'>q35</machine>"),
+        "{caps}"
+    );
+}
