@@ -283,8 +283,11 @@ pub(super) fn restorable_xml(live_xml: &str) -> Result<String> {
                     if let Some(src) = dev.child_mut("source")
                         && src.attr("network").is_some()
                     {
-                        src.remove_attr("portid");
-                        src.remove_attr("bridge");
+                        // What the network's port gave (a bridge, or a
+                        // pool device and macvtap mode) is not config.
+                        for attr in ["portid", "bridge", "dev", "mode"] {
+                            src.remove_attr(attr);
+                        }
                     }
                 }
                 "serial" | "console" if dev.attr("type") == Some("pty") => {
@@ -296,4 +299,22 @@ pub(super) fn restorable_xml(live_xml: &str) -> Result<String> {
         }
     }
     Ok(root.to_xml())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn restorable_xml_drops_what_a_network_port_gave() {
+        let xml = super::restorable_xml(
+            "<domain type='kvm' id='3'><name>g</name><devices>\
+             <interface type='network'><source network='v' portid='4a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d' dev='eth1' mode='vepa'/>\
+             <target dev='macvtap0'/></interface>\
+             <interface type='direct'><source dev='eth2' mode='bridge'/></interface></devices></domain>",
+        )
+        .expect("restorable");
+        assert!(xml.contains("<source network='v'/>"), "{xml}");
+        assert!(!xml.contains("macvtap0"), "{xml}");
+        // A direct interface's own device and mode are config.
+        assert!(xml.contains("<source dev='eth2' mode='bridge'/>"), "{xml}");
+    }
 }
