@@ -120,7 +120,10 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 
 /// Step one of qemuConnectGetDomainCapabilities: validate the virt type
 /// and arch and pick the emulator, before anything is probed.
-pub fn pick_emulator(req: &Request, default_emulator: &Path) -> Result<(PathBuf, String), VirtError> {
+pub fn pick_emulator(
+    req: &Request,
+    default_emulator: &Path,
+) -> Result<(PathBuf, String), VirtError> {
     if !req.virttype.is_empty() && !VIRT_TYPES.contains(&req.virttype.as_str()) {
         return Err(invalid(format!("unknown virttype: {}", req.virttype)));
     }
@@ -149,7 +152,9 @@ pub fn pick_emulator(req: &Request, default_emulator: &Path) -> Result<(PathBuf,
         None => Err(VirtError::new(
             ErrorCode::ConfigUnsupported,
             ErrorDomain::Qemu,
-            format!("unsupported configuration: unable to find any emulator to serve '{arch}' architecture"),
+            format!(
+                "unsupported configuration: unable to find any emulator to serve '{arch}' architecture"
+            ),
         )),
     }
 }
@@ -164,7 +169,11 @@ pub struct Resolved<'a> {
 
 /// Step two: arch against the emulator, virt type against KVM, machine
 /// (alias or default) against QEMU's table, with libvirt's errors.
-pub fn resolve<'a>(req: &Request, arch: &str, caps: &'a QemuCaps) -> Result<Resolved<'a>, VirtError> {
+pub fn resolve<'a>(
+    req: &Request,
+    arch: &str,
+    caps: &'a QemuCaps,
+) -> Result<Resolved<'a>, VirtError> {
     let binary = caps.emulator.display().to_string();
     let emu_arch = arch_of_emulator(&caps.emulator).unwrap_or("x86_64");
     if emu_arch != arch && !(is_x86(emu_arch) && is_x86(arch)) {
@@ -214,7 +223,9 @@ pub struct Firmware {
 pub fn firmware_descriptors(dirs: &[&Path]) -> Vec<Firmware> {
     let mut by_name = std::collections::BTreeMap::<String, PathBuf>::new();
     for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for e in rd.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.ends_with(".json") {
@@ -279,9 +290,9 @@ fn glob(pat: &[u8], s: &[u8]) -> bool {
 
 impl Firmware {
     fn serves(&self, arch: &str, machine: &str) -> bool {
-        self.targets.iter().any(|(a, ms)| {
-            a == arch && ms.iter().any(|m| glob(m.as_bytes(), machine.as_bytes()))
-        })
+        self.targets
+            .iter()
+            .any(|(a, ms)| a == arch && ms.iter().any(|m| glob(m.as_bytes(), machine.as_bytes())))
     }
 }
 
@@ -363,10 +374,8 @@ fn supported(name: &str, yes: bool) -> Element {
 pub fn format(caps: &QemuCaps, r: &Resolved<'_>, host: &HostFacts) -> String {
     let kvm = r.virttype == "kvm";
     let mut vcpu_max = r.machine.cpu_max;
-    if kvm {
-        if let Some(limit) = caps.features.kvm_max_vcpus {
-            vcpu_max = vcpu_max.min(limit);
-        }
+    if let (true, Some(limit)) = (kvm, caps.features.kvm_max_vcpus) {
+        vcpu_max = vcpu_max.min(limit);
     }
     Element::new("domainCapabilities")
         .with_child(Element::new("path").with_text(caps.emulator.display().to_string()))
@@ -406,7 +415,10 @@ fn os(r: &Resolved<'_>, host: &HostFacts) -> Element {
         .with_child(enum_of("readonly", &[("yes", true), ("no", true)]))
         .with_child(enum_of("secure", &[("yes", secure), ("no", true)]));
     supported("os", true)
-        .with_child(enum_of("firmware", &[("bios", has("bios")), ("efi", has("uefi"))]))
+        .with_child(enum_of(
+            "firmware",
+            &[("bios", has("bios")), ("efi", has("uefi"))],
+        ))
         .with_child(loader)
 }
 
@@ -558,7 +570,12 @@ fn devices(caps: &QemuCaps, r: &Resolved<'_>, host: &HostFacts) -> Element {
     let disk = supported("disk", true)
         .with_child(enum_of(
             "diskDevice",
-            &[("disk", true), ("cdrom", true), ("floppy", x86), ("lun", true)],
+            &[
+                ("disk", true),
+                ("cdrom", true),
+                ("floppy", x86),
+                ("lun", true),
+            ],
         ))
         .with_child(enum_of(
             "bus",
@@ -662,8 +679,8 @@ fn devices(caps: &QemuCaps, r: &Resolved<'_>, host: &HostFacts) -> Element {
             &[("1.2", v.contains(&"1.2")), ("2.0", v.contains(&"2.0"))],
         ));
     }
-    let redirdev =
-        supported("redirdev", t("usb-redir")).with_child(enum_of("bus", &[("usb", t("usb-redir"))]));
+    let redirdev = supported("redirdev", t("usb-redir"))
+        .with_child(enum_of("bus", &[("usb", t("usb-redir"))]));
     let channel = supported("channel", true).with_child(enum_of(
         "type",
         &[
@@ -775,7 +792,10 @@ mod tests {
         let e = pick_emulator(&req("", "bogus"), def).expect_err("arch");
         assert_eq!(e.message, "invalid argument: unknown architecture: bogus");
         let (emu, arch) = pick_emulator(&req("kvm", ""), def).expect("defaults");
-        assert_eq!((emu.as_path(), arch.as_str()), (def, std::env::consts::ARCH));
+        assert_eq!(
+            (emu.as_path(), arch.as_str()),
+            (def, std::env::consts::ARCH)
+        );
     }
 
     #[test]

@@ -167,7 +167,8 @@ fn cpu_list(s: &str) -> Vec<u32> {
 /// The host's `<cpu>`: what /proc/cpuinfo says (vendor, microcode,
 /// signature, physical address bits), the topology and the page sizes.
 fn host_cpu(cpuinfo: &str, node: &pb::NodeInfo, sys: &Path) -> Element {
-    let mut cpu = Element::new("cpu").with_child(Element::new("arch").with_text(std::env::consts::ARCH));
+    let mut cpu =
+        Element::new("cpu").with_child(Element::new("arch").with_text(std::env::consts::ARCH));
     let vendor = match cpuinfo_value(cpuinfo, "vendor_id") {
         Some("GenuineIntel") => Some("Intel"),
         Some("AuthenticAMD") => Some("AMD"),
@@ -255,7 +256,10 @@ fn numa_topology(sys: &Path, meminfo: &str) -> Element {
             (kib_of(meminfo, "MemTotal:"), all_cpus.clone())
         } else {
             (
-                kib_of(&std::fs::read_to_string(dir.join("meminfo")).unwrap_or_default(), "MemTotal:"),
+                kib_of(
+                    &std::fs::read_to_string(dir.join("meminfo")).unwrap_or_default(),
+                    "MemTotal:",
+                ),
                 read_trim(&dir.join("cpulist")).unwrap_or_default(),
             )
         };
@@ -269,9 +273,10 @@ fn numa_topology(sys: &Path, meminfo: &str) -> Element {
         let mut huge_kib = 0u64;
         let mut huge_pages = Vec::new();
         for &size in &huge {
-            let count: u64 = read_trim(&dir.join(format!("hugepages/hugepages-{size}kB/nr_hugepages")))
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
+            let count: u64 =
+                read_trim(&dir.join(format!("hugepages/hugepages-{size}kB/nr_hugepages")))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
             huge_kib += count * size;
             huge_pages.push((size, count));
         }
@@ -323,7 +328,11 @@ fn caches(sys: &Path) -> Option<Element> {
     let mut banks = std::collections::BTreeMap::new();
     for cpu in cpus {
         let dir = sys.join(format!("devices/system/cpu/cpu{cpu}/cache"));
-        for e in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
+        for e in std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
             let p = e.path();
             let get = |f: &str| read_trim(&p.join(f));
             let Some(level) = get("level").and_then(|l| l.parse::<u32>().ok()) else {
@@ -389,7 +398,13 @@ fn power_management() -> Element {
 }
 
 /// The `<host>` element, read from `sys` (normally /sys) and /proc.
-pub fn host_xml(uuid: &str, cpuinfo: &str, meminfo: &str, node: &pb::NodeInfo, sys: &Path) -> Element {
+pub fn host_xml(
+    uuid: &str,
+    cpuinfo: &str,
+    meminfo: &str,
+    node: &pb::NodeInfo,
+    sys: &Path,
+) -> Element {
     let iommu = std::fs::read_dir(sys.join("kernel/iommu_groups"))
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
@@ -583,7 +598,13 @@ mod tests {
             ..Default::default()
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let host = host_xml("518bfbcb-5380-459e-a436-4c52e9dfae53", "", "", &node, dir.path());
+        let host = host_xml(
+            "518bfbcb-5380-459e-a436-4c52e9dfae53",
+            "",
+            "",
+            &node,
+            dir.path(),
+        );
         let xml = capabilities_xml(&[("x86_64", &caps)], host);
         let i440 = xml
             .find("<machine maxCpus='255'>pc-i440fx-10.0</machine>")

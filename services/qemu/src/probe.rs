@@ -155,20 +155,34 @@ pub async fn probe(emulator: &Path, dir: &Path) -> Result<QemuCaps, ProbeError> 
             let cpu_models = qmp.execute(QueryCpuDefinitions {}).await?;
             let kvm = qmp.execute(QueryKvm {}).await?;
             let mut features = Features {
-                types: names_of(&qmp.execute_raw("qom-list-types", serde_json::json!({})).await?),
-                schema_names: schema_names(&qmp.execute_raw("query-qmp-schema", serde_json::json!({})).await?),
+                types: names_of(
+                    &qmp.execute_raw("qom-list-types", serde_json::json!({}))
+                        .await?,
+                ),
+                schema_names: schema_names(
+                    &qmp.execute_raw("query-qmp-schema", serde_json::json!({}))
+                        .await?,
+                ),
                 ..Features::default()
             };
-            features.cpu_props = names_of(
-                &qmp.execute_raw(
-                    "qom-list-properties",
-                    serde_json::json!({"typename": "max-x86_64-cpu"}),
-                )
-                .await
-                .unwrap_or_default(),
-            );
+            // The x86 CPU class of this binary (x86_64 or i386).
+            for typename in ["max-x86_64-cpu", "max-i386-cpu"] {
+                if features.types.contains(typename) {
+                    features.cpu_props = names_of(
+                        &qmp.execute_raw(
+                            "qom-list-properties",
+                            serde_json::json!({ "typename": typename }),
+                        )
+                        .await
+                        .unwrap_or_default(),
+                    );
+                }
+            }
             let opts = qmp
-                .execute_raw("query-command-line-options", serde_json::json!({"option": "run-with"}))
+                .execute_raw(
+                    "query-command-line-options",
+                    serde_json::json!({"option": "run-with"}),
+                )
                 .await
                 .unwrap_or_default();
             features.async_teardown = opts.to_string().contains("\"async-teardown\"");
@@ -188,19 +202,37 @@ pub async fn probe(emulator: &Path, dir: &Path) -> Result<QemuCaps, ProbeError> 
         let kvm = with_monitor(emulator, dir, "kvm", |qmp| {
             Box::pin(async move {
                 let models = qmp.execute(QueryCpuDefinitions {}).await?;
-                let sev = qmp.execute_raw("query-sev-capabilities", serde_json::json!({})).await.is_ok();
-                let sgx = qmp.execute_raw("query-sgx-capabilities", serde_json::json!({})).await.is_ok();
+                let sev = qmp
+                    .execute_raw("query-sev-capabilities", serde_json::json!({}))
+                    .await
+                    .is_ok();
+                let sgx = qmp
+                    .execute_raw("query-sgx-capabilities", serde_json::json!({}))
+                    .await
+                    .is_ok();
                 Ok((models, sev, sgx))
             })
         })
-        .await?;
-        (caps.features.kvm_cpu_models, caps.features.sev, caps.features.sgx) = kvm;
+        .await;
+        // Only domain capabilities need this: a KVM that QEMU cannot use
+        // leaves the KVM CPU models empty rather than failing every define.
+        match kvm {
+            Ok(k) => {
+                (
+                    caps.features.kvm_cpu_models,
+                    caps.features.sev,
+                    caps.features.sgx,
+                ) = k
+            }
+            Err(e) => tracing::warn!("KVM probe of {}: {e}", emulator.display()),
+        }
         caps.features.kvm_max_vcpus = kvm_max_vcpus(emulator, &caps.machines).await;
     }
     Ok(caps)
 }
 
-type Probed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, QmpError>> + Send + 'a>>;
+type Probed<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, QmpError>> + Send + 'a>>;
 
 /// One `-machine none` QEMU with the given accelerator, asked by `ask`
 /// and always killed afterwards.
@@ -285,12 +317,22 @@ fn schema_names(v: &serde_json::Value) -> BTreeSet<String> {
                 }
             }
             Some("enum") => {
-                for m in e.get("members").and_then(|m| m.as_array()).into_iter().flatten() {
+                for m in e
+                    .get("members")
+                    .and_then(|m| m.as_array())
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(n) = m.get("name").and_then(|n| n.as_str()) {
                         out.insert(n.to_owned());
                     }
                 }
-                for n in e.get("values").and_then(|m| m.as_array()).into_iter().flatten() {
+                for n in e
+                    .get("values")
+                    .and_then(|m| m.as_array())
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(n) = n.as_str() {
                         out.insert(n.to_owned());
                     }
@@ -308,14 +350,23 @@ fn schema_names(v: &serde_json::Value) -> BTreeSet<String> {
 async fn kvm_max_vcpus(emulator: &Path, machines: &[MachineInfo]) -> Option<u32> {
     let big = machines.iter().max_by_key(|m| m.cpu_max)?;
     let mut cmd = tokio::process::Command::new(emulator);
-    cmd.args(["-no-user-config", "-nodefaults", "-display", "none", "-S", "-accel", "kvm", "-machine"])
-        .arg(&big.name)
-        .arg("-smp")
-        .arg(format!("1,maxcpus={}", big.cpu_max))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "-no-user-config",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-S",
+        "-accel",
+        "kvm",
+        "-machine",
+    ])
+    .arg(&big.name)
+    .arg("-smp")
+    .arg(format!("1,maxcpus={}", big.cpu_max))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
     let child = process::spawn_locked(&mut cmd).ok()?;
     let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
         .await
@@ -325,7 +376,9 @@ async fn kvm_max_vcpus(emulator: &Path, machines: &[MachineInfo]) -> Option<u32>
 }
 
 fn parse_kvm_limit(stderr: &str) -> Option<u32> {
-    let line = stderr.lines().find(|l| l.contains("maximum cpus supported by KVM ("))?;
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("maximum cpus supported by KVM ("))?;
     let tail = &line[line.rfind('(')? + 1..];
     tail.split(')').next()?.trim().parse().ok()
 }

@@ -143,7 +143,10 @@ async fn domcapabilities_match_libvirt() {
         ("pc", "qemu-domcapabilities-kvm-pc.xml", "pc-i440fx-10.0"),
     ] {
         let got = ours(&caps, &host, machine);
-        assert!(got.contains(&format!("<machine>{canonical}</machine>")), "{got}");
+        assert!(
+            got.contains(&format!("<machine>{canonical}</machine>")),
+            "{got}"
+        );
         assert!(got.contains("<domain>kvm</domain>"));
         let want = reference(file);
         report(&format!("kvm/{machine} vs reference"), &want, &got);
