@@ -6,9 +6,11 @@
 //! (`DOMCAPS_DIFF=1` prints them all); the floors below fail the test if
 //! the match drops. The recording host was an Intel Xeon: the custom CPU
 //! models' usability depends on the host CPU, so on another CPU those
-//! lines differ legitimately. `DOMCAPS_LIVE_DIR=DIR` also compares with
-//! `DIR/q35.xml` and `DIR/pc.xml` recorded from real libvirt on THIS
-//! machine (`virsh domcapabilities --virttype kvm --machine q35 > q35.xml`).
+//! lines differ legitimately. Also printed, for information: the
+//! comparison with real libvirt recorded on an AMD development machine
+//! (tests/fixtures/domcaps-live), or with `DOMCAPS_LIVE_DIR=DIR`'s
+//! `q35.xml`, `pc.xml`, `capabilities.xml` recorded on THIS machine
+//! (`virsh domcapabilities --virttype kvm --machine q35 > q35.xml`).
 //!
 //! Needs QEMU and /dev/kvm; skips saying why otherwise, and fails under
 //! VIRTMESH_REQUIRE_HOST=1.
@@ -109,6 +111,16 @@ fn report(label: &str, want: &str, got: &str) -> usize {
     same
 }
 
+/// Recordings of real libvirt on a development machine (information
+/// only: they depend on that machine's CPU and memory).
+fn live_dir() -> PathBuf {
+    std::env::var_os("DOMCAPS_LIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/domcaps-live")
+        })
+}
+
 /// The document without the lines inside `<mode name='custom'>`.
 fn outside_custom(doc: &str) -> String {
     let mut inside = false;
@@ -155,8 +167,8 @@ async fn domcapabilities_match_libvirt() {
             &outside_custom(&want),
             &outside_custom(&got),
         );
-        if let Ok(live) = std::env::var("DOMCAPS_LIVE_DIR") {
-            let p = Path::new(&live).join(format!("{machine}.xml"));
+        {
+            let p = live_dir().join(format!("{machine}.xml"));
             match std::fs::read_to_string(&p) {
                 Ok(want) => {
                     report(&format!("kvm/{machine} vs live libvirt"), &want, &got);
@@ -264,8 +276,8 @@ async fn capabilities_match_libvirt() {
         &reference("qemu-capabilities.xml"),
         &got,
     );
-    if let Ok(live) = std::env::var("DOMCAPS_LIVE_DIR") {
-        let p = Path::new(&live).join("capabilities.xml");
+    {
+        let p = live_dir().join("capabilities.xml");
         if let Ok(want) = std::fs::read_to_string(&p) {
             report("capabilities vs live libvirt", &want, &got);
         }
