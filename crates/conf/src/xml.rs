@@ -243,8 +243,17 @@ impl Element {
 
     /// Format in libvirt's style with a trailing newline.
     pub fn to_xml(&self) -> String {
+        self.to_xml_at(0)
+    }
+
+    /// Format nested `depth` levels deep (two spaces each), for a formatter
+    /// that writes the surrounding document itself.  Unlike indenting each
+    /// line of [`Element::to_xml`], this leaves newlines inside text alone,
+    /// as libvirt's virBuffer does (re-indenting them drifts on every
+    /// define/dumpxml cycle).
+    pub fn to_xml_at(&self, depth: usize) -> String {
         let mut out = String::new();
-        format_element(self, 0, false, &mut out);
+        format_element(self, depth, false, &mut out);
         out
     }
 }

@@ -258,3 +258,14 @@ fn error_position_inside_a_character_does_not_panic() {
     let e = virtmesh_conf::xml::parse("<a>\u{fd7f}</b\u{fd7f}></a>").expect_err("mismatch");
     assert!(!e.message.is_empty());
 }
+
+/// Formatting nested keeps newlines inside text as they are.
+#[test]
+fn nested_format_leaves_text_newlines_alone() {
+    let el = virtmesh_conf::xml::parse("<p><label>a\nb</label></p>").expect("parses");
+    assert_eq!(
+        el.to_xml_at(2),
+        "    <p>\n      <label>a\nb</label>\n    </p>\n"
+    );
+    assert_eq!(el.to_xml(), el.to_xml_at(0));
+}
