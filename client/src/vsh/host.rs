@@ -195,7 +195,10 @@ pub async fn domcapabilities(ctl: &Ctl, req: v1::DomainCapabilitiesRequest) -> C
         .host()
         .get_domain_capabilities(req)
         .await
-        .map_err(crate::Error::from)?;
+        .map_err(|e| {
+            // virsh's own line before the driver's error.
+            super::CmdError::ctx("failed to get emulator capabilities", crate::Error::from(e))
+        })?;
     ctl.print(&r.into_inner().xml);
     Ok(())
 }
