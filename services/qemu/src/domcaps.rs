@@ -504,11 +504,18 @@ fn custom_models(models: &[CpuDefinition]) -> Element {
 
 fn cpu(caps: &QemuCaps, kvm: bool) -> Element {
     let onoff = |n: &str| enum_of(n, &[("on", true), ("off", true)]);
+    // libvirt asks the x86_64 CPU class for `migratable` (so an i386
+    // binary, which has no such class, offers only "off").
+    let migratable =
+        caps.features.has_type("max-x86_64-cpu") && caps.features.cpu_props.contains("migratable");
     let passthrough = if kvm {
         Element::new("mode")
             .with_attr("name", "host-passthrough")
             .with_attr("supported", "yes")
-            .with_child(onoff("hostPassthroughMigratable"))
+            .with_child(enum_of(
+                "hostPassthroughMigratable",
+                &[("on", migratable), ("off", true)],
+            ))
     } else {
         Element::new("mode")
             .with_attr("name", "host-passthrough")
