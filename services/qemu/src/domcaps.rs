@@ -805,6 +805,139 @@ mod tests {
         );
     }
 
+    fn synthetic(types: &[&str], kvm_models: Vec<CpuDefinition>) -> QemuCaps {
+        let m = |name: &str, alias: &str, cpu_max: u32, default: bool| MachineInfo {
+            name: name.into(),
+            alias: Some(alias.into()),
+            cpu_max,
+            is_default: default,
+            deprecated: false,
+        };
+        QemuCaps {
+            emulator: "/usr/bin/qemu-system-x86_64".into(),
+            machines: vec![
+                m("pc-i440fx-10.0", "pc", 255, true),
+                m("pc-q35-10.0", "q35", 4096, false),
+            ],
+            cpu_models: Vec::new(),
+            kvm: true,
+            features: crate::probe::Features {
+                types: types.iter().map(|t| (*t).to_owned()).collect(),
+                kvm_cpu_models: kvm_models,
+                kvm_max_vcpus: Some(1024),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn doc(caps: &QemuCaps, machine: &str, host: &HostFacts) -> String {
+        let req = Request {
+            machine: machine.into(),
+            virttype: "kvm".into(),
+            ..Request::default()
+        };
+        let r = resolve(&req, "x86_64", caps).expect("resolves");
+        format(caps, &r, host)
+    }
+
+    #[test]
+    fn document_follows_what_qemu_has() {
+        let def = |name: &str, missing: &[&str], alias: Option<&str>| CpuDefinition {
+            name: name.into(),
+            deprecated: false,
+            unavailable_features: missing.iter().map(|f| (*f).to_owned()).collect(),
+            alias_of: alias.map(Into::into),
+        };
+        let caps = synthetic(
+            &["ich9-ahci", "usb-storage", "isa-fdc", "VGA", "iothread"],
+            vec![
+                def("max", &[], None),
+                def("qemu64", &["pni"], Some("qemu64-v1")),
+                def("Westmere-v1", &["sse4.2", "pclmulqdq"], None),
+                def("486", &[], Some("486-v1")),
+            ],
+        );
+        let fw = parse_firmware(
+            r#"{"interface-types":["uefi"],"mapping":{"device":"flash","executable":{"filename":"/fw/SB.fd"}},
+               "targets":[{"architecture":"x86_64","machines":["pc-q35-*"]}],"features":["secure-boot"]}"#,
+        )
+        .expect("fw");
+        let host = HostFacts {
+            firmware: vec![fw],
+            swtpm: Swtpm::default(),
+        };
+        let q35 = doc(&caps, "q35", &host);
+        let pc = doc(&caps, "pc", &host);
+        assert!(q35.contains("<machine>pc-q35-10.0</machine>"));
+        assert!(q35.contains("<vcpu max='1024'/>"), "KVM's limit: {q35}");
+        assert!(pc.contains("<vcpu max='255'/>"));
+        assert!(q35.contains("<iothreads supported='yes'/>"));
+        // Firmware only for the machines a descriptor names.
+        assert!(q35.contains("<value>/fw/SB.fd</value>") && !pc.contains("/fw/SB.fd"));
+        assert!(q35.contains("<value>efi</value>") && !pc.contains("<value>efi</value>"));
+        // IDE only on i440fx; SATA and USB from their device types.
+        assert!(pc.contains("<value>ide</value>") && !q35.contains("<value>ide</value>"));
+        assert!(q35.contains("<value>sata</value>") && q35.contains("<value>usb</value>"));
+        assert!(!q35.contains("<value>cirrus</value>") && q35.contains("<value>vga</value>"));
+        // No swtpm: no emulator backend and no versions.
+        assert!(!q35.contains("<value>emulator</value>") && !q35.contains("backendVersion"));
+        // Custom models: sorted, canonical names, blockers in libvirt's
+        // names, `max` left out.
+        let i486 = q35
+            .find("<model usable='yes' vendor='unknown' canonical='486-v1'>486</model>")
+            .expect("486");
+        let west = q35
+            .find("<model usable='no' vendor='Intel'>Westmere-v1</model>")
+            .expect("Westmere");
+        let qemu64 = q35
+            .find("<model usable='no' vendor='unknown' canonical='qemu64-v1'>qemu64</model>")
+            .expect("qemu64");
+        assert!(i486 < west && west < qemu64, "{q35}");
+        assert!(q35.contains(
+            "<blockers model='Westmere-v1'>\n        <feature name='pclmuldq'/>\n        <feature name='sse4.2'/>\n      </blockers>"
+        ));
+        assert!(!q35.contains(">max</model>"));
+        assert!(q35.contains("<mode name='host-model' supported='no'/>"));
+    }
+
+    #[test]
+    fn resolution_errors_name_the_emulator() {
+        let caps = synthetic(&[], Vec::new());
+        let msg = |req: Request| {
+            resolve(&req, "x86_64", &caps)
+                .expect_err("rejected")
+                .message
+        };
+        assert_eq!(
+            msg(Request {
+                machine: "bogus".into(),
+                ..Request::default()
+            }),
+            "invalid argument: the machine 'bogus' is not supported by emulator '/usr/bin/qemu-system-x86_64'"
+        );
+        assert!(resolve(&Request::default(), "aarch64", &caps).is_err());
+        let r = resolve(&Request::default(), "x86_64", &caps).expect("defaults");
+        assert_eq!(
+            (r.machine.name.as_str(), r.virttype),
+            ("pc-i440fx-10.0", "kvm")
+        );
+        let mut no_kvm = caps.clone();
+        no_kvm.kvm = false;
+        let r = resolve(&Request::default(), "x86_64", &no_kvm).expect("tcg");
+        assert_eq!(r.virttype, "qemu");
+        assert!(
+            resolve(
+                &Request {
+                    virttype: "kvm".into(),
+                    ..Request::default()
+                },
+                "x86_64",
+                &no_kvm
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn vendors_follow_libvirts_cpu_map() {
         assert_eq!(vendor("486-v1"), "unknown");

@@ -363,6 +363,9 @@ async fn kvm_max_vcpus(emulator: &Path, machines: &[MachineInfo]) -> Option<u32>
     .arg(&big.name)
     .arg("-smp")
     .arg(format!("1,maxcpus={}", big.cpu_max))
+    // When KVM allows that many, QEMU gets past accelerator init and must
+    // still exit at once: a kernel that cannot exist does it.
+    .args(["-kernel", "/nonexistent/virtmesh-kvm-limit-probe"])
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped())
