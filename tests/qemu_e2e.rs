@@ -420,10 +420,7 @@ fn tcg_linux_guest_hotplug_and_unplug_through_the_gateway() {
 #[test]
 fn domcapabilities_and_capabilities_through_the_gateway() {
     let qemu = which("qemu-system-x86_64").is_some();
-    if !require(
-        "qemu-system-x86_64 (scripts/install-host-deps.sh)",
-        qemu,
-    ) {
+    if !require("qemu-system-x86_64 (scripts/install-host-deps.sh)", qemu) {
         return;
     }
     let kvm = std::path::Path::new("/dev/kvm").exists();
