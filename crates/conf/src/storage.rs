@@ -983,13 +983,11 @@ impl PoolDef {
     }
 }
 
-/// Append an element formatted at `indent`.
+/// Append an element formatted at `indent` (two spaces per level).
+/// Newlines inside its text stay as they are: indenting every line of the
+/// formatted element would shift them on each define/dumpxml cycle.
 fn push_element(out: &mut String, el: &Element, indent: &str) {
-    for line in el.to_xml().lines() {
-        out.push_str(indent);
-        out.push_str(line);
-        out.push('\n');
-    }
+    out.push_str(&el.to_xml_at(indent.len() / 2));
 }
 
 /// `<backingStore>` of a volume.

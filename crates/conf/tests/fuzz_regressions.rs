@@ -143,6 +143,31 @@ fn pool_attribute_with_newline_formats_stably() {
     );
 }
 
+/// A newline inside element text (a permissions label) is kept as it is:
+/// the nested element used to be indented line by line, which shifted the
+/// text after the newline on every define/dumpxml cycle (fuzz target pool).
+#[test]
+fn pool_label_with_newline_formats_stably() {
+    use virtmesh_conf::storage::PoolDef;
+    let xml = stable(
+        "<pool type='dir'>
+  <name>cc-label</name>
+  <uuid>c187ecd7-e9ae-5ab5-9e63-71dd8a9675aa</uuid>
+  <target>
+    <path>/tmp/pool</path>
+    <permissions>
+      <mode>0750</mode>
+      <label>system_u:object_r:
+virt_image_t:s0</label>
+    </permissions>
+  </target>
+</pool>",
+        PoolDef::parse,
+        |p| p.to_xml(1 << 30, 1 << 20, 1 << 29),
+    );
+    assert!(xml.contains("<label>system_u:object_r:\nvirt_image_t:s0</label>"), "{xml}");
+}
+
 /// Stray text beside child elements is not part of any libvirt document;
 /// it is dropped (it used to be kept and moved as devices were sorted).
 #[test]
