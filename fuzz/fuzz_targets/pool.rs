@@ -1,5 +1,5 @@
 #![no_main]
-//! Storage pool XML (virStoragePoolDefineXML); sizes are the driver'\''s, any fixed values do.
+//! Storage pool XML (virStoragePoolDefineXML); sizes are the driver's, any fixed values do.
 use libfuzzer_sys::fuzz_target;
 use virtmesh_conf_fuzz::{as_text, round_trip};
 
