@@ -44,9 +44,9 @@ pub const DEVICE_ORDER: &[&str] = &[
 ];
 
 /// virDomainDeviceInfoFormat's order, shared by every device.
-const INFO_TAIL: &[&str] = &["boot", "alias", "master", "rom", "acpi", "address"];
+pub const INFO_TAIL: &[&str] = &["boot", "alias", "master", "rom", "acpi", "address"];
 
-const INTERFACE_ORDER: &[&str] = &[
+pub const INTERFACE_ORDER: &[&str] = &[
     "mac",
     "source",
     "vlan",
@@ -71,7 +71,7 @@ const INTERFACE_ORDER: &[&str] = &[
     "coalesce",
 ];
 
-const DISK_ORDER: &[&str] = &[
+pub const DISK_ORDER: &[&str] = &[
     "driver",
     "auth",
     "source",
@@ -190,7 +190,7 @@ fn check_enum(el: &Element, attr: &str, elem: &str, allowed: &[&str]) -> Result<
 
 /// Sort a device's children: `order` first, unknown ones next, then the
 /// device-info tail.
-fn sort_device(dev: &mut Element, order: &[&str]) {
+pub fn sort_device(dev: &mut Element, order: &[&str]) {
     let mut full: Vec<&str> = order.to_vec();
     full.push("*");
     full.extend_from_slice(INFO_TAIL);
@@ -497,7 +497,7 @@ fn normalize_disk(dev: &mut Element) {
     sort_device(dev, DISK_ORDER);
 }
 
-const IOTUNE_ORDER: &[&str] = &[
+pub const IOTUNE_ORDER: &[&str] = &[
     "total_bytes_sec",
     "read_bytes_sec",
     "write_bytes_sec",

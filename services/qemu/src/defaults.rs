@@ -7,6 +7,7 @@
 //! USB ports.
 
 use crate::pci::insert_controller;
+use virtmesh_conf::devices::{DISK_ORDER, INFO_TAIL, INTERFACE_ORDER, IOTUNE_ORDER, sort_device};
 use virtmesh_conf::{ConfError, Element, Node};
 
 fn attr<'a>(dev: &'a Element, k: &str) -> &'a str {
@@ -672,85 +673,6 @@ fn validate(devices: &Element, q35: bool) -> Result<(), ConfError> {
         }
     }
     Ok(())
-}
-
-/// The device-info tail every device formats last.
-const INFO_TAIL: &[&str] = &["boot", "alias", "master", "rom", "acpi", "address"];
-
-const INTERFACE_ORDER: &[&str] = &[
-    "mac",
-    "source",
-    "vlan",
-    "virtualport",
-    "bandwidth",
-    "port",
-    "ip",
-    "route",
-    "script",
-    "downscript",
-    "backenddomain",
-    "target",
-    "guest",
-    "model",
-    "driver",
-    "backend",
-    "filterref",
-    "tune",
-    "teaming",
-    "link",
-    "mtu",
-    "coalesce",
-];
-
-const DISK_ORDER: &[&str] = &[
-    "driver",
-    "auth",
-    "source",
-    "backingStore",
-    "backenddomain",
-    "geometry",
-    "blockio",
-    "target",
-    "iotune",
-    "readonly",
-    "shareable",
-    "transient",
-    "serial",
-    "wwn",
-    "vendor",
-    "product",
-    "encryption",
-];
-
-const IOTUNE_ORDER: &[&str] = &[
-    "total_bytes_sec",
-    "read_bytes_sec",
-    "write_bytes_sec",
-    "total_iops_sec",
-    "read_iops_sec",
-    "write_iops_sec",
-    "total_bytes_sec_max",
-    "read_bytes_sec_max",
-    "write_bytes_sec_max",
-    "total_iops_sec_max",
-    "read_iops_sec_max",
-    "write_iops_sec_max",
-    "size_iops_sec",
-    "group_name",
-    "total_bytes_sec_max_length",
-    "read_bytes_sec_max_length",
-    "write_bytes_sec_max_length",
-    "total_iops_sec_max_length",
-    "read_iops_sec_max_length",
-    "write_iops_sec_max_length",
-    "*",
-];
-
-fn sort_device(dev: &mut Element, order: &[&str]) {
-    let mut full: Vec<&str> = order.to_vec();
-    full.push("*");
-    full.extend_from_slice(INFO_TAIL);
-    dev.sort_children(&full);
 }
 
 /// Children in libvirt's formatting order, and the small canonical forms
