@@ -104,6 +104,13 @@ fn parse_cpuset(s: &str) -> Option<Vec<u32>> {
     Some(set.into_iter().collect())
 }
 
+/// A CPU list (`0-3,^2,8`) in libvirt's canonical form (ascending
+/// ranges), or None when it does not parse (ranges are capped, so no list
+/// can make this allocate without bound).
+pub fn cpuset_canonical(list: &str) -> Option<String> {
+    parse_cpuset(list).map(|cpus| format_cpuset(&cpus))
+}
+
 /// Format CPU numbers as libvirt's virBitmapFormat does ("0-2,5").
 fn format_cpuset(cpus: &[u32]) -> String {
     let mut out = Vec::new();

@@ -4,6 +4,7 @@
 //! and the lifecycle need. Parsing uses `virtmesh_conf`'s generic element
 //! tree; what the tree does not model is kept as given.
 
+use virtmesh_conf::domain_misc::cpuset_canonical;
 use virtmesh_conf::error::{parse_root, parse_uuid};
 use virtmesh_conf::{ConfError, Element, Node};
 
@@ -780,57 +781,6 @@ const FEATURE_ORDER: &[&str] = &[
     "aia",
     "*",
 ];
-
-/// A CPU list (`0-3,^2,8`) as a set, and back in libvirt's canonical
-/// form (ranges, ascending).
-pub fn cpuset_canonical(list: &str) -> Option<String> {
-    let mut set = std::collections::BTreeSet::new();
-    let mut minus = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (neg, part) = match part.strip_prefix('^') {
-            Some(p) => (true, p),
-            None => (false, part),
-        };
-        let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
-            None => {
-                let n = part.parse::<u32>().ok()?;
-                (n, n)
-            }
-        };
-        if lo > hi {
-            return None;
-        }
-        for n in lo..=hi {
-            if neg {
-                minus.push(n);
-            } else {
-                set.insert(n);
-            }
-        }
-    }
-    for n in minus {
-        set.remove(&n);
-    }
-    let v: Vec<u32> = set.into_iter().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let start = v[i];
-        let mut end = start;
-        while i + 1 < v.len() && v[i + 1] == end + 1 {
-            i += 1;
-            end = v[i];
-        }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-        i += 1;
-    }
-    Some(out.join(","))
-}
 
 /// CPU sets in canonical form, pins of vCPUs that do not exist dropped
 /// (an empty `<cputune>` with them), a hugepage nodeset that names the
