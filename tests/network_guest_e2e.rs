@@ -12,11 +12,8 @@
 
 mod common;
 
-use common::{Netns, Proc, is_root, require, which};
-use std::io::{Read, Write};
+use common::{Netns, Proc, Vsh, guest_files, is_root, require, which};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
@@ -26,106 +23,6 @@ const GUEST: &str = "netguest";
 const MAC: &str = "52:54:00:4e:77:06";
 const SUBNET: &str = "10.77.6.";
 const ROUTER: &str = "10.77.6.1";
-
-/// The guest's kernel and network initramfs, built (or found) by the qemu
-/// crate's fixture script.
-fn guest_files() -> Option<PathBuf> {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("services/qemu/tests/fixtures/build-guest.sh");
-    let out = Command::new("sh").arg(&script).output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "build-guest.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last()?);
-    (dir.join("vmlinuz").exists() && dir.join("initrd-net.cpio").exists()).then_some(dir)
-}
-
-struct Vsh {
-    gateway: String,
-}
-
-impl Vsh {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vsh"))
-            .args(["--gateway", &self.gateway, "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .expect("vsh")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "vsh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// vsh that must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "vsh {args:?} succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// `vsh console GUEST` on a pty (virsh's console needs a terminal;
-    /// `script` gives it one) until `done` accepts what it printed, then
-    /// ^] to leave. Returns the output.
-    fn console_until(&self, guest: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
-        let cmd = format!(
-            "{} --gateway {} -c qemu:///system console {guest}",
-            env!("CARGO_BIN_EXE_vsh"),
-            self.gateway
-        );
-        let mut child = Command::new("script")
-            .args(["-qfec", &cmd, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("script");
-        let seen = Arc::new(Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().expect("stdout");
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline && !done(&seen.lock().unwrap_or_else(|e| e.into_inner())) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        // ^] ends the session as in virsh; a kill if it does not.
-        if let Some(stdin) = child.stdin.as_mut() {
-            let _ = stdin.write_all(&[0x1d]);
-        }
-        let left = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < left && matches!(child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
 
 /// Processes of `program` whose command line names `dir` (this test's
 /// temporary directory), with their command lines.
@@ -224,23 +121,18 @@ fn in_netns(ns: &Netns, bin: &str, config: &str, state: &str) -> Proc {
 
 #[test]
 fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
-    let tools = ["ip", "dnsmasq", "nft", "script"];
+    let tools = ["ip", "dnsmasq", "nft"];
     let have =
         is_root() && tools.iter().all(|t| which(t).is_some()) && Path::new(EMULATOR).exists();
     if !require(
-        "root, ip, dnsmasq, nft, script and qemu-system-x86_64 (scripts/install-host-deps.sh)",
+        "root, ip, dnsmasq, nft and qemu-system-x86_64 (scripts/install-host-deps.sh)",
         have,
     ) {
         return;
     }
-    let files = guest_files();
-    if !require(
-        "the test guest (build-guest.sh: apt-get download of Debian's kernel and busybox-static)",
-        files.is_some(),
-    ) {
+    let Some(files) = guest_files() else {
         return;
-    }
-    let files = files.unwrap_or_default();
+    };
     let started = Instant::now();
     let ns = Netns::create(&format!("vmng-{}", std::process::id())).expect("ip netns add");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -254,9 +146,7 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         env!("CARGO_BIN_EXE_virtmesh-gateway"),
         &["--config", &config, "--listen", "127.0.0.1:0"],
     );
-    let vsh = Vsh {
-        gateway: gateway.addr.clone(),
-    };
+    let vsh = Vsh::new(&gateway.addr, "qemu:///system");
 
     let net_xml = path("net.xml");
     std::fs::write(
@@ -628,9 +518,7 @@ fn kvm_guest_on_a_vepa_network_gets_macvtaps_on_the_pool_devices() {
         env!("CARGO_BIN_EXE_virtmesh-gateway"),
         &["--config", &config, "--listen", "127.0.0.1:0"],
     );
-    let vsh = Vsh {
-        gateway: gateway.addr.clone(),
-    };
+    let vsh = Vsh::new(&gateway.addr, "qemu:///system");
     let net_xml = path("vepa.xml");
     std::fs::write(
         &net_xml,

@@ -3,13 +3,14 @@
 
 mod common;
 
-use common::{Proc, require, which};
-use std::process::{Command, Output};
+use common::{Proc, Route, Vsh, guest_files, require, start_gateway, which};
+use std::process::Output;
 
 struct QemuMesh {
     _dir: tempfile::TempDir,
     _qemu: Proc,
-    gateway: Proc,
+    _gateway: Proc,
+    vsh: Vsh,
 }
 
 impl QemuMesh {
@@ -25,49 +26,30 @@ impl QemuMesh {
                 state.to_str().expect("utf-8"),
             ],
         );
-        let config = dir.path().join("virtmesh.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
-                 [[service]]\nname = \"qemu\"\nlisten = \"{}\"\nschemes = [\"qemu\"]\n",
-                qemu.addr
-            ),
-        )
-        .expect("config");
-        let gateway = Proc::start(
-            env!("CARGO_BIN_EXE_virtmesh-gateway"),
-            &[
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--listen",
-                "127.0.0.1:0",
-            ],
+        let gateway = start_gateway(
+            dir.path(),
+            "qemu:///system",
+            &[Route {
+                name: "qemu",
+                addr: &qemu.addr,
+                routing: "schemes = [\"qemu\"]",
+            }],
         );
+        let vsh = Vsh::new(&gateway.addr, "qemu:///system");
         QemuMesh {
             _dir: dir,
             _qemu: qemu,
-            gateway,
+            _gateway: gateway,
+            vsh,
         }
     }
 
     fn vsh(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vsh"))
-            .args(["--gateway", &self.gateway.addr, "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .expect("vsh")
+        self.vsh.run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.vsh(args);
-        assert!(
-            out.status.success(),
-            "vsh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.vsh.ok(args)
     }
 }
 
@@ -129,94 +111,6 @@ fn kvm_guest_lifecycle_through_the_gateway() {
     assert_eq!(gone.status.code(), Some(1));
 }
 
-/// The test guest of services/qemu (Debian's kernel + a busybox
-/// initramfs), built by its fixture script; None (with the reason
-/// printed, or a failure under VIRTMESH_REQUIRE_HOST=1) when it cannot be.
-fn guest_files() -> Option<std::path::PathBuf> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/services/qemu/tests/fixtures/build-guest.sh"
-    );
-    let out = Command::new("sh").arg(script).output().ok()?;
-    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last()?);
-    let ok = out.status.success()
-        && dir.join("vmlinuz").exists()
-        && dir.join("initrd-net.cpio").exists();
-    require(
-        &format!(
-            "the test guest (build-guest.sh: {})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        ok,
-    )
-    .then_some(dir)
-}
-
-/// `vsh console NAME` on a pseudo-terminal (virsh's console needs one),
-/// read until `marker` shows up, then left with Ctrl+].
-fn console_until(
-    mesh: &QemuMesh,
-    name: &str,
-    marker: &str,
-    timeout: std::time::Duration,
-) -> String {
-    use std::io::{Read, Write};
-    use std::os::fd::OwnedFd;
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    let slave = |fd: &OwnedFd| std::process::Stdio::from(fd.try_clone().expect("dup pty"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vsh"))
-        .args([
-            "--gateway",
-            &mesh.gateway.addr,
-            "-c",
-            "qemu:///system",
-            "console",
-            name,
-        ])
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("vsh console");
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let mut reader = master.try_clone().expect("dup master");
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + timeout;
-    let mut seen = String::new();
-    while !seen.contains(marker) && std::time::Instant::now() < deadline {
-        if let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-    // Ctrl+] ends the session as in virsh.
-    let _ = master.write_all(b"\x1d");
-    let exit_deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break Some(s);
-        }
-        if std::time::Instant::now() > exit_deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "vsh console did not end cleanly on Ctrl+]: {status:?}"
-    );
-    seen
-}
-
 /// A TCG guest that really boots: its init's marker read back through
 /// `vsh console` over the gateway, and `vsh shutdown` (the ACPI power
 /// button, handled by busybox acpid in the guest) ends in shut off.
@@ -251,12 +145,11 @@ fn tcg_guest_console_and_acpi_shutdown_through_the_gateway() {
     mesh.ok(&["define", xml.to_str().expect("utf-8")]);
     mesh.ok(&["start", &name]);
     // The guest has no NIC: its init says so every second once up.
-    let seen = console_until(
-        &mesh,
-        &name,
-        "VIRTMESH-NO-LEASE",
-        std::time::Duration::from_secs(120),
-    );
+    let seen = mesh
+        .vsh
+        .console_until(&name, std::time::Duration::from_secs(120), |s| {
+            s.contains("VIRTMESH-NO-LEASE")
+        });
     assert!(
         seen.contains("VIRTMESH-NO-LEASE"),
         "no marker on the console; it showed:\n{seen}"

@@ -237,3 +237,177 @@ impl Drop for Netns {
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
+
+/// One `[[service]]` of a gateway config: its name, where it listens, and
+/// its routing lines (`schemes = [...]` / `families = [...]`).
+pub struct Route<'a> {
+    pub name: &'a str,
+    pub addr: &'a str,
+    pub routing: &'a str,
+}
+
+/// Write a gateway config for `routes` into `dir` and start the gateway on
+/// a free loopback port.
+pub fn start_gateway(dir: &Path, default_uri: &str, routes: &[Route<'_>]) -> Proc {
+    let mut text =
+        format!("[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"{default_uri}\"\n");
+    for r in routes {
+        text.push_str(&format!(
+            "\n[[service]]\nname = \"{}\"\nlisten = \"{}\"\n{}\n",
+            r.name, r.addr, r.routing
+        ));
+    }
+    let config = dir.join("virtmesh.toml");
+    std::fs::write(&config, text).expect("writing config");
+    Proc::start(
+        env!("CARGO_BIN_EXE_virtmesh-gateway"),
+        &[
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+}
+
+/// vsh against one gateway with one connection URI.
+#[derive(Clone)]
+pub struct Vsh {
+    pub gateway: String,
+    pub uri: String,
+}
+
+impl Vsh {
+    pub fn new(gateway: &str, uri: &str) -> Vsh {
+        Vsh {
+            gateway: gateway.to_owned(),
+            uri: uri.to_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vsh"))
+            .args(["--gateway", &self.gateway, "-c", &self.uri])
+            .args(args)
+            .output()
+            .expect("running vsh")
+    }
+
+    /// vsh that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vsh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// vsh that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "vsh {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `vsh console GUEST` on a pseudo-terminal (virsh's console needs
+    /// one) until `done` accepts what it printed, then Ctrl+] to leave,
+    /// which must end vsh cleanly. Returns the output.
+    pub fn console_until(
+        &self,
+        guest: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        use std::io::{Read, Write};
+        use std::os::fd::OwnedFd;
+        use std::time::Instant;
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup pty"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vsh"))
+            .args([
+                "--gateway",
+                &self.gateway,
+                "-c",
+                &self.uri,
+                "console",
+                guest,
+            ])
+            .stdin(slave(&pty.slave))
+            .stdout(slave(&pty.slave))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vsh console");
+        drop(pty.slave);
+        let mut master = std::fs::File::from(pty.master);
+        let mut reader = master.try_clone().expect("dup master");
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        let mut seen = String::new();
+        while !done(&seen) && Instant::now() < deadline {
+            if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+        let _ = master.write_all(b"\x1d");
+        let exit_deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > exit_deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "vsh console did not end cleanly on Ctrl+]: {status:?}"
+        );
+        seen
+    }
+}
+
+/// The test guest of services/qemu (Debian's kernel, busybox initramfs
+/// `initrd-net.cpio`), built or found by its fixture script; None (with
+/// the reason, or a failure under VIRTMESH_REQUIRE_HOST=1) otherwise.
+pub fn guest_files() -> Option<PathBuf> {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("services/qemu/tests/fixtures/build-guest.sh");
+    let out = Command::new("sh").arg(&script).output();
+    let (dir, why) = match &out {
+        Ok(o) if o.status.success() => (
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .lines()
+                .last()
+                .map(PathBuf::from),
+            String::new(),
+        ),
+        Ok(o) => (None, String::from_utf8_lossy(&o.stderr).into_owned()),
+        Err(e) => (None, e.to_string()),
+    };
+    let dir = dir.filter(|d| d.join("vmlinuz").exists() && d.join("initrd-net.cpio").exists());
+    require(
+        &format!("the test guest (build-guest.sh: {})", why.trim()),
+        dir.is_some(),
+    )
+    .then_some(dir)
+    .flatten()
+}
