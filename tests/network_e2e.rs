@@ -7,15 +7,15 @@
 
 mod common;
 
-use common::{Netns, Proc, is_root, require, which};
+use common::{Netns, Proc, Route, Vsh, is_root, require, start_gateway, which};
 use std::path::PathBuf;
-use std::process::Command;
 
 /// Gateway + qemu service on loopback, network service inside `ns`.
 struct NetMesh {
     ns: Netns,
     dir: tempfile::TempDir,
-    gateway: Proc,
+    vsh: Vsh,
+    _gateway: Proc,
     _network: Proc,
     _qemu: Proc,
 }
@@ -64,48 +64,35 @@ impl NetMesh {
                 qemu_state.to_str().expect("utf-8"),
             ],
         );
-        let config = dir.path().join("virtmesh.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
-                 [[service]]\nname = \"qemu\"\nlisten = \"{}\"\nschemes = [\"qemu\"]\n\n\
-                 [[service]]\nname = \"network\"\nlisten = \"{}\"\nfamilies = [\"Network\"]\n",
-                qemu.addr, network.addr
-            ),
-        )
-        .expect("config");
-        let gateway = Proc::start(
-            env!("CARGO_BIN_EXE_virtmesh-gateway"),
+        let gateway = start_gateway(
+            dir.path(),
+            "qemu:///system",
             &[
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--listen",
-                "127.0.0.1:0",
+                Route {
+                    name: "qemu",
+                    addr: &qemu.addr,
+                    routing: "schemes = [\"qemu\"]",
+                },
+                Route {
+                    name: "network",
+                    addr: &network.addr,
+                    routing: "families = [\"Network\"]",
+                },
             ],
         );
+        let vsh = Vsh::new(&gateway.addr, "qemu:///system");
         Some(NetMesh {
             ns,
             dir,
-            gateway,
+            vsh,
+            _gateway: gateway,
             _network: network,
             _qemu: qemu,
         })
     }
 
     fn vsh(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_vsh"))
-            .args(["--gateway", &self.gateway.addr, "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .expect("vsh");
-        assert!(
-            out.status.success(),
-            "vsh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.vsh.ok(args)
     }
 
     fn define(&self, xml: &str) {

@@ -13,8 +13,8 @@
 
 mod common;
 
-use common::{Netns, Proc, is_root, require, which};
-use std::process::{Command, Output};
+use common::{Netns, Proc, Vsh, is_root, require, which};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 const BRIDGE: &str = "hpbr0";
@@ -77,22 +77,11 @@ impl Mesh {
     }
 
     fn vsh(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vsh"))
-            .args(["--gateway", &self.gateway.addr, "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .expect("vsh")
+        Vsh::new(&self.gateway.addr, "qemu:///system").run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.vsh(args);
-        assert!(
-            out.status.success(),
-            "vsh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Vsh::new(&self.gateway.addr, "qemu:///system").ok(args)
     }
 
     /// The command fails with exactly this stderr.

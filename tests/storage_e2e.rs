@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Proc, require, which};
+use common::{Proc, Route, Vsh, require, start_gateway, which};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -19,6 +19,7 @@ struct StorageMesh {
     // Dropped in declaration order: the processes (gateway first), then
     // their directory.
     gateway: Proc,
+    vsh: Vsh,
     _storage: Proc,
     _qemu: Proc,
     dir: tempfile::TempDir,
@@ -46,28 +47,26 @@ impl StorageMesh {
                 &state("qemu-state"),
             ],
         );
-        let config = dir.path().join("virtmesh.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nlisten = \"127.0.0.1:0\"\ndefault_uri = \"qemu:///system\"\n\n\
-                 [[service]]\nname = \"qemu\"\nlisten = \"{}\"\nschemes = [\"qemu\"]\n\n\
-                 [[service]]\nname = \"storage\"\nlisten = \"{}\"\nfamilies = [\"StoragePool\", \"StorageVol\"]\n",
-                qemu.addr, storage.addr
-            ),
-        )
-        .expect("config");
-        let gateway = Proc::start(
-            env!("CARGO_BIN_EXE_virtmesh-gateway"),
+        let gateway = start_gateway(
+            dir.path(),
+            "qemu:///system",
             &[
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--listen",
-                "127.0.0.1:0",
+                Route {
+                    name: "qemu",
+                    addr: &qemu.addr,
+                    routing: "schemes = [\"qemu\"]",
+                },
+                Route {
+                    name: "storage",
+                    addr: &storage.addr,
+                    routing: "families = [\"StoragePool\", \"StorageVol\"]",
+                },
             ],
         );
+        let vsh = Vsh::new(&gateway.addr, "qemu:///system");
         StorageMesh {
             dir,
+            vsh,
             gateway,
             _storage: storage,
             _qemu: qemu,
@@ -75,22 +74,11 @@ impl StorageMesh {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vsh"))
-            .args(["--gateway", &self.gateway.addr, "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .expect("vsh")
+        self.vsh.run(args)
     }
 
     fn vsh(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "vsh {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.vsh.ok(args)
     }
 
     /// A dir pool definition in this mesh's temporary directory.
