@@ -165,7 +165,10 @@ virt_image_t:s0</label>
         PoolDef::parse,
         |p| p.to_xml(1 << 30, 1 << 20, 1 << 29),
     );
-    assert!(xml.contains("<label>system_u:object_r:\nvirt_image_t:s0</label>"), "{xml}");
+    assert!(
+        xml.contains("<label>system_u:object_r:\nvirt_image_t:s0</label>"),
+        "{xml}"
+    );
 }
 
 /// Stray text beside child elements is not part of any libvirt document;

@@ -1,3 +1,4 @@
 //! Host plumbing shared by virtmesh services.
+pub mod dirs;
 pub mod fs;
 pub mod netlink;

@@ -47,41 +47,12 @@ impl NetworkConfig {
     /// ~/.local/share) and $XDG_RUNTIME_DIR. An explicit `--state-dir`
     /// keeps everything in one place: the run directory goes beneath it.
     pub fn system(state_dir: Option<PathBuf>) -> NetworkConfig {
-        if let Some(state_dir) = state_dir {
-            return NetworkConfig {
-                run_dir: state_dir.join("run"),
-                state_dir,
-            };
-        }
-        if is_root() {
-            return NetworkConfig {
-                state_dir: PathBuf::from("/var/lib/virtmesh/network"),
-                run_dir: PathBuf::from("/run/virtmesh/network"),
-            };
-        }
-        let env_dir = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let data = env_dir("XDG_DATA_HOME")
-            .or_else(|| env_dir("HOME").map(|h| h.join(".local/share")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("virtmesh/network");
-        let run = env_dir("XDG_RUNTIME_DIR")
-            .map(|r| r.join("virtmesh/network"))
-            .unwrap_or_else(|| data.join("run"));
+        let d = virtmesh_util::dirs::service_dirs("network", state_dir);
         NetworkConfig {
-            state_dir: data,
-            run_dir: run,
+            state_dir: d.state_dir,
+            run_dir: d.run_dir,
         }
     }
-}
-
-/// Whether we run as root: /proc/self belongs to the effective uid.
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// An active network: its live definition and what its start created.

@@ -88,48 +88,14 @@ impl QemuConfig {
     /// ~/.local/share) and $XDG_RUNTIME_DIR. An explicit `--state-dir`
     /// keeps everything in one place: the run directory goes beneath it.
     pub fn system(state_dir: Option<PathBuf>) -> QemuConfig {
-        let emulator = PathBuf::from(crate::def::DEFAULT_EMULATOR);
-        if let Some(state_dir) = state_dir {
-            return QemuConfig {
-                run_dir: state_dir.join("run"),
-                state_dir,
-                emulator,
-                network: None,
-            };
-        }
-        if is_root() {
-            return QemuConfig {
-                state_dir: PathBuf::from("/var/lib/virtmesh/qemu"),
-                run_dir: PathBuf::from("/run/virtmesh/qemu"),
-                emulator,
-                network: None,
-            };
-        }
-        let env_dir = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let data = env_dir("XDG_DATA_HOME")
-            .or_else(|| env_dir("HOME").map(|h| h.join(".local/share")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("virtmesh/qemu");
-        let run = env_dir("XDG_RUNTIME_DIR")
-            .map(|r| r.join("virtmesh/qemu"))
-            .unwrap_or_else(|| data.join("run"));
+        let d = virtmesh_util::dirs::service_dirs("qemu", state_dir);
         QemuConfig {
-            state_dir: data,
-            run_dir: run,
-            emulator,
+            state_dir: d.state_dir,
+            run_dir: d.run_dir,
+            emulator: PathBuf::from(crate::def::DEFAULT_EMULATOR),
             network: None,
         }
     }
-}
-
-/// Whether we run as root: /proc/self belongs to the effective uid.
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// A running QEMU.

@@ -36,40 +36,12 @@ impl StorageConfig {
     /// ~/.local/share) and $XDG_RUNTIME_DIR.  An explicit state directory
     /// keeps everything in one place: the run directory goes beneath it.
     pub fn system(state_dir: Option<PathBuf>) -> StorageConfig {
-        if let Some(state_dir) = state_dir {
-            return StorageConfig {
-                run_dir: state_dir.join("run"),
-                state_dir,
-            };
-        }
-        if is_root() {
-            return StorageConfig {
-                state_dir: PathBuf::from("/var/lib/virtmesh/storage"),
-                run_dir: PathBuf::from("/run/virtmesh/storage"),
-            };
-        }
-        let env_dir = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let data = env_dir("XDG_DATA_HOME")
-            .or_else(|| env_dir("HOME").map(|h| h.join(".local/share")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("virtmesh/storage");
-        let run = env_dir("XDG_RUNTIME_DIR")
-            .map(|r| r.join("virtmesh/storage"))
-            .unwrap_or_else(|| data.join("run"));
+        let d = virtmesh_util::dirs::service_dirs("storage", state_dir);
         StorageConfig {
-            state_dir: data,
-            run_dir: run,
+            state_dir: d.state_dir,
+            run_dir: d.run_dir,
         }
     }
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Pool types with a backend in this build, as libvirt's Debian package
