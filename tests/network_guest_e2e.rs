@@ -254,7 +254,7 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
 
     // The guest's own word, through the gateway's console.
     let seen = vsh.console_until(GUEST, Duration::from_secs(150), |s| {
-        s.contains("VIRTMESH-PING-OK")
+        s.contains(&format!("VIRTMESH-PING-OK router={ROUTER}"))
     });
     let lease_line = seen
         .lines()

@@ -317,7 +317,8 @@ impl Vsh {
     }
 
     /// `vsh console GUEST` on a pseudo-terminal (virsh's console needs
-    /// one) until `done` accepts what it printed, then Ctrl+] to leave,
+    /// one) until `done` accepts the complete lines it printed, then
+    /// Ctrl+] to leave,
     /// which must end vsh cleanly. Returns the output.
     pub fn console_until(
         &self,
@@ -358,7 +359,10 @@ impl Vsh {
         });
         let deadline = Instant::now() + timeout;
         let mut seen = String::new();
-        while !done(&seen) && Instant::now() < deadline {
+        // `done` sees complete lines only: a marker split across two reads
+        // must not count before its line has fully arrived.
+        let complete = |s: &str| s.rfind('\n').map_or(String::new(), |i| s[..=i].to_owned());
+        while !done(&complete(&seen)) && Instant::now() < deadline {
             if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
                 seen.push_str(&String::from_utf8_lossy(&chunk));
             }
