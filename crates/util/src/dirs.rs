@@ -50,6 +50,49 @@ pub fn service_dirs(service: &str, state_dir: Option<PathBuf>) -> ServiceDirs {
     }
 }
 
+/// Why a state directory could not be locked; `busy` when another
+/// process holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot lock '{path}': {message}")]
+pub struct LockError {
+    pub path: String,
+    pub message: String,
+    pub busy: bool,
+}
+
+/// Take `<dir>/.lock` exclusively, without waiting: two instances of one
+/// service on one directory would fight over the same host resources, so
+/// the second fails clearly. The descriptor is close-on-exec, so children
+/// (QEMU, dnsmasq) never inherit the lock; it is held until dropped.
+pub fn try_lock_state_dir(
+    dir: &std::path::Path,
+    service: &str,
+) -> Result<nix::fcntl::Flock<std::fs::File>, LockError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join(".lock");
+    let e = |message: String, busy: bool| LockError {
+        path: path.display().to_string(),
+        message,
+        busy,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|x| e(x.to_string(), false))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            e(
+                format!("another virtmesh-{service} is using this state directory"),
+                true,
+            )
+        } else {
+            e(errno.to_string(), false)
+        }
+    })
+}
+
 /// Whether we run as root: /proc/self belongs to the effective uid.
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -65,6 +108,16 @@ mod tests {
         let d = service_dirs("qemu", Some(PathBuf::from("/srv/vm")));
         assert_eq!(d.state_dir, PathBuf::from("/srv/vm"));
         assert_eq!(d.run_dir, PathBuf::from("/srv/vm/run"));
+    }
+
+    #[test]
+    fn a_held_state_dir_is_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = try_lock_state_dir(dir.path(), "test").expect("first");
+        let e = try_lock_state_dir(dir.path(), "test").expect_err("held");
+        assert!(e.busy && e.message.contains("another virtmesh-test"), "{e}");
+        drop(held);
+        try_lock_state_dir(dir.path(), "test").expect("free again");
     }
 
     #[test]

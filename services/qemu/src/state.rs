@@ -42,31 +42,19 @@ pub struct StateLock {
 /// Take the lock, waiting up to `wait`: a service restarted in place may
 /// overlap its predecessor's last moments.
 pub async fn lock_dir(dir: &Path, wait: std::time::Duration) -> Result<StateLock, StateError> {
-    use nix::fcntl::{Flock, FlockArg};
-    let path = dir.join(".lock");
-    let err = |message: String| StateError::Lock {
-        path: path.display().to_string(),
-        message,
-    };
     let deadline = std::time::Instant::now() + wait;
     loop {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| err(e.to_string()))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        match virtmesh_util::dirs::try_lock_state_dir(dir, "qemu") {
             Ok(lock) => return Ok(StateLock { _lock: lock }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+            Err(e) if e.busy && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(err(
-                    "another virtmesh-qemu is using this state directory".into()
-                ));
+            Err(e) => {
+                return Err(StateError::Lock {
+                    path: e.path,
+                    message: e.message,
+                });
             }
-            Err((_, e)) => return Err(err(e.to_string())),
         }
     }
 }

@@ -133,27 +133,12 @@ fn store_err(e: StoreError) -> virtmesh_rpc::VirtError {
     err::internal(e)
 }
 
-/// Take the state directory: a second driver on it would fight over the
-/// same files.
+/// Take the state directory (util::dirs): a second driver on it would
+/// fight over the same host resources.
 fn lock_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, DriverError> {
-    use nix::fcntl::{Flock, FlockArg};
-    let path = dir.join(".lock");
-    let e = |message: String| DriverError::Lock {
-        path: path.display().to_string(),
-        message,
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|x| e(x.to_string()))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        if errno == nix::errno::Errno::EWOULDBLOCK {
-            e("another virtmesh-storage is using this state directory".into())
-        } else {
-            e(errno.to_string())
-        }
+    virtmesh_util::dirs::try_lock_state_dir(dir, "storage").map_err(|e| DriverError::Lock {
+        path: e.path,
+        message: e.message,
     })
 }
 
