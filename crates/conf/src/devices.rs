@@ -221,7 +221,7 @@ pub fn disk_index(dev: &str) -> Option<u64> {
 }
 
 /// The bus libvirt infers from a disk target name.
-fn disk_bus_for(dev: &str, device: &str) -> &'static str {
+pub fn disk_bus_for(dev: &str, device: &str) -> &'static str {
     if device == "floppy" || dev.starts_with("fd") {
         "fdc"
     } else if dev.starts_with("hd") {

@@ -7,7 +7,9 @@
 //! USB ports.
 
 use crate::pci::insert_controller;
-use virtmesh_conf::devices::{DISK_ORDER, INFO_TAIL, INTERFACE_ORDER, IOTUNE_ORDER, sort_device};
+use virtmesh_conf::devices::{
+    DISK_ORDER, INFO_TAIL, INTERFACE_ORDER, IOTUNE_ORDER, disk_bus_for, sort_device,
+};
 use virtmesh_conf::{ConfError, Element, Node};
 
 fn attr<'a>(dev: &'a Element, k: &str) -> &'a str {
@@ -28,23 +30,6 @@ fn controller(ty: &str, index: u32) -> Element {
     Element::new("controller")
         .with_attr("type", ty)
         .with_attr("index", index.to_string())
-}
-
-/// The bus libvirt infers from a disk target name.
-fn disk_bus_for(dev: &str, device: &str) -> &'static str {
-    if device == "floppy" || dev.starts_with("fd") {
-        "fdc"
-    } else if dev.starts_with("sd") {
-        "scsi"
-    } else if dev.starts_with("vd") {
-        "virtio"
-    } else if dev.starts_with("xvd") {
-        "xen"
-    } else if dev.starts_with("ubd") {
-        "uml"
-    } else {
-        "ide"
-    }
 }
 
 pub fn drive_address(controller: u64, bus: u64, unit: u64) -> Element {
