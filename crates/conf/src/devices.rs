@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use crate::ConfError;
+use crate::bandwidth::{Bandwidth, BandwidthContext};
 use crate::xml::{Element, Node};
 
 /// libvirt groups devices by kind in this order when formatting.
@@ -576,7 +577,9 @@ fn normalize_interface(
     {
         dev.child_or_insert("mac").set_attr("address", lower);
     }
-    if dev.attr("type") == Some("network") {
+    let is_network = dev.attr("type") == Some("network");
+    Bandwidth::canonicalize(dev, BandwidthContext::interface(is_network))?;
+    if is_network {
         let src = dev.child_mut("source").ok_or_else(|| {
             ConfError::xml("interface type='network' requires a 'source' element")
         })?;

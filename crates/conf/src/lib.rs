@@ -7,6 +7,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bandwidth;
 pub mod devices;
 pub mod domain;
 pub mod domain_misc;

@@ -1,6 +1,7 @@
 //! Network XML (`<network>`), normalised as libvirt's network parser does.
 
 use crate::ConfError;
+use crate::bandwidth::{Bandwidth, BandwidthContext};
 use crate::error::{parse_root, parse_uuid};
 use crate::xml::{Element, Node};
 
@@ -210,6 +211,11 @@ impl NetworkDef {
             return Err(ConfError::detail("invalid char in name: /"));
         }
         validate(&root, &name)?;
+        // Network-wide and portgroup limits: no floor, no class ID.
+        Bandwidth::canonicalize(&mut root, BandwidthContext::NETWORK)?;
+        for pg in root.elements_mut().filter(|e| e.name == "portgroup") {
+            Bandwidth::canonicalize(pg, BandwidthContext::NETWORK)?;
+        }
         root.set_child_text("name", name);
         let uuid = parse_uuid(root.child_text("uuid"))?;
         root.set_child_text("uuid", uuid.to_string());
