@@ -31,6 +31,15 @@ pub enum TcError {
 
 type Cmd = Vec<String>;
 
+/// Refinements libvirt adds that shaping works without: the sfq leaf
+/// (fair queueing inside a class; without it HTB's default pfifo leaf
+/// serves) and the fw-mark hook filter. Kernels built without them
+/// (sch_sfq, cls_fw) still get the limits; see [`run_all`].
+fn optional(c: &Cmd) -> bool {
+    c.iter().any(|a| a == "sfq")
+        || (c.first().map(String::as_str) == Some("filter") && c.iter().any(|a| a == "fw"))
+}
+
 fn cmd(parts: &[&str]) -> Cmd {
     parts.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -348,7 +357,12 @@ async fn run(args: &[String]) -> Result<(), TcError> {
 
 async fn run_all(cmds: &[Cmd]) -> Result<(), TcError> {
     for c in cmds {
-        run(c).await?;
+        match run(c).await {
+            Err(e @ TcError::Failed { .. }) if optional(c) => {
+                tracing::warn!("QoS refinement left out: {e}");
+            }
+            r => r?,
+        }
     }
     Ok(())
 }
@@ -445,6 +459,26 @@ mod tests {
         assert!(l[0].starts_with("qdisc add dev macvtap0 root handle 1: htb default 1"));
         assert!(l[1].contains("rate 128kbps quantum 10"), "{l:?}");
         assert!(l[5].contains("police rate 1000kbps burst 1024kb"), "{l:?}");
+    }
+
+    #[test]
+    fn only_fair_queueing_and_the_fw_hook_are_optional() {
+        let bw = Bandwidth {
+            inbound: rate(1000, 0, 0, 0),
+            outbound: rate(10, 0, 0, 0),
+        };
+        let optional: Vec<String> = set_commands("t", &bw, true, true)
+            .iter()
+            .filter(|c| optional(c))
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(
+            optional,
+            [
+                "qdisc add dev t parent 1:2 handle 2: sfq perturb 10",
+                "filter add dev t parent 1:0 protocol all prio 1 handle 1 fw flowid 1",
+            ]
+        );
     }
 
     #[test]

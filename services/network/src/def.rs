@@ -5,6 +5,7 @@
 
 use crate::error::{self as err, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use virtmesh_conf::bandwidth::{Bandwidth, BandwidthContext};
 use virtmesh_conf::network::NetworkDef;
 use virtmesh_conf::xml::{Element, Node};
 
@@ -343,6 +344,9 @@ pub struct NetDef {
     pub routes: Vec<StaticRoute>,
     /// `<dnsmasq:options>` values, passed through verbatim.
     pub dnsmasq_options: Vec<String>,
+    /// The network-wide `<bandwidth>`: shaping on the bridge, and what
+    /// guests' floors are guaranteed out of.
+    pub bandwidth: Option<Bandwidth>,
 }
 
 impl NetDef {
@@ -452,9 +456,64 @@ impl NetDef {
                 })
                 .collect(),
             dnsmasq_options,
+            bandwidth: Bandwidth::of(root, BandwidthContext::NETWORK)
+                .ok()
+                .flatten(),
             mode,
             def,
         }
+    }
+
+    /// The `<bandwidth>` of portgroup `group`, or of the default
+    /// portgroup when the port names none (virPortGroupFindByName).
+    pub fn portgroup_bandwidth(&self, group: Option<&str>) -> Option<Bandwidth> {
+        let root = self.def.element();
+        let pg = root.children_named("portgroup").find(|p| match group {
+            Some(g) => p.attr("name") == Some(g),
+            None => p.attr("default") == Some("yes"),
+        })?;
+        Bandwidth::of(pg, BandwidthContext::NETWORK).ok().flatten()
+    }
+
+    /// The forward mode as libvirt names it in messages.
+    pub fn mode_name(&self) -> &str {
+        match &self.mode {
+            ForwardMode::None => "none",
+            ForwardMode::Nat => "nat",
+            ForwardMode::Route => "route",
+            ForwardMode::Open => "open",
+            ForwardMode::Bridge => "bridge",
+            ForwardMode::Other(m) => m,
+        }
+    }
+
+    /// networkValidate's QoS rules: network-wide and portgroup limits
+    /// only where there is a bridge to shape (the routed modes, or
+    /// forward mode bridge with a named bridge); none on hostdev
+    /// portgroups.
+    pub fn check_bandwidth(&self) -> Result<()> {
+        let allowed = self.mode.has_own_bridge()
+            || (self.mode == ForwardMode::Bridge && self.bridge.is_some());
+        let mode = self.mode_name();
+        if self.bandwidth.is_some() && !allowed {
+            return Err(err::unsupported(format!(
+                "Unsupported network-wide <bandwidth> element in network {} with forward mode='{mode}'",
+                self.name
+            )));
+        }
+        for pg in self.def.element().children_named("portgroup") {
+            if pg.child("bandwidth").is_none() {
+                continue;
+            }
+            let pg_name = pg.attr("name").unwrap_or_default();
+            if !allowed {
+                return Err(err::unsupported(format!(
+                    "Unsupported <bandwidth> element in network '{}' in portgroup '{pg_name}' with forward mode='{mode}'",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn to_xml(&self) -> String {
@@ -500,6 +559,7 @@ pub fn random_mac() -> String {
 /// bridge name is already used by another network or exists on the host.
 pub fn fill_defaults(def: NetworkDef, taken: &dyn Fn(&str) -> bool) -> Result<NetworkDef> {
     let typed = NetDef::from_def(def.clone());
+    typed.check_bandwidth()?;
     if !typed.mode.has_own_bridge() {
         return Ok(def);
     }

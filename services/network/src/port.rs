@@ -5,6 +5,7 @@
 //! canonical order.
 
 use crate::error::{self as err, Result};
+use virtmesh_conf::bandwidth::{Bandwidth, BandwidthContext};
 use virtmesh_conf::xml::{Element, Node};
 
 /// libvirt's element order in virNetworkPortDefFormatBuf.
@@ -66,6 +67,7 @@ impl PortDef {
             }
             Some(_) => {}
         }
+        Bandwidth::canonicalize(&mut root, BandwidthContext::PORT).map_err(err::conf)?;
         if let Some(o) = root.child_mut("owner") {
             o.sort_children(&["name", "uuid"]);
         }
@@ -93,12 +95,35 @@ impl PortDef {
         )
     }
 
-    /// What the port asks for that this driver cannot give yet (QoS,
-    /// VLAN tags, virtual port profiles need tc/OVS support): refused,
-    /// never silently dropped.
+    /// The portgroup the port asks for (`<group>`).
+    pub fn group(&self) -> Option<String> {
+        self.root.child_text("group").filter(|g| !g.is_empty())
+    }
+
+    /// The port's QoS and the class the network made on its bridge for
+    /// the port's floor (`<bandwidth classID>`).
+    pub fn bandwidth(&self) -> (Option<Bandwidth>, Option<u32>) {
+        self.root
+            .child("bandwidth")
+            .and_then(|b| Bandwidth::parse(b, BandwidthContext::PORT).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn set_bandwidth(&mut self, bw: Option<&Bandwidth>, class_id: Option<u32>) {
+        self.root.remove_children("bandwidth");
+        if let Some(bw) = bw {
+            self.root
+                .children
+                .push(Node::Element(bw.to_element(class_id)));
+            self.root.sort_children(ORDER);
+        }
+    }
+
+    /// What the port asks for that this driver cannot give yet (VLAN
+    /// tags and virtual port profiles need OVS or SR-IOV support):
+    /// refused, never silently dropped.
     pub fn unimplemented_feature(&self) -> Option<&'static str> {
         [
-            ("bandwidth", "bandwidth (QoS)"),
             ("vlan", "VLAN tags"),
             ("virtualport", "virtual port profiles"),
         ]
@@ -199,9 +224,13 @@ mod tests {
         assert_eq!(p.plug_type(), Some("direct"));
         let qos = PortDef::parse(
             "<networkport><owner><name>g</name><uuid>14f6865f-355e-56c2-afd4-2f005da5b17b</uuid></owner>\
-             <mac address='52:54:00:aa:bb:cc'/><bandwidth><inbound average='1000'/></bandwidth></networkport>",
+             <mac address='52:54:00:aa:bb:cc'/><bandwidth><inbound average='1000'/></bandwidth><vlan><tag id='4'/></vlan></networkport>",
         )
         .expect("parse");
-        assert_eq!(qos.unimplemented_feature(), Some("bandwidth (QoS)"));
+        assert_eq!(qos.unimplemented_feature(), Some("VLAN tags"));
+        assert_eq!(
+            qos.bandwidth().0.and_then(|b| b.inbound).map(|r| r.average),
+            Some(1000)
+        );
     }
 }

@@ -49,6 +49,11 @@ pub struct LiveStatus {
     /// ports are handed out from it. Nothing on the host is created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pool: Vec<String>,
+    /// A host bridge (forward mode bridge) we put the network's
+    /// `<bandwidth>` on: the bridge is not ours, its root and ingress
+    /// qdiscs are, and go at stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shaped_host_bridge: Option<String>,
 }
 
 pub fn mkdir(dir: &Path) -> Result<(), StateError> {
@@ -189,6 +194,7 @@ mod tests {
             }],
             dnsmasq_pid: Some(42),
             pool: vec!["vp0".into()],
+            shaped_host_bridge: Some("br0".into()),
         };
         let path = dir.path().join("n.status.json");
         save_status(&path, &st).expect("save");

@@ -155,6 +155,13 @@ impl NetworkDriver {
                         "Cannot get interface flags on '{b}': No such device"
                     )));
                 }
+                // The host bridge is not ours, but the shaping we put on
+                // it is: recorded first, so a stop takes it off again.
+                if let (Some(b), Some(_)) = (&def.bridge, &def.bandwidth) {
+                    st.shaped_host_bridge = Some(b.clone());
+                    self.save_live(st)?;
+                    self.shape_bridge(def, b).await?;
+                }
                 return Ok(());
             }
             ForwardMode::Other(mode) => {
@@ -191,6 +198,7 @@ impl NetworkDriver {
         nl.set_up(index)
             .await
             .map_err(|e| err::system(format!("Failed to set bridge '{bridge}' up: {e}")))?;
+        self.shape_bridge(def, &bridge).await?;
         for r in &def.routes {
             nl.add_route(r.address, r.prefix, r.gateway, r.metric)
                 .await
@@ -239,6 +247,9 @@ impl NetworkDriver {
             if let Err(e) = firewall::remove(t).await {
                 tracing::error!("network {}: {e}", st.name);
             }
+        }
+        if let Some(b) = &st.shaped_host_bridge {
+            virtmesh_util::bandwidth::clear(b).await;
         }
         if let Some((name, index)) = &st.bridge
             && let Err(e) = self.inner.netlink.delete_link(name, *index).await

@@ -12,6 +12,7 @@
 
 mod lifecycle;
 mod ports;
+mod qos;
 mod recovery;
 mod update;
 

@@ -136,13 +136,22 @@ impl NetworkDriver {
                 }
             }
         }
+        // A reclaimed port's QoS is on the bridge already.
+        if !(reclaim && port.has_plug()) {
+            self.plug_port_qos(&live, &mut port).await?;
+        }
         let dir = self.ports_dir(&net.name);
-        status::mkdir(&dir).map_err(state_err)?;
-        virtmesh_util::fs::write_atomic(
-            &dir.join(format!("{}.xml", port.uuid())),
-            port.to_xml().as_bytes(),
-        )
-        .map_err(err::system)?;
+        let saved = status::mkdir(&dir).map_err(state_err).and_then(|()| {
+            virtmesh_util::fs::write_atomic(
+                &dir.join(format!("{}.xml", port.uuid())),
+                port.to_xml().as_bytes(),
+            )
+            .map_err(err::system)
+        });
+        if let Err(e) = saved {
+            self.unplug_port_qos(&live, &port).await;
+            return Err(e);
+        }
         let summary = Self::port_summary(&net, &port);
         self.with_net(&net.uuid, |n| {
             if let Some(l) = &mut n.live {
@@ -176,11 +185,16 @@ impl NetworkDriver {
         let uuid = port.uuid();
         status::remove_file(&self.ports_dir(&net.name).join(format!("{uuid}.xml")))
             .map_err(state_err)?;
+        let mut rest = None;
         self.with_net(&net.uuid, |n| {
             if let Some(l) = &mut n.live {
                 l.ports.retain(|p| p.uuid() != uuid);
+                rest = Some(l.clone());
             }
         });
+        if let Some(live) = rest {
+            self.unplug_port_qos(&live, &port).await;
+        }
         Ok(())
     }
 }
