@@ -153,6 +153,8 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         &net_xml,
         format!(
             "<network><name>{NET}</name><forward mode='nat'/><bridge name='{BRIDGE}'/>\
+             <portgroup name='guests' default='yes'><bandwidth>\
+             <inbound average='12500' peak='25000'/></bandwidth></portgroup>\
              <ip address='{ROUTER}' netmask='255.255.255.0'><dhcp>\
              <range start='{SUBNET}10' end='{SUBNET}50'/></dhcp></ip></network>"
         ),
@@ -250,6 +252,18 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
             && port_xml.contains(&format!("<mac address='{MAC}'/>"))
             && port_xml.contains(&format!("<plug type='network' bridge='{BRIDGE}'/>")),
         "{port_xml}"
+    );
+    // The default portgroup's limits came with the port and are on the
+    // tap: guest inbound 12500 KiB/s (100 Mbit/s), peak 200 Mbit/s.
+    assert!(
+        port_xml.contains("<inbound average='12500' peak='25000'/>"),
+        "{port_xml}"
+    );
+    let shaped = String::from_utf8_lossy(&ns.exec("tc", &["class", "show", "dev", "vnet0"]).stdout)
+        .into_owned();
+    assert!(
+        shaped.contains("class htb 1:1 root") && shaped.contains("rate 100Mbit ceil 200Mbit"),
+        "{shaped}"
     );
 
     // The guest's own word, through the gateway's console.
@@ -426,19 +440,19 @@ fn tcg_guest_takes_a_lease_on_a_nat_network_and_leaves_nothing_behind() {
         format!("Network port {manual} deleted")
     );
     assert!(ports_drain(&vsh));
-    // QoS on a port is not built yet: refused, never dropped.
+    // A guaranteed floor needs the network's own inbound QoS.
     let qos_file = path("port-qos.xml");
     std::fs::write(
         &qos_file,
         "<networkport><owner><name>manual</name>\
          <uuid>8f2a4b7c-1d3e-4f5a-9b6c-7d8e9f0a1b2c</uuid></owner>\
-         <mac address='52:54:00:4e:77:0b'/><bandwidth><inbound average='1000'/></bandwidth>\
+         <mac address='52:54:00:4e:77:0b'/><bandwidth><inbound floor='100'/></bandwidth>\
          </networkport>",
     )
     .expect("qos port xml");
     let err = vsh.fails(&["net-port-create", NET, &qos_file]);
     assert!(
-        err.contains("bandwidth (QoS) on ports of network 'guestnat' is not implemented"),
+        err.contains("Invalid use of 'floor' on interface with MAC address 52:54:00:4e:77:0b - network 'guestnat' has no inbound QoS set"),
         "{err}"
     );
     assert!(ports_drain(&vsh));

@@ -13,6 +13,7 @@ use crate::netport::{NetPeer, PortRecord};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use virtmesh_conf::Element;
+use virtmesh_conf::bandwidth::{Bandwidth, BandwidthContext};
 use virtmesh_rpc::{ErrorCode, ErrorDomain, VirtError};
 use virtmesh_util::netlink::{self, EEXIST, Netlink, NetlinkError};
 
@@ -64,6 +65,9 @@ pub enum HostNetError {
     /// A configuration this driver cannot start.
     #[error("{0}")]
     Unsupported(String),
+    /// Something this mode of the service cannot do (QoS without root).
+    #[error("{0}")]
+    Operation(String),
 }
 
 impl From<HostNetError> for VirtError {
@@ -73,6 +77,9 @@ impl From<HostNetError> for VirtError {
             HostNetError::Peer(v) => v,
             HostNetError::Unsupported(m) => {
                 VirtError::new(ErrorCode::ConfigUnsupported, ErrorDomain::Qemu, m)
+            }
+            HostNetError::Operation(m) => {
+                VirtError::new(ErrorCode::OperationUnsupported, ErrorDomain::Qemu, m)
             }
         }
     }
@@ -141,7 +148,53 @@ pub async fn prepare(
 
 type PreparedOne = (Backend, Option<String>, Option<PortRecord>);
 
+/// One interface: its host link, then its QoS on that link.
 async fn prepare_one(
+    nl: &Netlink,
+    net: &NetPeer,
+    iface: &Element,
+    owner: Owner<'_>,
+    created: &mut Vec<OwnedLink>,
+) -> Result<PreparedOne, HostNetError> {
+    let one = plumb_one(nl, net, iface, owner, created).await?;
+    shape(iface, &one).await?;
+    Ok(one)
+}
+
+/// The interface's actual `<bandwidth>` on its host link (libvirt's
+/// qemuInterfaceBridgeConnect/DirectConnect → virNetDevBandwidthSet): a
+/// network interface's comes from its port (its own, or its portgroup's;
+/// the floor is the network's business, on the bridge). A tap on a
+/// bridge sees the guest's traffic reversed (guest inbound = tap egress);
+/// a macvtap or an ethernet tap shares the guest's view.
+async fn shape(iface: &Element, one: &PreparedOne) -> Result<(), HostNetError> {
+    let (backend, target, port) = one;
+    let kind = iface.attr("type").unwrap_or_default();
+    let bw = match port {
+        Some(p) => virtmesh_conf::xml::parse(&p.xml)
+            .ok()
+            .and_then(|root| Bandwidth::of(&root, BandwidthContext::PORT).ok().flatten()),
+        None => Bandwidth::of(iface, BandwidthContext::interface(kind == "network"))
+            .map_err(|e| HostNetError::Unsupported(e.message))?,
+    };
+    let Some(bw) = bw else { return Ok(()) };
+    let Some(ifname) = target else {
+        tracing::warn!("setting bandwidth on interfaces of type '{kind}' is not implemented yet");
+        return Ok(());
+    };
+    if !virtmesh_util::dirs::is_root() {
+        return Err(HostNetError::Operation(
+            "Operation not supported: Network bandwidth tuning is not available in session mode"
+                .into(),
+        ));
+    }
+    let shares_host_view = matches!(backend, Backend::Fd(_)) || kind == "ethernet";
+    virtmesh_util::bandwidth::set(ifname, &bw, false, !shares_host_view)
+        .await
+        .map_err(|e| HostNetError::Host(e.to_string()))
+}
+
+async fn plumb_one(
     nl: &Netlink,
     net: &NetPeer,
     iface: &Element,

@@ -296,3 +296,108 @@ fn ethernet_taps_ours_and_unmanaged() {
     assert_eq!(ns.link_index("ours0"), None, "{}", ns.links());
     assert_eq!(ns.link_index("mine0"), Some(before), "{}", ns.links());
 }
+
+/// `tc` in the test's namespace → (success, stdout).
+fn tc(ns: &Netns, args: &[&str]) -> (bool, String) {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name, "tc"])
+        .args(args)
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the kernel has tc's police action (tried on veth1's ingress).
+fn kernel_has_police(ns: &Netns) -> bool {
+    let has = tc(ns, &["qdisc", "add", "dev", "veth1", "ingress"]).0
+        && tc(
+            ns,
+            &[
+                "filter", "add", "dev", "veth1", "parent", "ffff:", "protocol", "all", "u32",
+                "match", "u32", "0", "0", "police", "rate", "1kbps", "burst", "1kb", "drop",
+            ],
+        )
+        .0;
+    tc(ns, &["qdisc", "del", "dev", "veth1", "ingress"]);
+    has
+}
+
+/// An interface's `<bandwidth>` on its host link, as libvirt sets it: a
+/// bridge tap shapes the guest's inbound on its egress (HTB), a macvtap
+/// shares the guest's view and shapes the guest's outbound; a guest
+/// outbound limit on a tap needs tc's police action, and where the
+/// kernel lacks it the start fails with tc's words and leaves no link.
+#[test]
+fn interface_bandwidth_shapes_tap_and_macvtap() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Netns::new("q");
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["link", "set", "br0", "up"]);
+    let police = kernel_has_police(&ns);
+    let ns_name = ns.name.clone();
+    let (tap, macvtap, out_start) = ns.run(move |cfg| async move {
+        let d = QemuDriver::new(cfg).await.expect("driver");
+        let xml = format!(
+            "<domain type='kvm'><name>q</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <interface type='bridge'><mac address='52:54:00:aa:bb:07'/><source bridge='br0'/>\
+             <bandwidth><inbound average='1000' peak='2000' burst='256'/></bandwidth>\
+             <model type='virtio'/></interface>\
+             <interface type='direct'><mac address='{MAC}'/><source dev='veth0' mode='bridge'/>\
+             <bandwidth><outbound average='100'/></bandwidth><model type='virtio'/></interface>\
+             </devices></domain>"
+        );
+        d.define(&xml).await.expect("define");
+        d.start(Some(&by_name("q")), false).await.expect("start");
+        let show = |dev: &str| {
+            Command::new("ip")
+                .args(["netns", "exec", &ns_name, "tc", "class", "show", "dev", dev])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let (tap, macvtap) = (show("vnet0"), show("macvtap0"));
+        d.destroy(Some(&by_name("q")), false)
+            .await
+            .expect("destroy");
+        let out = xml.replace("<name>q</name>", "<name>q2</name>").replace(
+            "<inbound average='1000' peak='2000' burst='256'/>",
+            "<outbound average='50'/>",
+        );
+        d.define(&out).await.expect("define outbound");
+        let started = d.start(Some(&by_name("q2")), false).await.map(|_| ());
+        if started.is_ok() {
+            d.destroy(Some(&by_name("q2")), false)
+                .await
+                .expect("destroy");
+        }
+        (tap, macvtap, started)
+    });
+    // 1000 KiB/s = 8 Mbit/s, peak 16 Mbit/s.
+    assert!(
+        tap.contains("class htb 1:1 root") && tap.contains("rate 8Mbit ceil 16Mbit burst 256Kb"),
+        "{tap}"
+    );
+    assert!(
+        macvtap.contains("class htb 1:1 root") && macvtap.contains("rate 800Kbit"),
+        "{macvtap}"
+    );
+    match (police, out_start) {
+        (true, Ok(())) => {}
+        (false, Err(e)) => assert!(
+            e.message.contains("tc filter add dev vnet0 parent ffff: protocol all u32 match u32 0 0 police rate 50kbps"),
+            "{}",
+            e.message
+        ),
+        (police, r) => panic!("police action available: {police}, start: {r:?}"),
+    }
+    assert_eq!(ns.link_index("vnet0"), None, "{}", ns.links());
+    assert_eq!(ns.link_index("macvtap0"), None, "{}", ns.links());
+}
