@@ -1,7 +1,6 @@
 //! The Network service over the driver core.
 
 use crate::driver::NetworkDriver;
-use crate::error::unimplemented;
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -188,15 +187,18 @@ impl Network for NetworkService {
 
     async fn port_get_parameters(
         &self,
-        _: Request<pb::PortRef>,
+        request: Request<pb::PortRef>,
     ) -> Result<Response<pb::PortParameters>, Status> {
-        Err(unimplemented("PortGetParameters").into())
+        Ok(Response::new(
+            self.driver.port_parameters(request.get_ref())?,
+        ))
     }
 
     async fn port_set_parameters(
         &self,
-        _: Request<pb::PortSetParametersRequest>,
+        request: Request<pb::PortSetParametersRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(unimplemented("PortSetParameters").into())
+        self.driver.port_set_parameters(request.get_ref()).await?;
+        Ok(Response::new(()))
     }
 }

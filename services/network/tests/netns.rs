@@ -1414,6 +1414,64 @@ async fn network_bandwidth_shapes_the_bridge_and_guarantees_floors() {
         "the portgroup's limits: {port3}"
     );
 
+    // Typed parameters: libvirt's field names; a new floor re-rates the
+    // port's class and the shared one.
+    let params = net
+        .port_get_parameters(port_ref("qos", 1))
+        .await
+        .expect("parameters")
+        .into_inner()
+        .params;
+    let fields: Vec<(String, u64)> = params.into_iter().map(|p| (p.field, p.value)).collect();
+    assert_eq!(
+        fields,
+        [
+            ("inbound.average".to_owned(), 0),
+            ("inbound.peak".to_owned(), 0),
+            ("inbound.floor".to_owned(), 600),
+            ("inbound.burst".to_owned(), 0),
+        ]
+    );
+    let set = |floor: u64| pb::PortSetParametersRequest {
+        port: Some(port_ref("qos", 1)),
+        params: vec![pb::PortParameter {
+            field: "inbound.floor".into(),
+            value: floor,
+        }],
+    };
+    net.port_set_parameters(set(800)).await.expect("floor 800");
+    let classes = tc_show(&ns, "class", "vmqos0");
+    assert!(
+        class_line(&classes, "1:3").contains("rate 6400Kbit ceil 16Mbit"),
+        "{classes}"
+    );
+    assert!(
+        class_line(&classes, "1:2").contains("rate 9600Kbit ceil 16Mbit"),
+        "{classes}"
+    );
+    let too_much = net
+        .port_set_parameters(set(2500))
+        .await
+        .expect_err("overcommit");
+    assert_eq!(
+        VirtError::from_status(&too_much).code,
+        ErrorCode::OperationInvalid
+    );
+    let unknown = net
+        .port_set_parameters(pb::PortSetParametersRequest {
+            port: Some(port_ref("qos", 1)),
+            params: vec![pb::PortParameter {
+                field: "inbound.nonsense".into(),
+                value: 1,
+            }],
+        })
+        .await
+        .expect_err("unknown field");
+    assert_eq!(
+        VirtError::from_status(&unknown).message,
+        "argument unsupported: parameter 'inbound.nonsense' not supported"
+    );
+
     net.port_delete(port_ref("qos", 1)).await.expect("delete");
     let classes = tc_show(&ns, "class", "vmqos0");
     assert!(class_line(&classes, "1:3").is_empty(), "{classes}");
@@ -1422,6 +1480,40 @@ async fn network_bandwidth_shapes_the_bridge_and_guarantees_floors() {
         "{classes}"
     );
     assert!(!tc_show(&ns, "filter", "vmqos0").contains("flowid 1:3"));
+    // Parameters without a floor take the port's class away.
+    net.port_create_xml(port_req(
+        "qos",
+        port_with(4, "<bandwidth><inbound floor='100'/></bandwidth>"),
+        false,
+    ))
+    .await
+    .expect("port 4");
+    assert!(!class_line(&tc_show(&ns, "class", "vmqos0"), "1:3").is_empty());
+    net.port_set_parameters(pb::PortSetParametersRequest {
+        port: Some(port_ref("qos", 4)),
+        params: vec![pb::PortParameter {
+            field: "inbound.average".into(),
+            value: 100,
+        }],
+    })
+    .await
+    .expect("no floor");
+    let classes = tc_show(&ns, "class", "vmqos0");
+    assert!(class_line(&classes, "1:3").is_empty(), "{classes}");
+    assert!(
+        class_line(&classes, "1:2").contains("rate 16Mbit ceil 16Mbit"),
+        "{classes}"
+    );
+    let port4 = net
+        .port_get_xml_desc(port_ref("qos", 4))
+        .await
+        .expect("port xml")
+        .into_inner()
+        .xml;
+    assert!(
+        port4.contains("<bandwidth>\n    <inbound average='100'/>"),
+        "{port4}"
+    );
 
     net.destroy(by_name("qos")).await.expect("destroy");
     assert!(!ns.link_exists("vmqos0"));

@@ -6,6 +6,16 @@
 
 use super::*;
 use crate::port::PortDef;
+use virtmesh_conf::bandwidth::{Bandwidth, Rate};
+
+// libvirt's VIR_NETWORK_PORT_BANDWIDTH_* typed-parameter names.
+const PARAM_IN_AVERAGE: &str = "inbound.average";
+const PARAM_IN_PEAK: &str = "inbound.peak";
+const PARAM_IN_FLOOR: &str = "inbound.floor";
+const PARAM_IN_BURST: &str = "inbound.burst";
+const PARAM_OUT_AVERAGE: &str = "outbound.average";
+const PARAM_OUT_PEAK: &str = "outbound.peak";
+const PARAM_OUT_BURST: &str = "outbound.burst";
 
 impl NetworkDriver {
     fn ports_dir(&self, network: &str) -> PathBuf {
@@ -177,6 +187,81 @@ impl NetworkDriver {
 
     pub fn port_xml(&self, r: &pb::PortRef) -> Result<String> {
         Ok(self.find_port(r)?.1.to_xml())
+    }
+
+    /// virNetworkPortGetParameters: the port's bandwidth as libvirt's
+    /// typed parameters (each present direction with all its fields).
+    pub fn port_parameters(&self, r: &pb::PortRef) -> Result<pb::PortParameters> {
+        let (_, port) = self.find_port(r)?;
+        let mut params = Vec::new();
+        if let (Some(bw), _) = port.bandwidth() {
+            let mut add = |field: &str, value: u64| {
+                params.push(pb::PortParameter {
+                    field: field.to_owned(),
+                    value,
+                })
+            };
+            if let Some(i) = bw.inbound {
+                add(PARAM_IN_AVERAGE, i.average);
+                add(PARAM_IN_PEAK, i.peak);
+                add(PARAM_IN_FLOOR, i.floor);
+                add(PARAM_IN_BURST, i.burst);
+            }
+            if let Some(o) = bw.outbound {
+                add(PARAM_OUT_AVERAGE, o.average);
+                add(PARAM_OUT_PEAK, o.peak);
+                add(PARAM_OUT_BURST, o.burst);
+            }
+        }
+        Ok(pb::PortParameters { params })
+    }
+
+    /// virNetworkPortSetParameters: the given fields make the port's new
+    /// bandwidth (fields not given are zero, as in libvirt); a direction
+    /// without average (or, inbound, floor) is dropped.
+    pub async fn port_set_parameters(&self, req: &pb::PortSetParametersRequest) -> Result<()> {
+        let _job = self.inner.job.lock().await;
+        let r = req.port.as_ref().ok_or_else(err::missing_ref)?;
+        let (net, mut port) = self.find_port(r)?;
+        let live = net.live.clone().ok_or_else(err::not_active)?;
+        let (mut inbound, mut outbound) = (Rate::default(), Rate::default());
+        for p in &req.params {
+            let slot = match p.field.as_str() {
+                PARAM_IN_AVERAGE => &mut inbound.average,
+                PARAM_IN_PEAK => &mut inbound.peak,
+                PARAM_IN_FLOOR => &mut inbound.floor,
+                PARAM_IN_BURST => &mut inbound.burst,
+                PARAM_OUT_AVERAGE => &mut outbound.average,
+                PARAM_OUT_PEAK => &mut outbound.peak,
+                PARAM_OUT_BURST => &mut outbound.burst,
+                other => {
+                    return Err(err::net(
+                        virtmesh_rpc::ErrorCode::ArgumentUnsupported,
+                        format!("argument unsupported: parameter '{other}' not supported"),
+                    ));
+                }
+            };
+            *slot = p.value;
+        }
+        let new = Bandwidth {
+            inbound: (inbound.average > 0 || inbound.floor > 0).then_some(inbound),
+            outbound: (outbound.average > 0).then_some(outbound),
+        };
+        let new = (new.inbound.is_some() || new.outbound.is_some()).then_some(new);
+        self.update_port_qos(&live, &mut port, new).await?;
+        let path = self
+            .ports_dir(&net.name)
+            .join(format!("{}.xml", port.uuid()));
+        virtmesh_util::fs::write_atomic(&path, port.to_xml().as_bytes()).map_err(err::system)?;
+        let uuid = port.uuid();
+        self.with_net(&net.uuid, |n| {
+            if let Some(l) = &mut n.live
+                && let Some(p) = l.ports.iter_mut().find(|p| p.uuid() == uuid)
+            {
+                *p = port;
+            }
+        });
+        Ok(())
     }
 
     pub async fn port_delete(&self, r: &pb::PortRef) -> Result<()> {

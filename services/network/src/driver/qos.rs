@@ -28,8 +28,14 @@ fn tc_err(e: virtmesh_util::bandwidth::TcError) -> VirtError {
 
 /// The sum of the floors of the ports that hold a class.
 fn floor_sum(live: &Live) -> u64 {
+    floor_sum_without(live, None)
+}
+
+/// The same, leaving out port `except` (whose floor is being changed).
+fn floor_sum_without(live: &Live, except: Option<&str>) -> u64 {
     live.ports
         .iter()
+        .filter(|p| except.is_none_or(|u| p.uuid() != u))
         .filter_map(|p| match p.bandwidth() {
             (Some(bw), Some(_)) => Some(bw.floor()),
             _ => None,
@@ -58,6 +64,17 @@ fn ceiling(net_in: &virtmesh_conf::bandwidth::Rate) -> u64 {
 /// networkCheckBandwidth for a new port: `Ok(None)` when no class is
 /// needed, `Ok(Some(ceiling))` when one is and the floors still fit.
 fn check_floor(live: &Live, port_bw: Option<&Bandwidth>, mac: &str) -> Result<Option<u64>> {
+    check_floor_change(live, port_bw, None, mac)
+}
+
+/// networkCheckBandwidth: as [`check_floor`], for port `replacing`
+/// (a UUID) whose present floor is left out of the sum.
+fn check_floor_change(
+    live: &Live,
+    port_bw: Option<&Bandwidth>,
+    replacing: Option<&str>,
+    mac: &str,
+) -> Result<Option<u64>> {
     let def = &live.def;
     let floor = port_bw.map_or(0, Bandwidth::floor);
     if floor > 0 && !def.mode.has_own_bridge() {
@@ -75,7 +92,7 @@ fn check_floor(live: &Live, port_bw: Option<&Bandwidth>, mac: &str) -> Result<Op
     let (Some(net_in), true) = (net_in, floor > 0) else {
         return Ok(None);
     };
-    let sum = floor_sum(live) + floor;
+    let sum = floor_sum_without(live, replacing) + floor;
     let bridge = def.bridge.as_deref().unwrap_or_default();
     let (limit, what) = if net_in.peak > 0 {
         (net_in.peak, "peak")
@@ -140,6 +157,74 @@ impl NetworkDriver {
             .map_err(tc_err)?;
         port.set_bandwidth(Some(&bw), Some(id));
         let rest = ceiling.saturating_sub(floor_sum(live) + bw.floor());
+        self.update_shared_rate(&bridge, &net_bw, rest).await;
+        Ok(())
+    }
+
+    /// networkUpdatePortBandwidth (PortSetParameters): the port's
+    /// limits become `new`; on the bridge only a changed floor matters:
+    /// its class is re-rated, made, or removed, and class 1:2 follows.
+    pub(super) async fn update_port_qos(
+        &self,
+        live: &Live,
+        port: &mut PortDef,
+        new: Option<Bandwidth>,
+    ) -> Result<()> {
+        let (old, class_id) = port.bandwidth();
+        let (old_floor, new_floor) = (
+            old.as_ref().map_or(0, Bandwidth::floor),
+            new.as_ref().map_or(0, Bandwidth::floor),
+        );
+        let uuid = port.uuid();
+        if old_floor == new_floor {
+            port.set_bandwidth(new.as_ref(), class_id);
+            return Ok(());
+        }
+        if new_floor == 0 {
+            // The floor is dropped: so is its class.
+            let mut gone = port.clone();
+            gone.set_bandwidth(old.as_ref(), class_id);
+            let mut rest = live.clone();
+            rest.ports.retain(|p| p.uuid() != uuid);
+            self.unplug_port_qos(&rest, &gone).await;
+            port.set_bandwidth(new.as_ref(), None);
+            return Ok(());
+        }
+        let Some(ceiling) = check_floor_change(live, new.as_ref(), Some(&uuid), &port.mac())?
+        else {
+            port.set_bandwidth(new.as_ref(), class_id);
+            return Ok(());
+        };
+        let (bridge, net_bw) = match (&live.def.bridge, &live.def.bandwidth) {
+            (Some(b), Some(n)) => (b.clone(), *n),
+            _ => {
+                return Err(err::internal(
+                    "network has no bridge to guarantee a floor on",
+                ));
+            }
+        };
+        let others = floor_sum_without(live, Some(&uuid));
+        match class_id {
+            Some(id) => {
+                let net_in = net_bw.inbound.unwrap_or_default();
+                virtmesh_util::bandwidth::update_rate(&bridge, id, &net_in, new_floor)
+                    .await
+                    .map_err(tc_err)?;
+                port.set_bandwidth(new.as_ref(), Some(id));
+            }
+            None => {
+                let Some(bw) = new else { return Ok(()) };
+                let mac_bytes: [u8; 6] = virtmesh_util::netlink::parse_mac(&port.mac())
+                    .and_then(|m| m.try_into().ok())
+                    .ok_or_else(|| err::internal("unable to parse the port's mac"))?;
+                let id = next_class_id(live);
+                virtmesh_util::bandwidth::plug(&bridge, &net_bw, &mac_bytes, &bw, id)
+                    .await
+                    .map_err(tc_err)?;
+                port.set_bandwidth(Some(&bw), Some(id));
+            }
+        }
+        let rest = ceiling.saturating_sub(others + new_floor);
         self.update_shared_rate(&bridge, &net_bw, rest).await;
         Ok(())
     }
