@@ -9,8 +9,9 @@
 //! dnsmasq's lease file, Update of DHCP hosts/ranges and DNS records,
 //! lifecycle events, recovery of running networks after a restart, network
 //! ports on bridge networks and on macvtap networks (a pool interface per
-//! port). Port parameters (bandwidth), the other Update sections and the
-//! hostdev mode's ports answer UNIMPLEMENTED.
+//! port), QoS (`<bandwidth>` on the bridge, floors for ports, port
+//! parameters). The other Update sections and the hostdev mode's ports
+//! answer UNIMPLEMENTED.
 
 pub mod def;
 pub mod dnsmasq;
