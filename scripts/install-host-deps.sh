@@ -48,6 +48,13 @@ if ! command -v xmllint >/dev/null 2>&1 \
     apt-get install -y -t bookworm-backports libvirt-common
 fi
 
+# UEFI firmware with QEMU's firmware descriptors (/usr/share/qemu/firmware):
+# firmware autoselection (<os firmware='efi'>) and the UEFI guest test.
+if [ ! -f /usr/share/qemu/firmware/60-edk2-x86_64.json ]; then
+    apt-get update
+    apt-get install -y ovmf
+fi
+
 # Skip the (slow) apt run when the right QEMU is already there.
 if command -v qemu-system-x86_64 >/dev/null 2>&1 \
     && qemu-system-x86_64 --version | grep -q 'version 10\.'; then

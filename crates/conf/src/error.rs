@@ -18,6 +18,8 @@ pub enum ConfErrorKind {
     InvalidArg,
     /// VIR_ERR_CONFIG_UNSUPPORTED.
     ConfigUnsupported,
+    /// VIR_ERR_OPERATION_FAILED.
+    OperationFailed,
 }
 
 /// A conf failure: its kind and libvirt's full message (prefix included).
@@ -55,6 +57,13 @@ impl ConfError {
         ConfError {
             kind: ConfErrorKind::ConfigUnsupported,
             message: format!("unsupported configuration: {}", msg.as_ref()),
+        }
+    }
+    /// "operation failed: ..." (VIR_ERR_OPERATION_FAILED).
+    pub fn operation_failed(msg: impl AsRef<str>) -> Self {
+        ConfError {
+            kind: ConfErrorKind::OperationFailed,
+            message: format!("operation failed: {}", msg.as_ref()),
         }
     }
     /// VIR_ERR_XML_DETAIL with a bare message (libvirt reports some

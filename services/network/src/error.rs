@@ -95,6 +95,7 @@ pub fn conf(e: ConfError) -> VirtError {
         ConfErrorKind::Internal => ErrorCode::InternalError,
         ConfErrorKind::InvalidArg => ErrorCode::InvalidArg,
         ConfErrorKind::ConfigUnsupported => ErrorCode::ConfigUnsupported,
+        ConfErrorKind::OperationFailed => ErrorCode::OperationFailed,
     };
     // libvirt's network XML parser reports from VIR_FROM_NETWORK.
     VirtError::new(code, ErrorDomain::Network, e.message)

@@ -358,6 +358,12 @@ impl DomainDef {
         &self.root
     }
 
+    /// The tree, for the completion steps that run after parsing
+    /// (firmware selection).
+    pub(crate) fn element_mut(&mut self) -> &mut Element {
+        &mut self.root
+    }
+
     pub fn name(&self) -> String {
         self.root.child_text("name").unwrap_or_default()
     }
@@ -748,7 +754,7 @@ fn normalize_vcpu(root: &mut Element) -> Result<(), ConfError> {
 }
 
 /// libvirt's order of `<features>` children (virDomainFeature).
-const FEATURE_ORDER: &[&str] = &[
+pub(crate) const FEATURE_ORDER: &[&str] = &[
     "acpi",
     "apic",
     "pae",

@@ -159,7 +159,11 @@ impl Domain for DomainService {
         let req = request.get_ref();
         ok(self
             .driver
-            .undefine_with_save(req.domain.as_ref(), req.managed_save)
+            .undefine_with_save(
+                req.domain.as_ref(),
+                req.managed_save,
+                crate::driver::NvramOnUndefine::from_flags(req.nvram, req.keep_nvram),
+            )
             .await)
     }
 

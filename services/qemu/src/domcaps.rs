@@ -9,6 +9,7 @@
 //! of custom CPU models its map does not know (we list every model QEMU
 //! has).
 
+pub use crate::firmware::{Firmware, firmware_descriptors, parse_firmware};
 use crate::probe::{CpuDefinition, MachineInfo, QemuCaps};
 use std::path::{Path, PathBuf};
 use virtmesh_conf::Element;
@@ -205,95 +206,6 @@ pub fn resolve<'a>(
         virttype,
         machine,
     })
-}
-
-/// One QEMU firmware descriptor (docs/interop/firmware.json), the parts
-/// libvirt's domain capabilities use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Firmware {
-    pub interfaces: Vec<String>,
-    pub executable: String,
-    pub targets: Vec<(String, Vec<String>)>,
-    pub features: Vec<String>,
-}
-
-/// Descriptors from /etc/qemu/firmware and /usr/share/qemu/firmware, in
-/// libvirt's order: by file name, a name in /etc hiding the same name in
-/// /usr/share (an empty file there disables it).
-pub fn firmware_descriptors(dirs: &[&Path]) -> Vec<Firmware> {
-    let mut by_name = std::collections::BTreeMap::<String, PathBuf>::new();
-    for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in rd.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".json") {
-                by_name.entry(name).or_insert_with(|| e.path());
-            }
-        }
-    }
-    by_name
-        .values()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .filter_map(|t| parse_firmware(&t))
-        .collect()
-}
-
-fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
-    v.and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
-}
-
-pub fn parse_firmware(text: &str) -> Option<Firmware> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let mapping = v.get("mapping")?;
-    let executable = mapping
-        .get("executable")
-        .and_then(|e| e.get("filename"))
-        .or_else(|| mapping.get("filename"))
-        .and_then(|f| f.as_str())?
-        .to_owned();
-    let targets = v
-        .get("targets")
-        .and_then(|t| t.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            Some((
-                t.get("architecture")?.as_str()?.to_owned(),
-                strings(t.get("machines")),
-            ))
-        })
-        .collect();
-    Some(Firmware {
-        interfaces: strings(v.get("interface-types")),
-        executable,
-        targets,
-        features: strings(v.get("features")),
-    })
-}
-
-/// fnmatch(3) with `*` and `?`, as the descriptors' machine globs use.
-fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match (pat.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&pat[1..], s) || (!s.is_empty() && glob(pat, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&pat[1..], &s[1..]),
-        (Some(p), Some(c)) if p == c => glob(&pat[1..], &s[1..]),
-        _ => false,
-    }
-}
-
-impl Firmware {
-    fn serves(&self, arch: &str, machine: &str) -> bool {
-        self.targets
-            .iter()
-            .any(|(a, ms)| a == arch && ms.iter().any(|m| glob(m.as_bytes(), machine.as_bytes())))
-    }
 }
 
 /// swtpm's answers, for the TPM emulator backend.
@@ -765,26 +677,6 @@ fn features(caps: &QemuCaps, r: &Resolved<'_>, kvm: bool) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_match_like_fnmatch() {
-        assert!(glob(b"pc-q35-*", b"pc-q35-10.0"));
-        assert!(!glob(b"pc-q35-*", b"pc-i440fx-10.0"));
-        assert!(glob(b"pc-i440fx-?0.0", b"pc-i440fx-10.0"));
-    }
-
-    #[test]
-    fn firmware_descriptor_parses() {
-        let fw = parse_firmware(
-            r#"{"interface-types":["uefi"],"mapping":{"device":"flash","executable":{"filename":"/x/CODE.fd","format":"raw"}},
-               "targets":[{"architecture":"x86_64","machines":["pc-q35-*"]}],"features":["secure-boot"]}"#,
-        )
-        .expect("parses");
-        assert_eq!(fw.executable, "/x/CODE.fd");
-        assert!(fw.serves("x86_64", "pc-q35-10.0"));
-        assert!(!fw.serves("x86_64", "pc-i440fx-10.0"));
-        assert!(parse_firmware("not json").is_none());
-    }
 
     #[test]
     fn arguments_are_checked_as_libvirt_does() {

@@ -70,6 +70,7 @@ pub fn conf(e: ConfError) -> VirtError {
         ConfErrorKind::Internal => ErrorCode::InternalError,
         ConfErrorKind::InvalidArg => ErrorCode::InvalidArg,
         ConfErrorKind::ConfigUnsupported => ErrorCode::ConfigUnsupported,
+        ConfErrorKind::OperationFailed => ErrorCode::OperationFailed,
     };
     VirtError::new(code, ErrorDomain::Domain, e.message)
 }

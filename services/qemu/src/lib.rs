@@ -25,6 +25,7 @@ pub mod domcaps;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod firmware;
 pub mod graphics;
 pub mod host;
 pub mod hostnet;

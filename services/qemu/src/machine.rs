@@ -50,6 +50,12 @@ pub fn machine(def: &DomainDef) -> String {
         m.push_str(",memory-backend=pc.ram");
     }
     m.push_str(&crate::numa::machine_props(def));
+    if let Some(p) = pflash(def) {
+        m.push_str(&format!(",pflash0={}", p.code_node));
+        if let Some(n) = &p.vars_node {
+            m.push_str(&format!(",pflash1={n}"));
+        }
+    }
     let useserial = def
         .element()
         .child("os")
@@ -402,6 +408,81 @@ pub fn acpi_tables(def: &DomainDef) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A pflash loader's block nodes: the firmware code (pflash0) and the
+/// guest's NVRAM (pflash1), as libvirt names and layers them.
+pub struct Pflash {
+    /// The `-blockdev` arguments, in order.
+    pub blockdevs: Vec<String>,
+    pub code_node: String,
+    pub vars_node: Option<String>,
+    /// `<loader secure='yes'>`: flash writes only from SMM.
+    pub secure: bool,
+}
+
+/// The pflash nodes of a `<loader type='pflash'>`, if there is one.
+pub fn pflash(def: &DomainDef) -> Option<Pflash> {
+    use crate::argv::json_object;
+    let os = def.element().child("os")?;
+    let loader = os
+        .child("loader")
+        .filter(|l| l.attr("type") == Some("pflash"))?;
+    let code = loader.text().trim().to_owned();
+    if code.is_empty() {
+        return None;
+    }
+    let readonly = loader.attr("readonly") == Some("yes");
+    let mut blockdevs = vec![
+        json_object(&[
+            ("driver", "file".into()),
+            ("filename", code.into()),
+            ("node-name", "libvirt-pflash0-storage".into()),
+            ("auto-read-only", true.into()),
+            ("discard", "unmap".into()),
+        ]),
+        json_object(&[
+            ("node-name", "libvirt-pflash0-format".into()),
+            ("read-only", readonly.into()),
+            ("driver", loader.attr("format").unwrap_or("raw").into()),
+            ("file", "libvirt-pflash0-storage".into()),
+        ]),
+    ];
+    let nvram = os
+        .child("nvram")
+        .map(|n| {
+            (
+                n.text().trim().to_owned(),
+                n.attr("format").unwrap_or("raw"),
+            )
+        })
+        .filter(|(path, _)| !path.is_empty());
+    let vars_node = nvram.map(|(path, format)| {
+        blockdevs.push(json_object(&[
+            ("driver", "file".into()),
+            ("filename", path.into()),
+            ("node-name", "libvirt-pflash1-storage".into()),
+            ("read-only", false.into()),
+        ]));
+        // A raw store is used as the file itself; other formats get a
+        // format layer, as for the code.
+        if format == "raw" {
+            return "libvirt-pflash1-storage".to_owned();
+        }
+        blockdevs.push(json_object(&[
+            ("node-name", "libvirt-pflash1-format".into()),
+            ("read-only", false.into()),
+            ("driver", format.into()),
+            ("file", "libvirt-pflash1-storage".into()),
+        ]));
+        "libvirt-pflash1-format".to_owned()
+    });
+    Some(Pflash {
+        blockdevs,
+        code_node: "libvirt-pflash0-format".into(),
+        vars_node,
+        secure: loader.attr("secure") == Some("yes"),
+    })
 }
 
 /// `-bios` for a ROM loader.

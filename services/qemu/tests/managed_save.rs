@@ -60,7 +60,13 @@ fn managed_save_keeps_the_guest_state() {
         let image = state_dir.join("save/ms.save");
         assert!(image.metadata().expect("image").len() > 4096, "{image:?}");
         assert!(!state_dir.join("save/ms.save.partial").exists());
-        let refused = d.undefine_with_save(r.as_ref(), false).await;
+        let refused = d
+            .undefine_with_save(
+                r.as_ref(),
+                false,
+                virtmesh_qemu::driver::NvramOnUndefine::Refuse,
+            )
+            .await;
         let e = refused.expect_err("undefine must refuse").to_string();
         assert!(e.contains("managed save image exists"), "{e}");
 

@@ -125,6 +125,7 @@ pub fn conf(e: ConfError) -> VirtError {
                 ErrorCode::ConfigUnsupported
             }
         }
+        ConfErrorKind::OperationFailed => ErrorCode::OperationFailed,
     };
     storage(code, e.message)
 }

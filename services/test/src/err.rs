@@ -84,6 +84,7 @@ pub fn conf(e: ConfError, domain: ErrorDomain) -> VirtError {
         ConfErrorKind::Internal => ErrorCode::InternalError,
         ConfErrorKind::InvalidArg => ErrorCode::InvalidArg,
         ConfErrorKind::ConfigUnsupported => ErrorCode::ConfigUnsupported,
+        ConfErrorKind::OperationFailed => ErrorCode::OperationFailed,
     };
     VirtError::new(code, domain, e.message)
 }

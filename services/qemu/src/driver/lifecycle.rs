@@ -120,6 +120,10 @@ impl QemuDriver {
                 ),
             ));
         }
+        // The guest's UEFI variable store, from its template the first
+        // time (before anything else is made: nothing to undo).
+        crate::firmware::prepare_nvram(&def)
+            .map_err(|m| err::qemu(ErrorCode::OperationFailed, format!("operation failed: {m}")))?;
         let paths = RunPaths::new(&self.inner.cfg.run_dir, &dom.uuid);
         let ifaces: Vec<&virtmesh_conf::Element> = def
             .devices()

@@ -98,6 +98,25 @@ impl QemuConfig {
     }
 }
 
+/// What undefine does with a guest's NVRAM file (VIR_DOMAIN_UNDEFINE_NVRAM
+/// / _KEEP_NVRAM; neither refuses while the file exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NvramOnUndefine {
+    Refuse,
+    Remove,
+    Keep,
+}
+
+impl NvramOnUndefine {
+    pub fn from_flags(remove: bool, keep: bool) -> Self {
+        match (remove, keep) {
+            (true, _) => NvramOnUndefine::Remove,
+            (false, true) => NvramOnUndefine::Keep,
+            (false, false) => NvramOnUndefine::Refuse,
+        }
+    }
+}
+
 /// A running QEMU.
 struct Live {
     id: i32,
@@ -409,7 +428,14 @@ impl QemuDriver {
                     ))
                 })
         };
-        let def = DomainDef::parse_with(xml, &resolve).map_err(err::conf)?;
+        let mut def = DomainDef::parse_with(xml, &resolve).map_err(err::conf)?;
+        // Firmware selection reads the descriptors each time, as libvirt
+        // does: installing or removing firmware needs no restart.
+        let host = crate::firmware::FirmwareHost {
+            descriptors: crate::firmware::system_descriptors(),
+            nvram_dir: self.inner.cfg.state_dir.join("nvram"),
+        };
+        crate::firmware::fill(&mut def, &host).map_err(err::conf)?;
         if let Some(limit) = caps
             .canonical_machine(Some(&def.machine()))
             .map(|m| m.cpu_max)

@@ -113,8 +113,31 @@ impl QemuDriver {
         &self,
         r: Option<&pb::ObjectRef>,
         remove_image: bool,
+        nvram: NvramOnUndefine,
     ) -> Result<()> {
-        let name = self.find(r)?.lock().name.clone();
+        let (name, config) = {
+            let dom = self.find(r)?;
+            let st = dom.lock();
+            (st.name.clone(), st.config.clone())
+        };
+        // qemuDomainUndefineFlags: a guest's NVRAM file is its UEFI
+        // variables; undefine says what becomes of it, or is refused.
+        if let Some((path, _)) = config.as_ref().and_then(crate::firmware::nvram_of)
+            && path.exists()
+        {
+            match nvram {
+                NvramOnUndefine::Remove => std::fs::remove_file(&path).map_err(|e| {
+                    err::qemu(
+                        ErrorCode::SystemError,
+                        format!("failed to remove nvram: {}: {e}", path.display()),
+                    )
+                })?,
+                NvramOnUndefine::Keep => {}
+                NvramOnUndefine::Refuse => {
+                    return Err(err::invalid_op("cannot undefine domain with nvram"));
+                }
+            }
+        }
         let img = self.save_image(&name);
         if img.exists() {
             if !remove_image {
