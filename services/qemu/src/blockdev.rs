@@ -58,7 +58,17 @@ fn backing_chain(disk: &Element) -> Vec<(String, String)> {
 /// How many node indices a disk uses (itself, its backing chain, its
 /// throttle filters).
 pub fn chain_len(disk: &Element) -> usize {
+    if is_empty(disk) {
+        return 0;
+    }
     1 + backing_chain(disk).len() + throttle_groups(disk).len()
+}
+
+/// A drive without a medium (a CD-ROM or floppy with no `<source>`):
+/// no block nodes, a device without `drive`, filled later by a media
+/// change.
+pub fn is_empty(disk: &Element) -> bool {
+    disk.attr("type") != Some("network") && disk_source(disk).is_none()
 }
 
 /// The throttle groups a disk's `<throttlefilters>` name, in order.
@@ -110,6 +120,9 @@ fn filter_objects(n: usize, disk: &Element) -> Vec<String> {
 /// below `N+1`, `N+2`, ...; each format node names the one below
 /// (`"backing"`), the last one `null`.
 pub fn chain_objects(n: usize, disk: &Element) -> Vec<String> {
+    if is_empty(disk) {
+        return Vec::new();
+    }
     let chain = backing_chain(disk);
     if chain.is_empty() {
         let mut out = objects(n, disk, None);
@@ -514,6 +527,9 @@ pub fn disk_device_in(
     }
     if let Some(serial) = disk.child_text("serial") {
         f.push(("serial", serial.trim().to_owned().into()));
+    }
+    if is_empty(disk) {
+        f.retain(|(k, _)| *k != "drive");
     }
     Some(json_object(&f))
 }

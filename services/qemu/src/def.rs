@@ -660,6 +660,17 @@ impl DomainDef {
             .find(|e| virtmesh_conf::domain::device_matches(e, wanted))
     }
 
+    /// Put `new` where `old` (that very element) is; nothing if absent.
+    pub fn replace_device(&mut self, old: &Element, new: Element) {
+        if let Some(slot) = self
+            .root
+            .child_mut("devices")
+            .and_then(|d| d.elements_mut().find(|e| *e == old))
+        {
+            *slot = new;
+        }
+    }
+
     /// Remove and return the device a detach names.
     pub fn remove_device(&mut self, wanted: &Element) -> Option<Element> {
         let devices = self.root.child_mut("devices")?;

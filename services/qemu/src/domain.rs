@@ -308,8 +308,20 @@ impl Domain for DomainService {
             .detach_device(req.domain.as_ref(), &req.device_xml, req.impact.as_ref())
             .await)
     }
-    async fn update_device(&self, _: Request<pb::DeviceRequest>) -> Result<Response<()>, Status> {
-        unimpl("UpdateDevice")
+    async fn update_device(
+        &self,
+        request: Request<pb::DeviceRequest>,
+    ) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        ok(self
+            .driver
+            .update_device(
+                req.domain.as_ref(),
+                &req.device_xml,
+                req.impact.as_ref(),
+                req.force,
+            )
+            .await)
     }
     async fn set_vcpus(
         &self,

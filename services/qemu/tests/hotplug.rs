@@ -188,3 +188,151 @@ fn disk_and_interfaces_hotplug_and_unplug() {
     );
     assert!(ns.link_index("keep0").is_some(), "{}", ns.links());
 }
+
+fn config() -> Option<pb::Impact> {
+    Some(pb::Impact {
+        live: false,
+        config: true,
+        current: false,
+    })
+}
+
+/// What `query-block` says is in the drive with qdev id `id`.
+fn inserted(blocks: &Value, id: &str) -> Option<String> {
+    blocks.as_array()?.iter().find_map(|b| {
+        (b.get("qdev").and_then(Value::as_str) == Some(id)).then(|| {
+            b.get("inserted")
+                .and_then(|i| i.get("file"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })?
+    })
+}
+
+/// UpdateDevice as libvirt's qemu driver: a CD-ROM's medium inserted,
+/// changed and ejected on the running guest (query-block), a non-removable
+/// disk's source refused, a NIC's link taken down (set_link) and its tap
+/// shaped, the VNC password changed, and the config's device replaced.
+#[test]
+fn update_device_changes_media_link_bandwidth_and_config() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Netns::new("u");
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    ns.ip(&["link", "set", "br0", "up"]);
+    let iso1 = ns.dir.path().join("one.iso");
+    let iso2 = ns.dir.path().join("two.iso");
+    let disk = ns.dir.path().join("disk.raw");
+    for f in [&iso1, &iso2, &disk] {
+        std::fs::write(f, vec![0u8; 1 << 20]).expect("image");
+    }
+    let (iso1, iso2, disk) = (
+        iso1.display().to_string(),
+        iso2.display().to_string(),
+        disk.display().to_string(),
+    );
+    let ns_name = ns.name.clone();
+    let (want1, want2) = (iso1.clone(), iso2.clone());
+    let (after_insert, after_change, after_eject, refused, xml, shaped, cfg_xml) =
+        ns.run(move |cfg| async move {
+            let d = QemuDriver::new(cfg).await.expect("driver");
+            let cdrom = |src: &str| {
+                format!(
+                    "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>{src}\
+                     <target dev='sda' bus='sata'/><readonly/></disk>"
+                )
+            };
+            let xml = format!(
+                "<domain type='kvm'><name>u</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+                 <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>{}\
+                 <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{disk}'/>\
+                 <target dev='vda' bus='virtio'/></disk>\
+                 <interface type='bridge'><mac address='52:54:00:aa:bb:31'/><source bridge='br0'/>\
+                 <model type='virtio'/></interface></devices></domain>",
+                cdrom("")
+            );
+            d.define(&xml).await.expect("define");
+            let r = Some(by_name("u"));
+            d.start(r.as_ref(), false).await.expect("start");
+            let blocks = |d: &QemuDriver| {
+                let d = d.clone();
+                async move {
+                    d.monitor_command(Some(&by_name("u")), r#"{"execute":"query-block"}"#)
+                        .await
+                        .expect("query-block")
+                }
+            };
+            let media = |src: &str| cdrom(&format!("<source file='{src}'/>"));
+            d.update_device(r.as_ref(), &media(&iso1), live().as_ref(), false)
+                .await
+                .expect("insert");
+            let after_insert = inserted(&blocks(&d).await, "sata0-0-0");
+            d.update_device(r.as_ref(), &media(&iso2), live().as_ref(), false)
+                .await
+                .expect("change");
+            let after_change = inserted(&blocks(&d).await, "sata0-0-0");
+            d.update_device(r.as_ref(), &cdrom(""), live().as_ref(), true)
+                .await
+                .expect("eject");
+            let after_eject = inserted(&blocks(&d).await, "sata0-0-0");
+            let refused = d
+                .update_device(
+                    r.as_ref(),
+                    &format!(
+                        "<disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+                         <source file='{iso1}'/><target dev='vda' bus='virtio'/></disk>"
+                    ),
+                    live().as_ref(),
+                    false,
+                )
+                .await
+                .expect_err("not removable");
+            d.update_device(
+                r.as_ref(),
+                "<interface type='bridge'><mac address='52:54:00:aa:bb:31'/><source bridge='br0'/>\
+                 <model type='virtio'/><link state='down'/>\
+                 <bandwidth><inbound average='1000'/></bandwidth></interface>",
+                live().as_ref(),
+                false,
+            )
+            .await
+            .expect("link down, shaped");
+            let shaped = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns_name, "tc", "class", "show", "dev", "vnet0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let v = d.lookup(r.as_ref()).expect("lookup");
+            let xml = v.def.to_xml(Some(v.id));
+            d.update_device(r.as_ref(), &media(&iso2), config().as_ref(), false)
+                .await
+                .expect("config");
+            let cfg_xml = d
+                .lookup(r.as_ref())
+                .expect("lookup")
+                .config
+                .map(|c| c.to_xml(None))
+                .unwrap_or_default();
+            d.destroy(r.as_ref(), false).await.expect("destroy");
+            (after_insert, after_change, after_eject, refused, xml, shaped, cfg_xml)
+        });
+    let (iso1, iso2) = (want1, want2);
+    assert_eq!(after_insert.as_deref(), Some(iso1.as_str()));
+    assert_eq!(after_change.as_deref(), Some(iso2.as_str()));
+    assert_eq!(after_eject, None);
+    assert_eq!(
+        refused.message,
+        "Operation not supported: disk source can be changed only in removable drives"
+    );
+    assert!(xml.contains("<link state='down'/>"), "{xml}");
+    assert!(shaped.contains("rate 8Mbit"), "{shaped}");
+    assert!(
+        !xml.contains(&format!("<source file='{iso2}'/>")),
+        "ejected: {xml}"
+    );
+    assert!(
+        cfg_xml.contains(&format!("<source file='{iso2}'/>")),
+        "{cfg_xml}"
+    );
+}

@@ -28,7 +28,7 @@ fn unsupported(dev: &Element) -> VirtError {
 /// definition: a NIC without `<mac>` gets a generated one (QEMU refuses an
 /// empty `mac=`), one without `<model>` the default model. The same
 /// element then goes to the live guest and the config.
-fn with_parse_defaults(dev: Element) -> Element {
+pub(super) fn with_parse_defaults(dev: Element) -> Element {
     if dev.name != "interface" {
         return dev;
     }
@@ -386,17 +386,7 @@ impl QemuDriver {
         top: Option<String>,
     ) {
         if let Some(top) = top {
-            let _ = qmp
-                .execute_raw("blockdev-del", serde_json::json!({"node-name": top}))
-                .await;
-            if let Some(storage) = top.strip_suffix("-format") {
-                let _ = qmp
-                    .execute_raw(
-                        "blockdev-del",
-                        serde_json::json!({"node-name": format!("{storage}-storage")}),
-                    )
-                    .await;
-            }
+            del_nodes(qmp, &top).await;
         } else if let Some(n) = id.strip_prefix("net") {
             let _ = qmp
                 .execute_raw(
@@ -448,7 +438,7 @@ fn duplicate(dev: &Element) -> VirtError {
     )
 }
 
-fn not_found(dev: &Element) -> VirtError {
+pub(super) fn not_found(dev: &Element) -> VirtError {
     match dev.name.as_str() {
         "disk" => err::qemu(
             ErrorCode::DeviceMissing,
@@ -469,8 +459,25 @@ fn not_found(dev: &Element) -> VirtError {
     }
 }
 
+/// Delete a disk's block nodes: `top`, and its storage node below when
+/// `top` is a format node. Failures are ignored: a node QEMU no longer
+/// has is gone already.
+pub(super) async fn del_nodes(qmp: &Qmp, top: &str) {
+    let _ = qmp
+        .execute_raw("blockdev-del", serde_json::json!({"node-name": top}))
+        .await;
+    if let Some(storage) = top.strip_suffix("-format") {
+        let _ = qmp
+            .execute_raw(
+                "blockdev-del",
+                serde_json::json!({"node-name": format!("{storage}-storage")}),
+            )
+            .await;
+    }
+}
+
 /// The first `libvirt-N-*` node number QEMU does not use yet.
-async fn free_node(qmp: &Qmp) -> Result<usize> {
+pub(super) async fn free_node(qmp: &Qmp) -> Result<usize> {
     let nodes = qmp
         .execute_raw("query-named-block-nodes", serde_json::json!({"flat": true}))
         .await
@@ -497,7 +504,7 @@ async fn free_node(qmp: &Qmp) -> Result<usize> {
 }
 
 /// The node a disk device reads (`query-block`'s `inserted.node-name`).
-async fn top_node(qmp: &Qmp, id: &str) -> Option<String> {
+pub(super) async fn top_node(qmp: &Qmp, id: &str) -> Option<String> {
     let blocks = qmp.execute_raw("query-block", Value::Null).await.ok()?;
     blocks.as_array()?.iter().find_map(|b| {
         let qdev = b.get("qdev").and_then(Value::as_str)?;

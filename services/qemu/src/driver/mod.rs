@@ -20,6 +20,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod tune;
+mod update;
 
 use crate::argv::{self, ArgvOptions};
 use crate::def::DomainDef;
