@@ -148,7 +148,9 @@ fn kvm_guest_hotplug_with_virsh_shortcuts_through_the_gateway() {
         format!(
             "<domain type='kvm'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
              <os><type arch='x86_64' machine='q35'>hvm</type></os>\
-             <devices><controller type='pci' index='4' model='pcie-root-port'/></devices></domain>"
+             <devices><controller type='pci' index='4' model='pcie-root-port'/>\
+             <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+             </devices></domain>"
         ),
     )
     .expect("xml");
@@ -159,6 +161,36 @@ fn kvm_guest_hotplug_with_virsh_shortcuts_through_the_gateway() {
     let _cleanup = Cleanup(&mesh, &name);
     mesh.ok(&["define", &xml]);
     mesh.ok(&["start", &name]);
+
+    // The empty CD-ROM drive: media in, out, refused when there is none.
+    let iso = path("install.iso");
+    std::fs::write(&iso, vec![0u8; 1 << 20]).expect("iso");
+    assert_eq!(
+        mesh.ok(&["change-media", &name, "sda", &iso, "--insert"]),
+        "Successfully inserted media.\n\n"
+    );
+    let disks = rows(&mesh.ok(&["domblklist", &name]));
+    assert!(
+        disks.contains(&vec!["sda".to_owned(), iso.clone()]),
+        "{disks:?}"
+    );
+    mesh.fails(
+        &["change-media", &name, "sda", &iso, "--insert"],
+        "error: The disk device 'sda' already has media\n",
+    );
+    assert_eq!(
+        mesh.ok(&["change-media", &name, "sda", "--eject"]),
+        "Successfully ejected media.\n\n"
+    );
+    let disks = rows(&mesh.ok(&["domblklist", &name]));
+    assert!(
+        disks.contains(&vec!["sda".to_owned(), "-".to_owned()]),
+        "{disks:?}"
+    );
+    mesh.fails(
+        &["change-media", &name, "sda", "--eject"],
+        "error: The disk device 'sda' doesn't have media\n",
+    );
 
     // A disk: attached live, listed, its statistics answered by QEMU.
     assert_eq!(
@@ -215,6 +247,20 @@ fn kvm_guest_hotplug_with_virsh_shortcuts_through_the_gateway() {
     assert_eq!(&nic[2..4], [BRIDGE, "virtio"], "{nic:?}");
     assert!(nic[4].starts_with("52:54:00:"), "a generated MAC: {nic:?}");
     assert_eq!(mesh.bridge_ports(), vec![nic[0].clone()]);
+    // Its link, by host device name: down in QEMU and in the live XML.
+    assert_eq!(
+        mesh.ok(&["domif-setlink", &name, &nic[0], "down"]),
+        "Device updated successfully\n\n"
+    );
+    assert!(
+        mesh.ok(&["dumpxml", &name])
+            .contains("<link state='down'/>"),
+        "the live XML shows the link down"
+    );
+    mesh.fails(
+        &["domif-setlink", &name, "vnet99", "down"],
+        "error: interface (dev: vnet99) not found\n",
+    );
     // Two of a type need --mac to tell them apart.
     let xml2 = path("nic2.xml");
     std::fs::write(

@@ -153,6 +153,20 @@ obj_arg!(
 );
 obj_arg!(SecretArg, "secret", "secret_pos", "SECRET", "secret UUID");
 obj_arg!(
+    StateArg,
+    "state",
+    "state_pos",
+    "STATE",
+    "new state of the device"
+);
+obj_arg!(
+    PathArg,
+    "path",
+    "path_pos",
+    "PATH",
+    "Fully-qualified path or target of disk device"
+);
+obj_arg!(
     SizeArg,
     "size",
     "size_pos",
@@ -487,6 +501,35 @@ pub enum DomainCmd {
         persistent: bool,
         #[command(flatten)]
         impact: ImpactArgs,
+    },
+    /// update device from an XML file
+    UpdateDevice {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        file: FileArg,
+        /// make live change persistent
+        #[arg(long)]
+        persistent: bool,
+        #[command(flatten)]
+        impact: ImpactArgs,
+        /// force device update
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change media of CD or floppy drive
+    ChangeMedia(Box<ChangeMediaArgs>),
+    /// set link state of a virtual interface
+    DomifSetlink {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        interface: IfaceArg,
+        #[command(flatten)]
+        state: StateArg,
+        /// affect next boot
+        #[arg(long)]
+        config: bool,
     },
     /// attach disk device
     AttachDisk(Box<AttachDiskArgs>),
@@ -1411,6 +1454,40 @@ pub struct ImpactArgs {
     /// affect current domain
     #[arg(long)]
     pub current: bool,
+}
+
+/// change-media's options.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeMediaArgs {
+    #[command(flatten)]
+    pub domain: DomArg,
+    #[command(flatten)]
+    pub path: PathArg,
+    /// source of the media
+    #[arg(value_name = "SOURCE", conflicts_with = "source")]
+    pub source_pos: Option<String>,
+    #[arg(long = "source", value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Eject the media
+    #[arg(long)]
+    pub eject: bool,
+    /// Insert the media
+    #[arg(long)]
+    pub insert: bool,
+    /// Update the media
+    #[arg(long)]
+    pub update: bool,
+    #[command(flatten)]
+    pub impact: ImpactArgs,
+    /// force media changing
+    #[arg(long)]
+    pub force: bool,
+    /// print XML document rather than change media
+    #[arg(long = "print-xml")]
+    pub print_xml: bool,
+    /// source media is a block device
+    #[arg(long)]
+    pub block: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -22,6 +22,7 @@ pub mod secret;
 pub mod snapshot;
 pub mod storage;
 pub mod table;
+pub mod update;
 pub mod util;
 pub mod xml;
 
@@ -937,6 +938,41 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             domextra::device(ctl, domain.get(), file.get(), imp, false).await
         }
+        C::Domain(DomainCmd::UpdateDevice {
+            domain,
+            file,
+            persistent,
+            impact,
+            force,
+        }) => {
+            let imp = devices::DevImpact {
+                args: impact,
+                persistent,
+            };
+            update::update_device(ctl, domain.get(), file.get(), imp, force).await
+        }
+        C::Domain(DomainCmd::ChangeMedia(a)) => {
+            let action = update::MediaAction::from_flags(a.eject, a.insert, a.update)?;
+            let m = update::ChangeMedia {
+                path: a.path.get(),
+                source: a.source_pos.as_deref().or(a.source.as_deref()),
+                action,
+                force: a.force,
+                print_xml: a.print_xml,
+                block: a.block,
+            };
+            let imp = devices::DevImpact {
+                args: a.impact,
+                persistent: false,
+            };
+            update::change_media(ctl, a.domain.get(), m, imp).await
+        }
+        C::Domain(DomainCmd::DomifSetlink {
+            domain,
+            interface,
+            state,
+            config,
+        }) => update::domif_setlink(ctl, domain.get(), interface.get(), state.get(), config).await,
         C::Domain(DomainCmd::AttachDisk(a)) => {
             let imp = devices::DevImpact {
                 args: a.impact,

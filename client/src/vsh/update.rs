@@ -1,0 +1,373 @@
+//! virsh's device-update commands (tools/virsh-domain.c): update-device
+//! sends a document as is; change-media and domif-setlink take the
+//! device from the domain's XML, change its `<source>` or `<link>`, and
+//! send that (virDomainUpdateDeviceFlags).
+
+use virtmesh_proto::v1;
+
+use super::devices::DevImpact;
+use super::domain::lookup;
+use super::snapshot::xml_escape;
+use super::{CmdError, CmdResult, Ctl};
+use crate::lookup::{Kinds, by_uuid};
+
+async fn send(
+    ctl: &Ctl,
+    uuid: &str,
+    xml: String,
+    imp: v1::Impact,
+    force: bool,
+) -> Result<(), crate::Error> {
+    ctl.conn
+        .domain()
+        .update_device(v1::DeviceRequest {
+            domain: Some(by_uuid(uuid.to_owned())),
+            device_xml: xml,
+            impact: Some(imp),
+            force,
+        })
+        .await?;
+    Ok(())
+}
+
+async fn domain_doc(ctl: &Ctl, uuid: &str, inactive: bool) -> Result<String, crate::Error> {
+    let req = v1::GetXmlDescRequest {
+        object: Some(by_uuid(uuid.to_owned())),
+        inactive,
+        ..Default::default()
+    };
+    Ok(ctl.conn.domain().get_xml_desc(req).await?.into_inner().xml)
+}
+
+/// `update-device DOMAIN FILE [--force]`.
+pub async fn update_device(
+    ctl: &Ctl,
+    key: &str,
+    file: &str,
+    imp: DevImpact,
+    force: bool,
+) -> CmdResult {
+    imp.check()?;
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let xml = super::util::read_file(file).map_err(CmdError::msg)?;
+    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), force)
+        .await
+        .map_err(|e| CmdError::ctx(format!("Failed to update device from {file}"), e))?;
+    ctl.extra("Device updated successfully\n");
+    Ok(())
+}
+
+/// The span of `<NAME ...>…</NAME>` or `<NAME .../>` in `xml` (the first
+/// one after `from`).
+fn element_span(xml: &str, name: &str, from: usize) -> Option<(usize, usize)> {
+    let open = format!("<{name}");
+    let mut at = from;
+    let start = loop {
+        let i = at + xml[at..].find(&open)?;
+        // `<sourcex` is not `<source`.
+        match xml[i + open.len()..].chars().next() {
+            Some(c) if c.is_whitespace() || c == '/' || c == '>' => break i,
+            _ => at = i + open.len(),
+        }
+    };
+    let tag_end = start + xml[start..].find('>')?;
+    if xml[..tag_end].ends_with('/') {
+        return Some((start, tag_end + 1));
+    }
+    let close = format!("</{name}>");
+    let end = tag_end + xml[tag_end..].find(&close)? + close.len();
+    Some((start, end))
+}
+
+/// Remove an element and the indentation and line it stood on.
+fn remove_element(xml: &str, name: &str) -> String {
+    let Some((mut start, mut end)) = element_span(xml, name, 0) else {
+        return xml.to_owned();
+    };
+    while start > 0 && xml.as_bytes()[start - 1] == b' ' {
+        start -= 1;
+    }
+    if xml.as_bytes().get(end) == Some(&b'\n') {
+        end += 1;
+    }
+    format!("{}{}", &xml[..start], &xml[end..])
+}
+
+/// Insert `line` as the last child of the device's root element.
+fn append_child(xml: &str, root: &str, line: &str) -> String {
+    let close = format!("</{root}>");
+    match xml.rfind(&close) {
+        Some(i) => format!("{}  {line}\n{}", &xml[..i], &xml[i..]),
+        None => xml.to_owned(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaAction {
+    Eject,
+    Insert,
+    Update,
+}
+
+impl MediaAction {
+    /// virsh's choice: one of --eject/--insert/--update, update when none.
+    pub fn from_flags(eject: bool, insert: bool, update: bool) -> Result<Self, CmdError> {
+        for (a, an, b, bn) in [
+            (eject, "eject", insert, "insert"),
+            (eject, "eject", update, "update"),
+            (insert, "insert", update, "update"),
+        ] {
+            if a && b {
+                return Err(CmdError::msg(format!(
+                    "Options --{an} and --{bn} are mutually exclusive"
+                )));
+            }
+        }
+        Ok(if eject {
+            MediaAction::Eject
+        } else if insert {
+            MediaAction::Insert
+        } else {
+            MediaAction::Update
+        })
+    }
+
+    fn past(self) -> &'static str {
+        match self {
+            MediaAction::Eject => "ejected",
+            MediaAction::Insert => "inserted",
+            MediaAction::Update => "updated",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            MediaAction::Eject => "eject",
+            MediaAction::Insert => "insert",
+            MediaAction::Update => "update",
+        }
+    }
+}
+
+/// virshUpdateDiskXML: the drive's device document with its medium
+/// removed, or replaced by `source`.
+pub fn media_xml(
+    disk: &str,
+    target: &str,
+    has_media: bool,
+    action: MediaAction,
+    source: Option<&str>,
+    block: bool,
+) -> Result<String, CmdError> {
+    match action {
+        MediaAction::Eject if !has_media => {
+            return Err(CmdError::msg(format!(
+                "The disk device '{target}' doesn't have media"
+            )));
+        }
+        MediaAction::Insert if has_media => {
+            return Err(CmdError::msg(format!(
+                "The disk device '{target}' already has media"
+            )));
+        }
+        MediaAction::Insert if source.is_none() => {
+            return Err(CmdError::msg("No source is specified for inserting media"));
+        }
+        _ => {}
+    }
+    let mut xml = remove_element(disk, "source");
+    if action != MediaAction::Eject
+        && let Some(src) = source
+    {
+        let attr = if block { "dev" } else { "file" };
+        xml = append_child(
+            &xml,
+            "disk",
+            &format!("<source {attr}='{}'/>", xml_escape(src)),
+        );
+    }
+    Ok(xml)
+}
+
+/// change-media's options, gathered by the CLI.
+#[derive(Debug, Clone)]
+pub struct ChangeMedia<'a> {
+    pub path: &'a str,
+    pub source: Option<&'a str>,
+    pub action: MediaAction,
+    pub force: bool,
+    pub print_xml: bool,
+    pub block: bool,
+}
+
+/// `change-media DOMAIN PATH [SOURCE] [--eject|--insert|--update]`.
+pub async fn change_media(ctl: &Ctl, key: &str, m: ChangeMedia<'_>, imp: DevImpact) -> CmdResult {
+    imp.check()?;
+    if m.action == MediaAction::Eject && m.source.is_some() {
+        return Err(CmdError::msg(
+            "Options --eject and --source are mutually exclusive",
+        ));
+    }
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let config_only = imp.args.config && !imp.args.live;
+    let doc = domain_doc(ctl, &d.uuid, config_only || d.id < 0).await?;
+    let root =
+        super::xml::parse(&doc).map_err(|_| CmdError::msg("Failed to get disk information"))?;
+    let i = super::devices::pick_disk(&root, m.path)?;
+    let disks: Vec<&super::xml::Element> = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("disk"))
+        .collect();
+    let disk = disks[i];
+    if !matches!(disk.attr("device"), Some("cdrom" | "floppy")) {
+        return Err(CmdError::msg(format!(
+            "The disk device '{}' is not removable",
+            m.path
+        )));
+    }
+    let target = disk.child_attr("target", &["dev"]).unwrap_or(m.path);
+    let has_media = disk.child("source").is_some();
+    let dumped =
+        super::xml::dump_device(&doc, "disk", i, &["backingStore"]).map_err(CmdError::msg)?;
+    let block = m.block || disk.attr("type") == Some("block");
+    let xml = media_xml(&dumped, target, has_media, m.action, m.source, block)?;
+    if m.print_xml {
+        ctl.print(&xml);
+        return Ok(());
+    }
+    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), m.force)
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to complete action {} on media", m.action.verb()),
+                e,
+            )
+        })?;
+    ctl.extra(&format!("Successfully {} media.\n", m.action.past()));
+    Ok(())
+}
+
+/// The interface document with `<link state>` set.
+pub fn link_xml(iface: &str, state: &str) -> String {
+    let xml = remove_element(iface, "link");
+    append_child(&xml, "interface", &format!("<link state='{state}'/>"))
+}
+
+/// `domif-setlink DOMAIN INTERFACE up|down [--config]`: the interface by
+/// its MAC or host device name.
+pub async fn domif_setlink(
+    ctl: &Ctl,
+    key: &str,
+    iface: &str,
+    state: &str,
+    config: bool,
+) -> CmdResult {
+    if state != "up" && state != "down" {
+        return Err(CmdError::msg(format!("invalid link state '{state}'")));
+    }
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let inactive = config || d.id < 0;
+    let doc = domain_doc(ctl, &d.uuid, inactive).await?;
+    let root = super::xml::parse(&doc)
+        .map_err(|_| CmdError::msg("Failed to get interface information"))?;
+    let by_mac = iface.contains(':') && iface.len() == 17;
+    let found = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("interface"))
+        .position(|i| {
+            if by_mac {
+                i.child_attr("mac", &["address"])
+                    .is_some_and(|m| m.eq_ignore_ascii_case(iface))
+            } else {
+                i.child_attr("target", &["dev"]) == Some(iface)
+            }
+        });
+    let Some(i) = found else {
+        let how = if by_mac { "mac" } else { "dev" };
+        return Err(CmdError::msg(format!(
+            "interface ({how}: {iface}) not found"
+        )));
+    };
+    let dumped = super::xml::dump_device(&doc, "interface", i, &[]).map_err(CmdError::msg)?;
+    let imp = v1::Impact {
+        live: !inactive,
+        config: inactive,
+        current: false,
+    };
+    send(ctl, &d.uuid, link_xml(&dumped, state), imp, false)
+        .await
+        .map_err(|e| CmdError::ctx("Failed to update interface link state", e))?;
+    ctl.extra("Device updated successfully\n");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CDROM: &str = "<disk type='file' device='cdrom'>\n  <driver name='qemu' type='raw'/>\n  <source file='/a.iso'/>\n  <target dev='sda' bus='sata'/>\n  <readonly/>\n</disk>\n";
+
+    #[test]
+    fn media_documents() {
+        let ejected =
+            media_xml(CDROM, "sda", true, MediaAction::Eject, None, false).expect("eject");
+        assert!(!ejected.contains("<source"), "{ejected}");
+        assert!(
+            ejected.contains("  <target dev='sda' bus='sata'/>\n"),
+            "{ejected}"
+        );
+        let updated = media_xml(
+            CDROM,
+            "sda",
+            true,
+            MediaAction::Update,
+            Some("/b&c.iso"),
+            false,
+        )
+        .expect("update");
+        assert!(
+            updated.ends_with("  <readonly/>\n  <source file='/b&amp;c.iso'/>\n</disk>\n"),
+            "{updated}"
+        );
+        assert!(!updated.contains("/a.iso"));
+        assert_eq!(
+            media_xml(&ejected, "sda", false, MediaAction::Eject, None, false)
+                .expect_err("empty")
+                .lines
+                .join(""),
+            "The disk device 'sda' doesn't have media"
+        );
+        assert_eq!(
+            media_xml(
+                CDROM,
+                "sda",
+                true,
+                MediaAction::Insert,
+                Some("/b.iso"),
+                false
+            )
+            .expect_err("full")
+            .lines
+            .join(""),
+            "The disk device 'sda' already has media"
+        );
+        assert!(matches!(
+            MediaAction::from_flags(true, true, false),
+            Err(e) if e.lines == ["Options --eject and --insert are mutually exclusive"]
+        ));
+    }
+
+    #[test]
+    fn link_documents() {
+        let iface = "<interface type='bridge'>\n  <mac address='52:54:00:00:00:01'/>\n  <link state='up'/>\n  <sourcex/>\n</interface>\n";
+        let down = link_xml(iface, "down");
+        assert_eq!(down.matches("<link").count(), 1, "{down}");
+        assert!(
+            down.contains("  <link state='down'/>\n</interface>"),
+            "{down}"
+        );
+        assert!(down.contains("<sourcex/>"));
+    }
+}
