@@ -25,6 +25,10 @@ pub struct OwnedLink {
     /// The network port the link is plugged through (`type='network'`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<PortRecord>,
+    /// Not our link (an unmanaged `ethernet` tap), only our QoS on it:
+    /// released by clearing the shaping, never by deleting the link.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shaped_only: bool,
 }
 
 /// What QEMU's `-netdev` uses for one interface.
@@ -157,7 +161,24 @@ async fn prepare_one(
     created: &mut Vec<OwnedLink>,
 ) -> Result<PreparedOne, HostNetError> {
     let one = plumb_one(nl, net, iface, owner, created).await?;
-    shape(iface, &one).await?;
+    let shaped = shape(iface, &one).await?;
+    // Shaping on a link that is not ours is recorded, so every release
+    // path (stop, unplug, recovery) takes it off again.
+    if let (true, Some(name)) = (shaped, &one.1)
+        && !created.iter().any(|l| &l.name == name)
+    {
+        let index = nl
+            .link_index(name)
+            .await
+            .map_err(|e| HostNetError::Host(e.to_string()))?
+            .unwrap_or(0);
+        created.push(OwnedLink {
+            name: name.clone(),
+            index,
+            port: None,
+            shaped_only: true,
+        });
+    }
     Ok(one)
 }
 
@@ -167,7 +188,7 @@ async fn prepare_one(
 /// the floor is the network's business, on the bridge). A tap on a
 /// bridge sees the guest's traffic reversed (guest inbound = tap egress);
 /// a macvtap or an ethernet tap shares the guest's view.
-async fn shape(iface: &Element, one: &PreparedOne) -> Result<(), HostNetError> {
+async fn shape(iface: &Element, one: &PreparedOne) -> Result<bool, HostNetError> {
     let (backend, target, port) = one;
     let kind = iface.attr("type").unwrap_or_default();
     let bw = match port {
@@ -177,10 +198,10 @@ async fn shape(iface: &Element, one: &PreparedOne) -> Result<(), HostNetError> {
         None => Bandwidth::of(iface, BandwidthContext::interface(kind == "network"))
             .map_err(|e| HostNetError::Unsupported(e.message))?,
     };
-    let Some(bw) = bw else { return Ok(()) };
+    let Some(bw) = bw else { return Ok(false) };
     let Some(ifname) = target else {
         tracing::warn!("setting bandwidth on interfaces of type '{kind}' is not implemented yet");
-        return Ok(());
+        return Ok(false);
     };
     if !virtmesh_util::dirs::is_root() {
         return Err(HostNetError::Operation(
@@ -191,7 +212,8 @@ async fn shape(iface: &Element, one: &PreparedOne) -> Result<(), HostNetError> {
     let shares_host_view = matches!(backend, Backend::Fd(_)) || kind == "ethernet";
     virtmesh_util::bandwidth::set(ifname, &bw, false, !shares_host_view)
         .await
-        .map_err(|e| HostNetError::Host(e.to_string()))
+        .map_err(|e| HostNetError::Host(e.to_string()))?;
+    Ok(true)
 }
 
 async fn plumb_one(
@@ -317,6 +339,7 @@ async fn macvtap(
         name: name.clone(),
         index,
         port,
+        shaped_only: false,
     });
     let file = open_macvtap(&name, index, owner.run_dir, owner.uuid).map_err(HostNetError::Host)?;
     Ok((Backend::Fd(file), Some(name)))
@@ -360,6 +383,7 @@ async fn bridge_tap(
         name: name.clone(),
         index,
         port,
+        shaped_only: false,
     });
     nl.attach_up(index, bridge, tap_mac(&mac_of(iface)).as_deref())
         .await
@@ -484,6 +508,13 @@ pub async fn release(net: &NetPeer, links: &[OwnedLink]) {
 
 async fn release_with(nl: &Netlink, net: &NetPeer, links: &[OwnedLink]) {
     for l in links.iter().rev() {
+        if l.shaped_only {
+            // Only if the name still is that link: never touch another.
+            if matches!(nl.link_index(&l.name).await, Ok(Some(i)) if i == l.index) {
+                virtmesh_util::bandwidth::clear(&l.name).await;
+            }
+            continue;
+        }
         if let Err(e) = nl.delete_link(&l.name, l.index).await {
             log_release(l, &e);
         }

@@ -231,6 +231,7 @@ mod tests {
                 port: None,
                 name: "macvtap0".into(),
                 index: 12,
+                shaped_only: false,
             }],
         };
         let path = dir.path().join("x.status.json");

@@ -243,6 +243,7 @@ fn recovery_releases_recorded_links_only() {
                 name: "orph0".into(),
                 index,
                 port: None,
+                shaped_only: false,
             }],
         },
     )
@@ -274,6 +275,7 @@ fn ethernet_taps_ours_and_unmanaged() {
              <interface type='ethernet'><mac address='52:54:00:aa:bb:05'/><target dev='ours0'/>\
              <model type='virtio'/></interface>\
              <interface type='ethernet'><mac address='52:54:00:aa:bb:06'/><target dev='mine0' managed='no'/>\
+             <bandwidth><outbound average='100'/></bandwidth>\
              <model type='virtio'/></interface></devices></domain>";
         d.define(xml).await.expect("define");
         d.start(Some(&by_name("g")), false).await.expect("start");
@@ -283,11 +285,20 @@ fn ethernet_taps_ours_and_unmanaged() {
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let shaped = Command::new("ip")
+            .args(["netns", "exec", &ns_name, "tc", "class", "show", "dev", "mine0"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        assert!(shaped.contains("rate 800Kbit"), "our QoS on mine0: {shaped}");
         d.destroy(Some(&by_name("g")), false)
             .await
             .expect("destroy");
         during
     });
+    // The tap stays the user's, our shaping on it does not.
+    let (_, left) = tc(&ns, &["class", "show", "dev", "mine0"]);
+    assert!(left.trim().is_empty(), "shaping left on mine0: {left}");
     let during = during.expect("ours0 exists while the guest runs");
     assert!(
         during.contains("link/ether fe:54:00:aa:bb:05 "),
