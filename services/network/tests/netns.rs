@@ -1585,3 +1585,47 @@ fn class_line<'a>(classes: &'a str, id: &str) -> &'a str {
     let head = format!("class htb {id} parent 1:1 ");
     classes.lines().find(|l| l.starts_with(&head)).unwrap_or("")
 }
+
+/// A running NAT network's forward interfaces changed live: the firewall
+/// follows (libvirt's networkReloadFirewallRules), our table replaced,
+/// the traffic now allowed out only by the new first interface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_interface_update_reloads_a_nat_firewall() {
+    if !host_ready() {
+        return;
+    }
+    let ns = Ns::new();
+    let served = Served::start(&ns, "a");
+    let mut net = served.client();
+    let xml = "<network><name>fwd</name><forward mode='nat'><interface dev='vmup0'/>\
+        <interface dev='vmup1'/></forward><bridge name='vmfwd0'/>\
+        <ip address='10.79.0.1' prefix='24'/></network>";
+    net.define_xml(define_req(xml)).await.expect("define");
+    net.create(by_name("fwd")).await.expect("start");
+    let rules = ns.ruleset();
+    assert!(rules.contains("oifname \"vmup0\""), "{rules}");
+    net.update(pb::NetworkUpdateRequest {
+        network: Some(by_name("fwd")),
+        command: pb::NetworkUpdateCommand::Delete as i32,
+        section: pb::NetworkUpdateSection::NetworkSectionForwardInterface as i32,
+        parent_index: -1,
+        xml: "<interface dev='vmup0'/>".into(),
+        live: true,
+        config: false,
+    })
+    .await
+    .expect("live update of a nat network's forward interfaces");
+    let rules = ns.ruleset();
+    assert!(
+        rules.contains("oifname \"vmup1\"") && !rules.contains("vmup0"),
+        "{rules}"
+    );
+    assert_eq!(
+        rules.matches("table ip virtmesh_vmfwd0").count(),
+        1,
+        "{rules}"
+    );
+    net.destroy(by_name("fwd")).await.expect("destroy");
+    assert!(!ns.ruleset().contains("virtmesh_"));
+    served.shutdown();
+}

@@ -26,6 +26,22 @@ impl NetworkDriver {
         Ok(leases::parse(&text, &live.def, mac))
     }
 
+    /// networkReloadFirewallRules: our tables replaced by the rules the
+    /// changed definition makes; `st.tables` follows what exists.
+    async fn reload_firewall(&self, def: &NetDef, st: &mut status::LiveStatus) -> Result<()> {
+        while let Some(t) = st.tables.last() {
+            firewall::remove(t).await.map_err(err::firewall)?;
+            st.tables.pop();
+        }
+        for v6 in [false, true] {
+            if let Some((table, rules)) = firewall::ruleset(def, v6) {
+                firewall::add(&table, &rules).await.map_err(err::firewall)?;
+                st.tables.push(table);
+            }
+        }
+        Ok(())
+    }
+
     /// virNetworkUpdate for the DHCP host/range, DNS host/txt/srv,
     /// portgroup and forward-interface sections.
     pub async fn update(&self, req: &pb::NetworkUpdateRequest) -> Result<()> {
@@ -66,22 +82,6 @@ impl NetworkDriver {
                 "cannot change persistent config of a transient network",
             ));
         }
-        // A running network's forward interfaces feed its firewall
-        // (nat/route) and are its pool (macvtap modes): only the pool is
-        // kept in step live; a firewall reload is not built.
-        if live
-            && section == S::NetworkSectionForwardInterface
-            && let Some(l) = &net.live
-            && l.def.macvtap_mode().is_none()
-        {
-            return Err(err::net(
-                virtmesh_rpc::ErrorCode::NoSupport,
-                format!(
-                    "this function is not supported by the connection driver: live update of the forward interfaces of network '{}' (forward mode without an interface pool) is not implemented",
-                    net.name
-                ),
-            ));
-        }
         let item = virtmesh_conf::xml::parse(&req.xml).map_err(|e| err::conf(e.into()))?;
         let apply = |def: &NetDef, counted: Option<&Live>| -> Result<NetDef> {
             let connections = |dev: &str| counted.map_or(0, |l| super::ports::connections(l, dev));
@@ -112,14 +112,25 @@ impl NetworkDriver {
             let mut st = l.status.clone();
             st.xml = def.to_xml();
             if section == S::NetworkSectionForwardInterface {
-                // The pool ports are handed out from.
+                // The pool ports are handed out from, or (nat/route) the
+                // interfaces the firewall lets traffic leave by:
+                // networkReloadFirewallRules, our tables replaced.
                 st.pool = def.pool.clone();
             }
             let mut failure = None;
-            let dnsmasq_section = !matches!(
-                section,
-                S::NetworkSectionPortgroup | S::NetworkSectionForwardInterface
-            );
+            if section == S::NetworkSectionForwardInterface
+                && def.macvtap_mode().is_none()
+                && !st.tables.is_empty()
+            {
+                // Whatever is in place when this stops is what the status
+                // records, for destroy to take away.
+                failure = self.reload_firewall(def, &mut st).await.err();
+            }
+            let dnsmasq_section = failure.is_none()
+                && !matches!(
+                    section,
+                    S::NetworkSectionPortgroup | S::NetworkSectionForwardInterface
+                );
             if let Some(pid) = st
                 .dnsmasq_pid
                 .filter(|_| dnsmasq_section && def.needs_dnsmasq())
