@@ -188,34 +188,77 @@ pub fn argv(a: &mut Args, graphics: &[&Element], audios: &[&Element]) {
 
 /// Give QEMU the VNC password before the guest runs, as libvirt does at
 /// start (qemuDomainChangeGraphicsPasswords): the command line only says
-/// `password=on`, so until this QEMU refuses every login. The password
-/// never expires (`passwdValidTo` is not supported yet).
+/// `password=on`, so until this QEMU refuses every login.
 pub async fn set_passwords(
     qmp: &crate::qmp::Qmp,
     def: &DomainDef,
 ) -> Result<(), crate::qmp::QmpError> {
     for g in def.devices() {
-        if g.name != "graphics" || attr(g, "type") != "vnc" {
-            continue;
-        }
-        if let Some(password) = g.attr("passwd") {
-            qmp.execute_raw(
-                "set_password",
-                serde_json::json!({ "protocol": "vnc", "password": password }),
-            )
-            .await?;
-            qmp.execute_raw(
-                "expire_password",
-                serde_json::json!({ "protocol": "vnc", "time": "never" }),
-            )
-            .await?;
+        if g.name == "graphics" && attr(g, "type") == "vnc" && g.attr("passwd").is_some() {
+            set_password(qmp, g).await?;
         }
     }
     Ok(())
+}
+
+/// One VNC password and its expiry (`passwdValidTo`, UTC) on the guest.
+pub async fn set_password(qmp: &crate::qmp::Qmp, g: &Element) -> Result<(), crate::qmp::QmpError> {
+    let password = g.attr("passwd").unwrap_or_default();
+    qmp.execute_raw(
+        "set_password",
+        serde_json::json!({ "protocol": "vnc", "password": password }),
+    )
+    .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    qmp.execute_raw(
+        "expire_password",
+        serde_json::json!({ "protocol": "vnc", "time": expire_time(g, now) }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// QEMU's expire_password time for a graphics device, as libvirt computes
+/// it: "never" without `passwdValidTo`, "now" once it has passed, else
+/// the absolute Unix time.
+pub fn expire_time(g: &Element, now: i64) -> String {
+    match g
+        .attr("passwdValidTo")
+        .and_then(crate::machine::utc_seconds)
+    {
+        None => "never".into(),
+        Some(t) if t <= now => "now".into(),
+        Some(t) => t.to_string(),
+    }
 }
 
 /// Whether a real start can serve this graphics device: VNC only (SPICE
 /// and GL need pieces the driver does not set up yet).
 pub fn start_supported(g: &Element) -> bool {
     attr(g, "type") == "vnc" && g.child("gl").is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_expiry_as_libvirt_computes_it() {
+        let g = |valid: Option<&str>| {
+            let mut e = Element::new("graphics").with_attr("type", "vnc");
+            if let Some(v) = valid {
+                e.set_attr("passwdValidTo", v);
+            }
+            e
+        };
+        let now = 1_700_000_000; // 2023-11-14T22:13:20
+        assert_eq!(expire_time(&g(None), now), "never");
+        assert_eq!(expire_time(&g(Some("2023-11-14T22:13:20")), now), "now");
+        assert_eq!(
+            expire_time(&g(Some("2023-11-14T23:13:20")), now),
+            "1700003600"
+        );
+    }
 }

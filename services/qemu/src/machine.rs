@@ -248,6 +248,28 @@ fn rtc_date(secs: i64) -> String {
     )
 }
 
+/// The inverse of [`rtc_date`]: `YYYY-MM-DDTHH:MM:SS` (UTC) as Unix
+/// seconds (libvirt's strptime + timegm of `passwdValidTo`).
+pub fn utc_seconds(s: &str) -> Option<i64> {
+    let (date, time) = s.trim().split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+}
+
 /// `-rtc base=...[,clock=vm][,driftfix=slew]`.
 pub fn rtc(def: &DomainDef) -> String {
     let clock = def.element().child("clock");
@@ -497,5 +519,10 @@ mod tests {
     fn rtc_dates() {
         assert_eq!(super::rtc_date(0), "1970-01-01T00:00:00");
         assert_eq!(super::rtc_date(1_700_000_000), "2023-11-14T22:13:20");
+        for secs in [0, 1_700_000_000, 951_782_400, 4_102_444_799] {
+            assert_eq!(super::utc_seconds(&super::rtc_date(secs)), Some(secs));
+        }
+        assert_eq!(super::utc_seconds("2026-13-01T00:00:00"), None);
+        assert_eq!(super::utc_seconds("yesterday"), None);
     }
 }

@@ -308,24 +308,17 @@ async fn update_graphics(qmp: &crate::qmp::Qmp, old: &Element, new: &Element) ->
         )));
     }
     let mut updated = old.clone();
-    if old.attr("passwd") != new.attr("passwd") {
-        let password = new.attr("passwd").unwrap_or_default();
-        qmp.execute_raw(
-            "set_password",
-            json!({"protocol": "vnc", "password": password}),
-        )
-        .await
-        .map_err(err::qmp)?;
-        qmp.execute_raw(
-            "expire_password",
-            json!({"protocol": "vnc", "time": "never"}),
-        )
-        .await
-        .map_err(err::qmp)?;
-        match new.attr("passwd") {
-            Some(p) => updated.set_attr("passwd", p),
-            None => {
-                updated.remove_attr("passwd");
+    let changed = |k: &str| old.attr(k) != new.attr(k);
+    if changed("passwd") || changed("passwdValidTo") {
+        crate::graphics::set_password(qmp, new)
+            .await
+            .map_err(err::qmp)?;
+        for k in ["passwd", "passwdValidTo"] {
+            match new.attr(k) {
+                Some(v) => updated.set_attr(k, v),
+                None => {
+                    updated.remove_attr(k);
+                }
             }
         }
     }
