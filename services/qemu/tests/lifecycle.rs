@@ -830,7 +830,7 @@ async fn connect_calls_and_unimplemented_answers() {
 
     let e = svc
         .domains()
-        .update_device(pb::DeviceRequest::default())
+        .snapshot_create_xml(pb::SnapshotCreateRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(e.code(), tonic::Code::Unimplemented);
