@@ -15,6 +15,7 @@ pub mod error;
 pub mod misc;
 pub mod network;
 pub mod nwfilter;
+pub mod snapshot;
 pub mod storage;
 pub mod units;
 pub mod xml;

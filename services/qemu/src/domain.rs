@@ -22,28 +22,6 @@ impl DomainService {
     }
 }
 
-impl DomainService {
-    /// The domain must exist; then no snapshot does (none can be made yet).
-    fn no_snapshot(&self, r: &pb::SnapshotRef) -> Status {
-        match self.driver.lookup(r.domain.as_ref()) {
-            Err(e) => e.into(),
-            Ok(_) => snapshot_error(format!(
-                "Domain snapshot not found: no domain snapshot with matching name '{}'",
-                r.name
-            )),
-        }
-    }
-}
-
-fn snapshot_error(message: String) -> Status {
-    VirtError::new(
-        virtmesh_rpc::ErrorCode::NoDomainSnapshot,
-        virtmesh_rpc::ErrorDomain::DomainSnapshot,
-        message,
-    )
-    .into()
-}
-
 fn unimpl<T>(call: &str) -> Result<T, Status> {
     Err(unimplemented(call).into())
 }
@@ -163,6 +141,7 @@ impl Domain for DomainService {
                 req.domain.as_ref(),
                 req.managed_save,
                 crate::driver::NvramOnUndefine::from_flags(req.nvram, req.keep_nvram),
+                req.snapshots_metadata,
             )
             .await)
     }
@@ -492,46 +471,50 @@ impl Domain for DomainService {
     }
     async fn snapshot_create_xml(
         &self,
-        _: Request<pb::SnapshotCreateRequest>,
+        request: Request<pb::SnapshotCreateRequest>,
     ) -> Result<Response<pb::SnapshotSummary>, Status> {
-        unimpl("SnapshotCreateXML")
+        ok(self.driver.snapshot_create(request.get_ref()).await)
     }
     async fn snapshot_list(
         &self,
         request: Request<pb::SnapshotListRequest>,
     ) -> Result<Response<Self::SnapshotListStream>, Status> {
-        // Snapshots cannot be created yet, so every domain has none.
-        self.driver.lookup(request.get_ref().domain.as_ref())?;
-        Ok(Response::new(Box::pin(tokio_stream::empty())))
+        let list = self.driver.snapshot_list(request.get_ref())?;
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            list.into_iter().map(Ok),
+        ))))
     }
     async fn snapshot_lookup(
         &self,
         request: Request<pb::SnapshotRef>,
     ) -> Result<Response<pb::SnapshotSummary>, Status> {
-        Err(self.no_snapshot(request.get_ref()))
+        ok(self.driver.snapshot_lookup(request.get_ref()))
     }
     async fn snapshot_get_xml_desc(
         &self,
         request: Request<pb::SnapshotRef>,
     ) -> Result<Response<pb::XmlDoc>, Status> {
-        Err(self.no_snapshot(request.get_ref()))
+        ok(self
+            .driver
+            .snapshot_xml(request.get_ref())
+            .map(|xml| pb::XmlDoc { xml }))
     }
     async fn snapshot_current(
         &self,
         request: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::SnapshotSummary>, Status> {
-        self.driver.lookup(Some(request.get_ref()))?;
-        Err(snapshot_error(
-            "the domain does not have a current snapshot".into(),
-        ))
+        ok(self.driver.snapshot_current(Some(request.get_ref())))
     }
-    async fn snapshot_revert(&self, _: Request<pb::SnapshotRef>) -> Result<Response<()>, Status> {
-        unimpl("SnapshotRevert")
+    async fn snapshot_revert(
+        &self,
+        request: Request<pb::SnapshotRef>,
+    ) -> Result<Response<()>, Status> {
+        ok(self.driver.snapshot_revert(request.get_ref()).await)
     }
     async fn snapshot_delete(
         &self,
-        _: Request<pb::SnapshotDeleteRequest>,
+        request: Request<pb::SnapshotDeleteRequest>,
     ) -> Result<Response<()>, Status> {
-        unimpl("SnapshotDelete")
+        ok(self.driver.snapshot_delete(request.get_ref()).await)
     }
 }

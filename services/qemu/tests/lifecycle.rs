@@ -828,9 +828,11 @@ async fn connect_calls_and_unimplemented_answers() {
     }
     drop(hostc);
 
-    let e = svc
-        .domains()
-        .snapshot_create_xml(pb::SnapshotCreateRequest::default())
+    let e = conn
+        .domain_xml_from_native(pb::DomainXmlFromNativeRequest {
+            native_format: "qemu-argv".into(),
+            native_config: "qemu-system-x86_64 -m 128".into(),
+        })
         .await
         .expect_err("not yet");
     assert_eq!(e.code(), tonic::Code::Unimplemented);

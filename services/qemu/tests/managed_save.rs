@@ -65,6 +65,7 @@ fn managed_save_keeps_the_guest_state() {
                 r.as_ref(),
                 false,
                 virtmesh_qemu::driver::NvramOnUndefine::Refuse,
+                false,
             )
             .await;
         let e = refused.expect_err("undefine must refuse").to_string();

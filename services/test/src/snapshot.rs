@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use virtmesh_conf::xml::{self, Element, Node};
+use virtmesh_conf::snapshot::{SnapshotDef, SnapshotRequest, descendants};
 use virtmesh_proto::v1::{self as pb, DomainEventType as Ev, DomainState};
 use virtmesh_rpc::{ErrorCode, ErrorDomain};
 
@@ -64,27 +64,9 @@ pub fn create(host: &Host, r: pb::SnapshotCreateRequest) -> VResult<pb::Snapshot
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (name, description) = if r.xml.trim().is_empty() {
-        (None, None)
-    } else {
-        let root =
-            xml::parse(&r.xml).map_err(|e| err::conf(e.into(), ErrorDomain::DomainSnapshot))?;
-        if root.name != "domainsnapshot" {
-            return Err(err::conf(
-                virtmesh_conf::ConfError::xml(format!(
-                    "unexpected root element <{}>, expecting <domainsnapshot>",
-                    root.name
-                )),
-                ErrorDomain::DomainSnapshot,
-            ));
-        }
-        (
-            root.child_text("name")
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty()),
-            root.child_text("description"),
-        )
-    };
+    let req =
+        SnapshotRequest::parse(&r.xml).map_err(|e| err::conf(e, ErrorDomain::DomainSnapshot))?;
+    let (name, description) = (req.name, req.description);
     let name = name.unwrap_or_else(|| now.to_string());
     let mut st = host.lock();
     let idx = find(&st, r.domain.as_ref())?;
@@ -172,36 +154,27 @@ pub fn xml(host: &Host, r: pb::SnapshotRef) -> VResult<pb::XmlDoc> {
     let st = host.lock();
     let d = &st.domains[find(&st, r.domain.as_ref())?];
     let s = &d.snapshots[snap_index(d, &r.name)?];
-    let mut root =
-        Element::new("domainsnapshot").with_child(Element::new("name").with_text(&s.name));
-    if let Some(desc) = &s.description {
-        root = root.with_child(Element::new("description").with_text(desc));
-    }
-    root = root.with_child(Element::new("state").with_text(&s.state));
-    if let Some(p) = &s.parent {
-        root =
-            root.with_child(Element::new("parent").with_child(Element::new("name").with_text(p)));
-    }
-    root = root.with_child(Element::new("creationTime").with_text(s.creation_time.to_string()));
-    let mem = if s.state == "shutoff" {
-        "no"
-    } else {
-        "internal"
+    let def = SnapshotDef {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        parent: s.parent.clone(),
+        creation_time: s.creation_time,
+        state: s.state.clone(),
+        memory: if s.state == "shutoff" {
+            "no"
+        } else {
+            "internal"
+        }
+        .into(),
+        disks: s
+            .def
+            .disks()
+            .into_iter()
+            .map(|(target, _)| (target.to_string(), "internal".to_owned()))
+            .collect(),
+        domain: s.def.element().clone(),
     };
-    root = root.with_child(Element::new("memory").with_attr("snapshot", mem));
-    let mut disks = Element::new("disks");
-    for (target, _) in s.def.disks() {
-        disks.children.push(Node::Element(
-            Element::new("disk")
-                .with_attr("name", target)
-                .with_attr("snapshot", "internal"),
-        ));
-    }
-    if !disks.children.is_empty() {
-        root = root.with_child(disks);
-    }
-    root = root.with_child(s.def.element().clone());
-    Ok(pb::XmlDoc { xml: root.to_xml() })
+    Ok(pb::XmlDoc { xml: def.to_xml() })
 }
 
 pub fn revert(host: &Host, r: pb::SnapshotRef) -> VResult<()> {
@@ -261,23 +234,6 @@ pub fn revert(host: &Host, r: pb::SnapshotRef) -> VResult<()> {
     Ok(())
 }
 
-/// Names of all descendants of `name`.
-fn descendants(d: &DomainObj, name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![name.to_owned()];
-    while let Some(n) = todo.pop() {
-        for s in d
-            .snapshots
-            .iter()
-            .filter(|s| s.parent.as_deref() == Some(n.as_str()))
-        {
-            out.push(s.name.clone());
-            todo.push(s.name.clone());
-        }
-    }
-    out
-}
-
 pub fn delete(host: &Host, r: pb::SnapshotDeleteRequest) -> VResult<()> {
     let sref = r.snapshot.ok_or_else(|| err::missing("snapshot"))?;
     let mut st = host.lock();
@@ -287,7 +243,12 @@ pub fn delete(host: &Host, r: pb::SnapshotDeleteRequest) -> VResult<()> {
     let parent = d.snapshots[sidx].parent.clone();
     let mut doomed = Vec::new();
     if r.children || r.children_only {
-        doomed.extend(descendants(d, &sref.name));
+        doomed.extend(descendants(
+            d.snapshots
+                .iter()
+                .map(|s| (s.name.as_str(), s.parent.as_deref())),
+            &sref.name,
+        ));
     }
     if !r.children_only {
         doomed.push(sref.name.clone());

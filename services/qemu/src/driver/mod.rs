@@ -16,6 +16,7 @@ mod metadata;
 mod monitor;
 mod recovery;
 mod save;
+mod snapshot;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -114,12 +114,24 @@ impl QemuDriver {
         r: Option<&pb::ObjectRef>,
         remove_image: bool,
         nvram: NvramOnUndefine,
+        snapshots_metadata: bool,
     ) -> Result<()> {
         let (name, config) = {
             let dom = self.find(r)?;
             let st = dom.lock();
             (st.name.clone(), st.config.clone())
         };
+        // qemuDomainUndefineFlags: snapshots keep a domain unless their
+        // metadata may go with it.
+        let snapshots = self.snapshot_count(&name);
+        if snapshots > 0 {
+            if !snapshots_metadata {
+                return Err(err::invalid_op(&format!(
+                    "cannot delete inactive domain with {snapshots} snapshots"
+                )));
+            }
+            self.drop_snapshot_metadata(&name)?;
+        }
         // qemuDomainUndefineFlags: a guest's NVRAM file is its UEFI
         // variables; undefine says what becomes of it, or is refused.
         if let Some((path, _)) = config.as_ref().and_then(crate::firmware::nvram_of)
