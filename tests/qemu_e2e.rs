@@ -77,11 +77,23 @@ fn kvm_guest_lifecycle_through_the_gateway() {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("e2e-kvm-{}", std::process::id());
     let xml = dir.path().join("vm.xml");
+    // A qcow2 disk to hold internal snapshots.
+    let img = dir.path().join("disk.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("16M")
+        .status()
+        .expect("qemu-img");
+    assert!(made.success());
     std::fs::write(
         &xml,
         format!(
             "<domain type='kvm'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
-             <os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+             <source file='{}'/><target dev='vda' bus='virtio'/></disk></devices></domain>",
+            img.display()
         ),
     )
     .expect("xml");
@@ -101,6 +113,29 @@ fn kvm_guest_lifecycle_through_the_gateway() {
     assert_eq!(mesh.ok(&["domstate", &name]).trim(), "paused");
     mesh.ok(&["resume", &name]);
     assert_eq!(mesh.ok(&["domstate", &name]).trim(), "running");
+    // An internal snapshot of the running guest, reverted after a stop.
+    assert_eq!(
+        mesh.ok(&["snapshot-create-as", &name, "s1", "warm"]),
+        "Domain snapshot s1 created\n"
+    );
+    let listed = mesh.ok(&["snapshot-list", &name]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.trim_start().starts_with("s1") && l.contains("running")),
+        "{listed}"
+    );
+    assert_eq!(mesh.ok(&["snapshot-current", &name, "--name"]).trim(), "s1");
+    mesh.ok(&["destroy", &name]);
+    assert_eq!(
+        mesh.ok(&["snapshot-revert", &name, "s1"]),
+        "Domain snapshot s1 reverted\n\n"
+    );
+    assert_eq!(mesh.ok(&["domstate", &name]).trim(), "running");
+    assert_eq!(
+        mesh.ok(&["snapshot-delete", &name, "s1"]),
+        "Domain snapshot s1 deleted\n\n"
+    );
     // A diskless guest has no OS to honour the power button; the request
     // itself must be accepted by QEMU.
     mesh.ok(&["shutdown", &name]);
