@@ -115,7 +115,14 @@ fn kvm_guest_lifecycle_through_the_gateway() {
     assert_eq!(mesh.ok(&["domstate", &name]).trim(), "running");
     // An internal snapshot of the running guest, reverted after a stop.
     assert_eq!(
-        mesh.ok(&["snapshot-create-as", &name, "s1", "warm"]),
+        mesh.ok(&[
+            "snapshot-create-as",
+            &name,
+            "--name",
+            "s1",
+            "--description",
+            "warm"
+        ]),
         "Domain snapshot s1 created\n"
     );
     let listed = mesh.ok(&["snapshot-list", &name]);
@@ -126,6 +133,12 @@ fn kvm_guest_lifecycle_through_the_gateway() {
         "{listed}"
     );
     assert_eq!(mesh.ok(&["snapshot-current", &name, "--name"]).trim(), "s1");
+    assert!(
+        mesh.ok(&["list", "--all", "--name", "--with-snapshot"])
+            .lines()
+            .any(|l| l == name),
+        "listed with its snapshot"
+    );
     mesh.ok(&["destroy", &name]);
     assert_eq!(
         mesh.ok(&["snapshot-revert", &name, "s1"]),

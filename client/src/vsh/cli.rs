@@ -644,11 +644,21 @@ pub enum SnapshotCmd {
         #[command(flatten)]
         domain: DomArg,
         /// name of snapshot
-        #[arg(value_name = "NAME")]
+        #[arg(value_name = "NAME", conflicts_with = "name_opt")]
         name: Option<String>,
+        /// name of snapshot
+        #[arg(id = "name_opt", long = "name", value_name = "NAME")]
+        name_opt: Option<String>,
         /// description of snapshot
-        #[arg(value_name = "DESCRIPTION")]
+        #[arg(value_name = "DESCRIPTION", conflicts_with = "description_opt")]
         description: Option<String>,
+        /// description of snapshot
+        #[arg(
+            id = "description_opt",
+            long = "description",
+            value_name = "DESCRIPTION"
+        )]
+        description_opt: Option<String>,
         /// print XML document rather than create
         #[arg(long)]
         print_xml: bool,

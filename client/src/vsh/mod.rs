@@ -676,10 +676,14 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
         C::Snapshot(SnapshotCmd::SnapshotCreateAs {
             domain,
             name,
+            name_opt,
             description,
+            description_opt,
             print_xml,
             flags,
         }) => {
+            let name = name.or(name_opt);
+            let description = description.or(description_opt);
             let f = snapshot::CreateFlags {
                 no_metadata: flags.no_metadata,
                 halt: flags.halt,

@@ -66,9 +66,16 @@ fn list_filter(
     pair(f.active, f.inactive, v.is_active())
         && pair(f.persistent, f.transient, v.persistent)
         && pair(f.autostart, f.no_autostart, v.autostart)
-        && pair(req.managed_save, req.no_managed_save, driver.has_managed_save_named(&v.name))
-        // No snapshots yet: always "no".
-        && pair(req.has_snapshot, req.no_snapshot, false)
+        && pair(
+            req.managed_save,
+            req.no_managed_save,
+            driver.has_managed_save_named(&v.name),
+        )
+        && pair(
+            req.has_snapshot,
+            req.no_snapshot,
+            driver.snapshot_count(&v.name) > 0,
+        )
         && state_ok
 }
 
@@ -89,7 +96,12 @@ impl Domain for DomainService {
             .list()
             .into_iter()
             .filter(|v| list_filter(&self.driver, &req, v))
-            .map(|v| Ok(v.summary()))
+            .map(|v| {
+                let mut s = v.summary();
+                s.has_managed_save = self.driver.has_managed_save_named(&v.name);
+                s.has_snapshot = self.driver.snapshot_count(&v.name) > 0;
+                Ok(s)
+            })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }

@@ -226,7 +226,7 @@ impl QemuDriver {
     }
 
     /// The number of snapshots a domain has (undefine refuses while any).
-    pub(super) fn snapshot_count(&self, domain_name: &str) -> usize {
+    pub fn snapshot_count(&self, domain_name: &str) -> usize {
         self.snapshots(domain_name).all().len()
     }
 
