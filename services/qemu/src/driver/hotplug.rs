@@ -401,7 +401,7 @@ impl QemuDriver {
 }
 
 /// Until DEVICE_DELETED for `id` (true) or the monitor's end (false).
-async fn wait_deleted(
+pub(super) async fn wait_deleted(
     events: &mut tokio::sync::broadcast::Receiver<crate::qmp::QmpEvent>,
     id: &str,
 ) -> bool {
