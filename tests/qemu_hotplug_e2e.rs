@@ -261,6 +261,21 @@ fn kvm_guest_hotplug_with_virsh_shortcuts_through_the_gateway() {
         &["domif-setlink", &name, "vnet99", "down"],
         "error: interface (dev: vnet99) not found\n",
     );
+    // Its bandwidth with domiftune: set on the tap, shown back.
+    assert_eq!(
+        mesh.ok(&["domiftune", &name, &nic[0], "--inbound", "1000,2000"]),
+        "\n"
+    );
+    let tune = mesh.ok(&["domiftune", &name, &nic[0]]);
+    assert!(
+        tune.starts_with("inbound.average: 1000\ninbound.peak   : 2000\ninbound.burst  : 0\n"),
+        "{tune}"
+    );
+    assert!(
+        mesh.ok(&["dumpxml", &name])
+            .contains("<inbound average='1000' peak='2000'/>"),
+        "the live XML shows the bandwidth"
+    );
     // Two of a type need --mac to tell them apart.
     let xml2 = path("nic2.xml");
     std::fs::write(

@@ -519,6 +519,21 @@ pub enum DomainCmd {
     },
     /// Change media of CD or floppy drive
     ChangeMedia(Box<ChangeMediaArgs>),
+    /// get/set parameters of a virtual interface
+    Domiftune {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        interface: IfaceArg,
+        /// control domain's incoming traffics
+        #[arg(long, value_name = "average,peak,burst,floor")]
+        inbound: Option<String>,
+        /// control domain's outgoing traffics
+        #[arg(long, value_name = "average,peak,burst")]
+        outbound: Option<String>,
+        #[command(flatten)]
+        impact: ImpactArgs,
+    },
     /// set link state of a virtual interface
     DomifSetlink {
         #[command(flatten)]

@@ -971,6 +971,24 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             update::change_media(ctl, a.domain.get(), m, imp).await
         }
+        C::Domain(DomainCmd::Domiftune {
+            domain,
+            interface,
+            inbound,
+            outbound,
+            impact,
+        }) => {
+            let imp = domextra::impact(impact.config, impact.live, impact.current)?;
+            update::domiftune(
+                ctl,
+                domain.get(),
+                interface.get(),
+                inbound.as_deref(),
+                outbound.as_deref(),
+                imp,
+            )
+            .await
+        }
         C::Domain(DomainCmd::DomifSetlink {
             domain,
             interface,

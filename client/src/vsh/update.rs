@@ -303,6 +303,112 @@ pub async fn domif_setlink(
     Ok(())
 }
 
+/// virshParseRateStr: `average[,peak[,burst[,floor]]]`, empty parts 0;
+/// `max` parts at most (outbound has no floor).
+pub fn parse_rate(s: &str, max: usize) -> Option<Vec<u64>> {
+    let parts: Vec<&str> = s.split(',').collect();
+    if parts.len() > max {
+        return None;
+    }
+    parts
+        .iter()
+        .map(|p| {
+            if p.is_empty() {
+                Some(0)
+            } else {
+                p.parse().ok()
+            }
+        })
+        .collect()
+}
+
+/// The typed parameters `--inbound`/`--outbound` stand for: the average
+/// always (0 clears), the rest when given.
+pub fn rate_params(
+    inbound: Option<&str>,
+    outbound: Option<&str>,
+) -> Result<Vec<v1::InterfaceParameter>, CmdError> {
+    let mut out = Vec::new();
+    for (dir, text, names) in [
+        (
+            "inbound",
+            inbound,
+            &[
+                "inbound.average",
+                "inbound.peak",
+                "inbound.burst",
+                "inbound.floor",
+            ][..],
+        ),
+        (
+            "outbound",
+            outbound,
+            &["outbound.average", "outbound.peak", "outbound.burst"][..],
+        ),
+    ] {
+        let Some(text) = text else { continue };
+        let rate = parse_rate(text, names.len())
+            .ok_or_else(|| CmdError::msg(format!("{dir} format is incorrect")))?;
+        for (i, (name, value)) in names.iter().zip(rate).enumerate() {
+            if i == 0 || value > 0 {
+                out.push(v1::InterfaceParameter {
+                    field: (*name).to_owned(),
+                    value,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `domiftune DOMAIN INTERFACE [--inbound …] [--outbound …]`: shows the
+/// interface's bandwidth, or sets it.
+pub async fn domiftune(
+    ctl: &Ctl,
+    key: &str,
+    iface: &str,
+    inbound: Option<&str>,
+    outbound: Option<&str>,
+    impact: v1::Impact,
+) -> CmdResult {
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let params = rate_params(inbound, outbound)?;
+    let mut c = ctl.conn.domain();
+    if params.is_empty() {
+        let got = c
+            .get_interface_parameters(v1::InterfaceParametersRequest {
+                domain: Some(by_uuid(d.uuid.clone())),
+                interface: iface.to_owned(),
+                impact: Some(impact),
+            })
+            .await
+            .map_err(|e| {
+                CmdError::ctx(
+                    "Unable to get number of interface parameters",
+                    crate::Error::from(e),
+                )
+            })?
+            .into_inner();
+        for p in got.params {
+            ctl.print(&format!(
+                "{:<15}: {}
+",
+                p.field, p.value
+            ));
+        }
+        return Ok(());
+    }
+    c.set_interface_parameters(v1::SetInterfaceParametersRequest {
+        domain: Some(by_uuid(d.uuid.clone())),
+        interface: iface.to_owned(),
+        params,
+        impact: Some(impact),
+    })
+    .await
+    .map_err(|e| CmdError::ctx("Unable to set interface parameters", crate::Error::from(e)))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +463,25 @@ mod tests {
             MediaAction::from_flags(true, true, false),
             Err(e) if e.lines == ["Options --eject and --insert are mutually exclusive"]
         ));
+    }
+
+    #[test]
+    fn rate_options() {
+        let p = rate_params(Some("100,,300"), Some("0")).expect("valid");
+        let fields: Vec<(&str, u64)> = p.iter().map(|p| (p.field.as_str(), p.value)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("inbound.average", 100),
+                ("inbound.burst", 300),
+                ("outbound.average", 0)
+            ]
+        );
+        assert_eq!(
+            rate_params(None, Some("1,2,3,4")).expect_err("floor").lines,
+            ["outbound format is incorrect"]
+        );
+        assert!(rate_params(Some("x"), None).is_err());
     }
 
     #[test]

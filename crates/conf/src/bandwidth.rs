@@ -190,6 +190,51 @@ impl Bandwidth {
     }
 }
 
+/// libvirt's typed-parameter names for bandwidth (VIR_DOMAIN_BANDWIDTH_*,
+/// VIR_NETWORK_PORT_BANDWIDTH_*).
+pub mod param {
+    pub const IN_AVERAGE: &str = "inbound.average";
+    pub const IN_PEAK: &str = "inbound.peak";
+    pub const IN_BURST: &str = "inbound.burst";
+    pub const IN_FLOOR: &str = "inbound.floor";
+    pub const OUT_AVERAGE: &str = "outbound.average";
+    pub const OUT_PEAK: &str = "outbound.peak";
+    pub const OUT_BURST: &str = "outbound.burst";
+}
+
+impl Bandwidth {
+    /// `base` with the given typed parameters applied: a direction any
+    /// parameter names starts from what `base` had there; one left with
+    /// neither average nor floor is removed (libvirt: average 0 clears).
+    /// An unknown name is returned as the error.
+    pub fn with_params<'a>(
+        base: Option<Bandwidth>,
+        params: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<Option<Bandwidth>, String> {
+        let base = base.unwrap_or_default();
+        let (mut inbound, mut outbound) = (base.inbound, base.outbound);
+        for (field, value) in params {
+            let (dir, slot): (&mut Option<Rate>, fn(&mut Rate) -> &mut u64) = match field {
+                param::IN_AVERAGE => (&mut inbound, |r| &mut r.average),
+                param::IN_PEAK => (&mut inbound, |r| &mut r.peak),
+                param::IN_BURST => (&mut inbound, |r| &mut r.burst),
+                param::IN_FLOOR => (&mut inbound, |r| &mut r.floor),
+                param::OUT_AVERAGE => (&mut outbound, |r| &mut r.average),
+                param::OUT_PEAK => (&mut outbound, |r| &mut r.peak),
+                param::OUT_BURST => (&mut outbound, |r| &mut r.burst),
+                other => return Err(other.to_owned()),
+            };
+            *slot(dir.get_or_insert_with(Rate::default)) = value;
+        }
+        let keep = |r: Option<Rate>| r.filter(|r| r.average > 0 || r.floor > 0);
+        let bw = Bandwidth {
+            inbound: keep(inbound),
+            outbound: keep(outbound),
+        };
+        Ok((bw.inbound.is_some() || bw.outbound.is_some()).then_some(bw))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +303,33 @@ mod tests {
             let got = Bandwidth::parse(&el(xml), ctx).expect_err(xml);
             assert_eq!(got.message, want, "{xml}");
         }
+    }
+
+    #[test]
+    fn typed_parameters_merge_and_clear() {
+        let base = Bandwidth {
+            inbound: Some(Rate {
+                average: 100,
+                peak: 200,
+                ..Rate::default()
+            }),
+            outbound: None,
+        };
+        let merged = Bandwidth::with_params(
+            Some(base),
+            [(param::IN_AVERAGE, 300), (param::OUT_AVERAGE, 10)],
+        )
+        .expect("known");
+        assert_eq!(
+            merged.and_then(|b| b.inbound).map(|r| (r.average, r.peak)),
+            Some((300, 200))
+        );
+        let cleared = Bandwidth::with_params(Some(base), [(param::IN_AVERAGE, 0)]).expect("known");
+        assert_eq!(cleared, None);
+        assert_eq!(
+            Bandwidth::with_params(None, [("inbound.nonsense", 1)]),
+            Err("inbound.nonsense".to_owned())
+        );
     }
 
     #[test]

@@ -314,6 +314,41 @@ impl Domain for DomainService {
             )
             .await)
     }
+    async fn get_interface_parameters(
+        &self,
+        request: Request<pb::InterfaceParametersRequest>,
+    ) -> Result<Response<pb::InterfaceParameters>, Status> {
+        let req = request.into_inner();
+        ok(self
+            .driver
+            .interface_parameters(req.domain.as_ref(), &req.interface, req.impact.as_ref())
+            .map(|params| pb::InterfaceParameters {
+                params: params
+                    .into_iter()
+                    .map(|(field, value)| pb::InterfaceParameter {
+                        field: field.to_owned(),
+                        value,
+                    })
+                    .collect(),
+            }))
+    }
+    async fn set_interface_parameters(
+        &self,
+        request: Request<pb::SetInterfaceParametersRequest>,
+    ) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        let params: Vec<(String, u64)> =
+            req.params.into_iter().map(|p| (p.field, p.value)).collect();
+        ok(self
+            .driver
+            .set_interface_parameters(
+                req.domain.as_ref(),
+                &req.interface,
+                &params,
+                req.impact.as_ref(),
+            )
+            .await)
+    }
     async fn set_vcpus(
         &self,
         request: Request<pb::SetVcpusRequest>,

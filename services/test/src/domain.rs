@@ -1145,6 +1145,21 @@ impl Domain for TestDriver {
         self.call(request, interface_stats)
     }
 
+    /// libvirt's test driver has no domiftune either.
+    async fn get_interface_parameters(
+        &self,
+        _: Request<pb::InterfaceParametersRequest>,
+    ) -> Result<Response<pb::InterfaceParameters>, Status> {
+        Err(err::unimplemented("virDomainGetInterfaceParameters").into())
+    }
+
+    async fn set_interface_parameters(
+        &self,
+        _: Request<pb::SetInterfaceParametersRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(err::unimplemented("virDomainSetInterfaceParameters").into())
+    }
+
     async fn memory_stats(
         &self,
         request: Request<pb::ObjectRef>,

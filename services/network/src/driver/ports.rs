@@ -6,16 +6,7 @@
 
 use super::*;
 use crate::port::PortDef;
-use virtmesh_conf::bandwidth::{Bandwidth, Rate};
-
-// libvirt's VIR_NETWORK_PORT_BANDWIDTH_* typed-parameter names.
-const PARAM_IN_AVERAGE: &str = "inbound.average";
-const PARAM_IN_PEAK: &str = "inbound.peak";
-const PARAM_IN_FLOOR: &str = "inbound.floor";
-const PARAM_IN_BURST: &str = "inbound.burst";
-const PARAM_OUT_AVERAGE: &str = "outbound.average";
-const PARAM_OUT_PEAK: &str = "outbound.peak";
-const PARAM_OUT_BURST: &str = "outbound.burst";
+use virtmesh_conf::bandwidth::{Bandwidth, param};
 
 impl NetworkDriver {
     fn ports_dir(&self, network: &str) -> PathBuf {
@@ -202,15 +193,15 @@ impl NetworkDriver {
                 })
             };
             if let Some(i) = bw.inbound {
-                add(PARAM_IN_AVERAGE, i.average);
-                add(PARAM_IN_PEAK, i.peak);
-                add(PARAM_IN_FLOOR, i.floor);
-                add(PARAM_IN_BURST, i.burst);
+                add(param::IN_AVERAGE, i.average);
+                add(param::IN_PEAK, i.peak);
+                add(param::IN_FLOOR, i.floor);
+                add(param::IN_BURST, i.burst);
             }
             if let Some(o) = bw.outbound {
-                add(PARAM_OUT_AVERAGE, o.average);
-                add(PARAM_OUT_PEAK, o.peak);
-                add(PARAM_OUT_BURST, o.burst);
+                add(param::OUT_AVERAGE, o.average);
+                add(param::OUT_PEAK, o.peak);
+                add(param::OUT_BURST, o.burst);
             }
         }
         Ok(pb::PortParameters { params })
@@ -224,30 +215,15 @@ impl NetworkDriver {
         let r = req.port.as_ref().ok_or_else(err::missing_ref)?;
         let (net, mut port) = self.find_port(r)?;
         let live = net.live.clone().ok_or_else(err::not_active)?;
-        let (mut inbound, mut outbound) = (Rate::default(), Rate::default());
-        for p in &req.params {
-            let slot = match p.field.as_str() {
-                PARAM_IN_AVERAGE => &mut inbound.average,
-                PARAM_IN_PEAK => &mut inbound.peak,
-                PARAM_IN_FLOOR => &mut inbound.floor,
-                PARAM_IN_BURST => &mut inbound.burst,
-                PARAM_OUT_AVERAGE => &mut outbound.average,
-                PARAM_OUT_PEAK => &mut outbound.peak,
-                PARAM_OUT_BURST => &mut outbound.burst,
-                other => {
-                    return Err(err::net(
+        // Fields not given are zero, as in libvirt (no merge).
+        let new =
+            Bandwidth::with_params(None, req.params.iter().map(|p| (p.field.as_str(), p.value)))
+                .map_err(|other| {
+                    err::net(
                         virtmesh_rpc::ErrorCode::ArgumentUnsupported,
                         format!("argument unsupported: parameter '{other}' not supported"),
-                    ));
-                }
-            };
-            *slot = p.value;
-        }
-        let new = Bandwidth {
-            inbound: (inbound.average > 0 || inbound.floor > 0).then_some(inbound),
-            outbound: (outbound.average > 0).then_some(outbound),
-        };
-        let new = (new.inbound.is_some() || new.outbound.is_some()).then_some(new);
+                    )
+                })?;
         self.update_port_qos(&live, &mut port, new).await?;
         let path = self
             .ports_dir(&net.name)

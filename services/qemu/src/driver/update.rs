@@ -16,6 +16,7 @@ use super::*;
 use crate::blockdev;
 use serde_json::json;
 use virtmesh_conf::Element;
+use virtmesh_conf::bandwidth::{Bandwidth, BandwidthContext, param};
 
 /// How long a guest may hold a locked tray before an unforced change
 /// gives up (libvirt retries CHANGE_MEDIA_RETRIES times).
@@ -268,35 +269,174 @@ impl QemuDriver {
             }
         }
         if old.child("bandwidth") != new.child("bandwidth") {
-            if old.attr("type") == Some("network") {
-                return Err(unsupported_op(
-                    "changing the bandwidth of an interface of type 'network' (its network port's) is not implemented".into(),
-                ));
-            }
-            let ifname = old
-                .child("target")
-                .and_then(|t| t.attr("dev"))
-                .ok_or_else(|| err::internal("interface has no host link to shape"))?;
-            let ctx = virtmesh_conf::bandwidth::BandwidthContext::interface(false);
-            match virtmesh_conf::bandwidth::Bandwidth::of(new, ctx).map_err(err::conf)? {
-                Some(bw) => {
-                    let shares_view = matches!(old.attr("type"), Some("direct" | "ethernet"));
-                    virtmesh_util::bandwidth::set(ifname, &bw, false, !shares_view)
-                        .await
-                        .map_err(|e| err::qemu(ErrorCode::SystemError, e.to_string()))?;
-                }
-                None => virtmesh_util::bandwidth::clear(ifname).await,
-            }
-            updated.remove_children("bandwidth");
-            if let Some(b) = new.child("bandwidth") {
-                updated
-                    .children
-                    .push(virtmesh_conf::Node::Element(b.clone()));
-            }
+            let ctx = BandwidthContext::interface(false);
+            let bw = Bandwidth::of(new, ctx).map_err(err::conf)?;
+            shape_live(old, bw.as_ref()).await?;
+            set_bandwidth_el(&mut updated, bw.as_ref());
         }
         virtmesh_conf::devices::sort_device(&mut updated, virtmesh_conf::devices::INTERFACE_ORDER);
         Ok(updated)
     }
+
+    /// virDomainGetInterfaceParameters: the interface's bandwidth as
+    /// libvirt's seven typed parameters, from the live definition (or,
+    /// with `config` alone, the persistent one).
+    pub fn interface_parameters(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        device: &str,
+        impact: Option<&pb::Impact>,
+    ) -> Result<Vec<(&'static str, u64)>> {
+        let dom = self.find(r)?;
+        let st = dom.lock();
+        let t = targets(impact, &st)?;
+        let def = match (&st.live, t.live || !t.config) {
+            (Some(l), true) => &l.def,
+            _ => st
+                .config
+                .as_ref()
+                .ok_or_else(|| err::internal("no config"))?,
+        };
+        let iface = find_interface(def, device)?;
+        let ctx = BandwidthContext::interface(iface.attr("type") == Some("network"));
+        let bw = Bandwidth::of(iface, ctx)
+            .map_err(err::conf)?
+            .unwrap_or_default();
+        let (i, o) = (
+            bw.inbound.unwrap_or_default(),
+            bw.outbound.unwrap_or_default(),
+        );
+        Ok(vec![
+            (param::IN_AVERAGE, i.average),
+            (param::IN_PEAK, i.peak),
+            (param::IN_BURST, i.burst),
+            (param::IN_FLOOR, i.floor),
+            (param::OUT_AVERAGE, o.average),
+            (param::OUT_PEAK, o.peak),
+            (param::OUT_BURST, o.burst),
+        ])
+    }
+
+    /// virDomainSetInterfaceParameters: the given fields merged into the
+    /// interface's bandwidth (an average of 0 clears that direction), on
+    /// the host link and/or in the config.
+    pub async fn set_interface_parameters(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        device: &str,
+        params: &[(String, u64)],
+        impact: Option<&pb::Impact>,
+    ) -> Result<()> {
+        let dom = self.find(r)?;
+        let _job = dom.job.lock().await;
+        let merge = |iface: &Element| {
+            let ctx = BandwidthContext::interface(iface.attr("type") == Some("network"));
+            let old = Bandwidth::of(iface, ctx).map_err(err::conf)?;
+            Bandwidth::with_params(old, params.iter().map(|(k, v)| (k.as_str(), *v))).map_err(
+                |other| {
+                    err::qemu(
+                        ErrorCode::ArgumentUnsupported,
+                        format!("argument unsupported: parameter '{other}' not supported"),
+                    )
+                },
+            )
+        };
+        let (t, live_def) = {
+            let st = dom.lock();
+            let t = targets(impact, &st)?;
+            (t, st.live.as_ref().map(|l| l.def.clone()))
+        };
+        if t.live
+            && let Some(mut def) = live_def
+        {
+            let old = find_interface(&def, device)?.clone();
+            let bw = merge(&old)?;
+            shape_live(&old, bw.as_ref()).await?;
+            let mut updated = old.clone();
+            set_bandwidth_el(&mut updated, bw.as_ref());
+            def.replace_device(&old, updated);
+            let mut st = dom.lock();
+            let name = st.name.clone();
+            let persistent = st.config.is_some();
+            if let Some(l) = st.live.as_mut() {
+                l.def = def;
+                let l = &*l;
+                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
+                    tracing::warn!("live status of {name}: {e}");
+                }
+            }
+        }
+        if t.config {
+            let mut st = dom.lock();
+            if let Some(mut cfg) = st.config.clone() {
+                let old = find_interface(&cfg, device)?.clone();
+                let bw = merge(&old)?;
+                let mut updated = old.clone();
+                set_bandwidth_el(&mut updated, bw.as_ref());
+                cfg.replace_device(&old, updated);
+                self.save_config(&mut st, cfg)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// virDomainNetFind: an interface by MAC or host device name.
+fn find_interface<'a>(def: &'a DomainDef, device: &str) -> Result<&'a Element> {
+    let by_mac = virtmesh_util::netlink::parse_mac(device).is_some();
+    def.devices()
+        .into_iter()
+        .find(|d| {
+            d.name == "interface"
+                && if by_mac {
+                    crate::hostnet::mac_of(d).eq_ignore_ascii_case(device)
+                } else {
+                    d.child("target").and_then(|t| t.attr("dev")) == Some(device)
+                }
+        })
+        .ok_or_else(|| {
+            err::qemu(
+                ErrorCode::InvalidArg,
+                format!("invalid argument: '{device}' is not a known interface"),
+            )
+        })
+}
+
+/// An interface's new limits on its running host link (cleared with
+/// `None`), as at start: bridge taps swapped, macvtap/ethernet not.
+async fn shape_live(iface: &Element, bw: Option<&Bandwidth>) -> Result<()> {
+    if iface.attr("type") == Some("network") {
+        return Err(unsupported_op(
+            "changing the bandwidth of an interface of type 'network' (its network port's) is not implemented".into(),
+        ));
+    }
+    let ifname = iface
+        .child("target")
+        .and_then(|t| t.attr("dev"))
+        .ok_or_else(|| err::internal("interface has no host link to shape"))?;
+    match bw {
+        Some(bw) => {
+            let shares_view = matches!(iface.attr("type"), Some("direct" | "ethernet"));
+            virtmesh_util::bandwidth::set(ifname, bw, false, !shares_view)
+                .await
+                .map_err(|e| err::qemu(ErrorCode::SystemError, e.to_string()))
+        }
+        None => {
+            virtmesh_util::bandwidth::clear(ifname).await;
+            Ok(())
+        }
+    }
+}
+
+/// Replace an interface's `<bandwidth>` (none with `None`).
+fn set_bandwidth_el(iface: &mut Element, bw: Option<&Bandwidth>) {
+    iface.remove_children("bandwidth");
+    if let Some(bw) = bw {
+        iface
+            .children
+            .push(virtmesh_conf::Node::Element(bw.to_element(None)));
+    }
+    virtmesh_conf::devices::sort_device(iface, virtmesh_conf::devices::INTERFACE_ORDER);
 }
 
 /// qemuDomainChangeGraphics for VNC: a new password takes effect at once.
