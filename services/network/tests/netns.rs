@@ -1367,6 +1367,24 @@ async fn network_bandwidth_shapes_the_bridge_and_guarantees_floors() {
         port1.contains("<bandwidth classID='3'>\n    <inbound floor='600'/>"),
         "{port1}"
     );
+    // libvirt's schema accepts the port as we hand it out.
+    let port_file = ns.dir.path().join("port1.xml");
+    std::fs::write(&port_file, &port1).expect("write");
+    let jing = Command::new("jing")
+        .arg("/usr/share/libvirt/schemas/networkport.rng")
+        .arg(&port_file)
+        .output();
+    match jing {
+        Ok(out) => assert!(
+            out.status.success(),
+            "networkport.rng rejects {port1}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(_) => assert!(
+            std::env::var("VIRTMESH_REQUIRE_HOST").as_deref() != Ok("1"),
+            "VIRTMESH_REQUIRE_HOST=1 but jing is not installed"
+        ),
+    }
     let classes = tc_show(&ns, "class", "vmqos0");
     // 600 KiB/s guaranteed, up to the network's peak; the shared class
     // keeps 2000 - 600 KiB/s. (A leaf qdisc, sfq where the kernel has
