@@ -257,6 +257,10 @@ fn kvm_guest_hotplug_with_virsh_shortcuts_through_the_gateway() {
             .contains("<link state='down'/>"),
         "the live XML shows the link down"
     );
+    assert_eq!(
+        mesh.ok(&["domif-getlink", &name, &nic[0]]),
+        format!("{} down\n\n", nic[0])
+    );
     mesh.fails(
         &["domif-setlink", &name, "vnet99", "down"],
         "error: interface (dev: vnet99) not found\n",

@@ -519,6 +519,16 @@ pub enum DomainCmd {
     },
     /// Change media of CD or floppy drive
     ChangeMedia(Box<ChangeMediaArgs>),
+    /// get link state of a virtual interface
+    DomifGetlink {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        interface: IfaceArg,
+        /// Get persistent interface state
+        #[arg(long)]
+        config: bool,
+    },
     /// get/set parameters of a virtual interface
     Domiftune {
         #[command(flatten)]

@@ -971,6 +971,11 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             update::change_media(ctl, a.domain.get(), m, imp).await
         }
+        C::Domain(DomainCmd::DomifGetlink {
+            domain,
+            interface,
+            config,
+        }) => update::domif_getlink(ctl, domain.get(), interface.get(), config).await,
         C::Domain(DomainCmd::Domiftune {
             domain,
             interface,

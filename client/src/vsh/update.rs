@@ -254,6 +254,49 @@ pub fn link_xml(iface: &str, state: &str) -> String {
     append_child(&xml, "interface", &format!("<link state='{state}'/>"))
 }
 
+/// The index of the interface `iface` names (MAC or host device) in a
+/// domain document, and whether it was named by MAC.
+fn find_iface(root: &super::xml::Element, iface: &str) -> (Option<usize>, bool) {
+    let by_mac = iface.contains(':') && iface.len() == 17;
+    let found = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("interface"))
+        .position(|i| {
+            if by_mac {
+                i.child_attr("mac", &["address"])
+                    .is_some_and(|m| m.eq_ignore_ascii_case(iface))
+            } else {
+                i.child_attr("target", &["dev"]) == Some(iface)
+            }
+        });
+    (found, by_mac)
+}
+
+/// `domif-getlink DOMAIN INTERFACE [--config]`: "IFACE up|down".
+pub async fn domif_getlink(ctl: &Ctl, key: &str, iface: &str, config: bool) -> CmdResult {
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    let doc = domain_doc(ctl, &d.uuid, config || d.id < 0).await?;
+    let root = super::xml::parse(&doc)
+        .map_err(|_| CmdError::msg("Failed to get interface information"))?;
+    let (found, by_mac) = find_iface(&root, iface);
+    let Some(i) = found else {
+        let how = if by_mac { "mac" } else { "dev" };
+        return Err(CmdError::msg(format!(
+            "Interface ({how}: {iface}) not found."
+        )));
+    };
+    let state = root
+        .child("devices")
+        .into_iter()
+        .flat_map(|d| d.children_named("interface"))
+        .nth(i)
+        .and_then(|e| e.child_attr("link", &["state"]))
+        .unwrap_or("up");
+    ctl.print(&format!("{iface} {state}\n"));
+    Ok(())
+}
+
 /// `domif-setlink DOMAIN INTERFACE up|down [--config]`: the interface by
 /// its MAC or host device name.
 pub async fn domif_setlink(
@@ -271,19 +314,7 @@ pub async fn domif_setlink(
     let doc = domain_doc(ctl, &d.uuid, inactive).await?;
     let root = super::xml::parse(&doc)
         .map_err(|_| CmdError::msg("Failed to get interface information"))?;
-    let by_mac = iface.contains(':') && iface.len() == 17;
-    let found = root
-        .child("devices")
-        .into_iter()
-        .flat_map(|d| d.children_named("interface"))
-        .position(|i| {
-            if by_mac {
-                i.child_attr("mac", &["address"])
-                    .is_some_and(|m| m.eq_ignore_ascii_case(iface))
-            } else {
-                i.child_attr("target", &["dev"]) == Some(iface)
-            }
-        });
+    let (found, by_mac) = find_iface(&root, iface);
     let Some(i) = found else {
         let how = if by_mac { "mac" } else { "dev" };
         return Err(CmdError::msg(format!(
