@@ -149,6 +149,27 @@ fn kvm_guest_lifecycle_through_the_gateway() {
         mesh.ok(&["snapshot-delete", &name, "s1"]),
         "Domain snapshot s1 deleted\n\n"
     );
+    // virsh save / restore through a file of our choosing.
+    let saved = dir.path().join("vm.save");
+    let saved = saved.to_str().expect("utf-8");
+    assert_eq!(
+        mesh.ok(&["save", &name, saved]),
+        format!("\nDomain '{name}' saved to {saved}\n\n")
+    );
+    assert_eq!(mesh.ok(&["domstate", &name]).trim(), "shut off");
+    let junk = dir.path().join("junk.save");
+    std::fs::write(&junk, b"not a save file").expect("junk");
+    let junk = junk.to_str().expect("utf-8");
+    let refused = mesh.vsh(&["restore", junk]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("image magic is incorrect"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        mesh.ok(&["restore", saved]),
+        format!("Domain restored from {saved}\n\n")
+    );
+    assert_eq!(mesh.ok(&["domstate", &name]).trim(), "running");
     // A diskless guest has no OS to honour the power button; the request
     // itself must be accepted by QEMU.
     mesh.ok(&["shutdown", &name]);

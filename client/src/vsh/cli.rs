@@ -160,6 +160,20 @@ obj_arg!(
     "new state of the device"
 );
 obj_arg!(
+    SaveToArg,
+    "file",
+    "file_pos",
+    "FILE",
+    "where to save the data"
+);
+obj_arg!(
+    RestoreFromArg,
+    "file",
+    "file_pos",
+    "FILE",
+    "the state to restore"
+);
+obj_arg!(
     PathArg,
     "path",
     "path_pos",
@@ -519,6 +533,30 @@ pub enum DomainCmd {
     },
     /// Change media of CD or floppy drive
     ChangeMedia(Box<ChangeMediaArgs>),
+    /// save a domain state to a file
+    Save {
+        #[command(flatten)]
+        domain: DomArg,
+        #[command(flatten)]
+        file: SaveToArg,
+        /// set domain to be running on restore
+        #[arg(long)]
+        running: bool,
+        /// set domain to be paused on restore
+        #[arg(long)]
+        paused: bool,
+    },
+    /// restore a domain from a saved state in a file
+    Restore {
+        #[command(flatten)]
+        file: RestoreFromArg,
+        /// restore domain into running state
+        #[arg(long)]
+        running: bool,
+        /// restore domain into paused state
+        #[arg(long)]
+        paused: bool,
+    },
     /// get link state of a virtual interface
     DomifGetlink {
         #[command(flatten)]

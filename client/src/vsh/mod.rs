@@ -971,6 +971,17 @@ async fn dispatch(ctl: &Ctl, cmd: Command) -> CmdResult {
             };
             update::change_media(ctl, a.domain.get(), m, imp).await
         }
+        C::Domain(DomainCmd::Save {
+            domain,
+            file,
+            running,
+            paused,
+        }) => update::save(ctl, domain.get(), file.get(), running, paused).await,
+        C::Domain(DomainCmd::Restore {
+            file,
+            running,
+            paused,
+        }) => update::restore(ctl, file.get(), running, paused).await,
         C::Domain(DomainCmd::DomifGetlink {
             domain,
             interface,

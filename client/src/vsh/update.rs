@@ -254,6 +254,59 @@ pub fn link_xml(iface: &str, state: &str) -> String {
     append_child(&xml, "interface", &format!("<link state='{state}'/>"))
 }
 
+fn exclusive_run_flags(running: bool, paused: bool) -> Result<(), CmdError> {
+    if running && paused {
+        return Err(CmdError::msg(
+            "Options --running and --paused are mutually exclusive",
+        ));
+    }
+    Ok(())
+}
+
+/// `save DOMAIN FILE [--running|--paused]` (virDomainSaveFlags).
+pub async fn save(ctl: &Ctl, key: &str, file: &str, running: bool, paused: bool) -> CmdResult {
+    exclusive_run_flags(running, paused)?;
+    let d = lookup(ctl, key, Kinds::DOMAIN).await?;
+    ctl.conn
+        .domain()
+        .save(v1::SaveRequest {
+            domain: Some(by_uuid(d.uuid.clone())),
+            path: file.to_owned(),
+            running,
+            paused,
+        })
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to save domain '{}' to {file}", d.name),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("\nDomain '{}' saved to {file}\n", d.name));
+    Ok(())
+}
+
+/// `restore FILE [--running|--paused]` (virDomainRestoreFlags).
+pub async fn restore(ctl: &Ctl, file: &str, running: bool, paused: bool) -> CmdResult {
+    exclusive_run_flags(running, paused)?;
+    ctl.conn
+        .domain()
+        .restore(v1::RestoreRequest {
+            path: file.to_owned(),
+            running,
+            paused,
+        })
+        .await
+        .map_err(|e| {
+            CmdError::ctx(
+                format!("Failed to restore domain from {file}"),
+                crate::Error::from(e),
+            )
+        })?;
+    ctl.extra(&format!("Domain restored from {file}\n"));
+    Ok(())
+}
+
 /// The index of the interface `iface` names (MAC or host device) in a
 /// domain document, and whether it was named by MAC.
 fn find_iface(root: &super::xml::Element, iface: &str) -> (Option<usize>, bool) {

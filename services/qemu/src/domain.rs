@@ -22,6 +22,21 @@ impl DomainService {
     }
 }
 
+/// VIR_DOMAIN_SAVE_RUNNING / _PAUSED: how a restore resumes the guest.
+fn run_after(running: bool, paused: bool) -> Result<Option<bool>, Status> {
+    match (running, paused) {
+        (true, true) => Err(VirtError::new(
+            virtmesh_rpc::ErrorCode::InvalidArg,
+            virtmesh_rpc::ErrorDomain::Qemu,
+            "invalid argument: Flags 'VIR_DOMAIN_SAVE_RUNNING' and 'VIR_DOMAIN_SAVE_PAUSED' are mutually exclusive",
+        )
+        .into()),
+        (true, false) => Ok(Some(true)),
+        (false, true) => Ok(Some(false)),
+        (false, false) => Ok(None),
+    }
+}
+
 fn unimpl<T>(call: &str) -> Result<T, Status> {
     Err(unimplemented(call).into())
 }
@@ -515,6 +530,30 @@ impl Domain for DomainService {
             .driver
             .managed_save_remove(Some(request.get_ref()))
             .await)
+    }
+    async fn save(&self, request: Request<pb::SaveRequest>) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        let run_after = run_after(req.running, req.paused)?;
+        ok(self
+            .driver
+            .save_to_file(
+                req.domain.as_ref(),
+                std::path::Path::new(&req.path),
+                run_after,
+            )
+            .await)
+    }
+    async fn restore(
+        &self,
+        request: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::DomainSummary>, Status> {
+        let req = request.into_inner();
+        let run_after = run_after(req.running, req.paused)?;
+        ok(self
+            .driver
+            .restore_from_file(std::path::Path::new(&req.path), run_after)
+            .await
+            .map(|v| v.summary()))
     }
     async fn snapshot_create_xml(
         &self,

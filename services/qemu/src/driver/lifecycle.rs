@@ -28,7 +28,12 @@ impl QemuDriver {
             let saved_def =
                 DomainDef::parse(&save::restorable_xml(&record.xml)?).map_err(err::conf)?;
             let view = self
-                .start_with(&dom, saved_def, paused, Some((&img, record.running)))
+                .start_with(
+                    &dom,
+                    saved_def,
+                    paused,
+                    Some((&img.incoming(), record.running)),
+                )
                 .await?;
             img.remove()?;
             return Ok(view);
@@ -59,19 +64,7 @@ impl QemuDriver {
                     )
                 });
             }
-            let dom = Arc::new(Dom {
-                uuid,
-                job: tokio::sync::Mutex::new(()),
-                st: Mutex::new(DomState {
-                    name,
-                    config: None,
-                    live: None,
-                    state: DomainState::Shutoff,
-                    reason: SHUTOFF_UNKNOWN,
-                    removed: false,
-                    autostart: false,
-                }),
-            });
+            let dom = new_transient(&uuid, &name);
             list.push(dom.clone());
             dom
         };
@@ -101,7 +94,7 @@ impl QemuDriver {
         dom: &Arc<Dom>,
         def: DomainDef,
         paused: bool,
-        restore: Option<(&save::SaveImage, bool)>,
+        restore: Option<(&save::Incoming, bool)>,
     ) -> Result<DomView> {
         let mut def = def;
         crate::graphics::assign_ports(&mut def);
@@ -262,8 +255,8 @@ impl QemuDriver {
         if let Err(e) = qmp.execute(qmp::QmpCapabilities {}).await {
             return Err(fail(err::qmp(e), spawned.pid).await);
         }
-        if let Some((img, _)) = restore
-            && let Err(e) = Self::restore_image(&qmp, img).await
+        if let Some((incoming, _)) = restore
+            && let Err(e) = Self::restore_image(&qmp, incoming).await
         {
             return Err(fail(e, spawned.pid).await);
         }
@@ -517,4 +510,22 @@ impl QemuDriver {
         hostnet::release(&self.inner.net, &links).await;
         Ok(())
     }
+}
+
+/// A transient domain not started yet (the caller adds it to the list
+/// under the same lock as its uniqueness check).
+pub(super) fn new_transient(uuid: &str, name: &str) -> Arc<Dom> {
+    Arc::new(Dom {
+        uuid: uuid.to_owned(),
+        job: tokio::sync::Mutex::new(()),
+        st: Mutex::new(DomState {
+            name: name.to_owned(),
+            config: None,
+            live: None,
+            state: DomainState::Shutoff,
+            reason: SHUTOFF_UNKNOWN,
+            removed: false,
+            autostart: false,
+        }),
+    })
 }

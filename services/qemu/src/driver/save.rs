@@ -35,7 +35,31 @@ pub(super) struct SaveImage {
     record: PathBuf,
 }
 
+/// Where a restore reads the guest state from: a file and the offset of
+/// QEMU's stream in it (after our header in a `virsh save` file).
+#[derive(Debug, Clone)]
+pub(super) struct Incoming {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl Incoming {
+    fn uri(&self) -> String {
+        match self.offset {
+            0 => format!("file:{}", self.path.display()),
+            n => format!("file:{},offset={n}", self.path.display()),
+        }
+    }
+}
+
 impl SaveImage {
+    pub fn incoming(&self) -> Incoming {
+        Incoming {
+            path: self.image.clone(),
+            offset: 0,
+        }
+    }
+
     fn partial(&self) -> PathBuf {
         self.image.with_extension("save.partial")
     }
@@ -174,64 +198,171 @@ impl QemuDriver {
     pub async fn managed_save(&self, r: Option<&pb::ObjectRef>) -> Result<()> {
         let dom = self.find(r)?;
         let _job = dom.job.lock().await;
-        let (qmp, pid, name, running, xml, links) = {
+        let name = {
+            let st = dom.lock();
+            if st.live.as_ref().is_some_and(|l| !l.starting) && st.config.is_none() {
+                return Err(err::invalid_op(
+                    "cannot do managed save for transient domain",
+                ));
+            }
+            st.name.clone()
+        };
+        let img = self.save_image(&name);
+        state::mkdir(img.image.parent().unwrap_or(Path::new("."))).map_err(err::state)?;
+        self.save_state(&dom, SaveDest::Managed(img), None).await
+    }
+
+    /// virDomainSaveFlags: as managed save, into one file of the caller's
+    /// choosing (our header with the definition, then QEMU's stream at
+    /// an offset); `run_after` overrides whether a restore resumes it.
+    pub async fn save_to_file(
+        &self,
+        r: Option<&pb::ObjectRef>,
+        path: &Path,
+        run_after: Option<bool>,
+    ) -> Result<()> {
+        let dom = self.find(r)?;
+        let _job = dom.job.lock().await;
+        self.save_state(&dom, SaveDest::File(path.to_path_buf()), run_after)
+            .await
+    }
+
+    /// virDomainRestoreFlags: a file [`QemuDriver::save_to_file`] wrote
+    /// starts the guest it holds again — the defined domain of that UUID
+    /// if there is one (not running), else a transient one.
+    pub async fn restore_from_file(&self, path: &Path, run_after: Option<bool>) -> Result<DomView> {
+        let (record, offset) = read_save_file(path)?;
+        let def = DomainDef::parse(&restorable_xml(&record.xml)?).map_err(err::conf)?;
+        let (uuid, name) = (def.uuid(), def.name());
+        let (dom, transient) = {
+            let mut list = self.list_lock();
+            let existing = list
+                .iter()
+                .find(|d| {
+                    let st = d.lock();
+                    !st.removed && (d.uuid.eq_ignore_ascii_case(&uuid) || st.name == name)
+                })
+                .cloned();
+            match existing {
+                Some(d) => {
+                    if d.lock().live.is_some() {
+                        return Err(err::invalid_op(&format!(
+                            "domain '{name}' is already active"
+                        )));
+                    }
+                    (d, false)
+                }
+                None => {
+                    let d = super::lifecycle::new_transient(&uuid, &name);
+                    list.push(d.clone());
+                    (d, true)
+                }
+            }
+        };
+        let _job = dom.job.lock().await;
+        let running = run_after.unwrap_or(record.running);
+        let incoming = Incoming {
+            path: path.to_path_buf(),
+            offset,
+        };
+        let result = self
+            .start_with(&dom, def, false, Some((&incoming, running)))
+            .await;
+        if result.is_err() && transient {
+            dom.lock().removed = true;
+            self.remove_from_list(&dom);
+        }
+        result
+    }
+
+    /// Pause, migrate the guest state to `dest`, end QEMU (the EOF
+    /// handler records shut off, saved). Nothing half-written stays: the
+    /// image is written under a temporary name and renamed when QEMU
+    /// reports completion; on failure the guest goes on as it was.
+    async fn save_state(
+        &self,
+        dom: &Arc<Dom>,
+        dest: SaveDest,
+        run_after: Option<bool>,
+    ) -> Result<()> {
+        let (qmp, pid, running, xml, links) = {
             let st = dom.lock();
             let live = st
                 .live
                 .as_ref()
                 .filter(|l| !l.starting)
                 .ok_or_else(err::not_running)?;
-            if st.config.is_none() {
-                return Err(err::invalid_op(
-                    "cannot do managed save for transient domain",
-                ));
-            }
             (
                 live.qmp.clone(),
                 live.pid,
-                st.name.clone(),
                 st.state == DomainState::Running,
                 live.def.to_xml(None),
                 live.links.clone(),
             )
         };
-        let img = self.save_image(&name);
-        state::mkdir(img.image.parent().unwrap_or(Path::new("."))).map_err(err::state)?;
-        let partial = img.partial();
-        let _ = std::fs::remove_file(&partial);
+        let record = SaveRecord {
+            xml,
+            running: run_after.unwrap_or(running),
+        };
+        let (partial, uri) = match &dest {
+            SaveDest::Managed(img) => {
+                let partial = img.partial();
+                let _ = std::fs::remove_file(&partial);
+                let uri = format!("file:{}", partial.display());
+                (partial, uri)
+            }
+            SaveDest::File(path) => {
+                let partial = PathBuf::from(format!("{}.partial", path.display()));
+                let offset = write_save_header(&partial, &record)?;
+                let uri = format!("file:{},offset={offset}", partial.display());
+                (partial, uri)
+            }
+        };
         if running {
             if let Some(l) = dom.lock().live.as_mut() {
                 l.pause_reason = Some(PAUSED_SAVE);
             }
             qmp.execute(qmp::Stop {}).await.map_err(err::qmp)?;
         }
-        let uri = format!("file:{}", partial.display());
-        let saved = async {
-            qmp.execute_raw("migrate", serde_json::json!({ "uri": uri }))
-                .await
-                .map_err(err::qmp)?;
-            wait_migration(&qmp, "save").await?;
-            let record = SaveRecord { xml, running };
-            let bytes = serde_json::to_vec_pretty(&record).map_err(err::internal)?;
-            virtmesh_util::fs::write_atomic(&img.record, &bytes)
-                .map_err(|e| err::qemu(ErrorCode::SystemError, e.to_string()))?;
-            std::fs::rename(&partial, &img.image).map_err(|e| {
+        let rename = |to: &Path| {
+            std::fs::rename(&partial, to).map_err(|e| {
                 err::qemu(
                     ErrorCode::SystemError,
                     format!(
                         "cannot rename {} to {}: {e}",
                         partial.display(),
-                        img.image.display()
+                        to.display()
                     ),
                 )
             })
+        };
+        let saved = async {
+            qmp.execute_raw("migrate", serde_json::json!({ "uri": uri }))
+                .await
+                .map_err(err::qmp)?;
+            wait_migration(&qmp, "save").await?;
+            match &dest {
+                SaveDest::Managed(img) => {
+                    let bytes = serde_json::to_vec_pretty(&record).map_err(err::internal)?;
+                    virtmesh_util::fs::write_atomic(&img.record, &bytes)
+                        .map_err(|e| err::qemu(ErrorCode::SystemError, e.to_string()))?;
+                    rename(&img.image)
+                }
+                SaveDest::File(path) => rename(path),
+            }
         }
         .await;
         if let Err(e) = saved {
-            // The guest goes on as it was; nothing half-written stays.
-            let _ = img.remove();
+            match &dest {
+                SaveDest::Managed(img) => {
+                    let _ = img.remove();
+                }
+                SaveDest::File(_) => {
+                    let _ = std::fs::remove_file(&partial);
+                }
+            }
             if running && let Err(cont) = qmp.execute(qmp::Cont {}).await {
-                tracing::warn!("managed save failed and the guest could not resume: {cont}");
+                tracing::warn!("save failed and the guest could not resume: {cont}");
             }
             return Err(e);
         }
@@ -241,7 +372,7 @@ impl QemuDriver {
             l.saving = true;
         }
         if let Err(e) = qmp.execute(qmp::Quit {}).await {
-            tracing::debug!("quit after managed save: {e}");
+            tracing::debug!("quit after save: {e}");
         }
         if tokio::time::timeout(KILL_WAIT, qmp.closed()).await.is_err() {
             process::signal(pid, Signal::SIGKILL).map_err(err::process)?;
@@ -253,15 +384,85 @@ impl QemuDriver {
         Ok(())
     }
 
-    /// Load the guest state of `img` into a QEMU started with
-    /// `-incoming defer` and still stopped (`-S`).
-    pub(super) async fn restore_image(qmp: &Qmp, img: &SaveImage) -> Result<()> {
-        let uri = format!("file:{}", img.image.display());
+    /// Load the guest state into a QEMU started with `-incoming defer`
+    /// and still stopped (`-S`).
+    pub(super) async fn restore_image(qmp: &Qmp, incoming: &Incoming) -> Result<()> {
+        let uri = incoming.uri();
         qmp.execute_raw("migrate-incoming", serde_json::json!({ "uri": uri }))
             .await
             .map_err(err::qmp)?;
         wait_migration(qmp, "restore").await
     }
+}
+
+/// Where a save goes: the domain's managed save image, or a file the
+/// caller names.
+pub(super) enum SaveDest {
+    Managed(SaveImage),
+    File(PathBuf),
+}
+
+/// The first line of a `virsh save` file of ours; the next line is the
+/// length of the JSON record after it, and QEMU's stream starts at the
+/// next 4 KiB boundary.
+const SAVE_MAGIC: &str = "VirtmeshSave1\n";
+const SAVE_ALIGN: u64 = 4096;
+
+/// Write the header of a save file; returns where QEMU's stream goes.
+fn write_save_header(path: &Path, record: &SaveRecord) -> Result<u64> {
+    let json = serde_json::to_vec(record).map_err(err::internal)?;
+    let mut header = format!("{SAVE_MAGIC}{}\n", json.len()).into_bytes();
+    header.extend_from_slice(&json);
+    let len = u64::try_from(header.len()).unwrap_or(u64::MAX);
+    let offset = len.div_ceil(SAVE_ALIGN) * SAVE_ALIGN;
+    header.resize(usize::try_from(offset).unwrap_or(header.len()), 0);
+    std::fs::write(path, &header).map_err(|e| {
+        err::qemu(
+            ErrorCode::SystemError,
+            format!("Failed to create file '{}': {e}", path.display()),
+        )
+    })?;
+    Ok(offset)
+}
+
+/// The record of a save file and where QEMU's stream starts in it.
+fn read_save_file(path: &Path) -> Result<(SaveRecord, u64)> {
+    use std::io::{BufRead, Read};
+    let open_err = |e: std::io::Error| {
+        err::qemu(
+            ErrorCode::SystemError,
+            format!("Cannot open file '{}': {e}", path.display()),
+        )
+    };
+    let bad = || {
+        err::qemu(
+            ErrorCode::OperationFailed,
+            "operation failed: image magic is incorrect",
+        )
+    };
+    let mut r = std::io::BufReader::new(std::fs::File::open(path).map_err(open_err)?);
+    let mut magic = String::new();
+    r.by_ref()
+        .take(64)
+        .read_line(&mut magic)
+        .map_err(open_err)?;
+    if magic != SAVE_MAGIC {
+        return Err(bad());
+    }
+    let mut len_line = String::new();
+    r.by_ref()
+        .take(32)
+        .read_line(&mut len_line)
+        .map_err(open_err)?;
+    let len: u64 = len_line.trim().parse().map_err(|_| bad())?;
+    if len > 64 << 20 {
+        return Err(bad());
+    }
+    let mut json = Vec::new();
+    r.take(len).read_to_end(&mut json).map_err(open_err)?;
+    let record: SaveRecord = serde_json::from_slice(&json).map_err(|_| bad())?;
+    let header = u64::try_from(SAVE_MAGIC.len() + len_line.len()).unwrap_or(u64::MAX) + len;
+    Ok((record, header.div_ceil(SAVE_ALIGN) * SAVE_ALIGN))
 }
 
 /// Poll `query-migrate` until the migration completed; a failed one
