@@ -66,6 +66,29 @@ fn domain_lifecycle_and_state_survive_between_vsh_runs() {
     assert_eq!(mesh.vsh_ok(&["domstate", "e2e-vm"]).trim(), "running");
     let info = mesh.vsh_ok(&["dominfo", "e2e-vm"]);
     assert!(info.contains("Max memory:     131072 KiB"), "{info}");
+    // virsh save / restore with the test driver's image format.
+    let image = mesh.write("vm.save", "");
+    let image = image.to_str().unwrap_or_default();
+    assert_eq!(
+        mesh.vsh_ok(&["save", "e2e-vm", image]),
+        format!("\nDomain 'e2e-vm' saved to {image}\n\n")
+    );
+    assert_eq!(
+        mesh.vsh_ok(&["domstate", "e2e-vm", "--reason"]).trim(),
+        "shut off (saved)"
+    );
+    assert!(
+        std::fs::read(image).is_ok_and(|b| b.starts_with(b"TestGuestMagic")),
+        "libvirt's test driver image layout"
+    );
+    assert_eq!(
+        mesh.vsh_ok(&["restore", image]),
+        format!("Domain restored from {image}\n\n")
+    );
+    assert_eq!(
+        mesh.vsh_ok(&["domstate", "e2e-vm", "--reason"]).trim(),
+        "running (restored)"
+    );
     mesh.vsh_ok(&["destroy", "e2e-vm"]);
     assert_eq!(mesh.vsh_ok(&["domstate", "e2e-vm"]).trim(), "shut off");
     assert!(

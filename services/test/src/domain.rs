@@ -21,6 +21,7 @@ pub fn reason_name(state: DomainState, reason: i32) -> &'static str {
 
 // Reason numbers (virDomain*Reason) used below.
 const RUNNING_BOOTED: i32 = 1;
+const RUNNING_RESTORED: i32 = 3;
 const RUNNING_UNPAUSED: i32 = 5;
 const PAUSED_USER: i32 = 1;
 const SHUTOFF_SHUTDOWN: i32 = 1;
@@ -956,6 +957,76 @@ fn managed_save(host: &Host, r: pb::ObjectRef) -> VResult<()> {
     Ok(())
 }
 
+/// testDomainSaveImageWrite's layout: magic, the XML's length as a
+/// native 32-bit int, the XML.
+const TEST_SAVE_MAGIC: &[u8] = b"TestGuestMagic";
+
+/// testDomainSaveFlags: the definition goes to the file, the domain stops
+/// (shut off, saved); a transient one is gone.
+fn save(host: &Host, r: pb::SaveRequest) -> VResult<()> {
+    let mut st = host.lock();
+    let idx = find(&st, r.domain.as_ref())?;
+    let d = &mut st.domains[idx];
+    if !d.is_active() {
+        return Err(not_running());
+    }
+    let xml = d.def.to_xml_flags(None, true);
+    let len = i32::try_from(xml.len()).map_err(|_| err::internal("definition too large"))?;
+    let mut data = TEST_SAVE_MAGIC.to_vec();
+    data.extend_from_slice(&len.to_ne_bytes());
+    data.extend_from_slice(xml.as_bytes());
+    virtmesh_util::fs::write_atomic(std::path::Path::new(&r.path), &data).map_err(|e| {
+        err::system(format!(
+            "saving domain '{}' to '{}': write failed: {e}",
+            d.name(),
+            r.path
+        ))
+    })?;
+    shutdown_state(d, SHUTOFF_SAVED);
+    lifecycle(host, d, Ev::DomainEventStopped, 4);
+    reap_transient(&mut st, idx);
+    Ok(())
+}
+
+/// testDomainRestoreFlags: the saved definition runs again (restored),
+/// as the defined domain of that UUID or a transient one.
+fn restore(host: &Host, r: pb::RestoreRequest) -> VResult<pb::DomainSummary> {
+    let data = std::fs::read(&r.path)
+        .map_err(|e| err::system(format!("cannot read domain image '{}': {e}", r.path)))?;
+    let bad = || err::internal("mismatched header magic");
+    let rest = data.strip_prefix(TEST_SAVE_MAGIC).ok_or_else(bad)?;
+    let (len, xml) = rest.split_at_checked(4).ok_or_else(bad)?;
+    let len = i32::from_ne_bytes(len.try_into().map_err(|_| bad())?);
+    let len = usize::try_from(len).map_err(|_| err::internal("length of saved XML is negative"))?;
+    let xml = xml
+        .get(..len)
+        .and_then(|x| std::str::from_utf8(x).ok())
+        .ok_or_else(|| err::internal("incomplete saved image"))?;
+    let def = DomainDef::parse(xml).map_err(conf_err)?;
+    let mut st = host.lock();
+    let idx = match check_duplicates(&st, &def, true)? {
+        Some(i) => {
+            let d = &mut st.domains[i];
+            d.new_def = Some(d.def.clone());
+            d.def = def;
+            i
+        }
+        None => {
+            st.domains.push(DomainObj::new(def, false));
+            st.domains.len() - 1
+        }
+    };
+    start_state(&mut st, idx, RUNNING_RESTORED);
+    lifecycle(host, &st.domains[idx], Ev::DomainEventStarted, 2);
+    if r.paused {
+        let d = &mut st.domains[idx];
+        d.state = DomainState::Paused;
+        d.reason = PAUSED_USER;
+        lifecycle(host, &st.domains[idx], Ev::DomainEventSuspended, 0);
+    }
+    Ok(st.domains[idx].summary())
+}
+
 fn managed_save_remove(host: &Host, r: pb::ObjectRef) -> VResult<()> {
     let mut st = host.lock();
     let idx = find(&st, Some(&r))?;
@@ -1212,17 +1283,15 @@ impl Domain for TestDriver {
         self.call(request, managed_save_remove)
     }
 
-    /// Not built for the test driver yet (libvirt's writes the XML to
-    /// the file); the qemu driver has it.
-    async fn save(&self, _: Request<pb::SaveRequest>) -> Result<Response<()>, Status> {
-        Err(err::unimplemented("virDomainSaveFlags").into())
+    async fn save(&self, request: Request<pb::SaveRequest>) -> Result<Response<()>, Status> {
+        self.call(request, save)
     }
 
     async fn restore(
         &self,
-        _: Request<pb::RestoreRequest>,
+        request: Request<pb::RestoreRequest>,
     ) -> Result<Response<pb::DomainSummary>, Status> {
-        Err(err::unimplemented("virDomainRestoreFlags").into())
+        self.call(request, restore)
     }
 
     async fn snapshot_create_xml(

@@ -35,6 +35,11 @@ pub fn internal(msg: impl AsRef<str>) -> VirtError {
     )
 }
 
+/// VIR_ERR_SYSTEM_ERROR: a host call failed (the message says which).
+pub fn system(msg: impl AsRef<str>) -> VirtError {
+    test(ErrorCode::SystemError, msg.as_ref().to_owned())
+}
+
 /// "invalid argument: ..." (VIR_ERR_INVALID_ARG).
 pub fn invalid_arg(msg: impl AsRef<str>) -> VirtError {
     test(
