@@ -47,27 +47,37 @@ impl DevImpact {
     }
 }
 
-/// virDomainAttachDeviceFlags (`attach`) or virDomainDetachDeviceFlags
-/// with one device document.
+/// What a device document is sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceOp {
+    /// virDomainAttachDeviceFlags.
+    Attach,
+    /// virDomainDetachDeviceFlags.
+    Detach,
+    /// virDomainUpdateDeviceFlags, `force` as VIR_DOMAIN_DEVICE_MODIFY_FORCE.
+    Update { force: bool },
+}
+
+/// One device document to the driver, for `op`.
 pub async fn send(
     ctl: &Ctl,
     uuid: &str,
     xml: String,
     imp: v1::Impact,
-    attach: bool,
+    op: DeviceOp,
 ) -> Result<(), crate::Error> {
     let req = v1::DeviceRequest {
         domain: Some(by_uuid(uuid.to_owned())),
         device_xml: xml,
         impact: Some(imp),
-        force: false,
+        force: matches!(op, DeviceOp::Update { force: true }),
     };
     let mut c = ctl.conn.domain();
-    if attach {
-        c.attach_device(req).await?;
-    } else {
-        c.detach_device(req).await?;
-    }
+    match op {
+        DeviceOp::Attach => c.attach_device(req).await?,
+        DeviceOp::Detach => c.detach_device(req).await?,
+        DeviceOp::Update { .. } => c.update_device(req).await?,
+    };
     Ok(())
 }
 
@@ -536,7 +546,7 @@ pub async fn attach_built(
         return Ok(());
     }
     let d = lookup(ctl, key, Kinds::DOMAIN).await?;
-    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), true)
+    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), DeviceOp::Attach)
         .await
         .map_err(|e| CmdError::ctx(format!("Failed to attach {}", what.to_lowercase()), e))?;
     ctl.extra(&format!("{what} attached successfully\n"));
@@ -640,7 +650,7 @@ pub fn pick_disk(root: &super::xml::Element, path: &str) -> Result<usize, CmdErr
 }
 
 /// The domain's XML document, live or inactive.
-async fn domain_doc(ctl: &Ctl, uuid: &str, inactive: bool) -> Result<String, crate::Error> {
+pub async fn domain_doc(ctl: &Ctl, uuid: &str, inactive: bool) -> Result<String, crate::Error> {
     let req = v1::GetXmlDescRequest {
         object: Some(by_uuid(uuid.to_owned())),
         inactive,
@@ -690,7 +700,7 @@ async fn detach_interface_in(
         ctl.print(&xml);
         return Ok(());
     }
-    send(ctl, uuid, xml, imp, false).await?;
+    send(ctl, uuid, xml, imp, DeviceOp::Detach).await?;
     Ok(())
 }
 
@@ -765,7 +775,7 @@ pub async fn detach_disk(
         ctl.print(&xml);
         return Ok(());
     }
-    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), false)
+    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), DeviceOp::Detach)
         .await
         .map_err(|e| CmdError::ctx("Failed to detach disk", e))?;
     ctl.extra("Disk detached successfully\n");

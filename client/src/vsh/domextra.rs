@@ -118,7 +118,12 @@ pub async fn device(
     let d = lookup(ctl, key, Kinds::DOMAIN).await?;
     let xml = read_file(file).map_err(CmdError::msg)?;
     let verb = if attach { "attach" } else { "detach" };
-    super::devices::send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), attach)
+    let op = if attach {
+        super::devices::DeviceOp::Attach
+    } else {
+        super::devices::DeviceOp::Detach
+    };
+    super::devices::send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), op)
         .await
         .map_err(|e| CmdError::ctx(format!("Failed to {verb} device from {file}"), e))?;
     ctl.extra(&format!("Device {verb}ed successfully\n"));

@@ -5,39 +5,11 @@
 
 use virtmesh_proto::v1;
 
-use super::devices::DevImpact;
+use super::devices::{DevImpact, DeviceOp, domain_doc, send};
 use super::domain::lookup;
 use super::snapshot::xml_escape;
 use super::{CmdError, CmdResult, Ctl};
 use crate::lookup::{Kinds, by_uuid};
-
-async fn send(
-    ctl: &Ctl,
-    uuid: &str,
-    xml: String,
-    imp: v1::Impact,
-    force: bool,
-) -> Result<(), crate::Error> {
-    ctl.conn
-        .domain()
-        .update_device(v1::DeviceRequest {
-            domain: Some(by_uuid(uuid.to_owned())),
-            device_xml: xml,
-            impact: Some(imp),
-            force,
-        })
-        .await?;
-    Ok(())
-}
-
-async fn domain_doc(ctl: &Ctl, uuid: &str, inactive: bool) -> Result<String, crate::Error> {
-    let req = v1::GetXmlDescRequest {
-        object: Some(by_uuid(uuid.to_owned())),
-        inactive,
-        ..Default::default()
-    };
-    Ok(ctl.conn.domain().get_xml_desc(req).await?.into_inner().xml)
-}
 
 /// `update-device DOMAIN FILE [--force]`.
 pub async fn update_device(
@@ -50,9 +22,15 @@ pub async fn update_device(
     imp.check()?;
     let d = lookup(ctl, key, Kinds::DOMAIN).await?;
     let xml = super::util::read_file(file).map_err(CmdError::msg)?;
-    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), force)
-        .await
-        .map_err(|e| CmdError::ctx(format!("Failed to update device from {file}"), e))?;
+    send(
+        ctl,
+        &d.uuid,
+        xml,
+        imp.impact(d.id >= 0),
+        DeviceOp::Update { force },
+    )
+    .await
+    .map_err(|e| CmdError::ctx(format!("Failed to update device from {file}"), e))?;
     ctl.extra("Device updated successfully\n");
     Ok(())
 }
@@ -236,14 +214,20 @@ pub async fn change_media(ctl: &Ctl, key: &str, m: ChangeMedia<'_>, imp: DevImpa
         ctl.print(&xml);
         return Ok(());
     }
-    send(ctl, &d.uuid, xml, imp.impact(d.id >= 0), m.force)
-        .await
-        .map_err(|e| {
-            CmdError::ctx(
-                format!("Failed to complete action {} on media", m.action.verb()),
-                e,
-            )
-        })?;
+    send(
+        ctl,
+        &d.uuid,
+        xml,
+        imp.impact(d.id >= 0),
+        DeviceOp::Update { force: m.force },
+    )
+    .await
+    .map_err(|e| {
+        CmdError::ctx(
+            format!("Failed to complete action {} on media", m.action.verb()),
+            e,
+        )
+    })?;
     ctl.extra(&format!("Successfully {} media.\n", m.action.past()));
     Ok(())
 }
@@ -307,15 +291,20 @@ pub async fn restore(ctl: &Ctl, file: &str, running: bool, paused: bool) -> CmdR
     Ok(())
 }
 
-/// The index of the interface `iface` names (MAC or host device) in a
-/// domain document, and whether it was named by MAC.
-fn find_iface(root: &super::xml::Element, iface: &str) -> (Option<usize>, bool) {
+/// The interface `iface` names (MAC or host device) in a domain
+/// document, with its index among the interfaces, and whether it was
+/// named by MAC.
+fn find_iface<'a>(
+    root: &'a super::xml::Element,
+    iface: &str,
+) -> (Option<(usize, &'a super::xml::Element)>, bool) {
     let by_mac = iface.contains(':') && iface.len() == 17;
     let found = root
         .child("devices")
         .into_iter()
         .flat_map(|d| d.children_named("interface"))
-        .position(|i| {
+        .enumerate()
+        .find(|(_, i)| {
             if by_mac {
                 i.child_attr("mac", &["address"])
                     .is_some_and(|m| m.eq_ignore_ascii_case(iface))
@@ -333,19 +322,13 @@ pub async fn domif_getlink(ctl: &Ctl, key: &str, iface: &str, config: bool) -> C
     let root = super::xml::parse(&doc)
         .map_err(|_| CmdError::msg("Failed to get interface information"))?;
     let (found, by_mac) = find_iface(&root, iface);
-    let Some(i) = found else {
+    let Some((_, found)) = found else {
         let how = if by_mac { "mac" } else { "dev" };
         return Err(CmdError::msg(format!(
             "Interface ({how}: {iface}) not found."
         )));
     };
-    let state = root
-        .child("devices")
-        .into_iter()
-        .flat_map(|d| d.children_named("interface"))
-        .nth(i)
-        .and_then(|e| e.child_attr("link", &["state"]))
-        .unwrap_or("up");
+    let state = found.child_attr("link", &["state"]).unwrap_or("up");
     ctl.print(&format!("{iface} {state}\n"));
     Ok(())
 }
@@ -368,7 +351,7 @@ pub async fn domif_setlink(
     let root = super::xml::parse(&doc)
         .map_err(|_| CmdError::msg("Failed to get interface information"))?;
     let (found, by_mac) = find_iface(&root, iface);
-    let Some(i) = found else {
+    let Some((i, _)) = found else {
         let how = if by_mac { "mac" } else { "dev" };
         return Err(CmdError::msg(format!(
             "interface ({how}: {iface}) not found"
@@ -380,9 +363,15 @@ pub async fn domif_setlink(
         config: inactive,
         current: false,
     };
-    send(ctl, &d.uuid, link_xml(&dumped, state), imp, false)
-        .await
-        .map_err(|e| CmdError::ctx("Failed to update interface link state", e))?;
+    send(
+        ctl,
+        &d.uuid,
+        link_xml(&dumped, state),
+        imp,
+        DeviceOp::Update { force: false },
+    )
+    .await
+    .map_err(|e| CmdError::ctx("Failed to update interface link state", e))?;
     ctl.extra("Device updated successfully\n");
     Ok(())
 }
