@@ -107,17 +107,10 @@ impl QemuDriver {
             let (placed, created) = self.plug(&dom.uuid, &qmp, &def, dev.clone()).await?;
             def.push_device(placed);
             links.extend(created);
-            let mut st = dom.lock();
-            let name = st.name.clone();
-            let persistent = st.config.is_some();
-            if let Some(l) = st.live.as_mut() {
+            self.update_live(&dom, |l| {
                 l.def = def;
                 l.links = links;
-                let l = &*l;
-                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
-                    tracing::warn!("live status of {name}: {e}");
-                }
-            }
+            });
         }
         if t.config {
             let mut st = dom.lock();
@@ -306,26 +299,17 @@ impl QemuDriver {
     /// Drop an unplugged device from the live state; returns the links of
     /// ours it used, for release.
     fn forget_device(&self, dom: &Dom, found: &Element) -> Vec<crate::hostnet::OwnedLink> {
-        let mut st = dom.lock();
-        let name = st.name.clone();
-        let persistent = st.config.is_some();
         let mut released = Vec::new();
-        {
-            if let Some(l) = st.live.as_mut() {
-                l.def.remove_device(found);
-                // The link of this NIC, if we created it.
-                if found.name == "interface"
-                    && let Some(t) = found.child("target").and_then(|t| t.attr("dev"))
-                {
-                    released = l.links.iter().filter(|k| k.name == t).cloned().collect();
-                    l.links.retain(|k| k.name != t);
-                }
-                let l = &*l;
-                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
-                    tracing::warn!("live status of {name}: {e}");
-                }
+        self.update_live(dom, |l| {
+            l.def.remove_device(found);
+            // The link of this NIC, if we created it.
+            if found.name == "interface"
+                && let Some(t) = found.child("target").and_then(|t| t.attr("dev"))
+            {
+                released = l.links.iter().filter(|k| k.name == t).cloned().collect();
+                l.links.retain(|k| k.name != t);
             }
-        }
+        });
         released
     }
 

@@ -565,6 +565,30 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// The running guest's monitor and live definition (not while it is
+    /// still starting).
+    fn live_def(&self, dom: &Dom) -> Option<(Arc<Qmp>, DomainDef)> {
+        let st = dom.lock();
+        let l = st.live.as_ref().filter(|l| !l.starting)?;
+        Some((l.qmp.clone(), l.def.clone()))
+    }
+
+    /// Change the running guest's live state with `f` and persist its
+    /// status; a status that cannot be written is logged (the guest has
+    /// changed already). Nothing happens when the guest is not running.
+    fn update_live(&self, dom: &Dom, f: impl FnOnce(&mut Live)) {
+        let mut st = dom.lock();
+        let name = st.name.clone();
+        let persistent = st.config.is_some();
+        if let Some(l) = st.live.as_mut() {
+            f(l);
+            let l = &*l;
+            if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
+                tracing::warn!("live status of {name}: {e}");
+            }
+        }
+    }
+
     fn save_status(&self, uuid: &str, name: &str, live: &Live, persistent: bool) -> Result<()> {
         state::save_status(
             &live.paths.status,

@@ -125,13 +125,6 @@ pub struct InterfaceStats {
 }
 
 impl QemuDriver {
-    /// The running guest's monitor and live definition.
-    fn live_def(&self, dom: &Dom) -> Option<(Arc<Qmp>, DomainDef)> {
-        let st = dom.lock();
-        let l = st.live.as_ref().filter(|l| !l.starting)?;
-        Some((l.qmp.clone(), l.def.clone()))
-    }
-
     /// virDomainBlockStats: `path` names a disk by target (`vda`) or
     /// source; an empty path sums every disk, as libvirt does.
     pub async fn block_stats(&self, r: Option<&pb::ObjectRef>, path: &str) -> Result<BlockStats> {

@@ -160,15 +160,7 @@ impl QemuDriver {
     /// CPU slots `query-hotpluggable-cpus` lists as free, `device_del` of
     /// the ones we plugged (newest first), each waiting for the guest.
     async fn set_live_vcpus(&self, dom: &Arc<Dom>, count: u32) -> Result<()> {
-        let (qmp, def) = {
-            let st = dom.lock();
-            let l = st
-                .live
-                .as_ref()
-                .filter(|l| !l.starting)
-                .ok_or_else(err::not_running)?;
-            (l.qmp.clone(), l.def.clone())
-        };
+        let (qmp, def) = self.live_def(dom).ok_or_else(err::not_running)?;
         let max = def.max_vcpus();
         if count > max {
             return Err(err::qemu(
@@ -251,15 +243,6 @@ impl QemuDriver {
 
     /// The live definition's current vCPU count, saved with the status.
     fn record_live_vcpus(&self, dom: &Arc<Dom>, count: u32) {
-        let mut st = dom.lock();
-        let name = st.name.clone();
-        let persistent = st.config.is_some();
-        if let Some(l) = st.live.as_mut() {
-            l.def.set_vcpus(count);
-            let l = &*l;
-            if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
-                tracing::warn!("live status of {name}: {e}");
-            }
-        }
+        self.update_live(dom, |l| l.def.set_vcpus(count));
     }
 }

@@ -125,16 +125,9 @@ impl QemuDriver {
                 _ => update_graphics(&qmp, &old, &dev).await?,
             };
             def.replace_device(&old, updated);
-            let mut st = dom.lock();
-            let name = st.name.clone();
-            let persistent = st.config.is_some();
-            if let Some(l) = st.live.as_mut() {
+            self.update_live(&dom, |l| {
                 l.def = def;
-                let l = &*l;
-                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
-                    tracing::warn!("live status of {name}: {e}");
-                }
-            }
+            });
         }
         if t.config {
             let mut st = dom.lock();
@@ -355,16 +348,9 @@ impl QemuDriver {
             let mut updated = old.clone();
             set_bandwidth_el(&mut updated, bw.as_ref());
             def.replace_device(&old, updated);
-            let mut st = dom.lock();
-            let name = st.name.clone();
-            let persistent = st.config.is_some();
-            if let Some(l) = st.live.as_mut() {
+            self.update_live(&dom, |l| {
                 l.def = def;
-                let l = &*l;
-                if let Err(e) = self.save_status(&dom.uuid, &name, l, persistent) {
-                    tracing::warn!("live status of {name}: {e}");
-                }
-            }
+            });
         }
         if t.config {
             let mut st = dom.lock();
