@@ -296,6 +296,15 @@ fn network_source(disk: &Element) -> Option<Vec<(&'static str, Value)>> {
     Some(f)
 }
 
+/// The id QEMU knows a disk of a live definition by: its alias (set at
+/// start), else the one [`disk_id`] derives.
+pub fn live_disk_id(disk: &Element) -> Option<String> {
+    disk.child("alias")
+        .and_then(|a| a.attr("name"))
+        .map(str::to_owned)
+        .or_else(|| disk_id(disk))
+}
+
 /// The QEMU id of a disk, from its target and bus (`virtio-disk1`,
 /// `sata0-0-2`).
 pub fn disk_id(disk: &Element) -> Option<String> {

@@ -660,6 +660,13 @@ impl DomainDef {
             .find(|e| virtmesh_conf::domain::device_matches(e, wanted))
     }
 
+    /// The disk with target `dev`.
+    pub fn disk(&self, dev: &str) -> Option<&Element> {
+        self.devices().into_iter().find(|d| {
+            d.name == "disk" && d.child("target").and_then(|t| t.attr("dev")) == Some(dev)
+        })
+    }
+
     /// Put `new` where `old` (that very element) is; nothing if absent.
     pub fn replace_device(&mut self, old: &Element, new: Element) {
         if let Some(slot) = self

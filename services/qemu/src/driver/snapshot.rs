@@ -72,15 +72,13 @@ impl Store {
         out
     }
 
-    fn get(&self, name: &str) -> Result<(SnapshotDef, bool)> {
-        self.all()
-            .into_iter()
-            .find(|(s, _)| s.name == name)
-            .ok_or_else(|| not_found(name))
-    }
-
-    fn current(&self) -> Option<SnapshotDef> {
-        self.all().into_iter().find(|(_, c)| *c).map(|(s, _)| s)
+    /// How many snapshots there are: the documents are counted, not read.
+    fn count(&self) -> usize {
+        std::fs::read_dir(&self.dir).map_or(0, |rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".xml"))
+                .count()
+        })
     }
 
     fn save(&self, s: &SnapshotDef, current: bool) -> Result<()> {
@@ -93,12 +91,13 @@ impl Store {
         .map_err(|e| err::internal(format!("cannot save snapshot {}: {e}", s.name)))
     }
 
-    /// Make `name` the current snapshot (none with `None`).
-    fn set_current(&self, name: Option<&str>) -> Result<()> {
-        for (s, was) in self.all() {
+    /// Make `name` the current snapshot (none with `None`), given what
+    /// is on disk: only the documents whose mark changes are rewritten.
+    fn set_current(&self, all: &[(SnapshotDef, bool)], name: Option<&str>) -> Result<()> {
+        for (s, was) in all {
             let now = Some(s.name.as_str()) == name;
-            if now != was {
-                self.save(&s, now)?;
+            if now != *was {
+                self.save(s, now)?;
             }
         }
         Ok(())
@@ -115,6 +114,18 @@ impl Store {
             ))),
         }
     }
+}
+
+/// The snapshot called `name` among `all`, and whether it is current.
+fn find<'a>(all: &'a [(SnapshotDef, bool)], name: &str) -> Result<&'a (SnapshotDef, bool)> {
+    all.iter()
+        .find(|(s, _)| s.name == name)
+        .ok_or_else(|| not_found(name))
+}
+
+/// The current snapshot among `all`.
+fn current(all: &[(SnapshotDef, bool)]) -> Option<&SnapshotDef> {
+    all.iter().find(|(_, c)| *c).map(|(s, _)| s)
 }
 
 /// Which disks a snapshot covers: (target, kind, qcow2 image path).
@@ -227,7 +238,7 @@ impl QemuDriver {
 
     /// The number of snapshots a domain has (undefine refuses while any).
     pub fn snapshot_count(&self, domain_name: &str) -> usize {
-        self.snapshots(domain_name).all().len()
+        self.snapshots(domain_name).count()
     }
 
     /// Forget every snapshot of a domain (undefine with
@@ -296,7 +307,8 @@ impl QemuDriver {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let snap_name = req.name.clone().unwrap_or_else(|| now.to_string());
-        if store.get(&snap_name).is_ok() {
+        let all = store.all();
+        if find(&all, &snap_name).is_ok() {
             return Err(snap_err(
                 ErrorCode::OperationFailed,
                 format!("operation failed: domain moment {snap_name} already exists"),
@@ -348,7 +360,7 @@ impl QemuDriver {
             (true, _) => "running",
             (false, _) => "shutoff",
         };
-        let parent = store.current().map(|s| s.name);
+        let parent = current(&all).map(|s| s.name.clone());
         let snap = SnapshotDef {
             name: snap_name.clone(),
             description: req.description.clone(),
@@ -362,7 +374,7 @@ impl QemuDriver {
                 .collect(),
             domain: def.element().clone(),
         };
-        store.set_current(None)?;
+        store.set_current(&all, None)?;
         store.save(&snap, true)?;
         Ok(Self::summary(&dom.uuid, &snap, true))
     }
@@ -396,26 +408,29 @@ impl QemuDriver {
     pub fn snapshot_lookup(&self, r: &pb::SnapshotRef) -> Result<pb::SnapshotSummary> {
         let dom = self.find(r.domain.as_ref())?;
         let name = dom.lock().name.clone();
-        let (s, c) = self.snapshots(&name).get(&r.name)?;
-        Ok(Self::summary(&dom.uuid, &s, c))
+        let all = self.snapshots(&name).all();
+        let (s, c) = find(&all, &r.name)?;
+        Ok(Self::summary(&dom.uuid, s, *c))
     }
 
     pub fn snapshot_xml(&self, r: &pb::SnapshotRef) -> Result<String> {
         let dom = self.find(r.domain.as_ref())?;
         let name = dom.lock().name.clone();
-        Ok(self.snapshots(&name).get(&r.name)?.0.to_xml())
+        let all = self.snapshots(&name).all();
+        Ok(find(&all, &r.name)?.0.to_xml())
     }
 
     pub fn snapshot_current(&self, r: Option<&pb::ObjectRef>) -> Result<pb::SnapshotSummary> {
         let dom = self.find(r)?;
         let name = dom.lock().name.clone();
-        let s = self.snapshots(&name).current().ok_or_else(|| {
+        let all = self.snapshots(&name).all();
+        let s = current(&all).ok_or_else(|| {
             snap_err(
                 ErrorCode::NoDomainSnapshot,
                 "Domain snapshot not found: the domain does not have a current snapshot".into(),
             )
         })?;
-        Ok(Self::summary(&dom.uuid, &s, true))
+        Ok(Self::summary(&dom.uuid, s, true))
     }
 
     /// virDomainRevertToSnapshot: the guest as it was — stopped for a
@@ -427,7 +442,8 @@ impl QemuDriver {
         let dom = self.find(r.domain.as_ref())?;
         let name = dom.lock().name.clone();
         let store = self.snapshots(&name);
-        let (snap, _) = store.get(&r.name)?;
+        let all = store.all();
+        let snap = find(&all, &r.name)?.0.clone();
         let def = DomainDef::parse(&snap.domain.to_xml()).map_err(err::conf)?;
         let internal: Vec<String> = snap
             .disks
@@ -514,7 +530,7 @@ impl QemuDriver {
                 }
             }
         }
-        store.set_current(Some(&snap.name))
+        store.set_current(&all, Some(&snap.name))
     }
 
     /// The snapshot's definition becomes the domain's config.
@@ -550,7 +566,7 @@ impl QemuDriver {
         };
         let store = self.snapshots(&name);
         let all = store.all();
-        let (target, _) = store.get(&sref.name)?;
+        let target = find(&all, &sref.name)?.0.clone();
         let mut doomed: Vec<String> = Vec::new();
         if r.children || r.children_only {
             doomed.extend(descendants(
@@ -562,7 +578,7 @@ impl QemuDriver {
         if !r.children_only {
             doomed.push(target.name.clone());
         }
-        let current = all.iter().find(|(_, c)| *c).map(|(s, _)| s.name.clone());
+        let current = current(&all).map(|s| s.name.clone());
         for (s, _) in all.iter().filter(|(s, _)| doomed.contains(&s.name)) {
             if !r.metadata_only {
                 let disks: Vec<&String> = s
@@ -600,12 +616,17 @@ impl QemuDriver {
             }
             store.remove(&s.name)?;
         }
-        // Children of the deleted snapshot move up to its parent.
+        // What is left; children of the deleted snapshot move up to its
+        // parent.
+        let mut remaining: Vec<(SnapshotDef, bool)> = all
+            .into_iter()
+            .filter(|(s, _)| !doomed.contains(&s.name))
+            .collect();
         if !r.children_only && !r.children {
-            for (mut s, c) in store.all() {
+            for (s, c) in &mut remaining {
                 if s.parent.as_deref() == Some(target.name.as_str()) {
                     s.parent = target.parent.clone();
-                    store.save(&s, c)?;
+                    store.save(s, *c)?;
                 }
             }
         }
@@ -617,7 +638,7 @@ impl QemuDriver {
             } else {
                 Some(target.name.clone())
             };
-            store.set_current(next.as_deref())?;
+            store.set_current(&remaining, next.as_deref())?;
         }
         Ok(())
     }
@@ -625,19 +646,10 @@ impl QemuDriver {
 
 /// The QEMU id of the disk with `target` in a (live) definition.
 fn live_disk_id(def: &DomainDef, target: &str) -> Option<String> {
-    let d = def.devices().into_iter().find(|d| {
-        d.name == "disk" && d.child("target").and_then(|t| t.attr("dev")) == Some(target)
-    })?;
-    d.child("alias")
-        .and_then(|a| a.attr("name"))
-        .map(str::to_owned)
-        .or_else(|| crate::blockdev::disk_id(d))
+    def.disk(target).and_then(crate::blockdev::live_disk_id)
 }
 
 /// The image path of the disk with `target`.
 fn disk_path(def: &DomainDef, target: &str) -> Option<String> {
-    def.devices()
-        .into_iter()
-        .find(|d| d.name == "disk" && d.child("target").and_then(|t| t.attr("dev")) == Some(target))
-        .and_then(crate::blockdev::disk_source)
+    def.disk(target).and_then(crate::blockdev::disk_source)
 }

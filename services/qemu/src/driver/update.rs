@@ -159,11 +159,7 @@ impl QemuDriver {
                 "disk source can be changed only in removable drives".into(),
             ));
         }
-        let id = old
-            .child("alias")
-            .and_then(|a| a.attr("name"))
-            .map(str::to_owned)
-            .or_else(|| blockdev::disk_id(old))
+        let id = blockdev::live_disk_id(old)
             .ok_or_else(|| err::internal("missing disk device alias name"))?;
         let old_top = top_node(qmp, &id).await;
         qmp.execute_raw("blockdev-open-tray", json!({"id": id, "force": force}))
