@@ -108,6 +108,34 @@ fn check_floor_change(
     Ok(Some(ceiling(&net_in)))
 }
 
+/// The bridge of a network with inbound QoS, where floors get classes.
+fn shaped_bridge(live: &Live) -> Result<(String, Bandwidth)> {
+    match (&live.def.bridge, &live.def.bandwidth) {
+        (Some(b), Some(n)) => Ok((b.clone(), *n)),
+        _ => Err(err::internal(
+            "network has no bridge to guarantee a floor on",
+        )),
+    }
+}
+
+/// A new floor class for the port with `mac` on `bridge`; its ID.
+async fn plug_class(
+    live: &Live,
+    bridge: &str,
+    net_bw: &Bandwidth,
+    mac: &str,
+    bw: &Bandwidth,
+) -> Result<u32> {
+    let mac_bytes: [u8; 6] = virtmesh_util::netlink::parse_mac(mac)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| err::internal(format!("unable to parse mac '{mac}'")))?;
+    let id = next_class_id(live);
+    virtmesh_util::bandwidth::plug(bridge, net_bw, &mac_bytes, bw, id)
+        .await
+        .map_err(tc_err)?;
+    Ok(id)
+}
+
 impl NetworkDriver {
     /// Shape a started network's bridge (networkStartNetworkVirtual /
     /// networkStartNetworkBridge): hierarchical, so ports can be given
@@ -140,21 +168,8 @@ impl NetworkDriver {
             port.set_bandwidth(Some(&bw), None);
             return Ok(());
         };
-        let (bridge, net_bw) = match (&live.def.bridge, &live.def.bandwidth) {
-            (Some(b), Some(n)) => (b.clone(), *n),
-            _ => {
-                return Err(err::internal(
-                    "network has no bridge to guarantee a floor on",
-                ));
-            }
-        };
-        let mac_bytes: [u8; 6] = virtmesh_util::netlink::parse_mac(&mac)
-            .and_then(|m| m.try_into().ok())
-            .ok_or_else(|| err::internal(format!("unable to parse mac '{mac}'")))?;
-        let id = next_class_id(live);
-        virtmesh_util::bandwidth::plug(&bridge, &net_bw, &mac_bytes, &bw, id)
-            .await
-            .map_err(tc_err)?;
+        let (bridge, net_bw) = shaped_bridge(live)?;
+        let id = plug_class(live, &bridge, &net_bw, &mac, &bw).await?;
         port.set_bandwidth(Some(&bw), Some(id));
         let rest = ceiling.saturating_sub(floor_sum(live) + bw.floor());
         self.update_shared_rate(&bridge, &net_bw, rest).await;
@@ -181,12 +196,11 @@ impl NetworkDriver {
             return Ok(());
         }
         if new_floor == 0 {
-            // The floor is dropped: so is its class.
-            let mut gone = port.clone();
-            gone.set_bandwidth(old.as_ref(), class_id);
+            // The floor is dropped: so is its class (`port` still holds
+            // its old bandwidth and class ID here).
             let mut rest = live.clone();
             rest.ports.retain(|p| p.uuid() != uuid);
-            self.unplug_port_qos(&rest, &gone).await;
+            self.unplug_port_qos(&rest, port).await;
             port.set_bandwidth(new.as_ref(), None);
             return Ok(());
         }
@@ -195,14 +209,7 @@ impl NetworkDriver {
             port.set_bandwidth(new.as_ref(), class_id);
             return Ok(());
         };
-        let (bridge, net_bw) = match (&live.def.bridge, &live.def.bandwidth) {
-            (Some(b), Some(n)) => (b.clone(), *n),
-            _ => {
-                return Err(err::internal(
-                    "network has no bridge to guarantee a floor on",
-                ));
-            }
-        };
+        let (bridge, net_bw) = shaped_bridge(live)?;
         let others = floor_sum_without(live, Some(&uuid));
         match class_id {
             Some(id) => {
@@ -214,13 +221,7 @@ impl NetworkDriver {
             }
             None => {
                 let Some(bw) = new else { return Ok(()) };
-                let mac_bytes: [u8; 6] = virtmesh_util::netlink::parse_mac(&port.mac())
-                    .and_then(|m| m.try_into().ok())
-                    .ok_or_else(|| err::internal("unable to parse the port's mac"))?;
-                let id = next_class_id(live);
-                virtmesh_util::bandwidth::plug(&bridge, &net_bw, &mac_bytes, &bw, id)
-                    .await
-                    .map_err(tc_err)?;
+                let id = plug_class(live, &bridge, &net_bw, &port.mac(), &bw).await?;
                 port.set_bandwidth(Some(&bw), Some(id));
             }
         }
