@@ -254,10 +254,7 @@ pub struct HostFacts {
 impl HostFacts {
     pub fn detect() -> HostFacts {
         HostFacts {
-            firmware: firmware_descriptors(&[
-                Path::new("/etc/qemu/firmware"),
-                Path::new("/usr/share/qemu/firmware"),
-            ]),
+            firmware: crate::firmware::system_descriptors(),
             swtpm: Swtpm::detect(),
         }
     }

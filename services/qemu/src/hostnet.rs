@@ -203,17 +203,33 @@ async fn shape(iface: &Element, one: &PreparedOne) -> Result<bool, HostNetError>
         tracing::warn!("setting bandwidth on interfaces of type '{kind}' is not implemented yet");
         return Ok(false);
     };
+    let shares_host_view = matches!(backend, Backend::Fd(_)) || kind == "ethernet";
+    shape_link(ifname, Some(&bw), shares_host_view).await?;
+    Ok(true)
+}
+
+/// Put `bw` on host link `ifname` (take our shaping off with `None`), as
+/// libvirt's virNetDevBandwidthSet: a link that shares the guest's view
+/// (macvtap, ethernet tap) takes the directions as they are, a tap on a
+/// bridge swapped (the guest's inbound is its egress).
+pub async fn shape_link(
+    ifname: &str,
+    bw: Option<&Bandwidth>,
+    shares_host_view: bool,
+) -> Result<(), HostNetError> {
+    let Some(bw) = bw else {
+        virtmesh_util::bandwidth::clear(ifname).await;
+        return Ok(());
+    };
     if !virtmesh_util::dirs::is_root() {
         return Err(HostNetError::Operation(
             "Operation not supported: Network bandwidth tuning is not available in session mode"
                 .into(),
         ));
     }
-    let shares_host_view = matches!(backend, Backend::Fd(_)) || kind == "ethernet";
-    virtmesh_util::bandwidth::set(ifname, &bw, false, !shares_host_view)
+    virtmesh_util::bandwidth::set(ifname, bw, false, !shares_host_view)
         .await
-        .map_err(|e| HostNetError::Host(e.to_string()))?;
-    Ok(true)
+        .map_err(|e| HostNetError::Host(e.to_string()))
 }
 
 async fn plumb_one(

@@ -396,18 +396,10 @@ async fn shape_live(iface: &Element, bw: Option<&Bandwidth>) -> Result<()> {
         .child("target")
         .and_then(|t| t.attr("dev"))
         .ok_or_else(|| err::internal("interface has no host link to shape"))?;
-    match bw {
-        Some(bw) => {
-            let shares_view = matches!(iface.attr("type"), Some("direct" | "ethernet"));
-            virtmesh_util::bandwidth::set(ifname, bw, false, !shares_view)
-                .await
-                .map_err(|e| err::qemu(ErrorCode::SystemError, e.to_string()))
-        }
-        None => {
-            virtmesh_util::bandwidth::clear(ifname).await;
-            Ok(())
-        }
-    }
+    let shares_view = matches!(iface.attr("type"), Some("direct" | "ethernet"));
+    crate::hostnet::shape_link(ifname, bw, shares_view)
+        .await
+        .map_err(VirtError::from)
 }
 
 /// Replace an interface's `<bandwidth>` (none with `None`).
