@@ -161,10 +161,23 @@ pub fn define(host: &Host, xml: &str) -> VResult<pb::DomainSummary> {
 
 fn create_xml(host: &Host, r: pb::CreateXmlRequest) -> VResult<pb::DomainSummary> {
     let def = DomainDef::parse(&r.xml).map_err(conf_err)?;
+    run_definition(host, def, RUNNING_BOOTED, 0, r.start_paused)
+}
+
+/// Run `def` (virDomainObjListAdd with the live checks, then
+/// testDomainStartState): an inactive persistent domain of that
+/// identity runs it live, otherwise it is a new transient domain; the
+/// start has `reason` and event detail `detail`, optionally paused.
+fn run_definition(
+    host: &Host,
+    def: DomainDef,
+    reason: i32,
+    detail: i32,
+    paused: bool,
+) -> VResult<pb::DomainSummary> {
     let mut st = host.lock();
     let idx = match check_duplicates(&st, &def, true)? {
         Some(i) => {
-            // An inactive persistent domain runs the given definition live.
             let d = &mut st.domains[i];
             d.new_def = Some(d.def.clone());
             d.def = def;
@@ -175,9 +188,9 @@ fn create_xml(host: &Host, r: pb::CreateXmlRequest) -> VResult<pb::DomainSummary
             st.domains.len() - 1
         }
     };
-    start_state(&mut st, idx, RUNNING_BOOTED);
-    lifecycle(host, &st.domains[idx], Ev::DomainEventStarted, 0);
-    if r.start_paused {
+    start_state(&mut st, idx, reason);
+    lifecycle(host, &st.domains[idx], Ev::DomainEventStarted, detail);
+    if paused {
         let d = &mut st.domains[idx];
         d.state = DomainState::Paused;
         d.reason = PAUSED_USER;
@@ -1003,28 +1016,7 @@ fn restore(host: &Host, r: pb::RestoreRequest) -> VResult<pb::DomainSummary> {
         .and_then(|x| std::str::from_utf8(x).ok())
         .ok_or_else(|| err::internal("incomplete saved image"))?;
     let def = DomainDef::parse(xml).map_err(conf_err)?;
-    let mut st = host.lock();
-    let idx = match check_duplicates(&st, &def, true)? {
-        Some(i) => {
-            let d = &mut st.domains[i];
-            d.new_def = Some(d.def.clone());
-            d.def = def;
-            i
-        }
-        None => {
-            st.domains.push(DomainObj::new(def, false));
-            st.domains.len() - 1
-        }
-    };
-    start_state(&mut st, idx, RUNNING_RESTORED);
-    lifecycle(host, &st.domains[idx], Ev::DomainEventStarted, 2);
-    if r.paused {
-        let d = &mut st.domains[idx];
-        d.state = DomainState::Paused;
-        d.reason = PAUSED_USER;
-        lifecycle(host, &st.domains[idx], Ev::DomainEventSuspended, 0);
-    }
-    Ok(st.domains[idx].summary())
+    run_definition(host, def, RUNNING_RESTORED, 2, r.paused)
 }
 
 fn managed_save_remove(host: &Host, r: pb::ObjectRef) -> VResult<()> {
