@@ -13,15 +13,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
-use virtmesh_proto::v1::{self as pb, DomainState, domain_client::DomainClient, object_ref::Key};
+use virtmesh_proto::v1::{self as pb, DomainState};
 use virtmesh_qemu::{QemuConfig, QemuDriver};
-use virtmesh_rpc::ListenAddr;
-use virtmesh_rpc::serve::{Listener, serve};
 
-const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 const MARKER: &str = "VIRTMESH-KERNEL-UP";
 
-use common::{guest_files, skip};
+use common::{EMULATOR, KillQemus, Served, by_name, guest_files, open_console, read_until, skip};
 
 /// A `newc` cpio archive (what the kernel unpacks as initramfs), written
 /// here so the test needs no cpio tool: directories, files and the
@@ -115,60 +112,17 @@ fn initramfs(files: &Path) -> Vec<u8> {
     c.finish()
 }
 
-fn by_name(name: &str) -> pb::ObjectRef {
-    pb::ObjectRef {
-        key: Some(Key::Name(name.to_owned())),
-    }
-}
-
-/// Kill QEMUs of this test (their command line names our directory).
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let marker = self.0.display().to_string();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for pid in entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&marker) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_kernel_boots_prints_its_marker_and_powers_off() {
     let Some(files) = guest_files() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let _cleanup = KillQemus(dir.path().to_path_buf());
     let initrd = dir.path().join("initrd.cpio");
     std::fs::write(&initrd, initramfs(&files)).expect("initramfs");
-    let driver = QemuDriver::new(QemuConfig {
-        state_dir: dir.path().join("state"),
-        run_dir: dir.path().join("run"),
-        emulator: PathBuf::from(EMULATOR),
-        network: None,
-    })
-    .await
-    .expect("driver");
-    let addr = ListenAddr::Unix(dir.path().join("svc.sock"));
-    let listener = Listener::bind(&addr).await.expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(virtmesh_qemu::routes(driver), listener, async {
-        let _ = stop_rx.await;
-    }));
-    let mut c = DomainClient::new(virtmesh_rpc::client::channel(&addr, &Default::default()));
+    let mut served = Served::start(dir.path()).await;
+    let c = &mut served.client;
     let xml = format!(
         "<domain type='qemu'><name>deb</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
          <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
@@ -191,30 +145,10 @@ async fn debian_kernel_boots_prints_its_marker_and_powers_off() {
     })
     .await
     .expect("start");
-    let (keys, rx) = tokio::sync::mpsc::channel(4);
-    keys.try_send(pb::ConsoleInput {
-        msg: Some(pb::console_input::Msg::Open(pb::ConsoleOpen {
-            domain: Some(by_name("deb")),
-            dev_name: String::new(),
-            force: false,
-        })),
-    })
-    .expect("queue open");
-    let mut output = c
-        .open_console(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("console")
-        .into_inner();
+    let (keys, mut output) = open_console(c, "deb").await;
     c.resume(by_name("deb")).await.expect("resume");
     let started = Instant::now();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline.into(), output.next()).await {
-        seen.push_str(&String::from_utf8_lossy(&chunk.expect("output").data));
-        if seen.contains(MARKER) {
-            break;
-        }
-    }
+    let mut seen = read_until(&mut output, MARKER, Duration::from_secs(90)).await;
     assert!(
         seen.contains(MARKER),
         "no marker within 90 s; the console said: {}",
@@ -256,9 +190,8 @@ async fn debian_kernel_boots_prints_its_marker_and_powers_off() {
         "the guest powered off on ACPI; console: {}",
         &seen[seen.len().saturating_sub(3000)..]
     );
-    drop((keys, output, c));
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    drop((keys, output));
+    served.stop().await;
 }
 
 /// Live unplug needs a guest that ejects: the booted kernel's ACPI PCI
@@ -283,7 +216,7 @@ async fn booted_unplug(machine: &str) {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let _cleanup = KillQemus(dir.path().to_path_buf());
     let initrd = dir.path().join("initrd.cpio");
     std::fs::write(&initrd, initramfs(&files)).expect("initramfs");
     let serial = dir.path().join("serial.log");

@@ -9,11 +9,10 @@
 
 mod common;
 
-use common::{EMULATOR, by_name, skip};
-use std::path::{Path, PathBuf};
+use common::{EMULATOR, by_name, driver_in, skip};
+use std::path::Path;
 use std::process::Command;
 use virtmesh_proto::v1::{self as pb, DomainState};
-use virtmesh_qemu::{QemuConfig, QemuDriver};
 
 /// `qemu-img snapshot -l`: (tag, VM size number) per snapshot.
 fn image_snapshots(img: &Path) -> Vec<(String, String)> {
@@ -57,14 +56,7 @@ async fn internal_snapshots_taken_reverted_and_deleted() {
         .status()
         .expect("qemu-img create");
     assert!(ok.success());
-    let d = QemuDriver::new(QemuConfig {
-        state_dir: dir.path().join("state"),
-        run_dir: dir.path().join("run"),
-        emulator: PathBuf::from(EMULATOR),
-        network: None,
-    })
-    .await
-    .expect("driver");
+    let d = driver_in(dir.path()).await;
     let xml = format!(
         "<domain type='kvm'><name>s</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
          <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\

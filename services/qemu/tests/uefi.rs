@@ -10,42 +10,14 @@
 
 mod common;
 
-use common::{EMULATOR, by_name, skip};
-use std::path::{Path, PathBuf};
+use common::{EMULATOR, KillQemus, Served, by_name, open_console, read_until, skip};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio_stream::StreamExt;
-use virtmesh_proto::v1::{self as pb, domain_client::DomainClient};
-use virtmesh_qemu::{QemuConfig, QemuDriver};
-use virtmesh_rpc::ListenAddr;
-use virtmesh_rpc::serve::{Listener, serve};
+use virtmesh_proto::v1 as pb;
 
 const DESCRIPTOR: &str = "/usr/share/qemu/firmware/60-edk2-x86_64.json";
 const TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const SHELL: &str = "UEFI Interactive Shell";
-
-/// Kill the QEMUs of this test (their command line names our directory).
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let marker = self.0.display().to_string();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for pid in entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&marker) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn efi_guest_gets_ovmf_and_its_own_nvram() {
@@ -58,23 +30,10 @@ async fn efi_guest_gets_ovmf_and_its_own_nvram() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let _cleanup = KillQemus(dir.path().to_path_buf());
     let state = dir.path().join("state");
-    let driver = QemuDriver::new(QemuConfig {
-        state_dir: state.clone(),
-        run_dir: dir.path().join("run"),
-        emulator: PathBuf::from(EMULATOR),
-        network: None,
-    })
-    .await
-    .expect("driver");
-    let addr = ListenAddr::Unix(dir.path().join("svc.sock"));
-    let listener = Listener::bind(&addr).await.expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(virtmesh_qemu::routes(driver), listener, async {
-        let _ = stop_rx.await;
-    }));
-    let mut c = DomainClient::new(virtmesh_rpc::client::channel(&addr, &Default::default()));
+    let mut served = Served::start(dir.path()).await;
+    let c = &mut served.client;
     // Without Secure Boot: the plain OVMF build, whose UEFI shell starts
     // when there is nothing to boot.
     let xml = "<domain type='qemu'><name>uefi</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>\
@@ -119,30 +78,10 @@ async fn efi_guest_gets_ovmf_and_its_own_nvram() {
         std::fs::read(&nvram).expect("NVRAM made from the template"),
         std::fs::read(TEMPLATE).expect("template")
     );
-    let (keys, rx) = tokio::sync::mpsc::channel(4);
-    keys.try_send(pb::ConsoleInput {
-        msg: Some(pb::console_input::Msg::Open(pb::ConsoleOpen {
-            domain: Some(by_name("uefi")),
-            dev_name: String::new(),
-            force: false,
-        })),
-    })
-    .expect("queue open");
-    let mut output = c
-        .open_console(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("console")
-        .into_inner();
+    let (keys, mut output) = open_console(c, "uefi").await;
     c.resume(by_name("uefi")).await.expect("resume");
     let started = Instant::now();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline.into(), output.next()).await {
-        seen.push_str(&String::from_utf8_lossy(&chunk.expect("output").data));
-        if seen.contains(SHELL) {
-            break;
-        }
-    }
+    let seen = read_until(&mut output, SHELL, Duration::from_secs(120)).await;
     assert!(
         seen.contains(SHELL),
         "OVMF's shell did not show within 120 s; the console said: {}",
@@ -177,7 +116,5 @@ async fn efi_guest_gets_ovmf_and_its_own_nvram() {
     .await
     .expect("undefine --nvram");
     assert!(!nvram.exists(), "undefine --nvram removes it");
-    drop(c);
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    served.stop().await;
 }

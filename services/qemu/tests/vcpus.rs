@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{EMULATOR, by_name, skip};
-use std::path::{Path, PathBuf};
+use common::{EMULATOR, by_name, driver_in, skip};
+use std::path::Path;
 use virtmesh_proto::v1 as pb;
-use virtmesh_qemu::{QemuConfig, QemuDriver};
+use virtmesh_qemu::QemuDriver;
 
 fn impact(live: bool, config: bool) -> Option<pb::Impact> {
     Some(pb::Impact {
@@ -28,14 +28,7 @@ async fn live_vcpus_plugged_up_to_the_maximum() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = QemuDriver::new(QemuConfig {
-        state_dir: dir.path().join("state"),
-        run_dir: dir.path().join("run"),
-        emulator: PathBuf::from(EMULATOR),
-        network: None,
-    })
-    .await
-    .expect("driver");
+    let d = driver_in(dir.path()).await;
     d.define(
         "<domain type='kvm'><name>v</name><memory unit='MiB'>128</memory>\
          <vcpu placement='static' current='1'>3</vcpu>\

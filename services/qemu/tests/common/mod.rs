@@ -143,23 +143,133 @@ impl Netns {
     }
 }
 
+/// SIGKILL every process whose command line names `dir` (the QEMUs a
+/// test's driver started with its state and run directories there).
+pub fn kill_processes_naming(dir: &Path) {
+    let marker = dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&marker) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// On drop, [`kill_processes_naming`] the directory: a failing test
+/// leaves no QEMU behind.
+pub struct KillQemus(pub PathBuf);
+
+impl Drop for KillQemus {
+    fn drop(&mut self) {
+        kill_processes_naming(&self.0);
+    }
+}
+
+/// A driver with its state under `dir`, served on `dir/svc.sock`, and a
+/// Domain client for it.
+pub struct Served {
+    pub client: virtmesh_proto::v1::domain_client::DomainClient<tonic::transport::Channel>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), virtmesh_rpc::serve::ServeError>>,
+}
+
+/// A driver with its state and run directories under `dir`.
+pub async fn driver_in(dir: &Path) -> virtmesh_qemu::QemuDriver {
+    virtmesh_qemu::QemuDriver::new(QemuConfig {
+        state_dir: dir.join("state"),
+        run_dir: dir.join("run"),
+        emulator: PathBuf::from(EMULATOR),
+        network: None,
+    })
+    .await
+    .expect("driver")
+}
+
+impl Served {
+    pub async fn start(dir: &Path) -> Served {
+        use virtmesh_rpc::serve::{Listener, serve};
+        let driver = driver_in(dir).await;
+        let addr = virtmesh_rpc::ListenAddr::Unix(dir.join("svc.sock"));
+        let listener = Listener::bind(&addr).await.expect("bind");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(virtmesh_qemu::routes(driver), listener, async {
+            let _ = stop_rx.await;
+        }));
+        let client = virtmesh_proto::v1::domain_client::DomainClient::new(
+            virtmesh_rpc::client::channel(&addr, &Default::default()),
+        );
+        Served {
+            client,
+            stop,
+            server,
+        }
+    }
+
+    /// Stop serving (within 10 s).
+    pub async fn stop(self) {
+        drop(self.client);
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.server).await;
+    }
+}
+
+/// The console of domain `name`: the input side (keep it to keep the
+/// session) and its output.
+pub async fn open_console(
+    c: &mut virtmesh_proto::v1::domain_client::DomainClient<tonic::transport::Channel>,
+    name: &str,
+) -> (
+    tokio::sync::mpsc::Sender<pb::ConsoleInput>,
+    tonic::Streaming<pb::ConsoleOutput>,
+) {
+    let (keys, rx) = tokio::sync::mpsc::channel(4);
+    keys.try_send(pb::ConsoleInput {
+        msg: Some(pb::console_input::Msg::Open(pb::ConsoleOpen {
+            domain: Some(by_name(name)),
+            dev_name: String::new(),
+            force: false,
+        })),
+    })
+    .expect("queue open");
+    let output = c
+        .open_console(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("console")
+        .into_inner();
+    (keys, output)
+}
+
+/// Console output until `marker` shows or `within` passes; everything
+/// read (the caller asserts on it).
+pub async fn read_until(
+    output: &mut tonic::Streaming<pb::ConsoleOutput>,
+    marker: &str,
+    within: std::time::Duration,
+) -> String {
+    use tokio_stream::StreamExt;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, output.next()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("output").data));
+        if seen.contains(marker) {
+            break;
+        }
+    }
+    seen
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
-        let marker = self.dir.path().display().to_string();
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for pid in entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmd).contains(&marker) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
+        kill_processes_naming(self.dir.path());
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
