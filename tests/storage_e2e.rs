@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Proc, Route, Vsh, require, start_gateway, which};
+use common::{EventWatcher, Proc, Route, Vsh, require, start_gateway, which};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -272,30 +272,20 @@ fn dir_pool_and_volumes_through_the_gateway() {
 
 #[test]
 fn pool_events_reach_a_watcher_through_the_gateway() {
-    use std::io::{BufRead, BufReader};
     let mesh = StorageMesh::start();
-    let mut watcher = Command::new(env!("CARGO_BIN_EXE_vsh"))
-        .args(["--gateway", &mesh.gateway.addr, "-c", "qemu:///system"])
-        .args([
+    let watcher = EventWatcher::start(
+        &mesh.gateway.addr,
+        &[
+            "-c",
+            "qemu:///system",
             "pool-event",
             "--event",
             "lifecycle",
             "--loop",
             "--timeout",
             "20",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("vsh pool-event");
-    let stdout = watcher.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+        ],
+    );
     // The watch is registered asynchronously: redefine a probe pool (its
     // fixed UUID makes each define an update) until its event arrives.
     let (probe, _) = mesh.pool_xml(
@@ -303,17 +293,12 @@ fn pool_events_reach_a_watcher_through_the_gateway() {
         "<uuid>5b0c7e1a-2f4d-4c61-9a3e-6d2f1b7c8e01</uuid>",
         "",
     );
-    let mut live = false;
-    for _ in 0..50 {
-        mesh.vsh(&["pool-define", probe.to_str().expect("utf-8")]);
-        if rx
-            .recv_timeout(std::time::Duration::from_millis(100))
-            .is_ok_and(|l| l.contains("storage pool probe"))
-        {
-            live = true;
-            break;
-        }
-    }
+    let live = watcher.wait_live(
+        || {
+            mesh.vsh(&["pool-define", probe.to_str().expect("utf-8")]);
+        },
+        |l| l.contains("storage pool probe"),
+    );
     assert!(live, "no pool event reached the watcher");
     let (xml, _) = mesh.pool_xml("evpool", "", "");
     mesh.vsh(&["pool-define", xml.to_str().expect("utf-8")]);
@@ -327,16 +312,7 @@ fn pool_events_reach_a_watcher_through_the_gateway() {
     ] {
         mesh.vsh(&[step, "evpool"]);
     }
-    let mut seen = Vec::new();
-    while seen.len() < 6 {
-        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok(line) if line.contains(" probe") => {}
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    let _ = watcher.kill();
-    let _ = watcher.wait();
+    let seen = watcher.collect(6, |l| l.contains(" probe"));
     assert_eq!(
         seen,
         [

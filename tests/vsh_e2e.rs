@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Mesh;
+use common::{EventWatcher, Mesh};
 
 const DOMAIN_XML: &str = "<domain type='test'>
   <name>e2e-vm</name>
@@ -204,30 +204,11 @@ fn bad_input_gets_libvirt_errors() {
 
 #[test]
 fn events_reach_a_watcher_through_the_gateway() {
-    use std::io::{BufRead, BufReader};
     let mesh = Mesh::start();
-    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_vsh"))
-        .args([
-            "--gateway",
-            &mesh.gateway.addr,
-            "event",
-            "--all",
-            "--loop",
-            "--timeout",
-            "20",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("vsh event");
-    let stdout = watcher.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let watcher = EventWatcher::start(
+        &mesh.gateway.addr,
+        &["event", "--all", "--loop", "--timeout", "20"],
+    );
     // The watch is registered asynchronously: redefine a probe domain (a
     // fixed UUID makes each define an update) until its event shows the
     // stream is live, then run the lifecycle under test.
@@ -236,33 +217,19 @@ fn events_reach_a_watcher_through_the_gateway() {
         "<name>probe-vm</name><uuid>3f1c9a52-7c1e-4d3a-9a57-2b6a1e0c4d11</uuid>",
     );
     let probe = mesh.write("probe.xml", &probe);
-    let mut live = false;
-    for _ in 0..50 {
-        mesh.vsh_ok(&["define", probe.to_str().unwrap_or_default()]);
-        if rx
-            .recv_timeout(std::time::Duration::from_millis(100))
-            .is_ok()
-        {
-            live = true;
-            break;
-        }
-    }
+    let live = watcher.wait_live(
+        || {
+            mesh.vsh_ok(&["define", probe.to_str().unwrap_or_default()]);
+        },
+        |_| true,
+    );
     assert!(live, "no event reached the watcher");
     let file = mesh.write("ev.xml", &DOMAIN_XML.replace("e2e-vm", "ev-vm"));
     mesh.vsh_ok(&["define", file.to_str().unwrap_or_default()]);
     mesh.vsh_ok(&["start", "ev-vm"]);
     mesh.vsh_ok(&["destroy", "ev-vm"]);
     mesh.vsh_ok(&["undefine", "ev-vm"]);
-    let mut seen = Vec::new();
-    while seen.len() < 4 {
-        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok(line) if line.contains("'probe-vm'") => {}
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    let _ = watcher.kill();
-    let _ = watcher.wait();
+    let seen = watcher.collect(4, |l| l.contains("'probe-vm'"));
     assert_eq!(
         seen,
         [

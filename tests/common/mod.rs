@@ -415,3 +415,69 @@ pub fn guest_files() -> Option<PathBuf> {
     .then_some(dir)
     .flatten()
 }
+
+/// A `vsh` event command running against the gateway, its output lines
+/// read on a thread; killed on drop.
+pub struct EventWatcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl EventWatcher {
+    /// `vsh --gateway ADDR ARGS…` with stdout captured.
+    pub fn start(gateway: &str, args: &[&str]) -> EventWatcher {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vsh"))
+            .args(["--gateway", gateway])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("vsh event watcher");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        EventWatcher { child, lines }
+    }
+
+    /// The watch registers asynchronously: repeat `poke` (up to 50 times,
+    /// 100 ms apart) until a line `ready` accepts arrives.
+    pub fn wait_live(&self, mut poke: impl FnMut(), ready: impl Fn(&str) -> bool) -> bool {
+        for _ in 0..50 {
+            poke();
+            if self
+                .lines
+                .recv_timeout(Duration::from_millis(100))
+                .is_ok_and(|l| ready(&l))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Up to `n` lines that `skip` does not reject, each within 5 s.
+    pub fn collect(&self, n: usize, skip: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            match self.lines.recv_timeout(Duration::from_secs(5)) {
+                Ok(line) if skip(&line) => {}
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+}
+
+impl Drop for EventWatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
