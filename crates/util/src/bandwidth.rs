@@ -29,19 +29,41 @@ pub enum TcError {
     NoBridgeQos { bridge: String, mac: String },
 }
 
-type Cmd = Vec<String>;
+/// One `tc` command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cmd {
+    args: Vec<String>,
+    /// A refinement libvirt adds that shaping works without: the sfq
+    /// leaf (fair queueing inside a class; without it HTB's default pfifo
+    /// leaf serves) and the fw-mark hook filter. Kernels built without
+    /// them (sch_sfq, cls_fw) still get the limits; see [`run_all`].
+    optional: bool,
+}
 
-/// Refinements libvirt adds that shaping works without: the sfq leaf
-/// (fair queueing inside a class; without it HTB's default pfifo leaf
-/// serves) and the fw-mark hook filter. Kernels built without them
-/// (sch_sfq, cls_fw) still get the limits; see [`run_all`].
-fn optional(c: &Cmd) -> bool {
-    c.iter().any(|a| a == "sfq")
-        || (c.first().map(String::as_str) == Some("filter") && c.iter().any(|a| a == "fw"))
+impl Cmd {
+    fn extend(&mut self, more: impl IntoIterator<Item = String>) {
+        self.args.extend(more);
+    }
+
+    fn line(&self) -> String {
+        self.args.join(" ")
+    }
 }
 
 fn cmd(parts: &[&str]) -> Cmd {
-    parts.iter().map(|s| (*s).to_owned()).collect()
+    Cmd {
+        args: parts.iter().map(|s| (*s).to_owned()).collect(),
+        optional: false,
+    }
+}
+
+/// A command whose failure leaves the limits in place (see
+/// [`Cmd::optional`]).
+fn optional_cmd(parts: &[&str]) -> Cmd {
+    Cmd {
+        optional: true,
+        ..cmd(parts)
+    }
 }
 
 fn kbps(v: u64) -> String {
@@ -57,7 +79,7 @@ fn quantum(rate: &Rate) -> [String; 2] {
 
 /// The commands that remove our root and ingress qdiscs (either may be
 /// absent: their failure is ignored).
-pub fn clear_commands(ifname: &str) -> Vec<Cmd> {
+fn clear_commands(ifname: &str) -> Vec<Cmd> {
     vec![
         cmd(&["qdisc", "del", "dev", ifname, "root"]),
         cmd(&["qdisc", "del", "dev", ifname, "ingress"]),
@@ -69,7 +91,7 @@ pub fn clear_commands(ifname: &str) -> Vec<Cmd> {
 /// guest's inbound is this interface's egress (a tap on a bridge), as
 /// opposed to an interface that shares the guest's view (macvtap,
 /// ethernet).
-pub fn set_commands(ifname: &str, bw: &Bandwidth, hierarchical: bool, swapped: bool) -> Vec<Cmd> {
+fn set_commands(ifname: &str, bw: &Bandwidth, hierarchical: bool, swapped: bool) -> Vec<Cmd> {
     let (rx, tx) = if swapped {
         (bw.outbound, bw.inbound)
     } else {
@@ -127,11 +149,11 @@ pub fn set_commands(ifname: &str, bw: &Bandwidth, hierarchical: bool, swapped: b
         }
         c.extend(quantum(&tx));
         out.push(c);
-        out.push(cmd(&[
+        out.push(optional_cmd(&[
             "qdisc", "add", "dev", ifname, "parent", classid, "handle", "2:", "sfq", "perturb",
             "10",
         ]));
-        out.push(cmd(&[
+        out.push(optional_cmd(&[
             "filter", "add", "dev", ifname, "parent", "1:0", "protocol", "all", "prio", "1",
             "handle", "1", "fw", "flowid", "1",
         ]));
@@ -187,7 +209,7 @@ fn net_ceil(net: &Rate) -> String {
 /// virNetDevBandwidthPlug: class 1:ID guaranteeing `floor` to the guest
 /// with MAC `mac` on `bridge`, its sfq, and the u32 filter that sorts
 /// the guest's frames (by destination MAC) into it.
-pub fn plug_commands(
+fn plug_commands(
     bridge: &str,
     net: &Bandwidth,
     mac: &[u8; 6],
@@ -223,7 +245,7 @@ pub fn plug_commands(
     c.extend(quantum(&port_in));
     Ok(vec![
         c,
-        cmd(&[
+        optional_cmd(&[
             "qdisc",
             "add",
             "dev",
@@ -274,7 +296,7 @@ pub fn plug_commands(
 
 /// virNetDevBandwidthUnplug: the port's qdisc, filter and class go (each
 /// step's failure is ignored, to remove as much as possible).
-pub fn unplug_commands(bridge: &str, id: u32) -> Result<Vec<Cmd>, TcError> {
+fn unplug_commands(bridge: &str, id: u32) -> Result<Vec<Cmd>, TcError> {
     if id <= 2 {
         return Err(TcError::ClassId(id));
     }
@@ -306,7 +328,7 @@ pub fn unplug_commands(bridge: &str, id: u32) -> Result<Vec<Cmd>, TcError> {
 }
 
 /// virNetDevBandwidthUpdateRate: class 1:ID's rate becomes `rate`.
-pub fn update_rate_command(ifname: &str, id: u32, net: &Rate, rate: u64) -> Cmd {
+fn update_rate_command(ifname: &str, id: u32, net: &Rate, rate: u64) -> Cmd {
     let mut c = cmd(&[
         "class",
         "change",
@@ -338,10 +360,10 @@ fn tc_binary() -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
-async fn run(args: &[String]) -> Result<(), TcError> {
+async fn run(c: &Cmd) -> Result<(), TcError> {
     let tc = tc_binary().ok_or(TcError::Missing)?;
     let out = tokio::process::Command::new(tc)
-        .args(args)
+        .args(&c.args)
         .output()
         .await
         .map_err(TcError::Spawn)?;
@@ -349,7 +371,7 @@ async fn run(args: &[String]) -> Result<(), TcError> {
         return Ok(());
     }
     Err(TcError::Failed {
-        args: args.join(" "),
+        args: c.line(),
         status: out.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     })
@@ -358,7 +380,7 @@ async fn run(args: &[String]) -> Result<(), TcError> {
 async fn run_all(cmds: &[Cmd]) -> Result<(), TcError> {
     for c in cmds {
         match run(c).await {
-            Err(e @ TcError::Failed { .. }) if optional(c) => {
+            Err(e @ TcError::Failed { .. }) if c.optional => {
                 tracing::warn!("QoS refinement left out: {e}");
             }
             r => r?,
@@ -425,7 +447,7 @@ mod tests {
     use super::*;
 
     fn lines(cmds: &[Cmd]) -> Vec<String> {
-        cmds.iter().map(|c| c.join(" ")).collect()
+        cmds.iter().map(Cmd::line).collect()
     }
 
     fn rate(average: u64, peak: u64, burst: u64, floor: u64) -> Option<Rate> {
@@ -469,8 +491,8 @@ mod tests {
         };
         let optional: Vec<String> = set_commands("t", &bw, true, true)
             .iter()
-            .filter(|c| optional(c))
-            .map(|c| c.join(" "))
+            .filter(|c| c.optional)
+            .map(Cmd::line)
             .collect();
         assert_eq!(
             optional,
@@ -511,7 +533,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            update_rate_command("virbr1", 2, &net.inbound.unwrap_or_default(), 4800).join(" "),
+            update_rate_command("virbr1", 2, &net.inbound.unwrap_or_default(), 4800).line(),
             "class change dev virbr1 classid 1:2 htb rate 4800kbps ceil 5000kbps quantum 85"
         );
         assert!(matches!(
